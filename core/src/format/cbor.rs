@@ -1,0 +1,216 @@
+//! Strict CBOR: a nesting limit, no trailing bytes, and the deterministic encoding of
+//! RFC 8949 §4.2.1 (shortest forms, definite lengths, map keys sorted by their encoded
+//! bytes, no duplicates) both when writing and when reading.
+
+use ciborium::Value;
+
+use super::error::FormatError;
+
+/// No lic structure is nested more deeply than this (arrays, maps and tags count).
+pub const MAX_DEPTH: usize = 16;
+
+/// Decode exactly one CBOR item from `bytes`, checking depth, trailing bytes and
+/// deterministic encoding. `part` names the structure in errors ("payload", …).
+pub fn decode_strict(bytes: &[u8], part: &'static str) -> Result<Value, FormatError> {
+    let mut rest = bytes;
+    let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH)
+        .map_err(|e| match e {
+            ciborium::de::Error::RecursionLimitExceeded => FormatError::CborTooDeep { part },
+            ciborium::de::Error::Io(_) => FormatError::CborMalformed {
+                part,
+                reason: "it ends in the middle of an item (truncated)".into(),
+            },
+            ciborium::de::Error::Syntax(offset) => FormatError::CborMalformed {
+                part,
+                reason: format!("invalid item at byte {offset}"),
+            },
+            ciborium::de::Error::Semantic(_, msg) => {
+                FormatError::CborMalformed { part, reason: msg }
+            }
+        })?;
+    if !rest.is_empty() {
+        return Err(FormatError::CborTrailingBytes {
+            part,
+            extra: rest.len(),
+        });
+    }
+    check_map_order(&value, part)?;
+    // Shortest integer and length forms, definite lengths: re-encoding the decoded item
+    // must give back the very same bytes. (This is a format check only; signatures are
+    // always verified over the bytes as received.)
+    if encode_value(&value) != bytes {
+        return Err(FormatError::CborNotDeterministic {
+            part,
+            reason: "an integer, length or float is not in its shortest form, or a length \
+                     is indefinite"
+                .into(),
+        });
+    }
+    Ok(value)
+}
+
+/// Sort every map in `value` into deterministic key order.
+pub fn canonicalize(value: &mut Value) {
+    match value {
+        Value::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                canonicalize(k);
+                canonicalize(v);
+            }
+            entries.sort_by_cached_key(|(k, _)| encode_value(k));
+        }
+        Value::Array(items) => items.iter_mut().for_each(canonicalize),
+        Value::Tag(_, inner) => canonicalize(inner),
+        _ => {}
+    }
+}
+
+/// Encode a value as it is (callers canonicalize first where order matters).
+pub fn encode_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing a `Value` into a `Vec` has no failure mode: the writer is infallible and
+    // every `Value` is serializable.
+    if ciborium::ser::into_writer(value, &mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
+fn check_map_order(value: &Value, part: &'static str) -> Result<(), FormatError> {
+    match value {
+        Value::Map(entries) => {
+            let mut previous: Option<Vec<u8>> = None;
+            for (k, v) in entries {
+                let key = encode_value(k);
+                if let Some(prev) = &previous {
+                    if *prev == key {
+                        return Err(FormatError::CborNotDeterministic {
+                            part,
+                            reason: format!("the map key {} appears twice", describe_key(k)),
+                        });
+                    }
+                    if *prev > key {
+                        return Err(FormatError::CborNotDeterministic {
+                            part,
+                            reason: format!("the map key {} is out of order", describe_key(k)),
+                        });
+                    }
+                }
+                check_map_order(k, part)?;
+                check_map_order(v, part)?;
+                previous = Some(key);
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(|v| check_map_order(v, part)),
+        Value::Tag(_, inner) => check_map_order(inner, part),
+        _ => Ok(()),
+    }
+}
+
+fn describe_key(key: &Value) -> String {
+    match key {
+        Value::Text(t) => format!("{t:?}"),
+        Value::Integer(i) => i128::from(*i).to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(entries: Vec<(Value, Value)>) -> Value {
+        Value::Map(entries)
+    }
+
+    #[test]
+    fn canonical_order_is_bytewise_on_encoded_keys() {
+        let mut v = map(vec![
+            (Value::Text("bb".into()), Value::Integer(1.into())),
+            (Value::Integer((-1).into()), Value::Integer(2.into())),
+            (Value::Text("a".into()), Value::Integer(3.into())),
+            (Value::Integer(99.into()), Value::Integer(4.into())),
+            (Value::Integer(1.into()), Value::Integer(5.into())),
+        ]);
+        canonicalize(&mut v);
+        let keys: Vec<Vec<u8>> = v
+            .as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| encode_value(k))
+            .collect();
+        // 1 (0x01) < 99 (0x18 0x63) < -1 (0x20) < "a" (0x61 …) < "bb" (0x62 …)
+        assert_eq!(
+            keys,
+            vec![
+                vec![0x01],
+                vec![0x18, 0x63],
+                vec![0x20],
+                vec![0x61, b'a'],
+                vec![0x62, b'b', b'b']
+            ]
+        );
+        let bytes = encode_value(&v);
+        assert_eq!(decode_strict(&bytes, "payload").unwrap(), v);
+    }
+
+    #[test]
+    fn refuses_trailing_bytes() {
+        assert_eq!(
+            decode_strict(&[0x01, 0x02], "payload"),
+            Err(FormatError::CborTrailingBytes {
+                part: "payload",
+                extra: 1
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_truncation() {
+        // A text string of length 5 with 2 bytes present.
+        assert!(matches!(
+            decode_strict(&[0x65, b'a', b'b'], "payload"),
+            Err(FormatError::CborMalformed { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_deep_nesting_without_overflowing_the_stack() {
+        let mut bytes = vec![0x81; 100_000]; // [[[[…
+        bytes.push(0x00);
+        assert_eq!(
+            decode_strict(&bytes, "payload"),
+            Err(FormatError::CborTooDeep { part: "payload" })
+        );
+    }
+
+    #[test]
+    fn refuses_non_shortest_integers_and_indefinite_lengths() {
+        // 1 encoded in two bytes.
+        assert!(matches!(
+            decode_strict(&[0x18, 0x01], "payload"),
+            Err(FormatError::CborNotDeterministic { .. })
+        ));
+        // Indefinite-length array [1].
+        assert!(matches!(
+            decode_strict(&[0x9f, 0x01, 0xff], "payload"),
+            Err(FormatError::CborNotDeterministic { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_unsorted_and_duplicate_keys() {
+        // {"b": 1, "a": 2}
+        assert!(matches!(
+            decode_strict(&[0xa2, 0x61, b'b', 0x01, 0x61, b'a', 0x02], "payload"),
+            Err(FormatError::CborNotDeterministic { .. })
+        ));
+        // {"a": 1, "a": 2}
+        let err = decode_strict(&[0xa2, 0x61, b'a', 0x01, 0x61, b'a', 0x02], "payload");
+        assert!(
+            matches!(&err, Err(FormatError::CborNotDeterministic { reason, .. }) if reason.contains("twice")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! The payload of each file kind: one Rust type per kind, serialized as a deterministic
+//! CBOR map with text keys (the names below) plus the format version `v`.
+//!
+//! Readers ignore keys they do not know, so optional fields can be added without a new
+//! version; a change old readers must not ignore bumps `v`, which they refuse as
+//! "unsupported version". `docs/format.md` gives the same structures in CDDL.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::kind::FileKind;
+
+/// The payload format version this implementation writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The payload of one kind of file.
+pub trait Payload: Serialize + DeserializeOwned + sealed::Sealed {
+    /// The kind of file this payload travels in.
+    const KIND: FileKind;
+
+    /// Rules beyond the CBOR types, checked when signing and after verifying.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A UTC time, encoded as whole seconds since the Unix epoch.
+pub type Timestamp = DateTime<Utc>;
+
+/// 32 bytes: a SHA-256 hash or an Ed25519 public key. A CBOR byte string in files; hex
+/// in human-readable forms such as JSON.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bytes32(pub [u8; 32]);
+
+/// A 16-byte random nonce. A CBOR byte string in files; hex in JSON.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Nonce(pub [u8; 16]);
+
+macro_rules! fixed_bytes {
+    ($name:ident, $len:expr) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    s.serialize_str(&hex::encode(self.0))
+                } else {
+                    serde_bytes::serialize(&self.0, s)
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let text = String::deserialize(d)?;
+                    let mut out = [0u8; $len];
+                    hex::decode_to_slice(&text, &mut out).map_err(D::Error::custom)?;
+                    Ok($name(out))
+                } else {
+                    serde_bytes::deserialize::<[u8; $len], D>(d).map($name)
+                }
+            }
+        }
+    };
+}
+
+fixed_bytes!(Bytes32, 32);
+fixed_bytes!(Nonce, 16);
+
+/// Timestamps: whole seconds since the Unix epoch in files, RFC 3339 in JSON.
+mod ts {
+    use super::*;
+    use chrono::SecondsFormat;
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        } else {
+            s.serialize_i64(t.timestamp())
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(D::Error::custom)
+        } else {
+            let secs = i64::deserialize(d)?;
+            DateTime::from_timestamp(secs, 0)
+                .ok_or_else(|| D::Error::custom(format!("time {secs} is out of range")))
+        }
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrap(#[serde(with = "super")] Timestamp);
+            Option::<Wrap>::deserialize(d).map(|w| w.map(|Wrap(t)| t))
+        }
+    }
+}
+
+/// Salted SHA-256 hashes of the device's fingerprint components, by component name
+/// (`machine-id`, `hostname`, `cpu`, `memory`, `mac`, `declared-id`, …). Raw identifiers
+/// never appear in a file.
+pub type Fingerprint = BTreeMap<String, Bytes32>;
+
+/// Which fingerprint components must match, and how many of the others may differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchRule {
+    /// Components that must match exactly (e.g. `["machine-id"]`).
+    pub required: Vec<String>,
+    /// How many of the remaining components may differ (or be missing).
+    pub max_changed: u32,
+}
+
+/// One licensed feature.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feature {
+    /// Consumption limit (cumulative units); absent means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Whether consumption may go beyond `limit` (and is then reported as overage).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overage: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Licensed features by name.
+pub type Features = BTreeMap<String, Feature>;
+
+/// The commercial type of a license.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LicenseType {
+    Perpetual,
+    TimeLimited,
+    Subscription,
+    Trial,
+    Floating,
+}
+
+/// How the user identifies the license they activate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credential {
+    /// A license key, e.g. `ABCD-EFGH-…`.
+    LicenseKey(String),
+    /// A user id, for user-based licenses.
+    User(String),
+}
+
+/// The head of the device journal, carried in every device-signed file: this file's
+/// sequence number and the SHA-256 of the previous device-signed file (all zero for the
+/// first), so that a replayed file, a restored backup or a cloned machine shows as a fork.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalHead {
+    pub seq: u64,
+    pub prev: Bytes32,
+}
+
+/// Cumulative consumption per feature, since activation.
+pub type Counters = BTreeMap<String, u64>;
+
+/// Device → vendor: please license this device. Signed by the device key, which the
+/// protected header carries (see `Verified::signer`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationRequest {
+    pub product: String,
+    pub credential: Credential,
+    pub fingerprint: Fingerprint,
+    pub nonce: Nonce,
+    #[serde(with = "ts")]
+    pub created: Timestamp,
+    /// The requesting software and version, e.g. `lic 0.1.0`.
+    pub client: String,
+    pub journal: JournalHead,
+}
+
+/// Vendor → device: the license for one activation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct License {
+    pub license_id: String,
+    pub activation_id: String,
+    pub product: String,
+    /// The device key this license is bound to.
+    pub device_key: Bytes32,
+    pub fingerprint: Fingerprint,
+    pub match_rule: MatchRule,
+    pub features: Features,
+    pub license_type: LicenseType,
+    #[serde(with = "ts")]
+    pub issued: Timestamp,
+    #[serde(with = "ts")]
+    pub not_before: Timestamp,
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    /// Offline expiry date (floating checkouts): the license must be renewed by then.
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub offline_expiry: Option<Timestamp>,
+    /// How far (seconds) the clock may go back before the last seen time without a violation.
+    pub clock_tolerance: u64,
+    /// Always 1 for a license; refreshes carry higher serials.
+    pub serial: u64,
+    /// The nonce of the activation request this license answers.
+    pub request_nonce: Nonce,
+}
+
+/// Vendor → device: new entitlements or expiry for one activation.
+///
+/// A refresh carries the complete new state of what it changes: its `features`,
+/// `license_type`, `expires`, `offline_expiry` and `clock_tolerance` replace the installed
+/// ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refresh {
+    pub license_id: String,
+    pub activation_id: String,
+    pub product: String,
+    pub device_key: Bytes32,
+    /// Greater than the installed serial; the same serial again is a no-op, a lower one
+    /// a rollback.
+    pub serial: u64,
+    pub features: Features,
+    pub license_type: LicenseType,
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub offline_expiry: Option<Timestamp>,
+    pub clock_tolerance: u64,
+    /// If present, the device's clock high-water mark is reset to this time.
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub clock_floor: Option<Timestamp>,
+    /// Why support issued it (an id or short text; the full reason is in the audit log).
+    pub reason: String,
+    #[serde(with = "ts")]
+    pub issued: Timestamp,
+}
+
+/// Device → vendor: this activation is given up; here are its final counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivation {
+    pub activation_id: String,
+    pub product: String,
+    pub counters: Counters,
+    pub journal: JournalHead,
+    #[serde(with = "ts")]
+    pub created: Timestamp,
+}
+
+/// Device → vendor: cumulative consumption so far.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    pub activation_id: String,
+    pub product: String,
+    pub counters: Counters,
+    pub journal: JournalHead,
+    #[serde(with = "ts")]
+    pub created: Timestamp,
+}
+
+/// Vendor → device or user: proof that a file was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub activation_id: String,
+    /// SHA-256 of the exact (binary, unarmored) bytes of the applied file.
+    pub file_hash: Bytes32,
+    /// The kind of the applied file (`deactivation`, `usage-report`, …).
+    pub file_kind: String,
+    /// The activation's state after applying it, e.g. `deactivated`, `active`.
+    pub state: String,
+    #[serde(with = "ts")]
+    pub applied: Timestamp,
+}
+
+fn non_empty(fields: &[(&str, &str)]) -> Result<(), String> {
+    match fields.iter().find(|(_, value)| value.trim().is_empty()) {
+        Some((name, _)) => Err(format!("`{name}` is empty")),
+        None => Ok(()),
+    }
+}
+
+fn valid_features(features: &Features) -> Result<(), String> {
+    if features.keys().any(|k| k.trim().is_empty()) {
+        return Err("a feature has an empty name".into());
+    }
+    Ok(())
+}
+
+impl sealed::Sealed for ActivationRequest {}
+impl Payload for ActivationRequest {
+    const KIND: FileKind = FileKind::ActivationRequest;
+    fn validate(&self) -> Result<(), String> {
+        let credential = match &self.credential {
+            Credential::LicenseKey(k) => ("credential", k.as_str()),
+            Credential::User(u) => ("credential", u.as_str()),
+        };
+        non_empty(&[("product", &self.product), credential])?;
+        if self.fingerprint.is_empty() {
+            return Err("`fingerprint` has no components".into());
+        }
+        Ok(())
+    }
+}
+
+impl sealed::Sealed for License {}
+impl Payload for License {
+    const KIND: FileKind = FileKind::License;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("license_id", &self.license_id),
+            ("activation_id", &self.activation_id),
+            ("product", &self.product),
+        ])?;
+        if self.serial != 1 {
+            return Err(format!(
+                "`serial` is {}, but a license has serial 1",
+                self.serial
+            ));
+        }
+        if let Some(missing) = self
+            .match_rule
+            .required
+            .iter()
+            .find(|c| !self.fingerprint.contains_key(*c))
+        {
+            return Err(format!(
+                "the match rule requires component `{missing}`, which the fingerprint lacks"
+            ));
+        }
+        if self.expires.is_some_and(|e| e < self.not_before) {
+            return Err("`expires` is before `not_before`".into());
+        }
+        valid_features(&self.features)
+    }
+}
+
+impl sealed::Sealed for Refresh {}
+impl Payload for Refresh {
+    const KIND: FileKind = FileKind::Refresh;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("license_id", &self.license_id),
+            ("activation_id", &self.activation_id),
+            ("product", &self.product),
+            ("reason", &self.reason),
+        ])?;
+        if self.serial < 2 {
+            return Err(format!(
+                "`serial` is {}, but a refresh has serial 2 or more",
+                self.serial
+            ));
+        }
+        valid_features(&self.features)
+    }
+}
+
+impl sealed::Sealed for Deactivation {}
+impl Payload for Deactivation {
+    const KIND: FileKind = FileKind::Deactivation;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("activation_id", &self.activation_id),
+            ("product", &self.product),
+        ])
+    }
+}
+
+impl sealed::Sealed for UsageReport {}
+impl Payload for UsageReport {
+    const KIND: FileKind = FileKind::UsageReport;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("activation_id", &self.activation_id),
+            ("product", &self.product),
+        ])
+    }
+}
+
+impl sealed::Sealed for Receipt {}
+impl Payload for Receipt {
+    const KIND: FileKind = FileKind::Receipt;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("activation_id", &self.activation_id),
+            ("file_kind", &self.file_kind),
+            ("state", &self.state),
+        ])
+    }
+}

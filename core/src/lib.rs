@@ -1,0 +1,35 @@
+//! `lic-core`: the lic file format (signed, armored, deterministic CBOR files) and the
+//! device-side licensing logic that applications link.
+//!
+//! The format lives in [`format`]: one type per file kind, [`format::sign`] to make a
+//! file and [`format::open`] to verify and read one. Keys are in [`keys`].
+//!
+//! ```
+//! use lic_core::format::{self, Credential, ActivationRequest, JournalHead, Bytes32, Nonce};
+//! use lic_core::keys::{Keyring, SecretKey};
+//! use chrono::{TimeZone, Utc};
+//!
+//! let device = SecretKey::generate();
+//! let request = ActivationRequest {
+//!     product: "photo-pro".into(),
+//!     credential: Credential::LicenseKey("ABCD-1234".into()),
+//!     fingerprint: [("machine-id".to_string(), Bytes32([7; 32]))].into(),
+//!     nonce: Nonce([1; 16]),
+//!     created: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+//!     client: "lic 0.1.0".into(),
+//!     journal: JournalHead { seq: 0, prev: Bytes32([0; 32]) },
+//! };
+//! let file = format::sign(&request, &device).unwrap();
+//! let text = file.armored();
+//! assert!(text.starts_with("-----BEGIN LIC ACTIVATION REQUEST-----"));
+//!
+//! // A device-signed file verifies against the key it carries; the reader then checks
+//! // that this is the key it expects.
+//! let read = format::open::<ActivationRequest>(text.as_bytes(), &Keyring::new()).unwrap();
+//! assert_eq!(read.signer(), &device.public());
+//! assert_eq!(read.payload(), &request);
+//! ```
+
+pub mod format;
+pub mod fsutil;
+pub mod keys;
