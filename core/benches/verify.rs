@@ -1,1 +1,39 @@
-fn main() {}
+//! Decoding and verifying a license file (budget: ≤ 60 µs end to end; the Ed25519
+//! `verify_strict` alone is about 37 µs on the project's machine). Results go in
+//! `docs/performance.md`.
+
+use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use ed25519_dalek::{Signer as _, SigningKey};
+use lic_core::format::{self, License};
+use lic_core::keys::Keyring;
+
+const LICENSE: &[u8] = include_bytes!("../../fixtures/valid/license.lic");
+const LICENSE_COSE: &[u8] = include_bytes!("../../fixtures/valid/license.cose");
+const VENDOR_PUB: &str = include_str!("../../fixtures/keys/vendor.pub.pem");
+
+fn bench(c: &mut Criterion) {
+    let keys = Keyring::from_pem(VENDOR_PUB).expect("fixture key");
+    format::open::<License>(LICENSE, &keys).expect("the fixture license verifies");
+
+    c.bench_function("license: unarmor + verify + decode (end to end)", |b| {
+        b.iter(|| format::open::<License>(black_box(LICENSE), &keys))
+    });
+    c.bench_function("license: verify + decode (binary, no armor)", |b| {
+        b.iter(|| format::open::<License>(black_box(LICENSE_COSE), &keys))
+    });
+    c.bench_function("license: unarmor only", |b| {
+        b.iter(|| format::armor::decode(black_box(LICENSE)))
+    });
+
+    // The floor: one Ed25519 verify_strict over a message of the license's size.
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let message = vec![0x5a; LICENSE_COSE.len()];
+    let signature = key.sign(&message);
+    let public = key.verifying_key();
+    c.bench_function("ed25519 verify_strict (floor)", |b| {
+        b.iter(|| public.verify_strict(black_box(&message), &signature))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

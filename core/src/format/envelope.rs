@@ -434,3 +434,198 @@ pub(crate) fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError>
     payload.validate().map_err(invalid)?;
     Ok(payload)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::payload::*;
+    use chrono::{TimeZone, Utc};
+
+    fn t(day: u32) -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap()
+    }
+
+    fn license(device: &PublicKey) -> License {
+        License {
+            license_id: "lic_1".into(),
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            device_key: Bytes32(device.to_bytes()),
+            fingerprint: [("machine-id".to_string(), Bytes32([1; 32]))].into(),
+            match_rule: MatchRule {
+                required: vec!["machine-id".into()],
+                max_changed: 0,
+            },
+            features: [("f".to_string(), Feature::default())].into(),
+            license_type: LicenseType::Perpetual,
+            issued: t(1),
+            not_before: t(1),
+            expires: None,
+            offline_expiry: Some(t(20)),
+            clock_tolerance: 3600,
+            serial: 1,
+            request_nonce: Nonce([9; 16]),
+        }
+    }
+
+    fn usage(seq: u64) -> UsageReport {
+        UsageReport {
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            counters: [("f".to_string(), 5)].into(),
+            journal: JournalHead {
+                seq,
+                prev: Bytes32([2; 32]),
+            },
+            created: t(3),
+        }
+    }
+
+    #[test]
+    fn a_signed_license_round_trips_armored_and_binary() {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let device = SecretKey::from_seed(&[2; 32]);
+        let payload = license(&device.public());
+        let file = sign(&payload, &vendor).unwrap();
+        let keys = Keyring::with([vendor.public()]);
+        let armored = open::<License>(file.armored().as_bytes(), &keys).unwrap();
+        assert_eq!(armored.payload(), &payload);
+        assert_eq!(armored.signer(), &vendor.public());
+        assert_eq!(armored.file_hash(), file.hash());
+        assert_eq!(armored.bytes(), file.bytes());
+        let binary = open::<License>(file.bytes(), &keys).unwrap();
+        assert_eq!(binary.payload(), &payload);
+    }
+
+    #[test]
+    fn signing_is_deterministic() {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let payload = license(&SecretKey::from_seed(&[2; 32]).public());
+        assert_eq!(
+            sign(&payload, &vendor).unwrap(),
+            sign(&payload, &vendor).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_rotated_keyring_verifies_files_from_old_and_new_keys() {
+        let (old, new) = (
+            SecretKey::from_seed(&[3; 32]),
+            SecretKey::from_seed(&[4; 32]),
+        );
+        let payload = license(&SecretKey::from_seed(&[2; 32]).public());
+        let keys = Keyring::with([old.public(), new.public()]);
+        for key in [&old, &new] {
+            let file = sign(&payload, key).unwrap();
+            let read = open::<License>(file.bytes(), &keys).unwrap();
+            assert_eq!(read.signer(), &key.public());
+        }
+        let only_new = Keyring::with([new.public()]);
+        let from_old = sign(&payload, &old).unwrap();
+        assert_eq!(
+            open::<License>(from_old.bytes(), &only_new).unwrap_err(),
+            FormatError::UnknownKey {
+                kid: old.kid().to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn device_signed_files_name_their_signer_and_can_be_pinned() {
+        let device = SecretKey::from_seed(&[5; 32]);
+        let other = SecretKey::from_seed(&[6; 32]);
+        let file = sign(&usage(1), &device).unwrap();
+        let read = open::<UsageReport>(file.bytes(), &Keyring::new()).unwrap();
+        assert_eq!(read.signer(), &device.public());
+        assert!(read.clone().expect_signer(&device.public()).is_ok());
+        assert_eq!(
+            read.expect_signer(&other.public()).unwrap_err(),
+            FormatError::WrongSigner {
+                expected: other.kid().to_string(),
+                found: device.kid().to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn a_vendor_key_in_the_keyring_does_not_make_a_device_file_vendor_signed() {
+        // A usage report signed by the vendor key still verifies only as a device file
+        // (against the key it carries); it never borrows the keyring's trust.
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let file = sign(&usage(1), &vendor).unwrap();
+        let read = open::<UsageReport>(file.bytes(), &Keyring::with([vendor.public()])).unwrap();
+        assert_eq!(read.signer(), &vendor.public());
+    }
+
+    #[test]
+    fn invalid_payloads_are_refused_when_signing() {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let mut payload = license(&SecretKey::from_seed(&[2; 32]).public());
+        payload.serial = 2;
+        assert_eq!(
+            sign(&payload, &vendor).unwrap_err(),
+            FormatError::PayloadInvalid {
+                kind: FileKind::License,
+                reason: "`serial` is 2, but a license has serial 1".into()
+            }
+        );
+        let mut payload = license(&SecretKey::from_seed(&[2; 32]).public());
+        payload.match_rule.required.push("mac".into());
+        assert!(sign(&payload, &vendor).is_err());
+    }
+
+    #[test]
+    fn the_payload_carries_the_version_and_sorted_keys() {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let file = sign(&license(&SecretKey::from_seed(&[2; 32]).public()), &vendor).unwrap();
+        let checked = verify_envelope(
+            file.bytes(),
+            Some(FileKind::License),
+            &Keyring::with([vendor.public()]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let value = cbor::decode_strict(&checked.payload, "payload").unwrap();
+        let map = value.as_map().unwrap();
+        assert!(
+            map.iter()
+                .any(|(k, v)| k.as_text() == Some("v") && v.as_integer() == Some(1.into()))
+        );
+    }
+
+    #[test]
+    fn open_refuses_a_file_of_another_kind_by_its_armor() {
+        let device = SecretKey::from_seed(&[5; 32]);
+        let file = sign(&usage(1), &device).unwrap();
+        assert_eq!(
+            open::<Deactivation>(file.armored().as_bytes(), &Keyring::new()).unwrap_err(),
+            FormatError::WrongKind {
+                expected: FileKind::Deactivation,
+                found: FileKind::UsageReport
+            }
+        );
+        // Binary input has no armor: the signed content type catches it.
+        assert_eq!(
+            open::<Deactivation>(file.bytes(), &Keyring::new()).unwrap_err(),
+            FormatError::WrongContentType {
+                expected: FileKind::Deactivation.content_type().into(),
+                found: FileKind::UsageReport.content_type().into()
+            }
+        );
+    }
+
+    #[test]
+    fn json_shows_hashes_as_hex_and_times_as_rfc3339_and_reads_them_back() {
+        let report = usage(7);
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(
+            json.contains("\"created\":\"2026-11-03T12:00:00Z\""),
+            "{json}"
+        );
+        assert!(
+            json.contains(&format!("\"prev\":\"{}\"", "02".repeat(32))),
+            "{json}"
+        );
+        let back: UsageReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+    }
+}

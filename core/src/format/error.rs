@@ -11,8 +11,9 @@ use super::kind::FileKind;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FormatError {
-    /// The input is larger than any lic file can be; it was not decoded at all.
-    #[error("the file is {size} bytes, more than the {limit} bytes a lic file may have")]
+    /// The input is larger than any lic file can be; it was not decoded at all. `size`
+    /// is how many bytes were seen (a reader may stop reading at `limit + 1`).
+    #[error("the file is too large: a lic file has at most {limit} bytes")]
     TooLarge { size: usize, limit: usize },
 
     /// No `-----BEGIN LIC …-----` line was found.

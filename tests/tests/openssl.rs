@@ -1,0 +1,109 @@
+//! Key files interoperate with OpenSSL (and Python's `cryptography`): what lic writes
+//! they read, and what they write lic reads.
+
+use std::path::Path;
+use std::process::Command;
+
+use lic_core::keys::{PublicKey, SecretKey};
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed (.ci/run installs it: apt-get install openssl)")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+#[test]
+fn openssl_loads_the_fixture_keys() {
+    let keys = lic_fixtures::dir().join("keys");
+    for public in ["vendor.pub.pem", "device.pub.pem"] {
+        let out = openssl(&["pkey", "-pubin", "-in", path(&keys.join(public)), "-noout"]);
+        assert!(out.status.success(), "{public}: {out:?}");
+    }
+    for private in [
+        "vendor.key.pem",
+        "device.key.pem",
+        "untrusted-vendor.key.pem",
+    ] {
+        let out = openssl(&["pkey", "-in", path(&keys.join(private)), "-noout"]);
+        assert!(out.status.success(), "{private}: {out:?}");
+    }
+}
+
+#[test]
+fn openssl_reads_a_new_lic_key_and_derives_the_same_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("vendor.key.pem");
+    let key = SecretKey::generate();
+    key.write(&key_path, false).unwrap();
+    let out = openssl(&["pkey", "-in", path(&key_path), "-pubout"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        key.public().to_pem()
+    );
+}
+
+#[test]
+fn lic_reads_keys_that_openssl_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.pem");
+    let pub_path = dir.path().join("k.pub.pem");
+    assert!(
+        openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&key_path)])
+            .status
+            .success()
+    );
+    assert!(
+        openssl(&[
+            "pkey",
+            "-in",
+            path(&key_path),
+            "-pubout",
+            "-out",
+            path(&pub_path)
+        ])
+        .status
+        .success()
+    );
+    let key = SecretKey::read(&key_path).unwrap();
+    assert_eq!(key.public(), PublicKey::read(&pub_path).unwrap());
+}
+
+#[test]
+fn python_cryptography_loads_lic_keys_when_available() {
+    let probe = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("LIC_REQUIRE_INTEROP").is_none(),
+            "LIC_REQUIRE_INTEROP is set but python3 with `cryptography` is not available"
+        );
+        eprintln!("SKIPPED: python3 with the `cryptography` package is not available");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.pem");
+    let key = SecretKey::generate();
+    key.write(&key_path, false).unwrap();
+    let script = r#"
+import sys
+from cryptography.hazmat.primitives import serialization as s
+key = s.load_pem_private_key(open(sys.argv[1], "rb").read(), password=None)
+sys.stdout.write(key.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo).decode())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, path(&key_path)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        key.public().to_pem()
+    );
+}
