@@ -1,92 +1,266 @@
 //! The `lic` command: argument definitions and the glue from arguments to `lic-core`.
 //! `main` only parses and calls [`run`].
+//!
+//! Exit status: 0 success; 1 a negative answer (the license may not be used, a feature is
+//! not licensed or used up); 2 an error (bad arguments, a file refused, the store
+//! unusable) — the message says what is wrong and what to do next.
+
+mod output;
 
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use lic_core::format::{self, AnyFile, FormatError, Verified};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use lic_core::client::{Client, ClientError, Installed};
+use lic_core::format::{self, AnyFile, Credential, FileKind, FormatError, License, SignedFile};
 use lic_core::keys::{KeyError, Keyring};
-use serde_json::{Value, json};
+use lic_core::rules::Violation;
+use lic_core::store::{Store, StoreError};
+
+pub use output::OutputFormat;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: a negative answer (e.g. a check that finds no license).
+/// Exit status: a negative answer (not licensed, feature not licensed or used up).
 pub const EXIT_NO: u8 = 1;
 /// Exit status: an error; the message says what is wrong and what to do next.
 pub const EXIT_ERROR: u8 = 2;
 
+/// The trust file looked for in the store and beside the `lic` executable.
+pub const TRUST_FILE: &str = "trusted-keys.pem";
+
 /// lic — offline license activation.
+///
+/// Activate a product on a machine without network: `lic offline-activate` writes a
+/// request file for your vendor; `lic install` installs the license file you get back.
 #[derive(Debug, Parser)]
-#[command(name = "lic", version, about, long_about = None)]
+#[command(name = "lic", version, about, long_about, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Trusted vendor public keys (SPKI PEM; several blocks allowed). Also LIC_TRUST.
-    #[arg(long, global = true, env = "LIC_TRUST", value_name = "FILE")]
-    pub trust: Option<PathBuf>,
+    #[command(flatten)]
+    pub global: Global,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 not licensed (check, status); 2 error.
+Trusted vendor keys: --trust FILE (or LIC_TRUST), else trusted-keys.pem in the store,
+else trusted-keys.pem beside the lic executable.
+Documentation: docs/user-guide.md";
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The license store directory [default: the per-user data directory, e.g.
+    /// ~/.local/share/lic]
+    #[arg(long, global = true, env = "LIC_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+
+    /// Trusted vendor public keys (SPKI PEM; several blocks allowed).
+    #[arg(long, global = true, env = "LIC_TRUST", value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+
+    /// The product to act on [default: the only product in the store].
+    #[arg(long, global = true, env = "LIC_PRODUCT", value_name = "PRODUCT")]
+    pub product: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Verify a lic file of any kind and show what it says.
+    /// Write an activation request for this machine, or install the vendor's response.
     ///
-    /// Exit status 0 if the file verifies, 2 if it is refused (the message says why).
-    Inspect {
-        /// The file (armored or binary); `-` reads standard input.
+    /// Without --response: writes a signed activation request (default file
+    /// PRODUCT.req). Send it to your vendor (upload it at the vendor's portal or mail it);
+    /// running it again repeats the same request. With --response FILE: installs the
+    /// license file the vendor sent back (same as `lic install FILE`).
+    OfflineActivate(ActivateArgs),
+    /// Verify and install a license or refresh file.
+    Install {
+        /// The license or refresh file; `-` reads standard input.
         file: PathBuf,
-        /// Output format.
+    },
+    /// Show the license status. Exit status 1 if the license may not be used.
+    Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Check that the license may be used (and a feature, if given): exit status 0 or 1.
+    Check {
+        /// A feature that must be licensed and not used up.
+        #[arg(long)]
+        feature: Option<String>,
+        /// Print nothing; the exit status is the answer.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Record consumption of a feature.
+    Consume {
+        feature: String,
+        /// Units to record.
+        #[arg(default_value_t = 1)]
+        amount: u64,
+    },
+    /// Write a signed usage report with the cumulative consumption counters.
+    UsageReport {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give up this machine's activation: removes the license and writes the signed
+    /// deactivation file (with the final counters) for the vendor.
+    OfflineDeactivate {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show this machine's fingerprint (salted component hashes).
+    Fingerprint {
+        /// Also compare it with the installed license (or --license FILE).
+        #[arg(long)]
+        explain: bool,
+        /// A license file to compare with.
+        #[arg(long, value_name = "FILE")]
+        license: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Verify a lic file of any kind and show what it says.
+    Inspect {
+        /// The file (armored or binary); `-` reads standard input.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Manage the license store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The license key you received.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["user", "response"])]
+    pub key: Option<String>,
+    /// Your user id, for user-based licenses.
+    #[arg(long, value_name = "USER", conflicts_with = "response")]
+    pub user: Option<String>,
+    /// Where to write the request; `-` for standard output [default: PRODUCT.req].
+    #[arg(long, value_name = "FILE", conflicts_with = "response")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing request file.
+    #[arg(long)]
+    pub force: bool,
+    /// Also print the request as a QR code, for a phone to scan.
+    #[arg(long, conflicts_with = "response")]
+    pub qr: bool,
+    /// Install the license file your vendor sent back.
+    #[arg(long, value_name = "FILE")]
+    pub response: Option<PathBuf>,
 }
 
-/// A failure to report: what is wrong, what to do, and a stable code.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Show where the store is and what it holds.
+    Info,
+    /// Set aside a store that fails its integrity check, so you can activate again.
+    /// Your vendor sees the reset (the new activation and the old one's usage history).
+    Reset {
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A failure to report: what is wrong, what to do, a stable code and the exit status.
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
-    pub hint: &'static str,
+    pub hint: String,
     pub code: &'static str,
+    pub exit: u8,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>, hint: impl Into<String>, code: &'static str) -> Self {
+        Failure {
+            message: message.into(),
+            hint: hint.into(),
+            code,
+            exit: EXIT_ERROR,
+        }
+    }
 }
 
 impl From<FormatError> for Failure {
     fn from(e: FormatError) -> Self {
-        Failure {
-            message: e.to_string(),
-            hint: e.hint(),
-            code: e.code(),
-        }
+        Failure::new(e.to_string(), e.hint(), e.code())
     }
 }
 
 impl From<KeyError> for Failure {
     fn from(e: KeyError) -> Self {
+        Failure::new(e.to_string(), e.hint(), "key")
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        ClientError::from(e).into()
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let exit = match &e {
+            ClientError::Violation(_)
+            | ClientError::FeatureNotLicensed { .. }
+            | ClientError::LimitExceeded { .. } => EXIT_NO,
+            _ => EXIT_ERROR,
+        };
         Failure {
             message: e.to_string(),
-            hint: e.hint(),
-            code: "key",
+            hint: e.hint().to_string(),
+            code: e.code(),
+            exit,
         }
     }
 }
 
+impl From<&Violation> for Failure {
+    fn from(v: &Violation) -> Self {
+        Failure {
+            message: v.to_string(),
+            hint: v.hint().to_string(),
+            code: v.code(),
+            exit: EXIT_NO,
+        }
+    }
+}
+
+fn io_failure(what: String, e: io::Error) -> Failure {
+    Failure::new(
+        format!("{what}: {e}"),
+        "check the path and that you may read and write it",
+        "io",
+    )
+}
+
 /// Run `lic` with parsed arguments; returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
-    let result = match &cli.command {
-        Command::Inspect { file, format } => inspect(cli.trust.as_deref(), file, *format),
-    };
-    match result {
+    match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             report(&failure);
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(failure.exit)
         }
     }
 }
@@ -98,6 +272,123 @@ fn report(failure: &Failure) {
     let _ = writeln!(err, "  (error code: {})", failure.code);
 }
 
+fn dispatch(cli: &Cli) -> Result<u8, Failure> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::OfflineActivate(args) => match &args.response {
+            Some(file) => install(g, file),
+            None => activate(g, args),
+        },
+        Command::Install { file } => install(g, file),
+        Command::Status { format } => status(g, *format),
+        Command::Check { feature, quiet } => check(g, feature.as_deref(), *quiet),
+        Command::Consume { feature, amount } => consume(g, feature, *amount),
+        Command::UsageReport { out, force } => {
+            let client = client(g, None)?;
+            let file = client.usage_report()?;
+            write_file(&file, out, *force)?;
+            if out != Path::new("-") {
+                eprintln!(
+                    "wrote the usage report to {}; send it to your vendor (upload it at their portal)",
+                    out.display()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Command::OfflineDeactivate { out, force } => deactivate(g, out, *force),
+        Command::Fingerprint {
+            explain,
+            license,
+            format,
+        } => fingerprint(g, *explain, license.as_deref(), *format),
+        Command::Inspect { file, format } => inspect(g, file, *format),
+        Command::Store(StoreCommand::Info) => store_info(g),
+        Command::Store(StoreCommand::Reset { yes }) => store_reset(g, *yes),
+        Command::Completions { shell } => {
+            let mut out = io::stdout().lock();
+            clap_complete::generate(*shell, &mut Cli::command(), "lic", &mut out);
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn store_dir(g: &Global) -> Result<PathBuf, Failure> {
+    match &g.store {
+        Some(dir) => Ok(dir.clone()),
+        None => Store::default_dir().ok_or_else(|| {
+            Failure::new(
+                "this system has no per-user data directory for the license store",
+                "choose a store directory with --store DIR or LIC_STORE",
+                "store-io",
+            )
+        }),
+    }
+}
+
+/// The trusted vendor keys: --trust, else the store's trust file, else the one beside
+/// the executable, else none.
+fn keyring(g: &Global) -> Result<Keyring, Failure> {
+    if let Some(path) = &g.trust {
+        return Ok(Keyring::read(path)?);
+    }
+    let mut candidates = vec![store_dir(g)?.join(TRUST_FILE)];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join(TRUST_FILE));
+    }
+    for path in candidates {
+        if path.is_file() {
+            return Ok(Keyring::read(&path)?);
+        }
+    }
+    Ok(Keyring::new())
+}
+
+/// The product to act on: --product, else the only product the store knows.
+fn product(g: &Global) -> Result<String, Failure> {
+    if let Some(p) = &g.product {
+        return Ok(p.clone());
+    }
+    let store = Store::open(store_dir(g)?)?;
+    let key = store.device_key()?;
+    let products = store.load(&key)?.products();
+    match products.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Failure {
+            exit: EXIT_NO,
+            ..Failure::new(
+                "no product is activated in this license store",
+                Violation::NotActivated {
+                    product: String::new(),
+                }
+                .hint(),
+                "not-activated",
+            )
+        }),
+        several => Err(Failure::new(
+            format!(
+                "the license store holds several products ({}); say which one",
+                several.join(", ")
+            ),
+            "pass --product PRODUCT (or set LIC_PRODUCT)",
+            "product-ambiguous",
+        )),
+    }
+}
+
+fn client(g: &Global, product_name: Option<String>) -> Result<Client, Failure> {
+    let product_name = match product_name {
+        Some(p) => p,
+        None => product(g)?,
+    };
+    Ok(Client::builder(product_name)
+        .store(store_dir(g)?)
+        .trust(keyring(g)?)
+        .open()?)
+}
+
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     let limit = format::armor::MAX_FILE_SIZE as u64 + 1;
     let mut bytes = Vec::new();
@@ -106,91 +397,270 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     } else {
         std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
-    result.map_err(|e| Failure {
-        message: format!("cannot read {}: {e}", path.display()),
-        hint: "check the path and that you may read the file",
-        code: "io",
-    })?;
+    result.map_err(|e| io_failure(format!("cannot read {}", path.display()), e))?;
     Ok(bytes)
 }
 
-fn keyring(trust: Option<&Path>) -> Result<Keyring, Failure> {
-    match trust {
-        Some(path) => Ok(Keyring::read(path)?),
-        None => Ok(Keyring::new()),
+/// Write a signed file armored to `out` (`-`: standard output). An existing file is
+/// kept unless `force`, or unless it already holds exactly this content.
+fn write_file(file: &SignedFile, out: &Path, force: bool) -> Result<(), Failure> {
+    let text = file.armored();
+    if out == Path::new("-") {
+        return output::stdout(text.as_bytes());
+    }
+    match lic_core::fsutil::write_file(out, text.as_bytes(), lic_core::fsutil::PUBLIC_MODE, force) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if std::fs::read(out).is_ok_and(|existing| existing == text.as_bytes()) {
+                return Ok(());
+            }
+            Err(Failure::new(
+                format!("{} already exists; it was left as it is", out.display()),
+                "choose another file with --out, or pass --force to replace it",
+                "exists",
+            ))
+        }
+        Err(e) => Err(io_failure(format!("cannot write {}", out.display()), e)),
     }
 }
 
-fn inspect(trust: Option<&Path>, file: &Path, output: OutputFormat) -> Result<u8, Failure> {
-    let keys = keyring(trust)?;
-    let input = read_input(file)?;
-    let any = format::open_any(&input, &keys)?;
-    let (summary, payload) = match &any {
-        AnyFile::ActivationRequest(v) => describe(v),
-        AnyFile::License(v) => describe(v),
-        AnyFile::Refresh(v) => describe(v),
-        AnyFile::Deactivation(v) => describe(v),
-        AnyFile::UsageReport(v) => describe(v),
-        AnyFile::Receipt(v) => describe(v),
-        _ => (json!({}), Value::Null),
+fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
+    let Some(product_name) = g.product.clone() else {
+        return Err(Failure::new(
+            "which product should be activated?",
+            "pass --product PRODUCT (the product code your vendor gave you)",
+            "usage",
+        ));
     };
-    let kind = any.kind();
-    let signed_by = match kind.signer() {
-        format::SignerRole::Vendor => "vendor",
-        format::SignerRole::Device => "device",
-    };
-    let mut out = io::stdout().lock();
-    let written = match output {
-        OutputFormat::Json => {
-            let doc = json!({
-                "kind": kind.name(),
-                "valid": true,
-                "signer": { "role": signed_by, "kid": summary["kid"], "public_key": summary["public_key"] },
-                "file_hash": summary["file_hash"],
-                "payload": payload,
-            });
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&doc).unwrap_or_default()
-            )
+    let credential = match (&args.key, &args.user) {
+        (Some(k), None) => Credential::LicenseKey(k.trim().to_string()),
+        (None, Some(u)) => Credential::User(u.trim().to_string()),
+        _ => {
+            return Err(Failure::new(
+                "give either the license key (--key KEY) or your user id (--user USER)",
+                "the license key is in the mail or on the receipt you got with the product",
+                "usage",
+            ));
         }
-        OutputFormat::Text => {
-            let mut text = format!(
-                "{kind} file: signature valid\n  signed by:  {signed_by} key {}\n  file hash:  {}\n",
-                summary["kid"].as_str().unwrap_or_default(),
-                summary["file_hash"].as_str().unwrap_or_default(),
+    };
+    let client = client(g, Some(product_name.clone()))?;
+    let file = client.request_activation(credential)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{product_name}.{}",
+            FileKind::ActivationRequest.extension()
+        ))
+    });
+    write_file(&file, &out, args.force)?;
+    if args.qr {
+        output::qr(&file.armored())?;
+    }
+    if out != Path::new("-") {
+        eprintln!(
+            "wrote the activation request for '{product_name}' to {}",
+            out.display()
+        );
+        eprintln!("next: send this file to your vendor (upload it at their portal, or mail it).");
+        eprintln!("when the license file comes back, install it with: lic install FILE");
+    }
+    Ok(EXIT_OK)
+}
+
+fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
+    let input = read_input(file)?;
+    let keys = keyring(g)?;
+    // The file names its product; --product, when given, must agree (the client checks).
+    let product_name = match &g.product {
+        Some(p) => p.clone(),
+        None => match format::open_any(&input, &keys)? {
+            AnyFile::License(l) => l.payload().product.clone(),
+            AnyFile::Refresh(r) => r.payload().product.clone(),
+            other => {
+                return Err(FormatError::WrongKind {
+                    expected: FileKind::License,
+                    found: other.kind(),
+                }
+                .into());
+            }
+        },
+    };
+    let client = client(g, Some(product_name.clone()))?;
+    match client.install(&input)? {
+        Installed::License { activation_id } => {
+            println!("installed the license for '{product_name}' (activation {activation_id})");
+        }
+        Installed::Refresh {
+            from_serial,
+            to_serial,
+        } => println!(
+            "applied the refresh for '{product_name}' (serial {from_serial} → {to_serial})"
+        ),
+        Installed::LicenseAlreadyInstalled { activation_id } => {
+            println!(
+                "this license is already installed (activation {activation_id}); nothing changed"
             );
-            if let Value::Object(fields) = &payload {
-                for (name, value) in fields {
-                    let shown = match value {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    text.push_str(&format!("  {name}: {shown}\n"));
+        }
+        Installed::RefreshAlreadyApplied { serial } => {
+            println!("this refresh (serial {serial}) is already applied; nothing changed");
+        }
+        _ => {}
+    }
+    Ok(EXIT_OK)
+}
+
+fn status(g: &Global, fmt: OutputFormat) -> Result<u8, Failure> {
+    let client = client(g, None)?;
+    let status = client.status()?;
+    output::status(&status, fmt)?;
+    Ok(if status.is_valid() { EXIT_OK } else { EXIT_NO })
+}
+
+fn check(g: &Global, feature: Option<&str>, quiet: bool) -> Result<u8, Failure> {
+    let client = client(g, None)?;
+    match client.check(feature) {
+        Ok(()) => {
+            if !quiet {
+                match feature {
+                    Some(f) => println!("ok: '{}' may use feature '{f}'", client.product()),
+                    None => println!("ok: '{}' is licensed", client.product()),
                 }
             }
-            write!(out, "{text}")
+            Ok(EXIT_OK)
         }
-    };
-    match written {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure {
-            message: format!("cannot write the output: {e}"),
-            hint: "check where the output goes",
-            code: "io",
-        }),
-        _ => Ok(EXIT_OK),
+        Err(e) if quiet && is_negative(&e) => Ok(EXIT_NO),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn describe<T: serde::Serialize>(v: &Verified<T>) -> (Value, Value) {
-    let summary = json!({
-        "kid": v.signer().kid().to_string(),
-        "public_key": format::Bytes32(v.signer().to_bytes()).to_string(),
-        "file_hash": v.file_hash().to_string(),
-    });
-    (
-        summary,
-        serde_json::to_value(v.payload()).unwrap_or(Value::Null),
+fn is_negative(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Violation(_)
+            | ClientError::FeatureNotLicensed { .. }
+            | ClientError::LimitExceeded { .. }
     )
+}
+
+fn consume(g: &Global, feature: &str, amount: u64) -> Result<u8, Failure> {
+    let client = client(g, None)?;
+    let consumed = client.consume(feature, amount)?;
+    if consumed.overage > 0 {
+        println!(
+            "recorded {amount} of '{feature}': {} in total, {} beyond the limit (overage)",
+            consumed.total, consumed.overage
+        );
+    } else {
+        println!(
+            "recorded {amount} of '{feature}': {} in total",
+            consumed.total
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn deactivate(g: &Global, out: &Path, force: bool) -> Result<u8, Failure> {
+    let client = client(g, None)?;
+    let file = client.deactivate()?;
+    write_file(&file, out, force)?;
+    if out != Path::new("-") {
+        eprintln!(
+            "'{}' is deactivated on this machine; the deactivation file is {}",
+            client.product(),
+            out.display()
+        );
+        eprintln!(
+            "next: send it to your vendor (upload it at their portal) to free the seat; then \
+             activate the other machine"
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn fingerprint(
+    g: &Global,
+    explain: bool,
+    license: Option<&Path>,
+    fmt: OutputFormat,
+) -> Result<u8, Failure> {
+    let keys = keyring(g)?;
+    let given: Option<License> = match license {
+        Some(path) => Some(format::open::<License>(&read_input(path)?, &keys)?.into_payload()),
+        None => None,
+    };
+    let product_name = match (&given, &g.product) {
+        (Some(l), _) => l.product.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => product(g)?,
+    };
+    let client = client(g, Some(product_name))?;
+    let report = if explain || given.is_some() {
+        client.explain_fingerprint(given.as_ref())?
+    } else {
+        None
+    };
+    output::fingerprint(
+        client.product(),
+        &client.fingerprint(),
+        report.as_ref(),
+        explain,
+        fmt,
+    )?;
+    Ok(EXIT_OK)
+}
+
+fn inspect(g: &Global, file: &Path, fmt: OutputFormat) -> Result<u8, Failure> {
+    let keys = keyring(g)?;
+    let input = read_input(file)?;
+    let any = format::open_any(&input, &keys)?;
+    output::inspect(&any, fmt)?;
+    Ok(EXIT_OK)
+}
+
+fn store_info(g: &Global) -> Result<u8, Failure> {
+    let store = Store::open(store_dir(g)?)?;
+    let key = store.device_key()?;
+    println!("store:      {}", store.dir().display());
+    println!("device key: {}", key.kid());
+    match store.load(&key) {
+        Ok(state) => {
+            for p in state.installations.keys() {
+                println!("installed:  {p}");
+            }
+            for p in state.pending.keys() {
+                println!("pending:    {p} (activation request waiting for its license)");
+            }
+            println!("deactivated activations: {}", state.tombstones.len());
+            Ok(EXIT_OK)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {
+    let store = Store::open(store_dir(g)?)?;
+    let key = store.device_key()?;
+    if store.load(&key).is_ok() {
+        return Err(Failure::new(
+            "the license store is intact; there is nothing to reset",
+            "to move a license to another machine use `lic offline-deactivate`",
+            "store-intact",
+        ));
+    }
+    if !yes {
+        return Err(Failure::new(
+            "resetting sets the store's state aside: installed licenses, usage counters and \
+             pending requests are no longer used",
+            "run again with --yes to confirm; then activate again and tell your vendor",
+            "confirm",
+        ));
+    }
+    let lock = store.lock()?;
+    let aside = store.quarantine(&lock, chrono::Utc::now().timestamp())?;
+    if let Some(path) = aside {
+        println!(
+            "the old state was moved to {}; activate again with lic offline-activate",
+            path.display()
+        );
+    }
+    Ok(EXIT_OK)
 }

@@ -28,6 +28,17 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 
 /// Replace (or create) the file at `path` with `bytes` atomically.
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace_with_hook(path, bytes, mode, &|_| {})
+}
+
+/// [`replace`], calling `hook` with the name of each step before it is taken
+/// (`write`, `sync`, `rename`, `sync-dir`): the store uses it to inject crashes in tests.
+pub fn replace_with_hook(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    hook: &dyn Fn(&str),
+) -> io::Result<()> {
     let dir = parent_dir(path);
     let mut builder = tempfile::Builder::new();
     builder.prefix(".lic-tmp-");
@@ -39,9 +50,13 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = mode;
     let mut tmp = builder.tempfile_in(dir)?;
+    hook("write");
     tmp.write_all(bytes)?;
+    hook("sync");
     tmp.as_file().sync_all()?;
+    hook("rename");
     tmp.persist(path).map_err(|e| e.error)?;
+    hook("sync-dir");
     sync_parent(path)
 }
 

@@ -230,6 +230,19 @@ impl SecretKey {
         write_key_file(path, self.to_pem().as_bytes(), fsutil::SECRET_MODE, force)
     }
 
+    /// A 32-byte secret derived from this key for `label` (domain-separated SHA-256),
+    /// e.g. the key that authenticates the device store.
+    pub(crate) fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let mut secret = Zeroizing::new(self.0.to_bytes());
+        let mut hasher = Sha256::new();
+        hasher.update(b"lic derive v1\0");
+        hasher.update(label.as_bytes());
+        hasher.update([0]);
+        hasher.update(secret.as_slice());
+        secret.zeroize();
+        Zeroizing::new(hasher.finalize().into())
+    }
+
     pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }

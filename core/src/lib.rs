@@ -30,6 +30,11 @@
 //! assert_eq!(read.payload(), &request);
 //! ```
 
+pub mod client;
+pub mod clock;
+pub mod fingerprint;
 pub mod format;
 pub mod fsutil;
 pub mod keys;
+pub mod rules;
+pub mod store;

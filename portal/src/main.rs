@@ -78,10 +78,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => public.write(&path, force)?,
                 None => {
                     let mut stdout = std::io::stdout().lock();
-                    if let Err(e) = stdout.write_all(public.to_pem().as_bytes()) {
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            return Err(e.into());
-                        }
+                    if let Err(e) = stdout.write_all(public.to_pem().as_bytes())
+                        && e.kind() != std::io::ErrorKind::BrokenPipe
+                    {
+                        return Err(e.into());
                     }
                 }
             }

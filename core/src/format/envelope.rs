@@ -30,6 +30,11 @@ pub struct SignedFile {
 }
 
 impl SignedFile {
+    /// A file this implementation signed earlier, kept as bytes (e.g. in the store).
+    pub(crate) fn from_parts(kind: FileKind, bytes: Vec<u8>) -> Self {
+        SignedFile { kind, bytes }
+    }
+
     pub fn kind(&self) -> FileKind {
         self.kind
     }

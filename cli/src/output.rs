@@ -1,0 +1,261 @@
+//! What `lic` prints: text for people, JSON (versioned, documented in
+//! docs/user-guide.md) for scripts.
+
+use std::io::{self, Write as _};
+
+use clap::ValueEnum;
+use lic_core::client::Status;
+use lic_core::fingerprint::MatchReport;
+use lic_core::format::{AnyFile, Bytes32, Fingerprint, Verified};
+use serde_json::{Value, json};
+
+use crate::Failure;
+
+/// The version of the JSON documents `lic` prints.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Write to standard output; a closed pipe (`lic status | head -1`) is not an error.
+pub fn stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(crate::io_failure(
+            "cannot write to standard output".into(),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn json_out(doc: &Value) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(doc).unwrap_or_default();
+    text.push('\n');
+    stdout(text.as_bytes())
+}
+
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+    t.map_or(Value::Null, |t| {
+        Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    })
+}
+
+/// Print the request (armored text) as a QR code in the terminal.
+pub fn qr(text: &str) -> Result<(), Failure> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
+        .map_err(|e| {
+            Failure::new(
+                format!("the request does not fit in a QR code: {e}"),
+                "send the request file instead",
+                "qr",
+            )
+        })?;
+    let image = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{image}");
+    let _ = writeln!(
+        err,
+        "scan this code with a phone and paste the text at your vendor's portal"
+    );
+    Ok(())
+}
+
+pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
+    match fmt {
+        OutputFormat::Json => {
+            let e = s.entitlements.as_ref();
+            json_out(&json!({
+                "format": JSON_FORMAT_VERSION,
+                "product": s.product,
+                "valid": s.is_valid(),
+                "now": time(Some(s.now)),
+                "violations": s.violations.iter().map(|v| json!({
+                    "code": v.code(), "message": v.to_string(), "hint": v.hint(),
+                })).collect::<Vec<_>>(),
+                "license": e.map(|e| json!({
+                    "license_id": e.license_id,
+                    "activation_id": e.activation_id,
+                    "type": serde_json::to_value(e.license_type).unwrap_or(Value::Null),
+                    "serial": e.serial,
+                    "not_before": time(Some(e.not_before)),
+                    "expires": time(e.expires),
+                    "offline_expiry": time(e.offline_expiry),
+                    "clock_tolerance_secs": e.clock_tolerance,
+                })),
+                "features": s.features,
+                "last_seen": time(s.last_seen),
+                "device_kid": s.device_kid,
+            }))
+        }
+        OutputFormat::Text => {
+            let mut t = String::new();
+            if s.is_valid() {
+                t.push_str(&format!("{}: licensed\n", s.product));
+            } else {
+                t.push_str(&format!("{}: NOT licensed\n", s.product));
+                for v in &s.violations {
+                    t.push_str(&format!("  problem: {v}\n    what to do: {}\n", v.hint()));
+                }
+            }
+            if let Some(e) = &s.entitlements {
+                let ty = serde_json::to_value(e.license_type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                t.push_str(&format!(
+                    "  license:    {} ({ty}, serial {})\n",
+                    e.license_id, e.serial
+                ));
+                t.push_str(&format!("  activation: {}\n", e.activation_id));
+                let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                    d.map_or("never".to_string(), |d| {
+                        d.format("%Y-%m-%d %H:%M UTC").to_string()
+                    })
+                };
+                t.push_str(&format!("  expires:    {}\n", when(e.expires)));
+                if e.offline_expiry.is_some() {
+                    t.push_str(&format!("  offline until: {}\n", when(e.offline_expiry)));
+                }
+                for f in &s.features {
+                    let limit = f.limit.map_or("unlimited".to_string(), |l| l.to_string());
+                    let overage = if f.overage > 0 {
+                        format!(", {} overage", f.overage)
+                    } else {
+                        String::new()
+                    };
+                    t.push_str(&format!(
+                        "  feature {}: used {} of {limit}{overage}\n",
+                        f.name, f.used
+                    ));
+                }
+            }
+            stdout(t.as_bytes())
+        }
+    }
+}
+
+pub fn fingerprint(
+    product: &str,
+    fp: &Fingerprint,
+    report: Option<&MatchReport>,
+    explain: bool,
+    fmt: OutputFormat,
+) -> Result<(), Failure> {
+    match fmt {
+        OutputFormat::Json => json_out(&json!({
+            "format": JSON_FORMAT_VERSION,
+            "product": product,
+            "components": fp,
+            "match": report.map(|r| json!({
+                "ok": r.ok,
+                "matched": r.matched,
+                "differing": r.differing,
+                "missing": r.missing,
+                "required_failed": r.required_failed,
+                "changed_allowed": r.changed_allowed,
+            })),
+        })),
+        OutputFormat::Text => {
+            let mut t = format!("fingerprint of this machine for '{product}' (salted SHA-256):\n");
+            for (name, hash) in fp {
+                let verdict = report.map_or("", |r| {
+                    if r.matched.contains(name) {
+                        "  matches the license"
+                    } else if r.differing.contains(name) {
+                        "  DIFFERS from the license"
+                    } else {
+                        "  not in the license"
+                    }
+                });
+                t.push_str(&format!("  {name:<12} {hash}{verdict}\n"));
+            }
+            match report {
+                Some(r) => {
+                    for name in &r.missing {
+                        t.push_str(&format!(
+                            "  {name:<12} (not found on this machine)  in the license\n"
+                        ));
+                    }
+                    if r.ok {
+                        t.push_str("the license's match rule is satisfied\n");
+                    } else {
+                        t.push_str("the license's match rule is NOT satisfied");
+                        if !r.required_failed.is_empty() {
+                            t.push_str(&format!(
+                                " (required and different: {})",
+                                r.required_failed.join(", ")
+                            ));
+                        }
+                        t.push('\n');
+                    }
+                }
+                None if explain => t.push_str("no license is installed to compare with\n"),
+                None => {}
+            }
+            stdout(t.as_bytes())
+        }
+    }
+}
+
+fn describe<T: serde::Serialize>(v: &Verified<T>) -> (Value, Value) {
+    let summary = json!({
+        "kid": v.signer().kid().to_string(),
+        "public_key": Bytes32(v.signer().to_bytes()).to_string(),
+        "file_hash": v.file_hash().to_string(),
+    });
+    (
+        summary,
+        serde_json::to_value(v.payload()).unwrap_or(Value::Null),
+    )
+}
+
+pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
+    let (summary, payload) = match any {
+        AnyFile::ActivationRequest(v) => describe(v),
+        AnyFile::License(v) => describe(v),
+        AnyFile::Refresh(v) => describe(v),
+        AnyFile::Deactivation(v) => describe(v),
+        AnyFile::UsageReport(v) => describe(v),
+        AnyFile::Receipt(v) => describe(v),
+        _ => (json!({}), Value::Null),
+    };
+    let kind = any.kind();
+    let role = match kind.signer() {
+        lic_core::format::SignerRole::Vendor => "vendor",
+        lic_core::format::SignerRole::Device => "device",
+    };
+    match fmt {
+        OutputFormat::Json => json_out(&json!({
+            "format": JSON_FORMAT_VERSION,
+            "kind": kind.name(),
+            "valid": true,
+            "signer": { "role": role, "kid": summary["kid"], "public_key": summary["public_key"] },
+            "file_hash": summary["file_hash"],
+            "payload": payload,
+        })),
+        OutputFormat::Text => {
+            let mut text = format!(
+                "{kind} file: signature valid\n  signed by:  {role} key {}\n  file hash:  {}\n",
+                summary["kid"].as_str().unwrap_or_default(),
+                summary["file_hash"].as_str().unwrap_or_default(),
+            );
+            if let Value::Object(fields) = &payload {
+                for (name, value) in fields {
+                    let shown = match value {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    text.push_str(&format!("  {name}: {shown}\n"));
+                }
+            }
+            stdout(text.as_bytes())
+        }
+    }
+}

@@ -1,0 +1,926 @@
+//! The client API for applications: open the device store with the vendor keys you
+//! trust, then ask for the license status, check features and record consumption.
+//!
+//! ```
+//! use lic_core::client::Client;
+//! use lic_core::keys::Keyring;
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! // In an application: the vendor's public key is compiled in or shipped beside it.
+//! let trusted = Keyring::new();
+//! let client = Client::builder("photo-pro").store(dir.path()).trust(trusted).open().unwrap();
+//! let status = client.status().unwrap();
+//! if !status.is_valid() {
+//!     for violation in &status.violations {
+//!         eprintln!("not licensed: {violation} ({})", violation.hint());
+//!     }
+//! }
+//! # assert_eq!(status.violations[0].code(), "not-activated");
+//! ```
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use rand_core::RngCore as _;
+
+use crate::clock::{Clock, SystemClock};
+use crate::fingerprint::{self, FingerprintSource, MatchReport, SystemSource};
+use crate::format::{
+    self, ActivationRequest, Bytes32, Credential, Deactivation, Fingerprint, FormatError,
+    JournalHead, License, Nonce, Refresh, SignedFile, UsageReport,
+};
+use crate::keys::{Keyring, PublicKey, SecretKey};
+use crate::rules::{self, Consumed, Entitlements, SerialDecision, Violation};
+use crate::store::{Installation, Pending, State, Store, StoreError, StoreLock, Tombstone};
+
+/// How far the clock must have moved past the stored high-water mark before a read-only
+/// call (status, check) writes the new mark. Writes that happen anyway always record it.
+pub const MARK_GRANULARITY_SECS: i64 = 60;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The license cannot be used now.
+    #[error("{0}")]
+    Violation(Violation),
+    #[error("feature '{feature}' is not licensed for product '{product}'")]
+    FeatureNotLicensed { product: String, feature: String },
+    #[error(
+        "feature '{feature}' has used {used} of its limit of {limit}; {requested} more would pass it"
+    )]
+    LimitExceeded {
+        feature: String,
+        limit: u64,
+        used: u64,
+        requested: u64,
+    },
+    #[error("the file is for product '{found}', not for '{expected}'")]
+    WrongProduct { expected: String, found: String },
+    #[error("the file was issued to another device (device key {found}; this device is {this})")]
+    NotThisDevice { this: String, found: String },
+    #[error(
+        "activation {activation_id} was deactivated on this device; its license cannot be installed again"
+    )]
+    AlreadyDeactivated { activation_id: String },
+    #[error(
+        "no activation request for product '{product}' is waiting for a license on this device"
+    )]
+    NoPendingRequest { product: String },
+    #[error(
+        "the license answers another activation request than the one this device is waiting for (product '{product}')"
+    )]
+    RequestMismatch { product: String },
+    #[error("product '{product}' is already activated on this device (activation {activation_id})")]
+    AlreadyActivated {
+        product: String,
+        activation_id: String,
+    },
+    #[error(
+        "the refresh has serial {offered}, older than the installed serial {installed}: rolling back is not allowed"
+    )]
+    Rollback { installed: u64, offered: u64 },
+    #[error("a different refresh with serial {serial} is already installed")]
+    SerialConflict { serial: u64 },
+    #[error("the refresh is for activation {found}, but the installed activation is {installed}")]
+    RefreshMismatch { installed: String, found: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClientError {
+    /// A stable code for scripts and JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClientError::Format(e) => e.code(),
+            ClientError::Store(StoreError::Tampered { .. }) => "store-tampered",
+            ClientError::Store(StoreError::Unsupported { .. }) => "store-unsupported",
+            ClientError::Store(_) => "store-io",
+            ClientError::Violation(v) => v.code(),
+            ClientError::FeatureNotLicensed { .. } => "feature-not-licensed",
+            ClientError::LimitExceeded { .. } => "limit-exceeded",
+            ClientError::WrongProduct { .. } => "wrong-product",
+            ClientError::NotThisDevice { .. } => "wrong-device",
+            ClientError::AlreadyDeactivated { .. } => "already-deactivated",
+            ClientError::NoPendingRequest { .. } => "no-pending-request",
+            ClientError::RequestMismatch { .. } => "request-mismatch",
+            ClientError::AlreadyActivated { .. } => "already-activated",
+            ClientError::Rollback { .. } => "rollback",
+            ClientError::SerialConflict { .. } => "serial-conflict",
+            ClientError::RefreshMismatch { .. } => "refresh-mismatch",
+            ClientError::Io { .. } => "io",
+            #[allow(unreachable_patterns)]
+            _ => "error",
+        }
+    }
+
+    /// What the user should do next.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ClientError::Format(e) => e.hint(),
+            ClientError::Store(e) => e.hint(),
+            ClientError::Violation(v) => v.hint(),
+            ClientError::FeatureNotLicensed { .. } => {
+                "ask your vendor for a license or refresh that includes this feature"
+            }
+            ClientError::LimitExceeded { .. } => {
+                "ask your vendor for a refresh with a higher limit (send a usage report first: \
+                 `lic usage-report --out FILE`)"
+            }
+            ClientError::WrongProduct { .. } => {
+                "install the file with the application it belongs to, or pass the right --product"
+            }
+            ClientError::NotThisDevice { .. } | ClientError::RefreshMismatch { .. } => {
+                "install the file on the machine that made the activation request; each file is \
+                 bound to one device"
+            }
+            ClientError::AlreadyDeactivated { .. } => {
+                "to use the product here again, make a new activation request: \
+                 `lic offline-activate --key KEY --product PRODUCT`"
+            }
+            ClientError::NoPendingRequest { .. } | ClientError::RequestMismatch { .. } => {
+                "make an activation request on this device (`lic offline-activate`), send it to \
+                 your vendor, and install the license that answers it"
+            }
+            ClientError::AlreadyActivated { .. } => {
+                "to change the license, install a refresh file; to move it, run \
+                 `lic offline-deactivate` first"
+            }
+            ClientError::Rollback { .. } | ClientError::SerialConflict { .. } => {
+                "install the newest refresh file your vendor sent; older ones are replaced by it"
+            }
+            ClientError::Io { .. } => "check the path and your permissions",
+        }
+    }
+}
+
+/// What `install` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Installed {
+    /// A license was installed.
+    License { activation_id: String },
+    /// A refresh was applied.
+    Refresh { from_serial: u64, to_serial: u64 },
+    /// This very license is already installed: nothing changed.
+    LicenseAlreadyInstalled { activation_id: String },
+    /// This very refresh is already applied: nothing changed.
+    RefreshAlreadyApplied { serial: u64 },
+}
+
+/// One feature's entitlement and use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeatureStatus {
+    pub name: String,
+    pub limit: Option<u64>,
+    pub overage_allowed: bool,
+    pub used: u64,
+    /// Units beyond the limit.
+    pub overage: u64,
+}
+
+/// The license status of one product on this device.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub product: String,
+    pub now: DateTime<Utc>,
+    /// The entitlements in force, if a license verifies.
+    pub entitlements: Option<Entitlements>,
+    pub features: Vec<FeatureStatus>,
+    /// Empty when the license may be used.
+    pub violations: Vec<Violation>,
+    /// The clock high-water mark.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The fingerprint comparison, when a license is installed.
+    pub fingerprint: Option<MatchReport>,
+    pub device_kid: Option<String>,
+}
+
+impl Status {
+    pub fn is_valid(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Builds a [`Client`].
+pub struct ClientBuilder {
+    product: String,
+    store: Option<PathBuf>,
+    keys: Keyring,
+    clock: Box<dyn Clock>,
+    source: Box<dyn FingerprintSource>,
+}
+
+impl ClientBuilder {
+    /// The store directory (default: the per-user data directory, see [`Store::default_dir`]).
+    pub fn store(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.store = Some(dir.into());
+        self
+    }
+
+    /// The vendor keys to trust.
+    pub fn trust(mut self, keys: Keyring) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    pub fn fingerprint_source(mut self, source: impl FingerprintSource + 'static) -> Self {
+        self.source = Box::new(source);
+        self
+    }
+
+    pub fn open(self) -> Result<Client, ClientError> {
+        let dir = match self.store {
+            Some(dir) => dir,
+            None => Store::default_dir().ok_or_else(|| ClientError::Io {
+                what: "no per-user data directory is known on this system".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })?,
+        };
+        Ok(Client {
+            product: self.product,
+            store: Store::open(dir)?,
+            keys: self.keys,
+            clock: self.clock,
+            source: self.source,
+        })
+    }
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("product", &self.product)
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The device side of one product: status, checks, consumption, and the offline files.
+pub struct Client {
+    product: String,
+    store: Store,
+    keys: Keyring,
+    clock: Box<dyn Clock>,
+    source: Box<dyn FingerprintSource>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("product", &self.product)
+            .field("store", &self.store.dir())
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A verified installation: the license, the refresh, and what is in force.
+struct Current {
+    license: format::Verified<License>,
+    entitlements: Entitlements,
+}
+
+fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+fn from_ts(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+impl Client {
+    /// A builder for the client of `product`.
+    pub fn builder(product: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            product: product.into(),
+            store: None,
+            keys: Keyring::new(),
+            clock: Box::new(SystemClock),
+            source: Box::new(SystemSource::from_env()),
+        }
+    }
+
+    /// Open the store at `dir` for `product`, trusting `keys`, with the system clock and
+    /// the real machine's fingerprint.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        keys: Keyring,
+        product: impl Into<String>,
+    ) -> Result<Client, ClientError> {
+        Client::builder(product).store(dir).trust(keys).open()
+    }
+
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// This device's public key.
+    pub fn device_key(&self) -> Result<PublicKey, ClientError> {
+        Ok(self.store.device_key()?.public())
+    }
+
+    /// This device's fingerprint for the product (salted component hashes).
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint::hash_components(&self.product, &self.source.collect())
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Verify the installation's files and lay the refresh over the license.
+    fn current(&self, inst: &Installation) -> Result<Current, FormatError> {
+        let license = format::verify::<License>(inst.license.clone(), &self.keys)?;
+        let refresh = match &inst.refresh {
+            Some(bytes) => Some(format::verify::<Refresh>(bytes.clone(), &self.keys)?),
+            None => None,
+        };
+        let entitlements =
+            rules::effective(license.payload(), refresh.as_ref().map(|r| r.payload()));
+        Ok(Current {
+            license,
+            entitlements,
+        })
+    }
+
+    /// Every rule that applies to the installation now.
+    fn violations(
+        &self,
+        key: &SecretKey,
+        state: &State,
+        current: &Current,
+        now: DateTime<Utc>,
+    ) -> (Vec<Violation>, MatchReport) {
+        let e = &current.entitlements;
+        let mut v = Vec::new();
+        if let Some(clock) = rules::clock(now, state.last_seen.map(from_ts), e.clock_tolerance) {
+            v.push(clock);
+        }
+        v.extend(rules::validity(e, now));
+        let license = current.license.payload();
+        let report = fingerprint::match_fingerprint(
+            &license.fingerprint,
+            &self.fingerprint(),
+            &license.match_rule,
+        );
+        if license.device_key != Bytes32(key.public().to_bytes()) {
+            v.push(Violation::WrongDevice {
+                required_failed: vec!["device-key".into()],
+                differing: Vec::new(),
+                max_changed: license.match_rule.max_changed,
+            });
+        } else if !report.ok {
+            let mut differing = report.differing.clone();
+            differing.extend(report.missing.iter().cloned());
+            differing.retain(|c| !report.required_failed.contains(c));
+            differing.sort();
+            v.push(Violation::WrongDevice {
+                required_failed: report.required_failed.clone(),
+                differing,
+                max_changed: license.match_rule.max_changed,
+            });
+        }
+        (v, report)
+    }
+
+    /// The license status now. Problems with the license are reported as violations;
+    /// an error means the store could not be read at all.
+    pub fn status(&self) -> Result<Status, ClientError> {
+        let now = self.now();
+        let mut status = Status {
+            product: self.product.clone(),
+            now,
+            entitlements: None,
+            features: Vec::new(),
+            violations: Vec::new(),
+            last_seen: None,
+            fingerprint: None,
+            device_kid: None,
+        };
+        let key = match self.store.device_key() {
+            Ok(key) => key,
+            Err(StoreError::Tampered { reason }) => {
+                status.violations.push(Violation::StoreTampered { reason });
+                return Ok(status);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        status.device_kid = Some(key.kid().to_string());
+        let state = match self.store.load(&key) {
+            Ok(state) => state,
+            Err(StoreError::Tampered { reason }) => {
+                status.violations.push(Violation::StoreTampered { reason });
+                return Ok(status);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        status.last_seen = state.last_seen.map(from_ts);
+        let Some(inst) = state.installations.get(&self.product) else {
+            status.violations.push(Violation::NotActivated {
+                product: self.product.clone(),
+            });
+            return Ok(status);
+        };
+        let current = match self.current(inst) {
+            Ok(current) => current,
+            Err(e) => {
+                status.violations.push(Violation::InvalidLicense {
+                    reason: e.to_string(),
+                });
+                return Ok(status);
+            }
+        };
+        let (violations, report) = self.violations(&key, &state, &current, now);
+        status.violations = violations;
+        status.fingerprint = Some(report);
+        status.features = current
+            .entitlements
+            .features
+            .iter()
+            .map(|(name, f)| {
+                let used = inst.counters.get(name).copied().unwrap_or(0);
+                FeatureStatus {
+                    name: name.clone(),
+                    limit: f.limit,
+                    overage_allowed: f.overage,
+                    used,
+                    overage: f.limit.map_or(0, |l| used.saturating_sub(l)),
+                }
+            })
+            .collect();
+        status.entitlements = Some(current.entitlements);
+        // Raise the clock mark when time has moved on noticeably (not on every call: a
+        // read-only check should not cost a durable write each time).
+        let stale = state
+            .last_seen
+            .is_none_or(|mark| ts(now) > mark + MARK_GRANULARITY_SECS);
+        if status.violations.is_empty() && stale {
+            self.update(|state, _, _| {
+                state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
+                Ok(())
+            })?;
+        }
+        Ok(status)
+    }
+
+    /// Ok if the license may be used now (and, with a feature, if that feature is
+    /// licensed and not used up).
+    pub fn check(&self, feature: Option<&str>) -> Result<(), ClientError> {
+        let status = self.status()?;
+        if let Some(v) = status.violations.into_iter().next() {
+            return Err(ClientError::Violation(v));
+        }
+        if let Some(name) = feature {
+            let f = status
+                .features
+                .iter()
+                .find(|f| f.name == name)
+                .ok_or_else(|| ClientError::FeatureNotLicensed {
+                    product: self.product.clone(),
+                    feature: name.to_string(),
+                })?;
+            if let Some(limit) = f.limit.filter(|l| f.used >= *l && !f.overage_allowed) {
+                return Err(ClientError::LimitExceeded {
+                    feature: name.to_string(),
+                    limit,
+                    used: f.used,
+                    requested: 1,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Record `amount` units of consumption of `feature`, atomically: concurrent
+    /// processes never lose an increment.
+    pub fn consume(&self, feature: &str, amount: u64) -> Result<Consumed, ClientError> {
+        let now = self.now();
+        self.update(|state, key, _| {
+            let inst = state.installations.get(&self.product).ok_or_else(|| {
+                ClientError::Violation(Violation::NotActivated {
+                    product: self.product.clone(),
+                })
+            })?;
+            let current = self.current(inst).map_err(|e| {
+                ClientError::Violation(Violation::InvalidLicense {
+                    reason: e.to_string(),
+                })
+            })?;
+            let (violations, _) = self.violations(key, state, &current, now);
+            if let Some(v) = violations.into_iter().next() {
+                return Err(ClientError::Violation(v));
+            }
+            let f = current.entitlements.features.get(feature).ok_or_else(|| {
+                ClientError::FeatureNotLicensed {
+                    product: self.product.clone(),
+                    feature: feature.to_string(),
+                }
+            })?;
+            let used = inst.counters.get(feature).copied().unwrap_or(0);
+            let consumed =
+                rules::consume(f, used, amount).map_err(|e| ClientError::LimitExceeded {
+                    feature: feature.to_string(),
+                    limit: e.limit,
+                    used: e.used,
+                    requested: e.requested,
+                })?;
+            if let Some(inst) = state.installations.get_mut(&self.product) {
+                inst.counters.insert(feature.to_string(), consumed.total);
+            }
+            state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
+            Ok(consumed)
+        })
+    }
+
+    /// Make (or, if one is already waiting with the same credential, repeat) the
+    /// activation request for the product.
+    pub fn request_activation(&self, credential: Credential) -> Result<SignedFile, ClientError> {
+        let now = self.now();
+        let fingerprint = self.fingerprint();
+        self.update(|state, key, _| {
+            if let Some(inst) = state.installations.get(&self.product) {
+                let activation_id = format::verify::<License>(inst.license.clone(), &self.keys)
+                    .map(|l| l.payload().activation_id.clone())
+                    .unwrap_or_else(|_| "unknown".into());
+                return Err(ClientError::AlreadyActivated {
+                    product: self.product.clone(),
+                    activation_id,
+                });
+            }
+            if let Some(p) = state
+                .pending
+                .get(&self.product)
+                .filter(|p| p.credential == credential)
+            {
+                return Ok(signed_again(
+                    format::FileKind::ActivationRequest,
+                    &p.request,
+                ));
+            }
+            let mut nonce = [0u8; 16];
+            rand_core::OsRng.fill_bytes(&mut nonce);
+            let request = ActivationRequest {
+                product: self.product.clone(),
+                credential: credential.clone(),
+                fingerprint: fingerprint.clone(),
+                nonce: Nonce(nonce),
+                created: now,
+                client: format!("lic {}", env!("CARGO_PKG_VERSION")),
+                journal: JournalHead {
+                    seq: 0,
+                    prev: Bytes32([0; 32]),
+                },
+            };
+            let file = format::sign(&request, key)?;
+            state.pending.insert(
+                self.product.clone(),
+                Pending {
+                    request: file.bytes().to_vec(),
+                    nonce: Nonce(nonce),
+                    credential,
+                    created: ts(now),
+                },
+            );
+            state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
+            Ok(file)
+        })
+    }
+
+    /// Verify and install a license or refresh file (armored or binary).
+    pub fn install(&self, input: &[u8]) -> Result<Installed, ClientError> {
+        let (kind, bytes) = format::unarmor(input)?;
+        match kind {
+            Some(format::FileKind::Refresh) => self.install_refresh(bytes),
+            Some(format::FileKind::License) | None => {
+                // Binary input has no armor label: try as a license, and as a refresh if
+                // the signed content type says so.
+                match format::verify::<License>(bytes.clone(), &self.keys) {
+                    Err(FormatError::WrongContentType { found, .. })
+                        if kind.is_none() && found == format::FileKind::Refresh.content_type() =>
+                    {
+                        self.install_refresh(bytes)
+                    }
+                    result => self.install_license(result?),
+                }
+            }
+            Some(other) => Err(FormatError::WrongKind {
+                expected: format::FileKind::License,
+                found: other,
+            }
+            .into()),
+        }
+    }
+
+    fn install_license(
+        &self,
+        license: format::Verified<License>,
+    ) -> Result<Installed, ClientError> {
+        let now = self.now();
+        let l = license.payload().clone();
+        if l.product != self.product {
+            return Err(ClientError::WrongProduct {
+                expected: self.product.clone(),
+                found: l.product,
+            });
+        }
+        let fingerprint = self.fingerprint();
+        self.update(|state, key, _| {
+            if state.tombstones.contains_key(&l.activation_id) {
+                return Err(ClientError::AlreadyDeactivated {
+                    activation_id: l.activation_id.clone(),
+                });
+            }
+            if l.device_key != Bytes32(key.public().to_bytes()) {
+                return Err(ClientError::NotThisDevice {
+                    this: key.kid().to_string(),
+                    found: PublicKey::from_bytes(&l.device_key.0)
+                        .map(|k| k.kid().to_string())
+                        .unwrap_or_else(|_| "invalid".into()),
+                });
+            }
+            if let Some(inst) = state.installations.get(&self.product) {
+                if inst.license == license.bytes() {
+                    return Ok(Installed::LicenseAlreadyInstalled {
+                        activation_id: l.activation_id.clone(),
+                    });
+                }
+                let activation_id = format::verify::<License>(inst.license.clone(), &self.keys)
+                    .map(|i| i.payload().activation_id.clone())
+                    .unwrap_or_else(|_| "unknown".into());
+                return Err(ClientError::AlreadyActivated {
+                    product: self.product.clone(),
+                    activation_id,
+                });
+            }
+            let pending =
+                state
+                    .pending
+                    .get(&self.product)
+                    .ok_or_else(|| ClientError::NoPendingRequest {
+                        product: self.product.clone(),
+                    })?;
+            if pending.nonce != l.request_nonce {
+                return Err(ClientError::RequestMismatch {
+                    product: self.product.clone(),
+                });
+            }
+            let report =
+                fingerprint::match_fingerprint(&l.fingerprint, &fingerprint, &l.match_rule);
+            if !report.ok {
+                let mut differing = report.differing.clone();
+                differing.extend(report.missing.iter().cloned());
+                differing.retain(|c| !report.required_failed.contains(c));
+                differing.sort();
+                return Err(ClientError::Violation(Violation::WrongDevice {
+                    required_failed: report.required_failed,
+                    differing,
+                    max_changed: l.match_rule.max_changed,
+                }));
+            }
+            let e = rules::effective(&l, None);
+            if let Some(v) = rules::clock(now, state.last_seen.map(from_ts), e.clock_tolerance) {
+                return Err(ClientError::Violation(v));
+            }
+            if let Some(v) = rules::validity(&e, now)
+                .into_iter()
+                .find(|v| matches!(v, Violation::Expired { .. }))
+            {
+                return Err(ClientError::Violation(v));
+            }
+            let request_hash = format::file_hash(&pending.request);
+            state.pending.remove(&self.product);
+            state.installations.insert(
+                self.product.clone(),
+                Installation {
+                    license: license.bytes().to_vec(),
+                    refresh: None,
+                    counters: Default::default(),
+                    journal_seq: 0,
+                    journal_head: request_hash,
+                    installed: ts(now),
+                },
+            );
+            let mark = rules::raise_mark(state.last_seen.map(from_ts), now).max(l.issued);
+            state.last_seen = Some(ts(mark));
+            Ok(Installed::License {
+                activation_id: l.activation_id.clone(),
+            })
+        })
+    }
+
+    fn install_refresh(&self, bytes: Vec<u8>) -> Result<Installed, ClientError> {
+        let refresh = format::verify::<Refresh>(bytes, &self.keys)?;
+        let now = self.now();
+        let r = refresh.payload().clone();
+        if r.product != self.product {
+            return Err(ClientError::WrongProduct {
+                expected: self.product.clone(),
+                found: r.product,
+            });
+        }
+        self.update(|state, key, _| {
+            if state.tombstones.contains_key(&r.activation_id) {
+                return Err(ClientError::AlreadyDeactivated {
+                    activation_id: r.activation_id.clone(),
+                });
+            }
+            let inst = state.installations.get(&self.product).ok_or_else(|| {
+                ClientError::Violation(Violation::NotActivated {
+                    product: self.product.clone(),
+                })
+            })?;
+            let current = self.current(inst)?;
+            let installed_id = &current.entitlements.activation_id;
+            if *installed_id != r.activation_id {
+                return Err(ClientError::RefreshMismatch {
+                    installed: installed_id.clone(),
+                    found: r.activation_id.clone(),
+                });
+            }
+            if r.device_key != Bytes32(key.public().to_bytes()) {
+                return Err(ClientError::NotThisDevice {
+                    this: key.kid().to_string(),
+                    found: PublicKey::from_bytes(&r.device_key.0)
+                        .map(|k| k.kid().to_string())
+                        .unwrap_or_else(|_| "invalid".into()),
+                });
+            }
+            let same = inst.refresh.as_deref() == Some(refresh.bytes());
+            let from = current.entitlements.serial;
+            match rules::serial(from, r.serial, same) {
+                SerialDecision::AlreadyApplied => {
+                    return Ok(Installed::RefreshAlreadyApplied { serial: r.serial });
+                }
+                SerialDecision::Rollback => {
+                    return Err(ClientError::Rollback {
+                        installed: from,
+                        offered: r.serial,
+                    });
+                }
+                SerialDecision::Conflict => {
+                    return Err(ClientError::SerialConflict { serial: r.serial });
+                }
+                SerialDecision::Apply => {}
+            }
+            // A clock-floor reset replaces the high-water mark; otherwise the clock must
+            // not have been turned back.
+            match r.clock_floor {
+                Some(floor) => {
+                    state.last_seen = Some(ts(floor.max(now)));
+                }
+                None => {
+                    if let Some(v) =
+                        rules::clock(now, state.last_seen.map(from_ts), r.clock_tolerance)
+                    {
+                        return Err(ClientError::Violation(v));
+                    }
+                    let mark = rules::raise_mark(state.last_seen.map(from_ts), now).max(r.issued);
+                    state.last_seen = Some(ts(mark));
+                }
+            }
+            if let Some(inst) = state.installations.get_mut(&self.product) {
+                inst.refresh = Some(refresh.bytes().to_vec());
+            }
+            Ok(Installed::Refresh {
+                from_serial: from,
+                to_serial: r.serial,
+            })
+        })
+    }
+
+    /// Sign a usage report with the cumulative counters (advances the device journal).
+    pub fn usage_report(&self) -> Result<SignedFile, ClientError> {
+        let now = self.now();
+        self.update(|state, key, _| {
+            let inst = state.installations.get_mut(&self.product).ok_or_else(|| {
+                ClientError::Violation(Violation::NotActivated {
+                    product: self.product.clone(),
+                })
+            })?;
+            let license = format::verify::<License>(inst.license.clone(), &self.keys)?;
+            let report = UsageReport {
+                activation_id: license.payload().activation_id.clone(),
+                product: self.product.clone(),
+                counters: inst.counters.clone(),
+                journal: rules::next_journal(inst.journal_seq, inst.journal_head),
+                created: now,
+            };
+            let file = format::sign(&report, key)?;
+            inst.journal_seq = report.journal.seq;
+            inst.journal_head = file.hash();
+            Ok(file)
+        })
+    }
+
+    /// Deactivate: remove the license, keep a tombstone, and return the signed
+    /// deactivation file with the final counters. If the product was already deactivated
+    /// here, the same deactivation file is returned again.
+    pub fn deactivate(&self) -> Result<SignedFile, ClientError> {
+        let now = self.now();
+        self.update(|state, key, _| {
+            let Some(inst) = state.installations.get(&self.product).cloned() else {
+                // Already deactivated? Hand out the same file again.
+                if let Some(t) = state
+                    .tombstones
+                    .values()
+                    .filter(|t| t.product == self.product)
+                    .max_by_key(|t| t.deactivated)
+                {
+                    return Ok(signed_again(
+                        format::FileKind::Deactivation,
+                        &t.deactivation,
+                    ));
+                }
+                return Err(ClientError::Violation(Violation::NotActivated {
+                    product: self.product.clone(),
+                }));
+            };
+            let license = format::verify::<License>(inst.license.clone(), &self.keys)?;
+            let activation_id = license.payload().activation_id.clone();
+            let deactivation = Deactivation {
+                activation_id: activation_id.clone(),
+                product: self.product.clone(),
+                counters: inst.counters.clone(),
+                journal: rules::next_journal(inst.journal_seq, inst.journal_head),
+                created: now,
+            };
+            let file = format::sign(&deactivation, key)?;
+            state.installations.remove(&self.product);
+            state.tombstones.insert(
+                activation_id,
+                Tombstone {
+                    product: self.product.clone(),
+                    deactivated: ts(now),
+                    deactivation: file.bytes().to_vec(),
+                },
+            );
+            state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
+            Ok(file)
+        })
+    }
+
+    /// The fingerprint comparison against the installed license (or `license`, if given).
+    pub fn explain_fingerprint(
+        &self,
+        license: Option<&License>,
+    ) -> Result<Option<MatchReport>, ClientError> {
+        let installed;
+        let license = match license {
+            Some(l) => l,
+            None => {
+                let key = self.store.device_key()?;
+                let state = self.store.load(&key)?;
+                let Some(inst) = state.installations.get(&self.product) else {
+                    return Ok(None);
+                };
+                installed = format::verify::<License>(inst.license.clone(), &self.keys)?;
+                installed.payload()
+            }
+        };
+        Ok(Some(fingerprint::match_fingerprint(
+            &license.fingerprint,
+            &self.fingerprint(),
+            &license.match_rule,
+        )))
+    }
+
+    /// Lock, load, change, save. `f` returning an error leaves the store as it was.
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&mut State, &SecretKey, &StoreLock) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let lock = self.store.lock()?;
+        let key = self.store.device_key()?;
+        let mut state = self.store.load(&key)?;
+        let before = state.clone();
+        let result = f(&mut state, &key, &lock)?;
+        if state != before {
+            self.store.save(&lock, &key, &state)?;
+        }
+        Ok(result)
+    }
+}
+
+/// A stored file handed out again.
+fn signed_again(kind: format::FileKind, bytes: &[u8]) -> SignedFile {
+    SignedFile::from_parts(kind, bytes.to_vec())
+}

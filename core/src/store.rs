@@ -1,0 +1,478 @@
+//! The device store: a directory holding the device key and the device state (installed
+//! licenses, pending requests, tombstones, consumption counters, journal heads and the
+//! clock high-water mark).
+//!
+//! - Writes are atomic (temp file, fsync, rename, fsync the directory), so a crash leaves
+//!   the old or the new state, never a mix.
+//! - Read-modify-write cycles hold an exclusive lock on `<store>/lock`, so concurrent
+//!   processes never lose an update.
+//! - The state is authenticated with an HMAC keyed from the device key: a counter or clock
+//!   mark edited by hand is detected and reported, never accepted or silently reset.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac as _};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::format::{Bytes32, Credential, Nonce};
+use crate::fsutil;
+use crate::keys::{KeyError, SecretKey};
+
+/// The device key file in the store.
+pub const KEY_FILE: &str = "device.key.pem";
+/// The state file in the store.
+pub const STATE_FILE: &str = "state.bin";
+const LOCK_FILE: &str = "lock";
+const MAGIC: &[u8; 8] = b"LICSTOR1";
+const MAC_LEN: usize = 32;
+/// The state format version this implementation writes.
+pub const STATE_VERSION: u32 = 1;
+/// Environment variable naming a write step at which to abort (crash-safety tests).
+pub const CRASH_ENV: &str = "LIC_CRASH_AT";
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The state does not authenticate: it was edited, replaced or truncated outside lic.
+    #[error("{reason}")]
+    Tampered { reason: String },
+    /// The state was written by a newer version of lic.
+    #[error("the license store was written by a newer version of lic (state version {found})")]
+    Unsupported { found: u32 },
+}
+
+impl StoreError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StoreError::Io { .. } => {
+                "check that the store directory exists and that you may read and write it \
+                 (--store DIR or LIC_STORE choose another)"
+            }
+            StoreError::Key(e) => e.hint(),
+            StoreError::Tampered { .. } => {
+                "the license store was changed outside lic. Restore it from a backup, or run \
+                 `lic store reset` to set it aside and activate again (your vendor sees the reset)"
+            }
+            StoreError::Unsupported { .. } => "update lic (or the application) and try again",
+        }
+    }
+}
+
+/// An installed license and what the device keeps about its activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installation {
+    /// The license file as installed (binary COSE bytes); verified again on every use.
+    #[serde(with = "serde_bytes")]
+    pub license: Vec<u8>,
+    /// The latest refresh applied (binary COSE bytes).
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Vec<u8>>,
+    /// Cumulative consumption per feature since activation.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+    /// Sequence number of the last device-signed file of this activation.
+    pub journal_seq: u64,
+    /// SHA-256 of that file.
+    pub journal_head: Bytes32,
+    /// When it was installed (seconds since the epoch, UTC).
+    pub installed: i64,
+}
+
+/// An activation request that awaits its license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The request file (binary COSE bytes), so it can be written out again.
+    #[serde(with = "serde_bytes")]
+    pub request: Vec<u8>,
+    pub nonce: Nonce,
+    pub credential: Credential,
+    pub created: i64,
+}
+
+/// What remains of a deactivated activation: its id may never be installed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub product: String,
+    pub deactivated: i64,
+    /// The deactivation file (binary COSE bytes), so it can be written out again.
+    #[serde(with = "serde_bytes")]
+    pub deactivation: Vec<u8>,
+}
+
+/// Everything the device keeps, authenticated as one unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// The clock high-water mark: the latest UTC time seen (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// Installed licenses by product.
+    #[serde(default)]
+    pub installations: BTreeMap<String, Installation>,
+    /// Outstanding activation requests by product.
+    #[serde(default)]
+    pub pending: BTreeMap<String, Pending>,
+    /// Deactivated activations by activation id.
+    #[serde(default)]
+    pub tombstones: BTreeMap<String, Tombstone>,
+}
+
+impl State {
+    /// Products with an installed license, then products with a pending request.
+    pub fn products(&self) -> Vec<String> {
+        let mut products: Vec<String> = self.installations.keys().cloned().collect();
+        products.extend(
+            self.pending
+                .keys()
+                .filter(|p| !self.installations.contains_key(*p))
+                .cloned(),
+        );
+        products
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            version: STATE_VERSION,
+            last_seen: None,
+            installations: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+        }
+    }
+}
+
+/// Proof that the caller holds the store's exclusive lock; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    file: File,
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// A store directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The per-user default: `<data dir>/lic` (e.g. `~/.local/share/lic` on Linux).
+    pub fn default_dir() -> Option<PathBuf> {
+        dirs::data_dir().map(|d| d.join("lic"))
+    }
+
+    /// Open (and create, mode 0700, if needed) the store at `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let dir = dir.into();
+        if !dir.is_dir() {
+            create_private_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        }
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Take the exclusive lock for a read-modify-write cycle (blocks until free).
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        let path = self.path(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        file.lock().map_err(|e| StoreError::io(&path, e))?;
+        Ok(StoreLock { file })
+    }
+
+    /// The device key, created on first use. A missing key beside an existing state is
+    /// tampering (the state could no longer be authenticated or continued).
+    pub fn device_key(&self) -> Result<SecretKey, StoreError> {
+        let path = self.path(KEY_FILE);
+        match SecretKey::read(&path) {
+            Ok(key) => Ok(key),
+            Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                if self.path(STATE_FILE).exists() {
+                    return Err(StoreError::Tampered {
+                        reason: format!(
+                            "the device key {} is missing, but the store has state",
+                            path.display()
+                        ),
+                    });
+                }
+                let key = SecretKey::generate();
+                match key.write(&path, false) {
+                    Ok(()) => Ok(key),
+                    // Another process created it first: use that one.
+                    Err(KeyError::Exists { .. }) => Ok(SecretKey::read(&path)?),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read and authenticate the state; a store without state has the empty state.
+    pub fn load(&self, key: &SecretKey) -> Result<State, StoreError> {
+        let path = self.path(STATE_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        decode_state(&bytes, key)
+    }
+
+    /// Write the state atomically. Requires the lock.
+    pub fn save(
+        &self,
+        _lock: &StoreLock,
+        key: &SecretKey,
+        state: &State,
+    ) -> Result<(), StoreError> {
+        let path = self.path(STATE_FILE);
+        let bytes = encode_state(state, key);
+        crash_point("before-write");
+        fsutil::replace_with_hook(&path, &bytes, fsutil::SECRET_MODE, &crash_point)
+            .map_err(|e| StoreError::io(&path, e))?;
+        crash_point("after-write");
+        Ok(())
+    }
+
+    /// Set a state that no longer authenticates aside (renamed, not deleted) so the store
+    /// can be used again. Returns the name it was moved to, if there was one.
+    pub fn quarantine(&self, _lock: &StoreLock, now: i64) -> Result<Option<PathBuf>, StoreError> {
+        let path = self.path(STATE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let aside = self.path(&format!("{STATE_FILE}.reset-{now}"));
+        fs::rename(&path, &aside).map_err(|e| StoreError::io(&path, e))?;
+        fsutil::sync_parent(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(Some(aside))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Abort the process at the named write step if `LIC_CRASH_AT` names it (tests only:
+/// it simulates a power loss or a kill at that point).
+fn crash_point(step: &str) {
+    if std::env::var_os(CRASH_ENV).is_some_and(|v| v == step) {
+        std::process::abort();
+    }
+}
+
+fn mac(key: &SecretKey, body: &[u8]) -> Hmac<Sha256> {
+    let mac_key = key.derive("store mac");
+    // HMAC accepts keys of any length.
+    let mut m = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(mac_key.as_slice())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    m.update(MAGIC);
+    m.update(body);
+    m
+}
+
+/// `MAGIC || HMAC-SHA256(MAGIC || body) || body`, where body is the CBOR state.
+fn encode_state(state: &State, key: &SecretKey) -> Vec<u8> {
+    let mut body = Vec::new();
+    // Serializing plain data into a Vec cannot fail.
+    let _ = ciborium::ser::into_writer(state, &mut body);
+    let tag = mac(key, &body).finalize().into_bytes();
+    let mut out = Vec::with_capacity(MAGIC.len() + MAC_LEN + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&body);
+    out
+}
+
+fn decode_state(bytes: &[u8], key: &SecretKey) -> Result<State, StoreError> {
+    let tampered = |reason: &str| StoreError::Tampered {
+        reason: reason.to_string(),
+    };
+    if bytes.len() < MAGIC.len() + MAC_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(tampered("the state file is not a lic store (wrong header)"));
+    }
+    let (tag, body) = bytes[MAGIC.len()..].split_at(MAC_LEN);
+    mac(key, body)
+        .verify_slice(tag)
+        .map_err(|_| tampered("the state file does not match its authentication code"))?;
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let version: Version = ciborium::de::from_reader(body)
+        .map_err(|_| tampered("the state file is authenticated but unreadable"))?;
+    if version.version != STATE_VERSION {
+        return Err(StoreError::Unsupported {
+            found: version.version,
+        });
+    }
+    ciborium::de::from_reader(body)
+        .map_err(|_| tampered("the state file is authenticated but unreadable"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::from_seed(&[3; 32])
+    }
+
+    fn sample() -> State {
+        let mut s = State {
+            last_seen: Some(1_800_000_000),
+            ..State::default()
+        };
+        s.installations.insert(
+            "p".into(),
+            Installation {
+                license: vec![1, 2, 3],
+                refresh: None,
+                counters: [("f".to_string(), 41)].into(),
+                journal_seq: 2,
+                journal_head: Bytes32([5; 32]),
+                installed: 1_700_000_000,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let bytes = encode_state(&sample(), &key());
+        assert_eq!(decode_state(&bytes, &key()).unwrap(), sample());
+    }
+
+    #[test]
+    fn any_edit_is_detected() {
+        let bytes = encode_state(&sample(), &key());
+        for i in 0..bytes.len() {
+            let mut edited = bytes.clone();
+            edited[i] ^= 0x01;
+            assert!(
+                matches!(
+                    decode_state(&edited, &key()),
+                    Err(StoreError::Tampered { .. })
+                ),
+                "byte {i}"
+            );
+        }
+        assert!(matches!(
+            decode_state(&bytes[..bytes.len() - 1], &key()),
+            Err(StoreError::Tampered { .. })
+        ));
+    }
+
+    #[test]
+    fn another_device_key_does_not_authenticate_the_state() {
+        let bytes = encode_state(&sample(), &key());
+        let other = SecretKey::from_seed(&[4; 32]);
+        assert!(matches!(
+            decode_state(&bytes, &other),
+            Err(StoreError::Tampered { .. })
+        ));
+    }
+
+    #[test]
+    fn a_newer_state_version_is_unsupported_not_tampered() {
+        let newer = State {
+            version: STATE_VERSION + 1,
+            ..State::default()
+        };
+        let bytes = encode_state(&newer, &key());
+        assert!(matches!(
+            decode_state(&bytes, &key()),
+            Err(StoreError::Unsupported { found }) if found == STATE_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn the_store_creates_its_key_once_and_saves_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s")).unwrap();
+        let key = store.device_key().unwrap();
+        assert_eq!(store.device_key().unwrap().public(), key.public());
+        assert_eq!(store.load(&key).unwrap(), State::default());
+        let lock = store.lock().unwrap();
+        store.save(&lock, &key, &sample()).unwrap();
+        drop(lock);
+        assert_eq!(store.load(&key).unwrap(), sample());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(store.dir()), 0o700);
+            assert_eq!(mode(&store.dir().join(STATE_FILE)), 0o600);
+            assert_eq!(mode(&store.dir().join(KEY_FILE)), 0o600);
+        }
+    }
+
+    #[test]
+    fn a_missing_device_key_beside_state_is_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.device_key().unwrap();
+        let lock = store.lock().unwrap();
+        store.save(&lock, &key, &sample()).unwrap();
+        fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        assert!(matches!(
+            store.device_key(),
+            Err(StoreError::Tampered { .. })
+        ));
+    }
+
+    #[test]
+    fn quarantine_sets_the_state_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.device_key().unwrap();
+        let lock = store.lock().unwrap();
+        store.save(&lock, &key, &sample()).unwrap();
+        let aside = store.quarantine(&lock, 42).unwrap().unwrap();
+        assert!(aside.ends_with(format!("{STATE_FILE}.reset-42")));
+        assert_eq!(store.load(&key).unwrap(), State::default());
+    }
+}
