@@ -11,6 +11,9 @@ pub const SECRET_MODE: u32 = 0o600;
 /// Permission bits for public files (public keys, armored lic files).
 pub const PUBLIC_MODE: u32 = 0o644;
 
+/// Name prefix of the temporary files [`replace`] writes beside their target.
+pub const TEMP_PREFIX: &str = ".lic-tmp-";
+
 /// Write `bytes` to a new file at `path`, failing with `AlreadyExists` if there is one.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut options = OpenOptions::new();
@@ -41,7 +44,7 @@ pub fn replace_with_hook(
 ) -> io::Result<()> {
     let dir = parent_dir(path);
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".lic-tmp-");
+    builder.prefix(TEMP_PREFIX);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

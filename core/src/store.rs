@@ -264,11 +264,29 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path(STATE_FILE);
         let bytes = encode_state(state, key);
+        self.remove_stale_temp_files();
         crash_point("before-write");
         fsutil::replace_with_hook(&path, &bytes, fsutil::SECRET_MODE, &crash_point)
             .map_err(|e| StoreError::io(&path, e))?;
         crash_point("after-write");
         Ok(())
+    }
+
+    /// Remove temporary files left by a writer that crashed mid-write. Only writers that
+    /// hold the lock create them, and the caller holds it, so none is in use.
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(fsutil::TEMP_PREFIX)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Set a state that no longer authenticates aside (renamed, not deleted) so the store
