@@ -117,8 +117,6 @@ impl ClientError {
             ClientError::SerialConflict { .. } => "serial-conflict",
             ClientError::RefreshMismatch { .. } => "refresh-mismatch",
             ClientError::Io { .. } => "io",
-            #[allow(unreachable_patterns)]
-            _ => "error",
         }
     }
 

@@ -107,12 +107,21 @@ impl KeyError {
 pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
-    /// A public key from its 32-byte encoding; weak (small-order) keys are refused.
+    /// A public key from its 32-byte encoding; weak (small-order) keys and non-canonical
+    /// encodings (y ≥ p, which RFC 8032 decoders refuse and which would give one point
+    /// two key ids) are refused.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_bytes(bytes)
             .map_err(|e| KeyError::parse(None, "Ed25519 public key", e))?;
         if key.is_weak() {
             return Err(KeyError::Weak);
+        }
+        if key.to_edwards().compress().to_bytes() != *bytes {
+            return Err(KeyError::parse(
+                None,
+                "Ed25519 public key",
+                "the encoding is not canonical",
+            ));
         }
         Ok(PublicKey(key))
     }
@@ -140,10 +149,7 @@ impl PublicKey {
     fn from_pem_at(pem: &str, path: Option<&Path>) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_public_key_pem(pem.trim())
             .map_err(|e| KeyError::parse(path, "Ed25519 public key (SPKI PEM)", e))?;
-        if key.is_weak() {
-            return Err(KeyError::Weak);
-        }
-        Ok(PublicKey(key))
+        Self::from_bytes(&key.to_bytes())
     }
 
     /// Read a public key file.
@@ -413,6 +419,27 @@ mod tests {
         let secret_hex = hex::encode(k.0.to_bytes());
         assert!(!shown.contains(&secret_hex));
         assert!(!shown.contains("[1, 1, 1"));
+    }
+
+    #[test]
+    fn non_canonical_public_keys_are_refused() {
+        // Encodings of y in p ..= 2^255 - 1 (p = 2^255 - 19) are non-canonical: the point
+        // they decode to (if any) has another, canonical encoding.
+        let mut decodable = 0;
+        for low in 0xedu8..=0xff {
+            let mut y = [0xffu8; 32];
+            y[0] = low;
+            y[31] = 0x7f;
+            if VerifyingKey::from_bytes(&y).is_ok() {
+                decodable += 1;
+                assert!(PublicKey::from_bytes(&y).is_err(), "{low:#x} accepted");
+            }
+        }
+        assert!(
+            decodable > 0,
+            "the test needs a non-canonical encoding that decodes"
+        );
+        assert!(PublicKey::from_bytes(&key(2).public().to_bytes()).is_ok());
     }
 
     #[test]

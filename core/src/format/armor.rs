@@ -51,9 +51,12 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
             limit: MAX_FILE_SIZE,
         });
     }
-    // Lines as byte slices: text around the block need not be UTF-8.
+    // Lines as byte slices: text around the block need not be UTF-8. Lines end in LF or
+    // CRLF (the CR is trimmed as white space); text with no LF at all but CRs (old Mac
+    // line ends) is split at the CRs.
+    let separator = if text.contains(&b'\n') { b'\n' } else { b'\r' };
     let lines: Vec<&[u8]> = text
-        .split(|&b| b == b'\n')
+        .split(|&b| b == separator)
         .map(|l| l.trim_ascii())
         .collect();
 
@@ -162,6 +165,15 @@ mod tests {
         assert_eq!(
             decode(mail.as_bytes()).unwrap(),
             (FileKind::ActivationRequest, sample())
+        );
+    }
+
+    #[test]
+    fn tolerates_lone_cr_line_ends() {
+        let text = encode(FileKind::License, &sample()).replace('\n', "\r");
+        assert_eq!(
+            decode(text.as_bytes()).unwrap(),
+            (FileKind::License, sample())
         );
     }
 

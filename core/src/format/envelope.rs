@@ -312,7 +312,11 @@ pub(crate) fn verify_envelope(
             labels: header
                 .crit
                 .iter()
-                .map(|l| format!("{l:?}"))
+                .map(|l| match l {
+                    RegisteredLabelWithPrivate::Assigned(p) => p.to_i64().to_string(),
+                    RegisteredLabelWithPrivate::PrivateUse(n) => n.to_string(),
+                    RegisteredLabelWithPrivate::Text(t) => format!("{t:?}"),
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         });
@@ -408,6 +412,23 @@ fn describe_alg(alg: &coset::Algorithm) -> String {
     }
 }
 
+/// lic payloads use maps, arrays, text, byte strings, unsigned integers and booleans
+/// only: a tag, a null, a float or a negative integer has no meaning in them and is
+/// refused rather than silently read as something else.
+fn plain_values(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Tag(tag, _) => Err(format!("CBOR tag {tag} is not used in lic payloads")),
+        Value::Null => Err("null is not a value in lic payloads; omit the field instead".into()),
+        Value::Float(_) => Err("floating-point numbers are not used in lic payloads".into()),
+        Value::Map(entries) => entries.iter().try_for_each(|(k, v)| {
+            plain_values(k)?;
+            plain_values(v)
+        }),
+        Value::Array(items) => items.iter().try_for_each(plain_values),
+        _ => Ok(()),
+    }
+}
+
 /// Steps 10–12: decode the verified payload bytes strictly, check the version, build `T`.
 pub(crate) fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
     let value = cbor::decode_strict(bytes, "payload")?;
@@ -433,6 +454,7 @@ pub(crate) fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError>
             supported: FORMAT_VERSION,
         });
     }
+    plain_values(&value).map_err(invalid)?;
     let payload: T = value.deserialized().map_err(|e| match e {
         ciborium::value::Error::Custom(reason) => invalid(reason),
     })?;
