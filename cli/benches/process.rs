@@ -27,7 +27,18 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("store");
     let request = dir.path().join("p.req");
-    run(lic(&store, &["offline-activate", "--key", "K", "--product", "photo-pro", "--out"]).arg(&request));
+    run(lic(
+        &store,
+        &[
+            "offline-activate",
+            "--key",
+            "K",
+            "--product",
+            "photo-pro",
+            "--out",
+        ],
+    )
+    .arg(&request));
     let license = StandIn::new(Utc::now())
         .license_for(&std::fs::read(&request).expect("request"))
         .expect("license");
