@@ -1,4 +1,11 @@
-//! `lic-portal`: the vendor's side of lic. So far: vendor signing keys. The database,
-//! issuing and applying files and the HTTP API follow (see the project's issues).
+//! `lic-portal`: the vendor's side of lic — the database where seats, entitlements and
+//! usage are accounted for, applying uploaded files and issuing signed ones, the admin
+//! CLI and the HTTP API.
 
-pub mod keycmd;
+pub mod db;
+pub mod error;
+pub mod ops;
+pub mod vendor;
+
+pub use error::PortalError;
+pub use ops::{Actor, Portal};

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Key(KeyCommand::Generate { out, force }) => {
-            let public = lic_portal::keycmd::generate(&out, force)?;
+            let public = lic_portal::vendor::generate(&out, force)?;
             eprintln!(
                 "wrote vendor signing key {} to {}",
                 public.kid(),
@@ -73,7 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Key(KeyCommand::Export { key, out, force }) => {
-            let public = lic_portal::keycmd::export(&key)?;
+            let public = lic_portal::vendor::export(&key)?;
             match out {
                 Some(path) => public.write(&path, force)?,
                 None => {

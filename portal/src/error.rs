@@ -1,0 +1,139 @@
+//! Portal errors: each with a stable code, an HTTP status and a message a person
+//! understands, plus what to do next.
+
+use lic_core::format::FormatError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortalError {
+    /// The uploaded file was refused by the format checks.
+    #[error(transparent)]
+    File(#[from] FormatError),
+    #[error("no license matches this license key or user for product '{product}'")]
+    UnknownLicense { product: String },
+    #[error("license {license} is revoked")]
+    LicenseRevoked { license: String },
+    #[error("license {license} may not be activated offline")]
+    OfflineNotAllowed { license: String },
+    #[error(
+        "license {license} is a subscription; subscriptions cannot be activated or managed offline"
+    )]
+    SubscriptionOffline { license: String },
+    #[error("no seat left on license {license} ({seats} of {seats} in use)")]
+    NoSeatLeft { license: String, seats: i64 },
+    #[error(
+        "license {license} was deactivated {count} times in the last {days} days, the most its policy allows; \
+         the next activation is possible from {from}"
+    )]
+    TooManyDeactivations {
+        license: String,
+        count: i64,
+        days: i64,
+        from: String,
+    },
+    #[error("no activation {activation} is known")]
+    UnknownActivation { activation: String },
+    #[error("{what} '{id}' was not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{what} '{id}' already exists")]
+    AlreadyExists { what: &'static str, id: String },
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("activation {activation} is not active (it is {state})")]
+    NotActive { activation: String, state: String },
+    #[error("the vendor signing key could not be used: {0}")]
+    Key(String),
+    #[error("authentication required: send a bearer token (Authorization: Bearer TOKEN)")]
+    Unauthenticated,
+    #[error("this token may not {action}")]
+    Forbidden { action: String },
+    #[error("too many requests; try again in a minute")]
+    RateLimited,
+    #[error("the database failed: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl PortalError {
+    /// A stable code for clients and the JSON API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PortalError::File(e) => e.code(),
+            PortalError::UnknownLicense { .. } => "unknown-license",
+            PortalError::LicenseRevoked { .. } => "license-revoked",
+            PortalError::OfflineNotAllowed { .. } => "offline-not-allowed",
+            PortalError::SubscriptionOffline { .. } => "subscription-offline",
+            PortalError::NoSeatLeft { .. } => "no-seat-left",
+            PortalError::TooManyDeactivations { .. } => "too-many-deactivations",
+            PortalError::UnknownActivation { .. } => "unknown-activation",
+            PortalError::NotFound { .. } => "not-found",
+            PortalError::AlreadyExists { .. } => "already-exists",
+            PortalError::Invalid { .. } => "invalid",
+            PortalError::NotActive { .. } => "not-active",
+            PortalError::Key(_) => "vendor-key",
+            PortalError::Unauthenticated => "unauthenticated",
+            PortalError::Forbidden { .. } => "forbidden",
+            PortalError::RateLimited => "rate-limited",
+            PortalError::Db(_) => "internal",
+        }
+    }
+
+    /// The HTTP status for the error.
+    pub fn status(&self) -> u16 {
+        match self {
+            PortalError::File(FormatError::TooLarge { .. }) => 413,
+            PortalError::File(_) | PortalError::Invalid { .. } => 400,
+            PortalError::UnknownLicense { .. }
+            | PortalError::UnknownActivation { .. }
+            | PortalError::NotFound { .. } => 404,
+            PortalError::LicenseRevoked { .. }
+            | PortalError::OfflineNotAllowed { .. }
+            | PortalError::SubscriptionOffline { .. }
+            | PortalError::Forbidden { .. } => 403,
+            PortalError::NoSeatLeft { .. }
+            | PortalError::TooManyDeactivations { .. }
+            | PortalError::AlreadyExists { .. }
+            | PortalError::NotActive { .. } => 409,
+            PortalError::Unauthenticated => 401,
+            PortalError::RateLimited => 429,
+            PortalError::Key(_) | PortalError::Db(_) => 500,
+        }
+    }
+
+    /// What the person should do next.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            PortalError::File(e) => e.hint(),
+            PortalError::UnknownLicense { .. } => {
+                "check the license key (or user id) and the product in the activation request"
+            }
+            PortalError::LicenseRevoked { .. } => "contact the vendor about this license",
+            PortalError::OfflineNotAllowed { .. } | PortalError::SubscriptionOffline { .. } => {
+                "activate this license online, or ask the vendor for a license that allows offline use"
+            }
+            PortalError::NoSeatLeft { .. } => {
+                "deactivate the license on a machine that no longer needs it (upload its \
+                 deactivation file), or ask the vendor for more seats"
+            }
+            PortalError::TooManyDeactivations { .. } => {
+                "wait until the date given, or ask the vendor's support to allow it"
+            }
+            PortalError::UnknownActivation { .. } => {
+                "the file belongs to an activation this portal does not know: upload it to the \
+                 vendor portal that issued the license"
+            }
+            PortalError::NotFound { .. } => "check the id",
+            PortalError::AlreadyExists { .. } => "choose another id, or use the existing one",
+            PortalError::Invalid { .. } => "correct the value and try again",
+            PortalError::NotActive { .. } => "nothing to do: the activation is already inactive",
+            PortalError::Key(_) => "check the portal's key directory and the active vendor key",
+            PortalError::Unauthenticated => {
+                "create a token with `lic-portal token create` and send it"
+            }
+            PortalError::Forbidden { .. } => "use a token with the role and products this needs",
+            PortalError::RateLimited => "wait a minute before uploading again",
+            PortalError::Db(_) => {
+                "try again later; if it persists, the portal's operator must look at its log"
+            }
+        }
+    }
+}

@@ -1,0 +1,1663 @@
+//! The portal's operations, as library functions: the CLI and the HTTP API call these.
+//! Every state change is one transaction and writes an audit entry (who, what, why,
+//! when, file hash).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use lic_core::clock::{Clock, SystemClock};
+use lic_core::format::{
+    self, ActivationRequest, Bytes32, Credential, Deactivation, Feature, Features, FileKind,
+    License, LicenseType, MatchRule, Receipt, Refresh, UsageReport, Verified,
+};
+use lic_core::keys::{Keyring, PublicKey, SecretKey};
+use rand_core::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, Tx, is_unique_violation};
+use crate::error::PortalError;
+use crate::vendor;
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    pub fn cli() -> Self {
+        Actor(format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ))
+    }
+    pub fn anonymous(source: &str) -> Self {
+        Actor(format!("upload:{source}"))
+    }
+}
+
+/// A product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub created: i64,
+}
+
+/// A policy: how licenses of a product behave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(default)]
+    pub id: String,
+    pub product: String,
+    pub name: String,
+    pub license_type: LicenseType,
+    #[serde(default = "yes")]
+    pub allow_offline: bool,
+    #[serde(default = "one")]
+    pub seats: i64,
+    /// Days a license is valid from activation; `None`: no expiry.
+    #[serde(default)]
+    pub validity_days: Option<i64>,
+    #[serde(default)]
+    pub features: Features,
+    #[serde(default = "default_match")]
+    pub match_rule: MatchRule,
+    #[serde(default = "default_tolerance")]
+    pub clock_tolerance_secs: i64,
+    #[serde(default)]
+    pub max_offline_days: Option<i64>,
+    #[serde(default)]
+    pub inactivity_secs: Option<i64>,
+    /// Churn control: at most this many deactivations per period.
+    #[serde(default)]
+    pub max_deactivations: Option<i64>,
+    #[serde(default)]
+    pub deactivation_period_days: Option<i64>,
+    #[serde(default)]
+    pub created: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> i64 {
+    1
+}
+fn default_match() -> MatchRule {
+    MatchRule {
+        required: vec!["machine-id".into()],
+        max_changed: 2,
+    }
+}
+fn default_tolerance() -> i64 {
+    86_400
+}
+
+/// A license as the vendor sees it (never with its key: only a hint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseInfo {
+    pub id: String,
+    pub product: String,
+    pub policy: String,
+    pub key_hint: Option<String>,
+    pub user_id: Option<String>,
+    pub allow_offline: Option<bool>,
+    pub seats: i64,
+    pub seats_used: i64,
+    pub features: Option<Features>,
+    pub expires: Option<i64>,
+    pub status: String,
+    pub created: i64,
+    /// Consumption reported so far, per feature.
+    pub usage: BTreeMap<String, i64>,
+}
+
+/// What to create a license with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NewLicense {
+    pub policy: String,
+    /// For a user-based license; otherwise a license key is generated.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub seats: Option<i64>,
+    #[serde(default)]
+    pub allow_offline: Option<bool>,
+    #[serde(default)]
+    pub features: Option<Features>,
+    #[serde(default)]
+    pub expires: Option<i64>,
+}
+
+/// A new license, with its key shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedLicense {
+    pub license: LicenseInfo,
+    /// The license key to give the customer (stored only hashed).
+    pub key: Option<String>,
+}
+
+/// An activation: one device holding (or having held) a seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Activation {
+    pub id: String,
+    pub license: String,
+    pub product: String,
+    pub device_kid: String,
+    pub state: String,
+    pub serial: i64,
+    pub journal_seq: i64,
+    pub fork: Option<String>,
+    pub offline_expiry: Option<i64>,
+    pub last_accessed: i64,
+    pub created: i64,
+    pub deactivated: Option<i64>,
+    pub usage: BTreeMap<String, i64>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<String>,
+    pub reason: Option<String>,
+    pub file_hash: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// What applying a file gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub kind: String,
+    /// The response file (license or receipt), armored.
+    pub response: String,
+    pub response_kind: String,
+    pub activation: Option<String>,
+    /// The file had been applied before: this is the same response, nothing changed.
+    pub replay: bool,
+    /// SHA-256 of the applied file's bytes.
+    pub file_hash: String,
+}
+
+/// Changes a support refresh makes; what is not given stays as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RefreshSpec {
+    pub reason: String,
+    #[serde(default)]
+    pub features: Option<Features>,
+    /// New expiry (seconds since the epoch).
+    #[serde(default)]
+    pub expires: Option<i64>,
+    /// Extend the current expiry (or now, if none) by this many days.
+    #[serde(default)]
+    pub extend_days: Option<i64>,
+    /// Reset the device's clock high-water mark to this time (seconds since the epoch).
+    #[serde(default)]
+    pub clock_floor: Option<i64>,
+}
+
+/// The portal: database, vendor key, clock.
+pub struct Portal {
+    db: Db,
+    keys_dir: PathBuf,
+    signer: RwLock<Arc<SecretKey>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Portal")
+            .field("backend", &self.db.backend())
+            .field("keys_dir", &self.keys_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 10];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// A license key: 20 characters from a 32-letter alphabet without look-alikes (100 bits),
+/// in groups of five.
+fn new_license_key() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut bytes = [0u8; 20];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| ALPHABET[(b % 32) as usize] as char)
+        .collect();
+    chars
+        .chunks(5)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Keys are compared without case, spaces or dashes, and stored only as this hash.
+pub fn key_hash(key: &str) -> String {
+    let normalized: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    hex::encode(Sha256::digest(normalized.as_bytes()))
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    what: &'static str,
+) -> Result<T, PortalError> {
+    serde_json::from_str(text).map_err(|e| PortalError::Invalid {
+        field: what,
+        reason: e.to_string(),
+    })
+}
+
+fn time(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn u64_to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Write an audit entry inside `tx`.
+#[allow(clippy::too_many_arguments)] // one argument per audit column
+async fn audit(
+    tx: &mut Tx,
+    now_ms: i64,
+    actor: &Actor,
+    action: &str,
+    subject: Option<&str>,
+    reason: Option<&str>,
+    file_hash: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit (id, at, actor, action, subject, reason, file_hash, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_id("aud"))
+    .bind(now_ms)
+    .bind(&actor.0)
+    .bind(action)
+    .bind(subject)
+    .bind(reason)
+    .bind(file_hash)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+struct LicenseRow {
+    id: String,
+    product: String,
+    policy: String,
+    allow_offline: Option<bool>,
+    seats: i64,
+    features: Option<Features>,
+    expires: Option<i64>,
+    status: String,
+}
+
+fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
+    let features: Option<String> = r.try_get("features")?;
+    Ok(LicenseRow {
+        id: r.try_get("id")?,
+        product: r.try_get("product")?,
+        policy: r.try_get("policy")?,
+        allow_offline: r
+            .try_get::<Option<i64>, _>("allow_offline")?
+            .map(|v| v == 1),
+        seats: r.try_get("seats")?,
+        features: features.map(|f| from_json(&f, "features")).transpose()?,
+        expires: r.try_get("expires")?,
+        status: r.try_get("status")?,
+    })
+}
+
+fn policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
+    let license_type: String = r.try_get("license_type")?;
+    Ok(Policy {
+        id: r.try_get("id")?,
+        product: r.try_get("product")?,
+        name: r.try_get("name")?,
+        license_type: from_json(&format!("\"{license_type}\""), "license_type")?,
+        allow_offline: r.try_get::<i64, _>("allow_offline")? == 1,
+        seats: r.try_get("seats")?,
+        validity_days: r.try_get("validity_days")?,
+        features: from_json(&r.try_get::<String, _>("features")?, "features")?,
+        match_rule: MatchRule {
+            required: from_json(&r.try_get::<String, _>("match_required")?, "match_required")?,
+            max_changed: u32::try_from(r.try_get::<i64, _>("match_max_changed")?).unwrap_or(0),
+        },
+        clock_tolerance_secs: r.try_get("clock_tolerance_secs")?,
+        max_offline_days: r.try_get("max_offline_days")?,
+        inactivity_secs: r.try_get("inactivity_secs")?,
+        max_deactivations: r.try_get("max_deactivations")?,
+        deactivation_period_days: r.try_get("deactivation_period_days")?,
+        created: r.try_get("created")?,
+    })
+}
+
+fn license_type_name(t: LicenseType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+impl Portal {
+    /// Open the portal on `db`, signing with the active key from `keys_dir`.
+    pub async fn open(db: Db, keys_dir: impl Into<PathBuf>) -> Result<Portal, PortalError> {
+        let keys_dir = keys_dir.into();
+        let signer = vendor::active(&db, &keys_dir).await?;
+        Ok(Portal {
+            db,
+            keys_dir,
+            signer: RwLock::new(signer),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Prepare a new portal: migrate the database (done on connect) and create the first
+    /// vendor signing key in `keys_dir` if there is none. Returns the active key's id.
+    pub async fn init(db: &Db, keys_dir: &std::path::Path) -> Result<String, PortalError> {
+        let active: Option<String> =
+            sqlx::query_scalar("SELECT kid FROM vendor_keys WHERE active = 1")
+                .fetch_optional(db.pool())
+                .await?;
+        match active {
+            Some(kid) => Ok(kid),
+            None => {
+                let now = Utc::now();
+                let public = vendor::rotate(db, keys_dir, now.timestamp()).await?;
+                let kid = public.kid().to_string();
+                let mut tx = db.begin_write().await?;
+                audit(
+                    &mut tx,
+                    now.timestamp_millis(),
+                    &Actor::cli(),
+                    "key.create",
+                    Some(&kid),
+                    None,
+                    None,
+                    None,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(kid)
+            }
+        }
+    }
+
+    /// Use another clock (tests).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn signer(&self) -> Arc<SecretKey> {
+        match self.signer.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The public keys clients must trust (all keys ever active).
+    pub async fn trusted_keys(&self) -> Result<Keyring, PortalError> {
+        vendor::keyring(&self.db).await
+    }
+
+    /// Make a new vendor key the active one.
+    pub async fn rotate_key(&self, actor: &Actor) -> Result<PublicKey, PortalError> {
+        let now = self.now();
+        let public = vendor::rotate(&self.db, &self.keys_dir, now.timestamp()).await?;
+        let key = vendor::active(&self.db, &self.keys_dir).await?;
+        match self.signer.write() {
+            Ok(mut s) => *s = key,
+            Err(poisoned) => *poisoned.into_inner() = key,
+        }
+        let mut tx = self.db.begin_write().await?;
+        let kid = public.kid().to_string();
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "key.rotate",
+            Some(&kid),
+            None,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(public)
+    }
+
+    // ----- products, policies, licenses -------------------------------------------------
+
+    pub async fn create_product(
+        &self,
+        code: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Product, PortalError> {
+        if code.is_empty()
+            || !code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(PortalError::Invalid {
+                field: "product code",
+                reason: "use letters, digits, '-' and '_' only".into(),
+            });
+        }
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let inserted =
+            sqlx::query("INSERT INTO products (code, name, created) VALUES ($1, $2, $3)")
+                .bind(code)
+                .bind(name)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(PortalError::AlreadyExists {
+                    what: "product",
+                    id: code.into(),
+                });
+            }
+            r => r?,
+        };
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "product.create",
+            Some(code),
+            None,
+            None,
+            Some(name),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Product {
+            code: code.into(),
+            name: name.into(),
+            created: now.timestamp(),
+        })
+    }
+
+    pub async fn products(&self, scope: Option<&[String]>) -> Result<Vec<Product>, PortalError> {
+        let rows = sqlx::query("SELECT code, name, created FROM products ORDER BY code")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let p = Product {
+                code: r.try_get("code")?,
+                name: r.try_get("name")?,
+                created: r.try_get("created")?,
+            };
+            if scope.is_none_or(|s| s.contains(&p.code)) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn product(&self, code: &str) -> Result<Product, PortalError> {
+        let r = sqlx::query("SELECT code, name, created FROM products WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "product",
+                id: code.into(),
+            })?;
+        Ok(Product {
+            code: r.try_get("code")?,
+            name: r.try_get("name")?,
+            created: r.try_get("created")?,
+        })
+    }
+
+    pub async fn create_policy(&self, spec: Policy, actor: &Actor) -> Result<Policy, PortalError> {
+        self.product(&spec.product).await?;
+        if spec.seats < 1 {
+            return Err(PortalError::Invalid {
+                field: "seats",
+                reason: "a policy has at least one seat".into(),
+            });
+        }
+        if spec.name.trim().is_empty() {
+            return Err(PortalError::Invalid {
+                field: "name",
+                reason: "a policy needs a name".into(),
+            });
+        }
+        let now = self.now();
+        let policy = Policy {
+            id: new_id("pol"),
+            created: now.timestamp(),
+            ..spec
+        };
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO policies (id, product, name, license_type, allow_offline, seats, validity_days, \
+             features, match_required, match_max_changed, clock_tolerance_secs, max_offline_days, \
+             inactivity_secs, max_deactivations, deactivation_period_days, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&policy.id)
+        .bind(&policy.product)
+        .bind(&policy.name)
+        .bind(license_type_name(policy.license_type))
+        .bind(flag(policy.allow_offline))
+        .bind(policy.seats)
+        .bind(policy.validity_days)
+        .bind(json(&policy.features))
+        .bind(json(&policy.match_rule.required))
+        .bind(i64::from(policy.match_rule.max_changed))
+        .bind(policy.clock_tolerance_secs)
+        .bind(policy.max_offline_days)
+        .bind(policy.inactivity_secs)
+        .bind(policy.max_deactivations)
+        .bind(policy.deactivation_period_days)
+        .bind(policy.created)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(PortalError::AlreadyExists {
+                    what: "policy",
+                    id: format!("{}/{}", policy.product, policy.name),
+                });
+            }
+            r => r?,
+        };
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "policy.create",
+            Some(&policy.id),
+            None,
+            None,
+            Some(&json(&policy)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(policy)
+    }
+
+    pub async fn policy(&self, id: &str) -> Result<Policy, PortalError> {
+        let r = sqlx::query("SELECT * FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "policy",
+                id: id.into(),
+            })?;
+        policy_row(&r)
+    }
+
+    pub async fn policies(&self, scope: Option<&[String]>) -> Result<Vec<Policy>, PortalError> {
+        let rows = sqlx::query("SELECT * FROM policies ORDER BY product, name")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let p = policy_row(r)?;
+            if scope.is_none_or(|s| s.contains(&p.product)) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn create_license(
+        &self,
+        spec: NewLicense,
+        actor: &Actor,
+    ) -> Result<CreatedLicense, PortalError> {
+        let policy = self.policy(&spec.policy).await?;
+        let seats = spec.seats.unwrap_or(policy.seats);
+        if seats < 1 {
+            return Err(PortalError::Invalid {
+                field: "seats",
+                reason: "a license has at least one seat".into(),
+            });
+        }
+        let now = self.now();
+        let (key, key_hash_value, key_hint) = match &spec.user_id {
+            Some(_) => (None, None, None),
+            None => {
+                let key = new_license_key();
+                let hint = key[key.len() - 4..].to_string();
+                let hash = key_hash(&key);
+                (Some(key), Some(hash), Some(hint))
+            }
+        };
+        let id = new_id("lic");
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (id, product, policy, key_hash, key_hint, user_id, allow_offline, seats, \
+             seats_used, features, expires, status, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11)",
+        )
+        .bind(&id)
+        .bind(&policy.product)
+        .bind(&policy.id)
+        .bind(&key_hash_value)
+        .bind(&key_hint)
+        .bind(&spec.user_id)
+        .bind(spec.allow_offline.map(flag))
+        .bind(seats)
+        .bind(spec.features.as_ref().map(json))
+        .bind(spec.expires)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(PortalError::AlreadyExists {
+                    what: "license for user",
+                    id: spec.user_id.clone().unwrap_or_default(),
+                });
+            }
+            r => r?,
+        };
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "license.create",
+            Some(&id),
+            None,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CreatedLicense {
+            license: self.license(&id).await?,
+            key,
+        })
+    }
+
+    pub async fn license(&self, id: &str) -> Result<LicenseInfo, PortalError> {
+        let r = sqlx::query("SELECT * FROM licenses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "license",
+                id: id.into(),
+            })?;
+        self.license_info(&r).await
+    }
+
+    async fn license_info(&self, r: &AnyRow) -> Result<LicenseInfo, PortalError> {
+        let row = license_row(r)?;
+        let usage_rows = sqlx::query("SELECT feature, total FROM usage_totals WHERE license = $1")
+            .bind(&row.id)
+            .fetch_all(self.db.pool())
+            .await?;
+        let usage = usage_rows
+            .iter()
+            .map(|u| Ok((u.try_get("feature")?, u.try_get("total")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(LicenseInfo {
+            id: row.id,
+            product: row.product,
+            policy: row.policy,
+            key_hint: r.try_get("key_hint")?,
+            user_id: r.try_get("user_id")?,
+            allow_offline: row.allow_offline,
+            seats: row.seats,
+            seats_used: r.try_get("seats_used")?,
+            features: row.features,
+            expires: row.expires,
+            status: row.status,
+            created: r.try_get("created")?,
+            usage,
+        })
+    }
+
+    pub async fn licenses(
+        &self,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<LicenseInfo>, PortalError> {
+        let rows = sqlx::query("SELECT * FROM licenses ORDER BY created, id")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let info = self.license_info(r).await?;
+            if scope.is_none_or(|s| s.contains(&info.product)) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Revoke a license: no new activations (existing license files keep working offline
+    /// until they expire; refreshes are no longer issued).
+    pub async fn revoke_license(
+        &self,
+        id: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<LicenseInfo, PortalError> {
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let done = sqlx::query("UPDATE licenses SET status = 'revoked' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(PortalError::NotFound {
+                what: "license",
+                id: id.into(),
+            });
+        }
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "license.revoke",
+            Some(id),
+            Some(reason),
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.license(id).await
+    }
+
+    // ----- activations -------------------------------------------------------------------
+
+    async fn activation_usage(&self, id: &str) -> Result<BTreeMap<String, i64>, PortalError> {
+        let rows =
+            sqlx::query("SELECT feature, reported FROM usage_reported WHERE activation = $1")
+                .bind(id)
+                .fetch_all(self.db.pool())
+                .await?;
+        rows.iter()
+            .map(|u| Ok((u.try_get("feature")?, u.try_get("reported")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    fn activation_from(
+        r: &AnyRow,
+        usage: BTreeMap<String, i64>,
+    ) -> Result<Activation, PortalError> {
+        Ok(Activation {
+            id: r.try_get("id")?,
+            license: r.try_get("license")?,
+            product: r.try_get("product")?,
+            device_kid: r.try_get("device_kid")?,
+            state: r.try_get("state")?,
+            serial: r.try_get("serial")?,
+            journal_seq: r.try_get("journal_seq")?,
+            fork: r.try_get("fork")?,
+            offline_expiry: r.try_get("offline_expiry")?,
+            last_accessed: r.try_get("last_accessed")?,
+            created: r.try_get("created")?,
+            deactivated: r.try_get("deactivated")?,
+            usage,
+        })
+    }
+
+    pub async fn activation(&self, id: &str) -> Result<Activation, PortalError> {
+        let r = sqlx::query("SELECT * FROM activations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::UnknownActivation {
+                activation: id.into(),
+            })?;
+        Self::activation_from(&r, self.activation_usage(id).await?)
+    }
+
+    /// Activations, optionally of one license, newest first.
+    pub async fn activations(
+        &self,
+        license: Option<&str>,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<Activation>, PortalError> {
+        let rows = match license {
+            Some(l) => {
+                sqlx::query(
+                    "SELECT * FROM activations WHERE license = $1 ORDER BY created DESC, id",
+                )
+                .bind(l)
+                .fetch_all(self.db.pool())
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM activations ORDER BY created DESC, id")
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+        };
+        let mut out = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let a = Self::activation_from(r, self.activation_usage(&id).await?)?;
+            if scope.is_none_or(|s| s.contains(&a.product)) {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+        scope_subject: Option<&str>,
+    ) -> Result<Vec<AuditEntry>, PortalError> {
+        let rows = match scope_subject {
+            Some(s) => {
+                sqlx::query("SELECT * FROM audit WHERE subject = $1 ORDER BY at DESC, id LIMIT $2")
+                    .bind(s)
+                    .bind(limit)
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM audit ORDER BY at DESC, id LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(self.db.pool())
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    reason: r.try_get("reason")?,
+                    file_hash: r.try_get("file_hash")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    // ----- applying files ----------------------------------------------------------------
+
+    /// Apply any uploaded file: an activation request, a deactivation or a usage report.
+    pub async fn apply(&self, input: &[u8], actor: &Actor) -> Result<Applied, PortalError> {
+        let (armor_kind, bytes) = format::unarmor(input)?;
+        let kind = match armor_kind {
+            Some(k) => k,
+            None => match format::open_any(&bytes, &Keyring::new()) {
+                Ok(any) => any.kind(),
+                Err(format::FormatError::UnknownKey { .. }) => FileKind::License,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        match kind {
+            FileKind::ActivationRequest => self.apply_activation(&bytes, actor).await,
+            FileKind::Deactivation => self.apply_deactivation(&bytes, actor).await,
+            FileKind::UsageReport => self.apply_usage_report(&bytes, actor).await,
+            other => Err(PortalError::Invalid {
+                field: "file",
+                reason: format!(
+                    "a {other} file is made by the portal, not uploaded to it; upload an \
+                     activation request, a deactivation file or a usage report"
+                ),
+            }),
+        }
+    }
+
+    async fn replayed(&self, hash: &str) -> Result<Option<Applied>, PortalError> {
+        let r = sqlx::query("SELECT kind, activation, response FROM applied_files WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(self.db.pool())
+            .await?;
+        r.map(|r| {
+            let kind: String = r.try_get("kind")?;
+            Ok(Applied {
+                response_kind: response_kind(&kind).into(),
+                kind,
+                activation: r.try_get("activation")?,
+                response: r.try_get("response")?,
+                replay: true,
+                file_hash: hash.into(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Apply an activation request: a license file for the requesting device, taking a
+    /// seat. The same request applied again returns the same license, not a second seat.
+    pub async fn apply_activation(
+        &self,
+        bytes: &[u8],
+        actor: &Actor,
+    ) -> Result<Applied, PortalError> {
+        let request: Verified<ActivationRequest> = format::verify(bytes.to_vec(), &Keyring::new())?;
+        let hash = request.file_hash().to_string();
+        if let Some(done) = self.replayed(&hash).await? {
+            return Ok(done);
+        }
+        let r = request.payload();
+        let row = match &r.credential {
+            Credential::LicenseKey(key) => {
+                sqlx::query("SELECT * FROM licenses WHERE key_hash = $1")
+                    .bind(key_hash(key))
+                    .fetch_optional(self.db.pool())
+                    .await?
+            }
+            Credential::User(user) => {
+                sqlx::query("SELECT * FROM licenses WHERE product = $1 AND user_id = $2")
+                    .bind(&r.product)
+                    .bind(user)
+                    .fetch_optional(self.db.pool())
+                    .await?
+            }
+        };
+        let unknown = || PortalError::UnknownLicense {
+            product: r.product.clone(),
+        };
+        let lic = license_row(&row.ok_or_else(unknown)?)?;
+        if lic.product != r.product {
+            return Err(unknown());
+        }
+        if lic.status != "active" {
+            return Err(PortalError::LicenseRevoked { license: lic.id });
+        }
+        let policy = self.policy(&lic.policy).await?;
+        if !lic.allow_offline.unwrap_or(policy.allow_offline) {
+            return Err(PortalError::OfflineNotAllowed { license: lic.id });
+        }
+        if policy.license_type == LicenseType::Subscription {
+            return Err(PortalError::SubscriptionOffline { license: lic.id });
+        }
+
+        let now = self.now();
+        let device = *request.signer();
+        let device_hex = hex::encode(device.to_bytes());
+        // The same device holding an active seat of this license (its store was reset):
+        // the activation is reissued on the same seat, and the reset is flagged.
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
+        )
+        .bind(&lic.id)
+        .bind(&device_hex)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let activation_id = existing.clone().unwrap_or_else(|| new_id("act"));
+        let mut rule = policy.match_rule.clone();
+        rule.required.retain(|c| r.fingerprint.contains_key(c));
+        let expires = lic
+            .expires
+            .map(time)
+            .or_else(|| policy.validity_days.map(|d| now + Duration::days(d)));
+        let license = License {
+            license_id: lic.id.clone(),
+            activation_id: activation_id.clone(),
+            product: r.product.clone(),
+            device_key: Bytes32(device.to_bytes()),
+            fingerprint: r.fingerprint.clone(),
+            match_rule: rule,
+            features: lic
+                .features
+                .clone()
+                .unwrap_or_else(|| policy.features.clone()),
+            license_type: policy.license_type,
+            issued: now,
+            not_before: now,
+            expires,
+            offline_expiry: None,
+            clock_tolerance: u64::try_from(policy.clock_tolerance_secs).unwrap_or(0),
+            serial: 1,
+            request_nonce: r.nonce,
+        };
+        let file = format::sign(&license, &self.signer())?;
+        let armored = file.armored();
+
+        let mut tx = self.db.begin_write().await?;
+        // Claim the request first: a concurrent application of the same request fails
+        // here and returns the winner's license.
+        let claimed = sqlx::query(
+            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&hash)
+        .bind(FileKind::ActivationRequest.name())
+        .bind(&activation_id)
+        .bind(&armored)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = claimed {
+            drop(tx);
+            if is_unique_violation(&e)
+                && let Some(done) = self.replayed(&hash).await?
+            {
+                return Ok(done);
+            }
+            return Err(e.into());
+        }
+        let journal_head = request.file_hash().to_string();
+        if let Some(id) = &existing {
+            sqlx::query(
+                "UPDATE activations SET request_hash = $1, license_file = $2, serial = 1, journal_seq = 0, \
+                 journal_head = $3, fingerprint = $4, last_accessed = $5, \
+                 fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
+                 WHERE id = $6",
+            )
+            .bind(&hash)
+            .bind(&armored)
+            .bind(&journal_head)
+            .bind(json(&r.fingerprint))
+            .bind(now.timestamp())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            audit(
+                &mut tx,
+                now.timestamp_millis(),
+                actor,
+                "activation.reissue",
+                Some(id),
+                None,
+                Some(&hash),
+                Some("the same device requested again while holding the seat"),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Applied {
+                kind: FileKind::ActivationRequest.name().into(),
+                response: armored,
+                response_kind: FileKind::License.name().into(),
+                activation: Some(activation_id),
+                replay: false,
+                file_hash: hash,
+            });
+        }
+        // Churn control: refuse the next activation after too many deactivations.
+        if let (Some(max), Some(days)) = (policy.max_deactivations, policy.deactivation_period_days)
+        {
+            let since = (now - Duration::days(days)).timestamp();
+            let recent: Vec<i64> = sqlx::query_scalar(
+                "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
+                 AND deactivated >= $2 ORDER BY deactivated",
+            )
+            .bind(&lic.id)
+            .bind(since)
+            .fetch_all(&mut *tx)
+            .await?;
+            let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
+            if count >= max {
+                let oldest = recent.first().copied().unwrap_or(since);
+                let from = time(oldest) + Duration::days(days);
+                return Err(PortalError::TooManyDeactivations {
+                    license: lic.id,
+                    count,
+                    days,
+                    from: from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                });
+            }
+        }
+        let seat = sqlx::query(
+            "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
+        )
+        .bind(&lic.id)
+        .execute(&mut *tx)
+        .await?;
+        if seat.rows_affected() == 0 {
+            return Err(PortalError::NoSeatLeft {
+                license: lic.id,
+                seats: lic.seats,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
+             state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, 0, $9, NULL, $10, $10)",
+        )
+        .bind(&activation_id)
+        .bind(&lic.id)
+        .bind(&r.product)
+        .bind(&device_hex)
+        .bind(device.kid().to_string())
+        .bind(json(&r.fingerprint))
+        .bind(&hash)
+        .bind(&armored)
+        .bind(&journal_head)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "activation.create",
+            Some(&activation_id),
+            None,
+            Some(&hash),
+            Some(&format!("license {}", lic.id)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Applied {
+            kind: FileKind::ActivationRequest.name().into(),
+            response: armored,
+            response_kind: FileKind::License.name().into(),
+            activation: Some(activation_id),
+            replay: false,
+            file_hash: hash,
+        })
+    }
+
+    /// Verify a device-signed file against the activation's recorded device key.
+    async fn device_file<T: format::Payload>(
+        &self,
+        bytes: &[u8],
+        activation_of: impl Fn(&T) -> &str,
+    ) -> Result<(Verified<T>, AnyRow), PortalError> {
+        let file: Verified<T> = format::verify(bytes.to_vec(), &Keyring::new())?;
+        let id = activation_of(file.payload()).to_string();
+        let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or(PortalError::UnknownActivation { activation: id })?;
+        let recorded: String = row.try_get("device_key")?;
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&recorded, &mut key)
+            .map_err(|_| PortalError::Key("a recorded device key is corrupt".into()))?;
+        let expected = PublicKey::from_bytes(&key).map_err(|e| PortalError::Key(e.to_string()))?;
+        Ok((file.expect_signer(&expected)?, row))
+    }
+
+    /// Apply a deactivation file: add its consumption once, free the seat, record the
+    /// journal head, and return a signed receipt. Applying it again changes nothing and
+    /// returns the same receipt.
+    pub async fn apply_deactivation(
+        &self,
+        bytes: &[u8],
+        actor: &Actor,
+    ) -> Result<Applied, PortalError> {
+        let (file, row) = self
+            .device_file::<Deactivation>(bytes, |d| &d.activation_id)
+            .await?;
+        let d = file.payload();
+        self.apply_device_file(
+            FileKind::Deactivation,
+            file.file_hash(),
+            &d.activation_id,
+            &d.counters,
+            d.journal,
+            &row,
+            true,
+            actor,
+        )
+        .await
+    }
+
+    /// Apply a usage report: add `new cumulative − last reported` per feature, so replays
+    /// and reports out of order never double-count.
+    pub async fn apply_usage_report(
+        &self,
+        bytes: &[u8],
+        actor: &Actor,
+    ) -> Result<Applied, PortalError> {
+        let (file, row) = self
+            .device_file::<UsageReport>(bytes, |u| &u.activation_id)
+            .await?;
+        let u = file.payload();
+        self.apply_device_file(
+            FileKind::UsageReport,
+            file.file_hash(),
+            &u.activation_id,
+            &u.counters,
+            u.journal,
+            &row,
+            false,
+            actor,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_device_file(
+        &self,
+        kind: FileKind,
+        file_hash: Bytes32,
+        activation_id: &str,
+        counters: &format::Counters,
+        journal: format::JournalHead,
+        row: &AnyRow,
+        deactivate: bool,
+        actor: &Actor,
+    ) -> Result<Applied, PortalError> {
+        let hash = file_hash.to_string();
+        if let Some(done) = self.replayed(&hash).await? {
+            return Ok(done);
+        }
+        let now = self.now();
+        let was_active = row.try_get::<String, _>("state")? == "active";
+        let license_id: String = row.try_get("license")?;
+        let state_after = if deactivate || !was_active {
+            "deactivated"
+        } else {
+            "active"
+        };
+        let receipt = Receipt {
+            activation_id: activation_id.into(),
+            file_hash,
+            file_kind: kind.name().into(),
+            state: state_after.into(),
+            applied: now,
+        };
+        let armored = format::sign(&receipt, &self.signer())?.armored();
+
+        let mut tx = self.db.begin_write().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&hash)
+        .bind(kind.name())
+        .bind(activation_id)
+        .bind(&armored)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = claimed {
+            drop(tx);
+            if is_unique_violation(&e)
+                && let Some(done) = self.replayed(&hash).await?
+            {
+                return Ok(done);
+            }
+            return Err(e.into());
+        }
+        // Re-read the activation inside the transaction: another file may have changed it.
+        let current = sqlx::query(
+            "SELECT state, journal_seq, journal_head, fork FROM activations WHERE id = $1",
+        )
+        .bind(activation_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let state: String = current.try_get("state")?;
+        let head_seq: i64 = current.try_get("journal_seq")?;
+        let head: String = current.try_get("journal_head")?;
+        let seq = u64_to_i64(journal.seq);
+        let mut fork: Option<String> = None;
+        if seq <= head_seq {
+            fork = Some(format!(
+                "a {} with journal sequence {seq} arrived after sequence {head_seq}: a replayed file, a \
+                 restored backup or a cloned machine",
+                kind
+            ));
+        } else if seq == head_seq + 1 && journal.prev.to_string() != head {
+            fork = Some(format!(
+                "a {} continues the journal from another file than the last one seen (sequence {seq})",
+                kind
+            ));
+        }
+        // Consumption: add what is new since the last report, feature by feature.
+        let mut went_back = Vec::new();
+        for (feature, cumulative) in counters {
+            let cumulative = u64_to_i64(*cumulative);
+            let reported: Option<i64> = sqlx::query_scalar(
+                "SELECT reported FROM usage_reported WHERE activation = $1 AND feature = $2",
+            )
+            .bind(activation_id)
+            .bind(feature)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let before = reported.unwrap_or(0);
+            if cumulative < before {
+                went_back.push(feature.clone());
+                continue;
+            }
+            if cumulative == before {
+                continue;
+            }
+            let delta = cumulative - before;
+            match reported {
+                Some(_) => {
+                    sqlx::query("UPDATE usage_reported SET reported = $1 WHERE activation = $2 AND feature = $3")
+                        .bind(cumulative)
+                        .bind(activation_id)
+                        .bind(feature)
+                        .execute(&mut *tx)
+                        .await?
+                }
+                None => {
+                    sqlx::query("INSERT INTO usage_reported (activation, feature, reported) VALUES ($1, $2, $3)")
+                        .bind(activation_id)
+                        .bind(feature)
+                        .bind(cumulative)
+                        .execute(&mut *tx)
+                        .await?
+                }
+            };
+            let updated = sqlx::query(
+                "UPDATE usage_totals SET total = total + $1 WHERE license = $2 AND feature = $3",
+            )
+            .bind(delta)
+            .bind(&license_id)
+            .bind(feature)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                sqlx::query(
+                    "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3)",
+                )
+                .bind(&license_id)
+                .bind(feature)
+                .bind(delta)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if !went_back.is_empty() && fork.is_none() {
+            fork = Some(format!(
+                "cumulative counters went back ({}): a restored backup or a cloned machine",
+                went_back.join(", ")
+            ));
+        }
+        if seq > head_seq {
+            sqlx::query("UPDATE activations SET journal_seq = $1, journal_head = $2 WHERE id = $3")
+                .bind(seq)
+                .bind(&hash)
+                .bind(activation_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE activations SET last_accessed = $1 WHERE id = $2")
+            .bind(now.timestamp())
+            .bind(activation_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(reason) = &fork {
+            sqlx::query("UPDATE activations SET fork = $1 WHERE id = $2")
+                .bind(reason)
+                .bind(activation_id)
+                .execute(&mut *tx)
+                .await?;
+            audit(
+                &mut tx,
+                now.timestamp_millis(),
+                actor,
+                "journal.fork",
+                Some(activation_id),
+                None,
+                Some(&hash),
+                Some(reason),
+            )
+            .await?;
+        }
+        if deactivate && state == "active" {
+            sqlx::query(
+                "UPDATE activations SET state = 'deactivated', deactivated = $1 WHERE id = $2",
+            )
+            .bind(now.timestamp())
+            .bind(activation_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
+            )
+            .bind(&license_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let action = if deactivate {
+            "activation.deactivate"
+        } else {
+            "usage.report"
+        };
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            action,
+            Some(activation_id),
+            None,
+            Some(&hash),
+            Some(&json(counters)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Applied {
+            kind: kind.name().into(),
+            response: armored,
+            response_kind: FileKind::Receipt.name().into(),
+            activation: Some(activation_id.into()),
+            replay: false,
+            file_hash: hash,
+        })
+    }
+
+    /// Support: a refresh file for one activation (new entitlements or expiry, optional
+    /// clock-floor reset), serial + 1. The reason is required and audited.
+    pub async fn refresh(
+        &self,
+        activation_id: &str,
+        spec: &RefreshSpec,
+        actor: &Actor,
+    ) -> Result<String, PortalError> {
+        if spec.reason.trim().is_empty() {
+            return Err(PortalError::Invalid {
+                field: "reason",
+                reason: "a refresh needs a reason (it is audited)".into(),
+            });
+        }
+        let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
+            .bind(activation_id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::UnknownActivation {
+                activation: activation_id.into(),
+            })?;
+        let state: String = row.try_get("state")?;
+        if state != "active" {
+            return Err(PortalError::NotActive {
+                activation: activation_id.into(),
+                state,
+            });
+        }
+        let issued_file: String = row.try_get("license_file")?;
+        let keys = self.trusted_keys().await?;
+        // The last file issued is a license (serial 1) or a refresh.
+        let (base, serial): (License, i64) = {
+            let license_file: String = row.try_get("license_file")?;
+            match format::open::<License>(license_file.as_bytes(), &keys) {
+                Ok(l) => (l.into_payload(), 1),
+                Err(_) => {
+                    let refresh =
+                        format::open::<Refresh>(issued_file.as_bytes(), &keys)?.into_payload();
+                    let original: String =
+                        sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
+                            .bind(row.try_get::<String, _>("request_hash")?)
+                            .fetch_one(self.db.pool())
+                            .await?;
+                    let mut l = format::open::<License>(original.as_bytes(), &keys)?.into_payload();
+                    l.features = refresh.features;
+                    l.expires = refresh.expires;
+                    l.offline_expiry = refresh.offline_expiry;
+                    l.clock_tolerance = refresh.clock_tolerance;
+                    l.license_type = refresh.license_type;
+                    (l, u64_to_i64(refresh.serial))
+                }
+            }
+        };
+        let lic: String = row.try_get("license")?;
+        let lic_row = sqlx::query("SELECT * FROM licenses WHERE id = $1")
+            .bind(&lic)
+            .fetch_one(self.db.pool())
+            .await?;
+        if license_row(&lic_row)?.status != "active" {
+            return Err(PortalError::LicenseRevoked { license: lic });
+        }
+        let now = self.now();
+        let expires = match (spec.expires, spec.extend_days) {
+            (Some(e), _) => Some(time(e)),
+            (None, Some(days)) => Some(base.expires.unwrap_or(now).max(now) + Duration::days(days)),
+            (None, None) => base.expires,
+        };
+        let new_serial = serial + 1;
+        let refresh = Refresh {
+            license_id: base.license_id.clone(),
+            activation_id: activation_id.into(),
+            product: base.product.clone(),
+            device_key: base.device_key,
+            serial: u64::try_from(new_serial).unwrap_or(2),
+            features: spec.features.clone().unwrap_or(base.features),
+            license_type: base.license_type,
+            expires,
+            offline_expiry: base.offline_expiry,
+            clock_tolerance: base.clock_tolerance,
+            clock_floor: spec.clock_floor.map(time),
+            reason: spec.reason.clone(),
+            issued: now,
+        };
+        let file = format::sign(&refresh, &self.signer())?;
+        let armored = file.armored();
+        let mut tx = self.db.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE activations SET serial = $1, license_file = $2 WHERE id = $3 AND serial = $4",
+        )
+        .bind(new_serial)
+        .bind(&armored)
+        .bind(activation_id)
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(PortalError::Invalid {
+                field: "activation",
+                reason: "another refresh was issued at the same moment; try again".into(),
+            });
+        }
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "activation.refresh",
+            Some(activation_id),
+            Some(&spec.reason),
+            Some(&file.hash().to_string()),
+            Some(&format!("serial {new_serial}")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(armored)
+    }
+
+    /// Admin: deactivate an activation on the server (e.g. a lost machine). The seat is
+    /// freed; the device's license keeps working offline until it expires.
+    pub async fn deactivate(
+        &self,
+        activation_id: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<Activation, PortalError> {
+        if reason.trim().is_empty() {
+            return Err(PortalError::Invalid {
+                field: "reason",
+                reason: "a server-side deactivation needs a reason (it is audited)".into(),
+            });
+        }
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let row = sqlx::query("SELECT license, state FROM activations WHERE id = $1")
+            .bind(activation_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| PortalError::UnknownActivation {
+                activation: activation_id.into(),
+            })?;
+        let state: String = row.try_get("state")?;
+        if state != "active" {
+            return Err(PortalError::NotActive {
+                activation: activation_id.into(),
+                state,
+            });
+        }
+        let license: String = row.try_get("license")?;
+        sqlx::query("UPDATE activations SET state = 'deactivated', deactivated = $1 WHERE id = $2")
+            .bind(now.timestamp())
+            .bind(activation_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
+        )
+        .bind(&license)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            now.timestamp_millis(),
+            actor,
+            "activation.deactivate.server",
+            Some(activation_id),
+            Some(reason),
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.activation(activation_id).await
+    }
+}
+
+fn response_kind(applied_kind: &str) -> &'static str {
+    if applied_kind == FileKind::ActivationRequest.name() {
+        FileKind::License.name()
+    } else {
+        FileKind::Receipt.name()
+    }
+}
+
+/// A feature with a limit, for convenience in specs.
+pub fn feature(limit: Option<u64>, overage: bool) -> Feature {
+    Feature { limit, overage }
+}

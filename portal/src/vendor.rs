@@ -1,0 +1,117 @@
+//! Vendor signing keys. Private keys live as PKCS#8 files (mode 0600) in the portal's key
+//! directory, never in the database; the database records which keys exist, their public
+//! halves and which one is active. Several keys may be trusted at once, so a key can be
+//! rotated without stranding files signed by the old one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lic_core::keys::{KeyError, Keyring, PublicKey, SecretKey};
+use sqlx::Row as _;
+
+use crate::db::Db;
+use crate::error::PortalError;
+
+/// Generate a vendor signing key at `out` (PKCS#8 PEM, mode 0600). An existing file is
+/// only replaced with `force`. Returns the new key's public half.
+pub fn generate(out: &Path, force: bool) -> Result<PublicKey, KeyError> {
+    let key = SecretKey::generate();
+    key.write(out, force)?;
+    Ok(key.public())
+}
+
+/// The public key (SPKI PEM) of the vendor signing key at `key_path`.
+pub fn export(key_path: &Path) -> Result<PublicKey, KeyError> {
+    Ok(SecretKey::read(key_path)?.public())
+}
+
+/// The file holding the private key with id `kid` in `dir`.
+pub fn key_path(dir: &Path, kid: &str) -> PathBuf {
+    dir.join(format!("{kid}.key.pem"))
+}
+
+/// A public vendor key as the database records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VendorKeyInfo {
+    pub kid: String,
+    pub active: bool,
+    pub created: i64,
+    pub retired: Option<i64>,
+    pub public_pem: String,
+}
+
+/// Create a new signing key in `dir`, record it and make it the active one; the previous
+/// active key is retired (still trusted by clients that have it, no longer used to sign).
+pub async fn rotate(db: &Db, dir: &Path, now: i64) -> Result<PublicKey, PortalError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| PortalError::Key(format!("{}: {e}", dir.display())))?;
+    let key = SecretKey::generate();
+    let kid = key.kid().to_string();
+    key.write(&key_path(dir, &kid), false)
+        .map_err(|e| PortalError::Key(e.to_string()))?;
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE vendor_keys SET active = 0, retired = $1 WHERE active = 1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO vendor_keys (kid, public_pem, active, created) VALUES ($1, $2, 1, $3)",
+    )
+    .bind(&kid)
+    .bind(key.public().to_pem())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(key.public())
+}
+
+/// All vendor keys, active first.
+pub async fn list(db: &Db) -> Result<Vec<VendorKeyInfo>, PortalError> {
+    let rows = sqlx::query(
+        "SELECT kid, public_pem, active, created, retired FROM vendor_keys ORDER BY active DESC, created DESC",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(VendorKeyInfo {
+                kid: r.try_get("kid")?,
+                public_pem: r.try_get("public_pem")?,
+                active: r.try_get::<i64, _>("active")? == 1,
+                created: r.try_get("created")?,
+                retired: r.try_get("retired")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// The keyring clients should trust: every key the portal has signed with.
+pub async fn keyring(db: &Db) -> Result<Keyring, PortalError> {
+    let mut ring = Keyring::new();
+    for k in list(db).await? {
+        ring.add(PublicKey::from_pem(&k.public_pem).map_err(|e| PortalError::Key(e.to_string()))?);
+    }
+    Ok(ring)
+}
+
+/// Load the active signing key from `dir`.
+pub async fn active(db: &Db, dir: &Path) -> Result<Arc<SecretKey>, PortalError> {
+    let kid: Option<String> = sqlx::query_scalar("SELECT kid FROM vendor_keys WHERE active = 1")
+        .fetch_optional(db.pool())
+        .await?;
+    let kid = kid.ok_or_else(|| {
+        PortalError::Key(
+            "there is no active vendor key: run `lic-portal init` or `lic-portal key rotate`"
+                .into(),
+        )
+    })?;
+    let key = SecretKey::read(&key_path(dir, &kid)).map_err(|e| PortalError::Key(e.to_string()))?;
+    if key.kid().to_string() != kid {
+        return Err(PortalError::Key(format!(
+            "the key file for {kid} holds another key"
+        )));
+    }
+    Ok(Arc::new(key))
+}

@@ -1,0 +1,189 @@
+//! Test support: a fresh database per test on every backend — a temporary SQLite file,
+//! and a fresh schema in the local PostgreSQL (127.0.0.1:5432, database `test`). When
+//! PostgreSQL is unreachable its runs are skipped loudly, unless LIC_REQUIRE_POSTGRES=1.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use lic_core::format::{Feature, LicenseType, MatchRule};
+use lic_portal::db::Db;
+use lic_portal::ops::{NewLicense, Policy};
+use lic_portal::{Actor, Portal};
+
+pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A database to test against; dropping it removes the file or schema.
+pub struct TestDb {
+    pub name: &'static str,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            // Best effort: a leftover schema in the test database harms nothing.
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
+                .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .output();
+        }
+    }
+}
+
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// The backends to run a scenario on.
+pub async fn backends() -> Vec<TestDb> {
+    let mut out = vec![{
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("portal.db").display());
+        TestDb {
+            name: "sqlite",
+            url,
+            dir,
+            schema: None,
+        }
+    }];
+    match create_pg_schema().await {
+        Ok(schema) => out.push(TestDb {
+            name: "postgres",
+            url: format!("{PG_URL}?options=-c%20search_path%3D{schema}"),
+            dir: tempfile::tempdir().unwrap(),
+            schema: Some(schema),
+        }),
+        Err(e) => {
+            assert!(
+                std::env::var("LIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "LIC_REQUIRE_POSTGRES=1 but PostgreSQL at {PG_URL} is unreachable: {e}"
+            );
+            eprintln!("\n*** SKIPPING PostgreSQL: {PG_URL} is unreachable ({e}) ***\n");
+        }
+    }
+    out
+}
+
+async fn create_pg_schema() -> Result<String, sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(PG_URL).await?;
+    let schema = format!("lic_test_{}", random_suffix());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(schema)
+}
+
+/// A portal on `db` with a vendor key, product `photo-pro`, and a policy.
+pub async fn portal(db: &TestDb) -> Portal {
+    let conn = Db::connect(&db.url).await.unwrap();
+    Portal::init(&conn, &db.keys_dir()).await.unwrap();
+    let portal = Portal::open(conn, db.keys_dir()).await.unwrap();
+    portal
+        .create_product("photo-pro", "Photo Pro", &Actor::cli())
+        .await
+        .unwrap();
+    portal
+}
+
+pub fn policy(seats: i64) -> Policy {
+    Policy {
+        id: String::new(),
+        product: "photo-pro".into(),
+        name: format!("standard-{seats}"),
+        license_type: LicenseType::TimeLimited,
+        allow_offline: true,
+        seats,
+        validity_days: Some(365),
+        features: [
+            ("export-pdf".to_string(), Feature::default()),
+            (
+                "render-minutes".to_string(),
+                Feature {
+                    limit: Some(1000),
+                    overage: false,
+                },
+            ),
+        ]
+        .into(),
+        match_rule: MatchRule {
+            required: vec!["machine-id".into()],
+            max_changed: 2,
+        },
+        clock_tolerance_secs: 3600,
+        max_offline_days: None,
+        inactivity_secs: None,
+        max_deactivations: None,
+        deactivation_period_days: None,
+        created: 0,
+    }
+}
+
+/// A license on a new policy with `seats` seats; returns (license id, key).
+pub async fn license(portal: &Portal, policy_spec: Policy) -> (String, String) {
+    let p = portal
+        .create_policy(policy_spec, &Actor::cli())
+        .await
+        .unwrap();
+    let created = portal
+        .create_license(
+            NewLicense {
+                policy: p.id,
+                ..Default::default()
+            },
+            &Actor::cli(),
+        )
+        .await
+        .unwrap();
+    (created.license.id, created.key.unwrap())
+}
+
+/// Every table but the audit log, as text: to show a refused upload changed nothing.
+pub async fn snapshot(db: &Db) -> String {
+    use sqlx::Row as _;
+    let mut out = String::new();
+    for (table, order) in [
+        ("licenses", "id"),
+        ("activations", "id"),
+        ("usage_reported", "activation, feature"),
+        ("usage_totals", "license, feature"),
+        ("applied_files", "hash"),
+        ("products", "code"),
+        ("policies", "id"),
+        ("vendor_keys", "kid"),
+    ] {
+        let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY {order}"))
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        for r in rows {
+            out.push_str(table);
+            for i in 0..r.len() {
+                let text: Option<String> = r.try_get(i).ok().flatten();
+                let num: Option<i64> = r.try_get(i).ok().flatten();
+                out.push_str(&format!("|{text:?}{num:?}"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,591 @@
+//! The portal's scenarios, each run on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{backends, license, policy, portal, snapshot};
+use lic_core::client::{Client, Installed};
+use lic_core::fingerprint::{RawComponents, StaticSource, component};
+use lic_core::format::{self, Credential, Receipt};
+use lic_portal::ops::{NewLicense, RefreshSpec};
+use lic_portal::{Actor, PortalError};
+
+fn device(dir: &std::path::Path, machine: &str, keys: lic_core::keys::Keyring) -> Client {
+    let raw: RawComponents = [
+        (component::MACHINE_ID, machine),
+        (component::HOSTNAME, "host"),
+        (component::CPU, "cpu; 4 logical"),
+        (component::MEMORY, "16 GiB"),
+    ]
+    .into_iter()
+    .collect();
+    Client::builder("photo-pro")
+        .store(dir)
+        .trust(keys)
+        .fingerprint_source(StaticSource(raw))
+        .open()
+        .unwrap()
+}
+
+fn request(dir: &std::path::Path, machine: &str, key: &str) -> Vec<u8> {
+    device(dir, machine, lic_core::keys::Keyring::new())
+        .request_activation(Credential::LicenseKey(key.into()))
+        .unwrap()
+        .armored()
+        .into_bytes()
+}
+
+fn who() -> Actor {
+    Actor("test".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_loop_frees_the_seat_adds_consumption_and_the_receipt_verifies() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (license_id, key) = license(&portal, policy(2)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let client = device(store.path(), "m-1", keys.clone());
+
+        let req = client
+            .request_activation(Credential::LicenseKey(key.clone()))
+            .unwrap();
+        let applied = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        assert_eq!(applied.response_kind, "license", "{}", db.name);
+        assert!(matches!(
+            client.install(applied.response.as_bytes()).unwrap(),
+            Installed::License { .. }
+        ));
+        assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 1);
+
+        client.consume("render-minutes", 40).unwrap();
+        let report = client.usage_report().unwrap();
+        let r = portal
+            .apply(report.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        assert_eq!(r.response_kind, "receipt");
+        assert_eq!(
+            portal
+                .license(&license_id)
+                .await
+                .unwrap()
+                .usage
+                .get("render-minutes"),
+            Some(&40)
+        );
+
+        client.consume("render-minutes", 2).unwrap();
+        let deactivation = client.deactivate().unwrap();
+        let applied = portal
+            .apply(deactivation.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        let info = portal.license(&license_id).await.unwrap();
+        assert_eq!(info.seats_used, 0, "{}: the seat is free", db.name);
+        assert_eq!(
+            info.usage.get("render-minutes"),
+            Some(&42),
+            "{}: 40 + 2, not 40 + 42",
+            db.name
+        );
+        let receipt = format::open::<Receipt>(applied.response.as_bytes(), &keys).unwrap();
+        assert_eq!(receipt.file_hash, deactivation.hash());
+        assert_eq!(receipt.state, "deactivated");
+        let activation = portal
+            .activation(applied.activation.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(activation.state, "deactivated");
+        assert_eq!(activation.fork, None);
+        let audit = portal.audit_log(100, None).await.unwrap();
+        for action in ["activation.create", "usage.report", "activation.deactivate"] {
+            assert!(
+                audit.iter().any(|a| a.action == action),
+                "{}: no {action} in the audit log",
+                db.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_clients_twenty_attempts_five_seats_exactly_five_activations() {
+    for db in backends().await {
+        let portal = Arc::new(portal(&db).await);
+        let (license_id, key) = license(&portal, policy(5)).await;
+        // 640 distinct devices' requests, made up front.
+        let dirs: Vec<_> = (0..32 * 20).map(|_| tempfile::tempdir().unwrap()).collect();
+        let requests: Vec<Vec<u8>> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| request(d.path(), &format!("machine-{i}"), &key))
+            .collect();
+        let requests = Arc::new(requests);
+        let mut tasks = Vec::new();
+        for client in 0..32 {
+            let (portal, requests) = (Arc::clone(&portal), Arc::clone(&requests));
+            tasks.push(tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for attempt in 0..20 {
+                    let r = portal
+                        .apply(&requests[client * 20 + attempt], &Actor("load".into()))
+                        .await;
+                    outcomes.push(r.map(|_| ()).map_err(|e| e.code()));
+                }
+                outcomes
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            for outcome in t.await.unwrap() {
+                match outcome {
+                    Ok(()) => ok += 1,
+                    Err(code) => assert_eq!(code, "no-seat-left", "{}: unexpected error", db.name),
+                }
+            }
+        }
+        assert_eq!(ok, 5, "{}", db.name);
+        assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 5);
+        assert_eq!(
+            portal
+                .activations(Some(&license_id), None)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_deactivation_applied_32_times_at_once_frees_one_seat_and_counts_once() {
+    for db in backends().await {
+        let portal = Arc::new(portal(&db).await);
+        let (license_id, key) = license(&portal, policy(3)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        // Two devices hold seats; one deactivates.
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (dir, m) in [(&a, "m-a"), (&b, "m-b")] {
+            let c = device(dir.path(), m, keys.clone());
+            let req = c
+                .request_activation(Credential::LicenseKey(key.clone()))
+                .unwrap();
+            let lic = portal
+                .apply(req.armored().as_bytes(), &who())
+                .await
+                .unwrap();
+            c.install(lic.response.as_bytes()).unwrap();
+        }
+        let c = device(a.path(), "m-a", keys.clone());
+        c.consume("render-minutes", 7).unwrap();
+        let file = Arc::new(c.deactivate().unwrap().armored().into_bytes());
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (portal, file) = (Arc::clone(&portal), Arc::clone(&file));
+            tasks.push(tokio::spawn(async move {
+                portal.apply(&file, &Actor("x".into())).await.unwrap()
+            }));
+        }
+        let mut receipts = Vec::new();
+        for t in tasks {
+            receipts.push(t.await.unwrap().response);
+        }
+        receipts.dedup();
+        assert_eq!(
+            receipts.len(),
+            1,
+            "{}: every application returns the same receipt",
+            db.name
+        );
+        let info = portal.license(&license_id).await.unwrap();
+        assert_eq!(info.seats_used, 1, "{}: exactly one seat freed", db.name);
+        assert_eq!(
+            info.usage.get("render-minutes"),
+            Some(&7),
+            "{}: counted once",
+            db.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_request_twice_returns_the_same_license_and_one_seat() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (license_id, key) = license(&portal, policy(3)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let req = request(dir.path(), "m", &key);
+        let first = portal.apply(&req, &who()).await.unwrap();
+        let second = portal.apply(&req, &who()).await.unwrap();
+        assert_eq!(first.response, second.response);
+        assert!(second.replay && !first.replay);
+        assert_eq!(
+            portal.license(&license_id).await.unwrap().seats_used,
+            1,
+            "{}",
+            db.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_are_refused_with_a_reason_and_change_nothing() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (_, key) = license(&portal, policy(1)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m", keys.clone());
+        let req = c
+            .request_activation(Credential::LicenseKey(key.clone()))
+            .unwrap();
+        let lic = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        c.install(lic.response.as_bytes()).unwrap();
+        let report = c.usage_report().unwrap();
+
+        let fixture = |name: &str| std::fs::read(lic_fixtures::dir().join(name)).unwrap();
+        let mut tampered = report.bytes().to_vec();
+        let at = tampered.len() - 70;
+        tampered[at] ^= 1;
+        let other_dir = tempfile::tempdir().unwrap();
+        let unknown_key = request(other_dir.path(), "m2", "NOPE-NOPE-NOPE");
+        // A usage report for this activation, signed by another device.
+        let stranger = device(other_dir.path(), "m3", keys.clone());
+        let forged = {
+            let r = format::UsageReport {
+                activation_id: lic.activation.clone().unwrap(),
+                product: "photo-pro".into(),
+                counters: [("render-minutes".to_string(), 999)].into(),
+                journal: format::JournalHead {
+                    seq: 9,
+                    prev: format::Bytes32([0; 32]),
+                },
+                created: chrono::Utc::now(),
+            };
+            let key = lic_core::keys::SecretKey::generate();
+            let _ = &stranger;
+            format::sign(&r, &key).unwrap().armored().into_bytes()
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("garbage", b"hello".to_vec(), "armor-missing"),
+            ("tampered report", tampered, "bad-signature"),
+            (
+                "truncated",
+                fixture("invalid/truncated.lic"),
+                "armor-truncated",
+            ),
+            ("oversized", fixture("invalid/oversized.lic"), "too-large"),
+            (
+                "a license uploaded",
+                lic.response.clone().into_bytes(),
+                "invalid",
+            ),
+            ("unknown license key", unknown_key, "unknown-license"),
+            ("another device's report", forged, "wrong-signer"),
+            (
+                "a second seat",
+                {
+                    let d = tempfile::tempdir().unwrap();
+                    request(d.path(), "m9", &key)
+                },
+                "no-seat-left",
+            ),
+            (
+                "fixture request for an unknown key",
+                fixture("valid/activation-request.req"),
+                "unknown-license",
+            ),
+            (
+                "deactivation of an unknown activation",
+                fixture("valid/deactivation.deact"),
+                "unknown-activation",
+            ),
+        ];
+        for (what, bytes, code) in cases {
+            let before = snapshot(portal.db()).await;
+            let err = portal.apply(&bytes, &who()).await.unwrap_err();
+            assert_eq!(err.code(), code, "{}: {what}: {err}", db.name);
+            assert!(err.status() >= 400 && err.status() < 500, "{what}");
+            assert!(!err.to_string().is_empty() && !err.hint().is_empty());
+            assert_eq!(
+                snapshot(portal.db()).await,
+                before,
+                "{}: {what} changed the database",
+                db.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reports_replayed_or_out_of_order_never_double_count_and_forks_are_flagged() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (license_id, key) = license(&portal, policy(1)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m", keys.clone());
+        let req = c.request_activation(Credential::LicenseKey(key)).unwrap();
+        let lic = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        c.install(lic.response.as_bytes()).unwrap();
+        c.consume("render-minutes", 10).unwrap();
+        let r1 = c.usage_report().unwrap();
+        c.consume("render-minutes", 5).unwrap();
+        let r2 = c.usage_report().unwrap();
+        // Newer first, then the older one, then the newer again.
+        portal.apply(r2.armored().as_bytes(), &who()).await.unwrap();
+        portal.apply(r1.armored().as_bytes(), &who()).await.unwrap();
+        let again = portal.apply(r2.armored().as_bytes(), &who()).await.unwrap();
+        assert!(again.replay);
+        let info = portal.license(&license_id).await.unwrap();
+        assert_eq!(info.usage.get("render-minutes"), Some(&15), "{}", db.name);
+        // r1 came after r2 with an older sequence number: flagged as a fork.
+        let activation = portal
+            .activation(lic.activation.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            activation
+                .fork
+                .as_deref()
+                .unwrap_or_default()
+                .contains("journal sequence 1"),
+            "{:?}",
+            activation.fork
+        );
+        let audit = portal
+            .audit_log(100, lic.activation.as_deref())
+            .await
+            .unwrap();
+        assert!(audit.iter().any(|a| a.action == "journal.fork"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_refreshes_are_serial_plus_one_audited_and_install_on_the_device() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (_, key) = license(&portal, policy(1)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m", keys.clone());
+        let req = c.request_activation(Credential::LicenseKey(key)).unwrap();
+        let lic = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        c.install(lic.response.as_bytes()).unwrap();
+        let act = lic.activation.unwrap();
+
+        let no_reason = portal
+            .refresh(&act, &RefreshSpec::default(), &who())
+            .await
+            .unwrap_err();
+        assert_eq!(no_reason.code(), "invalid");
+        let spec = RefreshSpec {
+            reason: "renewal SO-1".into(),
+            extend_days: Some(30),
+            ..Default::default()
+        };
+        let r2 = portal.refresh(&act, &spec, &who()).await.unwrap();
+        let r3 = portal.refresh(&act, &spec, &who()).await.unwrap();
+        assert!(matches!(
+            c.install(r2.as_bytes()).unwrap(),
+            Installed::Refresh {
+                from_serial: 1,
+                to_serial: 2
+            }
+        ));
+        assert!(matches!(
+            c.install(r3.as_bytes()).unwrap(),
+            Installed::Refresh {
+                from_serial: 2,
+                to_serial: 3
+            }
+        ));
+        assert_eq!(portal.activation(&act).await.unwrap().serial, 3);
+        let audit = portal.audit_log(100, Some(&act)).await.unwrap();
+        let refreshes: Vec<_> = audit
+            .iter()
+            .filter(|a| a.action == "activation.refresh")
+            .collect();
+        assert_eq!(refreshes.len(), 2, "{}", db.name);
+        assert!(
+            refreshes
+                .iter()
+                .all(|a| a.reason.as_deref() == Some("renewal SO-1"))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_rules_refuse_activation_with_clear_reasons() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let a = Actor::cli();
+        let dir = || tempfile::tempdir().unwrap();
+
+        // Offline activation off in the policy; a license may override it.
+        let mut p = policy(2);
+        p.name = "online-only".into();
+        p.allow_offline = false;
+        let online = portal.create_policy(p, &a).await.unwrap();
+        let plain = portal
+            .create_license(
+                NewLicense {
+                    policy: online.id.clone(),
+                    ..Default::default()
+                },
+                &a,
+            )
+            .await
+            .unwrap();
+        let d = dir();
+        let err = portal
+            .apply(&request(d.path(), "m", plain.key.as_deref().unwrap()), &a)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "offline-not-allowed", "{}", db.name);
+        let allowed = portal
+            .create_license(
+                NewLicense {
+                    policy: online.id.clone(),
+                    allow_offline: Some(true),
+                    ..Default::default()
+                },
+                &a,
+            )
+            .await
+            .unwrap();
+        let d = dir();
+        portal
+            .apply(&request(d.path(), "m", allowed.key.as_deref().unwrap()), &a)
+            .await
+            .unwrap();
+
+        // Subscriptions cannot be activated offline.
+        let mut p = policy(2);
+        p.name = "subscription".into();
+        p.license_type = format::LicenseType::Subscription;
+        let sub = portal.create_policy(p, &a).await.unwrap();
+        let l = portal
+            .create_license(
+                NewLicense {
+                    policy: sub.id,
+                    ..Default::default()
+                },
+                &a,
+            )
+            .await
+            .unwrap();
+        let d = dir();
+        let err = portal
+            .apply(&request(d.path(), "m", l.key.as_deref().unwrap()), &a)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "subscription-offline");
+
+        // A revoked license.
+        let (rev, key) = license(&portal, {
+            let mut p = policy(2);
+            p.name = "rev".into();
+            p
+        })
+        .await;
+        portal.revoke_license(&rev, "chargeback", &a).await.unwrap();
+        let d = dir();
+        let err = portal
+            .apply(&request(d.path(), "m", &key), &a)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "license-revoked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_control_refuses_the_next_activation_not_the_deactivation() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let mut p = policy(1);
+        p.max_deactivations = Some(2);
+        p.deactivation_period_days = Some(30);
+        let (license_id, key) = license(&portal, p).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        for round in 0..3 {
+            let d = tempfile::tempdir().unwrap();
+            let c = device(d.path(), &format!("m{round}"), keys.clone());
+            let req = c
+                .request_activation(Credential::LicenseKey(key.clone()))
+                .unwrap();
+            let lic = portal.apply(req.armored().as_bytes(), &who()).await;
+            if round == 2 {
+                let err = lic.unwrap_err();
+                assert_eq!(err.code(), "too-many-deactivations", "{}", db.name);
+                assert!(
+                    err.to_string()
+                        .contains("deactivated 2 times in the last 30 days"),
+                    "{err}"
+                );
+                break;
+            }
+            let lic = lic.unwrap();
+            c.install(lic.response.as_bytes()).unwrap();
+            // The deactivation itself is always accepted.
+            portal
+                .apply(c.deactivate().unwrap().armored().as_bytes(), &who())
+                .await
+                .unwrap();
+        }
+        assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_deactivation_frees_the_seat_and_needs_a_reason() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (license_id, key) = license(&portal, policy(1)).await;
+        let d = tempfile::tempdir().unwrap();
+        let lic = portal
+            .apply(&request(d.path(), "m", &key), &who())
+            .await
+            .unwrap();
+        let act = lic.activation.unwrap();
+        assert!(matches!(
+            portal.deactivate(&act, " ", &who()).await,
+            Err(PortalError::Invalid { .. })
+        ));
+        portal
+            .deactivate(&act, "laptop stolen, ticket 881", &who())
+            .await
+            .unwrap();
+        assert_eq!(
+            portal.license(&license_id).await.unwrap().seats_used,
+            0,
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            portal
+                .deactivate(&act, "again", &who())
+                .await
+                .unwrap_err()
+                .code(),
+            "not-active"
+        );
+    }
+}
