@@ -285,6 +285,9 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
         Command::Consume { feature, amount } => consume(g, feature, *amount),
         Command::UsageReport { out, force } => {
             let client = client(g, None)?;
+            // Check the destination before the report is made: making one advances the
+            // device journal, and a report that cannot be written would be lost.
+            check_writable(out, *force)?;
             let file = client.usage_report()?;
             write_file(&file, out, *force)?;
             if out != Path::new("-") {
@@ -401,6 +404,18 @@ fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
     Ok(bytes)
 }
 
+/// Refuse early when `out` exists (and `force` is not given), before anything is made.
+fn check_writable(out: &Path, force: bool) -> Result<(), Failure> {
+    if out != Path::new("-") && !force && out.exists() {
+        return Err(Failure::new(
+            format!("{} already exists; it was left as it is", out.display()),
+            "choose another file with --out, or pass --force to replace it",
+            "exists",
+        ));
+    }
+    Ok(())
+}
+
 /// Write a signed file armored to `out` (`-`: standard output). An existing file is
 /// kept unless `force`, or unless it already holds exactly this content.
 fn write_file(file: &SignedFile, out: &Path, force: bool) -> Result<(), Failure> {
@@ -485,7 +500,12 @@ fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
         },
     };
     let client = client(g, Some(product_name.clone()))?;
-    match client.install(&input)? {
+    // Refusing a file is an error (exit 2), whatever the reason, unlike a negative check.
+    let installed = client.install(&input).map_err(|e| Failure {
+        exit: EXIT_ERROR,
+        ..Failure::from(e)
+    })?;
+    match installed {
         Installed::License { activation_id } => {
             println!("installed the license for '{product_name}' (activation {activation_id})");
         }
@@ -516,7 +536,10 @@ fn status(g: &Global, fmt: OutputFormat) -> Result<u8, Failure> {
 }
 
 fn check(g: &Global, feature: Option<&str>, quiet: bool) -> Result<u8, Failure> {
-    let client = client(g, None)?;
+    let client = match client(g, None) {
+        Err(f) if quiet && f.exit == EXIT_NO => return Ok(EXIT_NO),
+        other => other?,
+    };
     match client.check(feature) {
         Ok(()) => {
             if !quiet {
@@ -560,6 +583,7 @@ fn consume(g: &Global, feature: &str, amount: u64) -> Result<u8, Failure> {
 
 fn deactivate(g: &Global, out: &Path, force: bool) -> Result<u8, Failure> {
     let client = client(g, None)?;
+    check_writable(out, force)?;
     let file = client.deactivate()?;
     write_file(&file, out, force)?;
     if out != Path::new("-") {
@@ -638,29 +662,40 @@ fn store_info(g: &Global) -> Result<u8, Failure> {
 
 fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {
     let store = Store::open(store_dir(g)?)?;
-    let key = store.device_key()?;
-    if store.load(&key).is_ok() {
+    // What is wrong? Only a store that fails its integrity check (or whose device key is
+    // missing or damaged) is reset; an intact store, or one from a newer lic, is not.
+    let problem = match store.device_key() {
+        Ok(key) => match store.load(&key) {
+            Ok(_) => None,
+            Err(StoreError::Tampered { reason }) => Some(reason),
+            Err(e) => return Err(e.into()),
+        },
+        Err(StoreError::Tampered { reason }) => Some(reason),
+        Err(StoreError::Key(e)) => Some(format!("the device key is unusable: {e}")),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(problem) = problem else {
         return Err(Failure::new(
             "the license store is intact; there is nothing to reset",
             "to move a license to another machine use `lic offline-deactivate`",
             "store-intact",
         ));
-    }
+    };
     if !yes {
         return Err(Failure::new(
-            "resetting sets the store's state aside: installed licenses, usage counters and \
-             pending requests are no longer used",
+            format!(
+                "the license store cannot be used ({problem}); resetting sets its state aside: \
+                 installed licenses, usage counters and pending requests are no longer used"
+            ),
             "run again with --yes to confirm; then activate again and tell your vendor",
             "confirm",
         ));
     }
     let lock = store.lock()?;
-    let aside = store.quarantine(&lock, chrono::Utc::now().timestamp())?;
-    if let Some(path) = aside {
-        println!(
-            "the old state was moved to {}; activate again with lic offline-activate",
-            path.display()
-        );
+    let now = chrono::Utc::now().timestamp();
+    for moved in store.quarantine(&lock, now)? {
+        println!("moved {} aside", moved.display());
     }
+    println!("the store is reset; activate again with lic offline-activate");
     Ok(EXIT_OK)
 }

@@ -261,7 +261,8 @@ fn a_hand_edited_store_is_reported_and_can_be_reset() {
     let out = env.lic(&["store", "reset"]);
     assert_eq!(out.status.code(), Some(2), "reset wants confirmation");
     let out = env.ok(&["store", "reset", "--yes"]);
-    assert!(out.contains("the old state was moved to"), "{out}");
+    assert!(out.contains("state.bin.reset-"), "{out}");
+    assert!(out.contains("the store is reset"), "{out}");
     let out = env.lic(&["status", "--product", "photo-pro"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(

@@ -103,6 +103,7 @@ impl ClientError {
             ClientError::Format(e) => e.code(),
             ClientError::Store(StoreError::Tampered { .. }) => "store-tampered",
             ClientError::Store(StoreError::Unsupported { .. }) => "store-unsupported",
+            ClientError::Store(StoreError::Key(_)) => "store-key",
             ClientError::Store(_) => "store-io",
             ClientError::Violation(v) => v.code(),
             ClientError::FeatureNotLicensed { .. } => "feature-not-licensed",

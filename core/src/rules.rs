@@ -88,8 +88,8 @@ impl Violation {
                  a new license file"
             }
             Violation::StoreTampered { .. } => {
-                "the license store was changed outside lic; restore it from the backup you made \
-                 with lic, or contact your vendor's support (see `lic store reset`)"
+                "the license store was changed outside lic; restore the store directory from a \
+                 backup, or run `lic store reset` and activate again (your vendor sees the reset)"
             }
         }
     }

@@ -68,10 +68,14 @@ impl StoreError {
                 "check that the store directory exists and that you may read and write it \
                  (--store DIR or LIC_STORE choose another)"
             }
-            StoreError::Key(e) => e.hint(),
+            StoreError::Key(_) => {
+                "the device key in the license store is damaged or unreadable: restore the store \
+                 directory from a backup, or run `lic store reset` to start again"
+            }
             StoreError::Tampered { .. } => {
-                "the license store was changed outside lic. Restore it from a backup, or run \
-                 `lic store reset` to set it aside and activate again (your vendor sees the reset)"
+                "the license store was changed outside lic. Restore the store directory from a \
+                 backup, or run `lic store reset` to set it aside and activate again (your vendor \
+                 sees the reset)"
             }
             StoreError::Unsupported { .. } => "update lic (or the application) and try again",
         }
@@ -138,16 +142,14 @@ pub struct State {
 }
 
 impl State {
-    /// Products with an installed license, then products with a pending request.
+    /// Products this store knows: with an installed license, a pending request, or a
+    /// deactivated activation.
     pub fn products(&self) -> Vec<String> {
-        let mut products: Vec<String> = self.installations.keys().cloned().collect();
-        products.extend(
-            self.pending
-                .keys()
-                .filter(|p| !self.installations.contains_key(*p))
-                .cloned(),
-        );
-        products
+        let mut products: std::collections::BTreeSet<String> =
+            self.installations.keys().cloned().collect();
+        products.extend(self.pending.keys().cloned());
+        products.extend(self.tombstones.values().map(|t| t.product.clone()));
+        products.into_iter().collect()
     }
 }
 
@@ -182,9 +184,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// The per-user default: `<data dir>/lic` (e.g. `~/.local/share/lic` on Linux).
+    /// The per-user default: `<local data dir>/lic` (e.g. `~/.local/share/lic` on Linux,
+    /// `%LOCALAPPDATA%\lic` on Windows: the store belongs to this machine and must not
+    /// roam with a user profile).
     pub fn default_dir() -> Option<PathBuf> {
-        dirs::data_dir().map(|d| d.join("lic"))
+        dirs::data_local_dir().map(|d| d.join("lic"))
     }
 
     /// Open (and create, mode 0700, if needed) the store at `dir`.
@@ -290,16 +294,27 @@ impl Store {
     }
 
     /// Set a state that no longer authenticates aside (renamed, not deleted) so the store
-    /// can be used again. Returns the name it was moved to, if there was one.
-    pub fn quarantine(&self, _lock: &StoreLock, now: i64) -> Result<Option<PathBuf>, StoreError> {
-        let path = self.path(STATE_FILE);
-        if !path.exists() {
-            return Ok(None);
+    /// can be used again — and the device key too if it is unreadable. Returns the names
+    /// the files were moved to.
+    pub fn quarantine(&self, _lock: &StoreLock, now: i64) -> Result<Vec<PathBuf>, StoreError> {
+        let mut moved = Vec::new();
+        let key_path = self.path(KEY_FILE);
+        let key_damaged = key_path.exists() && SecretKey::read(&key_path).is_err();
+        let mut names = vec![STATE_FILE];
+        if key_damaged {
+            names.push(KEY_FILE);
         }
-        let aside = self.path(&format!("{STATE_FILE}.reset-{now}"));
-        fs::rename(&path, &aside).map_err(|e| StoreError::io(&path, e))?;
-        fsutil::sync_parent(&path).map_err(|e| StoreError::io(&path, e))?;
-        Ok(Some(aside))
+        for name in names {
+            let path = self.path(name);
+            if !path.exists() {
+                continue;
+            }
+            let aside = self.path(&format!("{name}.reset-{now}"));
+            fs::rename(&path, &aside).map_err(|e| StoreError::io(&path, e))?;
+            fsutil::sync_parent(&path).map_err(|e| StoreError::io(&path, e))?;
+            moved.push(aside);
+        }
+        Ok(moved)
     }
 }
 
@@ -315,9 +330,9 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Abort the process at the named write step if `LIC_CRASH_AT` names it (tests only:
-/// it simulates a power loss or a kill at that point).
+/// it simulates a power loss or a kill at that point). Release builds ignore it.
 fn crash_point(step: &str) {
-    if std::env::var_os(CRASH_ENV).is_some_and(|v| v == step) {
+    if cfg!(debug_assertions) && std::env::var_os(CRASH_ENV).is_some_and(|v| v == step) {
         std::process::abort();
     }
 }
@@ -489,8 +504,9 @@ mod tests {
         let key = store.device_key().unwrap();
         let lock = store.lock().unwrap();
         store.save(&lock, &key, &sample()).unwrap();
-        let aside = store.quarantine(&lock, 42).unwrap().unwrap();
-        assert!(aside.ends_with(format!("{STATE_FILE}.reset-42")));
+        let aside = store.quarantine(&lock, 42).unwrap();
+        assert_eq!(aside.len(), 1);
+        assert!(aside[0].ends_with(format!("{STATE_FILE}.reset-42")));
         assert_eq!(store.load(&key).unwrap(), State::default());
     }
 }

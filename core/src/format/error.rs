@@ -41,7 +41,7 @@ pub enum FormatError {
     ArmorBadBase64 { line: usize, reason: String },
 
     /// A file of one kind was given where another was expected.
-    #[error("this is a {found} file, but a {expected} file was expected")]
+    #[error("this is {} {found} file, but {} {expected} file was expected", found.article(), expected.article())]
     WrongKind { expected: FileKind, found: FileKind },
 
     /// The CBOR is nested more deeply than any lic structure is.

@@ -79,6 +79,14 @@ impl FileKind {
         }
     }
 
+    /// "a" or "an", for messages.
+    pub fn article(self) -> &'static str {
+        match self {
+            Self::ActivationRequest | Self::UsageReport => "an",
+            _ => "a",
+        }
+    }
+
     /// The conventional file name ending.
     pub fn extension(self) -> &'static str {
         match self {
