@@ -1,91 +1,881 @@
-use std::io::Write as _;
-use std::path::PathBuf;
+//! `lic-portal`: the vendor's admin command. Glue only: arguments → `lic_portal` → text.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lic_core::format::{Feature, Features, LicenseType, MatchRule};
 use lic_core::keys::KeyError;
+use lic_portal::db::{Db, redact};
+use lic_portal::ops::{Activation, LicenseInfo, NewLicense, Policy, RefreshSpec};
+use lic_portal::{Actor, Portal, PortalError};
 
-/// lic-portal — the vendor's license portal.
+/// lic-portal — the vendor's license portal: database, files, HTTP API.
 #[derive(Debug, Parser)]
-#[command(name = "lic-portal", version, about)]
+#[command(name = "lic-portal", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Args)]
+struct Global {
+    /// The portal's data directory (SQLite database and vendor keys).
+    #[arg(
+        long,
+        global = true,
+        env = "LIC_PORTAL_DATA",
+        default_value = "lic-portal-data",
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+    /// The database [default: sqlite://DATA/portal.db]; postgres://… for several instances.
+    #[arg(long, global = true, env = "LIC_PORTAL_DATABASE", value_name = "URL")]
+    database: Option<String>,
+    /// The directory of vendor private keys [default: DATA/keys].
+    #[arg(long, global = true, env = "LIC_PORTAL_KEYS", value_name = "DIR")]
+    keys: Option<PathBuf>,
+    /// Output format of list and show commands.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Manage vendor signing keys.
+    /// Create (or check) the database and the first vendor signing key.
+    Init,
+    /// Serve the HTTP API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8477")]
+        listen: std::net::SocketAddr,
+    },
+    /// Quick start: a portal on SQLite with a demo product and license; prints what to try.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8477")]
+        listen: std::net::SocketAddr,
+        /// Set everything up and print the instructions, but do not serve.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Products.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Policies: how licenses of a product behave.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Licenses.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Activations (devices holding seats).
+    #[command(subcommand)]
+    Activation(ActivationCommand),
+    /// Apply uploaded files (activation requests, deactivations, usage reports).
+    ///
+    /// Writes each response beside its file (a license as NAME.lic, a receipt as
+    /// NAME.receipt) or into --out-dir; prints a line per file and a summary. Exit status
+    /// 0 if every file was applied, 1 if any was refused. Works with `find … | xargs`.
+    Apply {
+        /// The files; `-` reads one file from standard input (the response goes to
+        /// standard output).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write responses into this directory.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Support: write a refresh file for one activation (serial + 1; the reason is audited).
+    Refresh {
+        #[arg(long, value_name = "ID")]
+        activation: String,
+        /// Why (ticket, order); recorded in the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Extend the expiry by this many days (from the current expiry, or from now).
+        #[arg(long, value_name = "DAYS")]
+        extend_days: Option<i64>,
+        /// A new expiry date (YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        /// Reset the device's clock floor to this time (`now`, YYYY-MM-DD or RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        clock_floor: Option<String>,
+        /// Replace the features: NAME, NAME=LIMIT or NAME=LIMIT+ (overage allowed); repeat.
+        #[arg(long = "feature", value_name = "SPEC")]
+        features: Vec<String>,
+        /// Where to write the refresh file.
+        #[arg(long, value_name = "FILE", default_value = "license_refresh.lic")]
+        out: PathBuf,
+    },
+    /// Vendor signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Show the audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only entries about this object (license, activation, key…).
+        #[arg(long, value_name = "ID")]
+        subject: Option<String>,
+    },
+    /// API tokens for vendor and support staff.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProductCommand {
+    Create {
+        /// The product code clients name (e.g. photo-pro).
+        code: String,
+        #[arg(long)]
+        name: String,
+    },
+    List,
+    Show {
+        code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    Create(PolicyArgs),
+    List,
+    Show { id: String },
+}
+
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    #[arg(long)]
+    product: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long = "type", value_parser = parse_license_type, default_value = "perpetual")]
+    license_type: LicenseType,
+    #[arg(long, default_value_t = 1)]
+    seats: i64,
+    /// Days a license is valid from activation (none: no expiry).
+    #[arg(long, value_name = "DAYS")]
+    validity_days: Option<i64>,
+    /// A feature: NAME, NAME=LIMIT or NAME=LIMIT+ (overage allowed); repeat.
+    #[arg(long = "feature", value_name = "SPEC")]
+    features: Vec<String>,
+    /// Refuse offline activation for licenses of this policy (a license may override).
+    #[arg(long)]
+    no_offline: bool,
+    /// Fingerprint components that must match (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "machine-id")]
+    match_required: Vec<String>,
+    /// How many of the other components may change.
+    #[arg(long, default_value_t = 2)]
+    match_max_changed: u32,
+    /// How far (seconds) a device clock may go back before it is a violation.
+    #[arg(long, default_value_t = 86_400)]
+    clock_tolerance: i64,
+    /// Maximum offline checkout, in days (floating licenses).
+    #[arg(long)]
+    max_offline_days: Option<i64>,
+    /// Inactivity threshold for reclaiming seats, in seconds.
+    #[arg(long)]
+    inactivity_secs: Option<i64>,
+    /// Churn control: at most this many deactivations per period…
+    #[arg(long, requires = "deactivation_period_days")]
+    max_deactivations: Option<i64>,
+    /// …of this many days.
+    #[arg(long, requires = "max_deactivations")]
+    deactivation_period_days: Option<i64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    Create {
+        #[arg(long)]
+        policy: String,
+        /// A user-based license for this user id (otherwise a license key is generated).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        seats: Option<i64>,
+        /// Override the policy: allow (yes) or refuse (no) offline activation.
+        #[arg(long, value_parser = parse_yes_no)]
+        offline: Option<bool>,
+        /// A fixed expiry date (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Override the policy's features: NAME, NAME=LIMIT or NAME=LIMIT+; repeat.
+        #[arg(long = "feature", value_name = "SPEC")]
+        features: Vec<String>,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    /// No new activations for this license.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ActivationCommand {
+    List {
+        #[arg(long)]
+        license: Option<String>,
+    },
+    Show {
+        id: String,
+    },
+    /// Deactivate on the server (a lost machine): frees the seat.
+    Deactivate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
-    /// Generate a vendor signing key (PKCS#8 PEM, mode 0600).
-    Generate {
-        /// Where to write the private key.
+    /// Print the public keys clients must trust (SPKI PEM; all keys, active first).
+    Export {
+        /// Export the public key of this standalone private key file instead.
         #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-        /// Replace an existing key file (the old key is lost).
+        key: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[arg(long)]
         force: bool,
     },
-    /// Print the public key (SPKI PEM) that clients trust, for a vendor signing key.
-    Export {
-        /// The vendor private key file.
+    /// Create a new signing key and make it the active one (the old one stays trusted).
+    Rotate,
+    /// List the vendor keys.
+    List,
+    /// Generate a standalone vendor signing key file (PKCS#8 PEM, mode 0600).
+    Generate {
         #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// Write to FILE instead of standard output.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Replace an existing output file.
+        out: PathBuf,
         #[arg(long)]
         force: bool,
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an API token (shown once; stored only hashed).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, support or read-only.
+        #[arg(long)]
+        role: String,
+        /// Limit the token to these products (repeat); default: all products.
+        #[arg(long = "product")]
+        products: Vec<String>,
+    },
+    List,
+    Revoke {
+        id: String,
+    },
+}
+
+fn parse_license_type(s: &str) -> Result<LicenseType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| "one of: perpetual, time-limited, subscription, trial, floating".to_string())
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err("yes or no".into()),
+    }
+}
+
+/// NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed).
+fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
+    let mut out = Features::new();
+    for spec in specs {
+        let (name, feature) = match spec.split_once('=') {
+            None => (spec.as_str(), Feature::default()),
+            Some((name, limit)) => {
+                let (digits, overage) = match limit.strip_suffix('+') {
+                    Some(d) => (d, true),
+                    None => (limit, false),
+                };
+                let limit: u64 = digits.parse().with_context(|| {
+                    format!("feature '{spec}': the limit must be a whole number")
+                })?;
+                (
+                    name,
+                    Feature {
+                        limit: Some(limit),
+                        overage,
+                    },
+                )
+            }
+        };
+        if name.trim().is_empty() {
+            bail!("feature '{spec}' has no name");
+        }
+        out.insert(name.to_string(), feature);
+    }
+    Ok(out)
+}
+
+/// YYYY-MM-DD (midnight UTC), RFC 3339, or `now`.
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if s == "now" {
+        return Ok(chrono::Utc::now().timestamp());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("'{s}' is not a date (YYYY-MM-DD) or an RFC 3339 time"))?;
+    Ok(d.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .unwrap_or_default())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    if let Command::Key(KeyCommand::Generate { out, force }) = &cli.command {
+        return finish(key_generate(out, *force).map(|()| ExitCode::SUCCESS));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return finish(Err(e.into())),
+    };
+    finish(runtime.block_on(run(cli)))
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if let Some(key_error) = e.downcast_ref::<KeyError>() {
-                eprintln!("  what to do: {}", key_error.hint());
+            if let Some(p) = e.downcast_ref::<PortalError>() {
+                eprintln!("  what to do: {}", p.hint());
+                eprintln!("  (error code: {})", p.code());
+            } else if let Some(k) = e.downcast_ref::<KeyError>() {
+                eprintln!("  what to do: {}", k.hint());
             }
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Key(KeyCommand::Generate { out, force }) => {
-            let public = lic_portal::vendor::generate(&out, force)?;
-            eprintln!(
-                "wrote vendor signing key {} to {}",
-                public.kid(),
-                out.display()
-            );
-            eprintln!(
-                "keep it secret; give clients its public key: lic-portal key export --key {}",
-                out.display()
-            );
+fn key_generate(out: &Path, force: bool) -> anyhow::Result<()> {
+    let public = lic_portal::vendor::generate(out, force)?;
+    eprintln!(
+        "wrote vendor signing key {} to {}",
+        public.kid(),
+        out.display()
+    );
+    eprintln!("keep it secret; give clients its public key: lic-portal key export --key FILE");
+    Ok(())
+}
+
+struct Paths {
+    url: String,
+    keys: PathBuf,
+}
+
+fn paths(g: &Global) -> anyhow::Result<Paths> {
+    let url = match &g.database {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&g.data).with_context(|| {
+                format!("cannot create the data directory {}", g.data.display())
+            })?;
+            format!("sqlite://{}", g.data.join("portal.db").display())
         }
-        Command::Key(KeyCommand::Export { key, out, force }) => {
-            let public = lic_portal::vendor::export(&key)?;
-            match out {
-                Some(path) => public.write(&path, force)?,
-                None => {
-                    let mut stdout = std::io::stdout().lock();
-                    if let Err(e) = stdout.write_all(public.to_pem().as_bytes())
-                        && e.kind() != std::io::ErrorKind::BrokenPipe
-                    {
-                        return Err(e.into());
+    };
+    Ok(Paths {
+        url,
+        keys: g.keys.clone().unwrap_or_else(|| g.data.join("keys")),
+    })
+}
+
+async fn connect(g: &Global) -> anyhow::Result<(Db, Paths)> {
+    let p = paths(g)?;
+    let db = Db::connect(&p.url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&p.url)))?;
+    Ok((db, p))
+}
+
+async fn open(g: &Global) -> anyhow::Result<Portal> {
+    let (db, p) = connect(g).await?;
+    Portal::open(db, &p.keys).await.map_err(|e| match e {
+        PortalError::Key(_) => anyhow::Error::from(e).context("run `lic-portal init` first"),
+        other => other.into(),
+    })
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    out(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// Standard output; a closed pipe is not an error.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn when(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+fn show_license(l: &LicenseInfo) -> String {
+    let who = match (&l.key_hint, &l.user_id) {
+        (_, Some(u)) => format!("user {u}"),
+        (Some(h), None) => format!("key …{h}"),
+        _ => "-".into(),
+    };
+    let usage = l
+        .usage
+        .iter()
+        .map(|(f, n)| format!("{f}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{}  {}  {}  seats {}/{}  {}  expires {}  {}\n",
+        l.id,
+        l.product,
+        who,
+        l.seats_used,
+        l.seats,
+        l.status,
+        when(l.expires),
+        usage
+    )
+}
+
+fn show_activation(a: &Activation) -> String {
+    let fork = a
+        .fork
+        .as_deref()
+        .map_or(String::new(), |f| format!("  FLAGGED: {f}"));
+    format!(
+        "{}  license {}  {}  device {}  serial {}  last seen {}{}\n",
+        a.id,
+        a.license,
+        a.state,
+        a.device_kid,
+        a.serial,
+        when(Some(a.last_accessed)),
+        fork
+    )
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    let actor = Actor::cli();
+    match cli.command {
+        Command::Init => {
+            let (db, p) = connect(g).await?;
+            let kid = Portal::init(&db, &p.keys).await?;
+            println!("database: {}", redact(&p.url));
+            println!("vendor key: {kid} (private key in {})", p.keys.display());
+            println!("give clients the public key: lic-portal key export --out trusted-keys.pem");
+        }
+        Command::Serve { listen } => serve(g, listen).await?,
+        Command::Demo { listen, no_serve } => demo(g, listen, no_serve).await?,
+        Command::Product(c) => {
+            let portal = open(g).await?;
+            match c {
+                ProductCommand::Create { code, name } => {
+                    let p = portal.create_product(&code, &name, &actor).await?;
+                    println!("created product {} ({})", p.code, p.name);
+                }
+                ProductCommand::List => {
+                    let list = portal.products(None).await?;
+                    match g.format {
+                        Format::Json => print_json(&list)?,
+                        Format::Text => out(&list
+                            .iter()
+                            .map(|p| format!("{}  {}\n", p.code, p.name))
+                            .collect::<String>())?,
                     }
+                }
+                ProductCommand::Show { code } => print_json(&portal.product(&code).await?)?,
+            }
+        }
+        Command::Policy(c) => {
+            let portal = open(g).await?;
+            match c {
+                PolicyCommand::Create(a) => {
+                    let spec = Policy {
+                        id: String::new(),
+                        product: a.product,
+                        name: a.name,
+                        license_type: a.license_type,
+                        allow_offline: !a.no_offline,
+                        seats: a.seats,
+                        validity_days: a.validity_days,
+                        features: parse_features(&a.features)?,
+                        match_rule: MatchRule {
+                            required: a.match_required,
+                            max_changed: a.match_max_changed,
+                        },
+                        clock_tolerance_secs: a.clock_tolerance,
+                        max_offline_days: a.max_offline_days,
+                        inactivity_secs: a.inactivity_secs,
+                        max_deactivations: a.max_deactivations,
+                        deactivation_period_days: a.deactivation_period_days,
+                        created: 0,
+                    };
+                    let p = portal.create_policy(spec, &actor).await?;
+                    println!("created policy {} ({} / {})", p.id, p.product, p.name);
+                }
+                PolicyCommand::List => {
+                    let list = portal.policies(None).await?;
+                    match g.format {
+                        Format::Json => print_json(&list)?,
+                        Format::Text => out(&list
+                            .iter()
+                            .map(|p| {
+                                format!(
+                                    "{}  {}  {}  {} seat(s)\n",
+                                    p.id, p.product, p.name, p.seats
+                                )
+                            })
+                            .collect::<String>())?,
+                    }
+                }
+                PolicyCommand::Show { id } => print_json(&portal.policy(&id).await?)?,
+            }
+        }
+        Command::License(c) => {
+            let portal = open(g).await?;
+            match c {
+                LicenseCommand::Create {
+                    policy,
+                    user,
+                    seats,
+                    offline,
+                    expires,
+                    features,
+                } => {
+                    let spec = NewLicense {
+                        policy,
+                        user_id: user,
+                        seats,
+                        allow_offline: offline,
+                        features: if features.is_empty() {
+                            None
+                        } else {
+                            Some(parse_features(&features)?)
+                        },
+                        expires: expires.as_deref().map(parse_time).transpose()?,
+                    };
+                    let created = portal.create_license(spec, &actor).await?;
+                    match g.format {
+                        Format::Json => print_json(&created)?,
+                        Format::Text => {
+                            println!("created license {}", created.license.id);
+                            if let Some(key) = &created.key {
+                                println!("license key: {key}");
+                                println!("(shown only now: the portal stores it hashed)");
+                            }
+                        }
+                    }
+                }
+                LicenseCommand::List => {
+                    let list = portal.licenses(None).await?;
+                    match g.format {
+                        Format::Json => print_json(&list)?,
+                        Format::Text => out(&list.iter().map(show_license).collect::<String>())?,
+                    }
+                }
+                LicenseCommand::Show { id } => {
+                    let l = portal.license(&id).await?;
+                    match g.format {
+                        Format::Json => print_json(&l)?,
+                        Format::Text => out(&show_license(&l))?,
+                    }
+                }
+                LicenseCommand::Revoke { id, reason } => {
+                    portal.revoke_license(&id, &reason, &actor).await?;
+                    println!("revoked license {id}");
                 }
             }
         }
+        Command::Activation(c) => {
+            let portal = open(g).await?;
+            match c {
+                ActivationCommand::List { license } => {
+                    let list = portal.activations(license.as_deref(), None).await?;
+                    match g.format {
+                        Format::Json => print_json(&list)?,
+                        Format::Text => out(&list.iter().map(show_activation).collect::<String>())?,
+                    }
+                }
+                ActivationCommand::Show { id } => {
+                    let a = portal.activation(&id).await?;
+                    match g.format {
+                        Format::Json => print_json(&a)?,
+                        Format::Text => out(&show_activation(&a))?,
+                    }
+                }
+                ActivationCommand::Deactivate { id, reason } => {
+                    portal.deactivate(&id, &reason, &actor).await?;
+                    println!("deactivated {id}: its seat is free");
+                }
+            }
+        }
+        Command::Apply { files, out_dir } => {
+            return apply(g, &files, out_dir.as_deref(), &actor).await;
+        }
+        Command::Refresh {
+            activation,
+            reason,
+            extend_days,
+            expires,
+            clock_floor,
+            features,
+            out: path,
+        } => {
+            let portal = open(g).await?;
+            let spec = RefreshSpec {
+                reason,
+                features: if features.is_empty() {
+                    None
+                } else {
+                    Some(parse_features(&features)?)
+                },
+                expires: expires.as_deref().map(parse_time).transpose()?,
+                extend_days,
+                clock_floor: clock_floor.as_deref().map(parse_time).transpose()?,
+            };
+            let refresh = portal.refresh(&activation, &spec, &actor).await?;
+            write_response(&path, &refresh)?;
+            println!(
+                "wrote the refresh for {activation} to {}; send it to the customer",
+                path.display()
+            );
+            println!("they install it with: lic install {}", path.display());
+        }
+        Command::Key(c) => match c {
+            KeyCommand::Export {
+                key,
+                out: path,
+                force,
+            } => {
+                let pem = match key {
+                    Some(file) => lic_portal::vendor::export(&file)?.to_pem(),
+                    None => open(g).await?.trusted_keys().await?.to_pem(),
+                };
+                match path {
+                    Some(path) => {
+                        lic_core::fsutil::write_file(
+                            &path,
+                            pem.as_bytes(),
+                            lic_core::fsutil::PUBLIC_MODE,
+                            force,
+                        )
+                        .with_context(|| {
+                            format!("cannot write {} (--force replaces it)", path.display())
+                        })?;
+                        println!("wrote the trusted vendor keys to {}", path.display());
+                    }
+                    None => out(&pem)?,
+                }
+            }
+            KeyCommand::Rotate => {
+                let portal = open(g).await?;
+                let key = portal.rotate_key(&actor).await?;
+                println!(
+                    "new active vendor key {}; export the keys again for clients",
+                    key.kid()
+                );
+            }
+            KeyCommand::List => {
+                let (db, _) = connect(g).await?;
+                let keys = lic_portal::vendor::list(&db).await?;
+                match g.format {
+                    Format::Json => print_json(&keys)?,
+                    Format::Text => out(&keys
+                        .iter()
+                        .map(|k| {
+                            format!(
+                                "{}  {}  created {}\n",
+                                k.kid,
+                                if k.active { "active" } else { "retired" },
+                                when(Some(k.created))
+                            )
+                        })
+                        .collect::<String>())?,
+                }
+            }
+            KeyCommand::Generate { .. } => unreachable!("handled before the runtime starts"),
+        },
+        Command::Audit { limit, subject } => {
+            let portal = open(g).await?;
+            let entries = portal.audit_log(limit, subject.as_deref()).await?;
+            match g.format {
+                Format::Json => print_json(&entries)?,
+                Format::Text => out(&entries
+                    .iter()
+                    .map(|e| {
+                        let at = chrono::DateTime::from_timestamp_millis(e.at)
+                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+                        format!(
+                            "{at}  {}  {}  {}{}{}\n",
+                            e.actor,
+                            e.action,
+                            e.subject.as_deref().unwrap_or("-"),
+                            e.reason
+                                .as_deref()
+                                .map_or(String::new(), |r| format!("  reason: {r}")),
+                            e.file_hash.as_deref().map_or(String::new(), |h| format!(
+                                "  file {}",
+                                &h[..16.min(h.len())]
+                            )),
+                        )
+                    })
+                    .collect::<String>())?,
+            }
+        }
+        Command::Token(c) => return token(g, c).await,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write a response file; an existing file is replaced only if it holds the same text.
+fn write_response(path: &Path, text: &str) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        return out(text);
+    }
+    match lic_core::fsutil::write_new(path, text.as_bytes(), lic_core::fsutil::PUBLIC_MODE) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
+                Ok(())
+            } else {
+                bail!(
+                    "{} already exists with other content; it was left as it is",
+                    path.display()
+                )
+            }
+        }
+        Err(e) => Err(anyhow::Error::from(e).context(format!("cannot write {}", path.display()))),
+    }
+}
+
+async fn apply(
+    g: &Global,
+    files: &[PathBuf],
+    out_dir: Option<&Path>,
+    actor: &Actor,
+) -> anyhow::Result<ExitCode> {
+    let portal = open(g).await?;
+    let bar = if std::io::stderr().is_terminal() && files.len() > 1 {
+        indicatif::ProgressBar::new(files.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (mut ok, mut refused) = (0usize, 0usize);
+    for file in files {
+        let result: anyhow::Result<String> = async {
+            let mut bytes = Vec::new();
+            let limit = lic_core::format::armor::MAX_FILE_SIZE as u64 + 1;
+            if file == Path::new("-") {
+                std::io::stdin()
+                    .lock()
+                    .take(limit)
+                    .read_to_end(&mut bytes)?;
+            } else {
+                std::fs::File::open(file)
+                    .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+            }
+            let applied = portal.apply(&bytes, actor).await?;
+            let ext = if applied.response_kind == "license" {
+                "lic"
+            } else {
+                "receipt"
+            };
+            let target = if file == Path::new("-") {
+                PathBuf::from("-")
+            } else {
+                let name = format!(
+                    "{}.{ext}",
+                    file.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "response".into())
+                );
+                out_dir.map_or_else(|| file.with_file_name(&name), |d| d.join(&name))
+            };
+            write_response(&target, &applied.response)?;
+            let replay = if applied.replay {
+                " (applied before: same response)"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "{} → {} {}{replay}",
+                applied.activation.as_deref().unwrap_or("-"),
+                applied.response_kind,
+                target.display()
+            ))
+        }
+        .await;
+        match result {
+            Ok(line) => {
+                ok += 1;
+                bar.suspend(|| println!("ok       {}  {line}", file.display()));
+            }
+            Err(e) => {
+                refused += 1;
+                let code = e
+                    .downcast_ref::<PortalError>()
+                    .map_or("error", PortalError::code);
+                bar.suspend(|| println!("REFUSED  {}  {code}: {e:#}", file.display()));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!("{} file(s): {ok} applied, {refused} refused", files.len());
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn token(g: &Global, c: TokenCommand) -> anyhow::Result<ExitCode> {
+    let _ = (g, c);
+    bail!("tokens arrive with the HTTP API")
+}
+
+async fn serve(g: &Global, listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let _ = (g, listen);
+    bail!("the HTTP API is not built yet")
+}
+
+async fn demo(g: &Global, listen: std::net::SocketAddr, no_serve: bool) -> anyhow::Result<()> {
+    let _ = (g, listen, no_serve);
+    bail!("the demo arrives with the HTTP API")
 }

@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::db::{Db, Tx, is_unique_violation};
+use crate::db::{Backend, Db, is_unique_violation};
 use crate::error::PortalError;
 use crate::vendor;
 
@@ -211,6 +211,8 @@ pub struct Portal {
     keys_dir: PathBuf,
     signer: RwLock<Arc<SecretKey>>,
     clock: Arc<dyn Clock>,
+    /// SQLite only: the group-commit writer's queue.
+    writer: Option<tokio::sync::mpsc::Sender<(Job, Reply)>>,
 }
 
 impl std::fmt::Debug for Portal {
@@ -284,7 +286,7 @@ fn u64_to_i64(n: u64) -> i64 {
 /// Write an audit entry inside `tx`.
 #[allow(clippy::too_many_arguments)] // one argument per audit column
 async fn audit(
-    tx: &mut Tx,
+    tx: &mut sqlx::AnyConnection,
     now_ms: i64,
     actor: &Actor,
     action: &str,
@@ -305,7 +307,7 @@ async fn audit(
     .bind(reason)
     .bind(file_hash)
     .bind(detail)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -373,11 +375,16 @@ impl Portal {
     pub async fn open(db: Db, keys_dir: impl Into<PathBuf>) -> Result<Portal, PortalError> {
         let keys_dir = keys_dir.into();
         let signer = vendor::active(&db, &keys_dir).await?;
+        let writer = match db.backend() {
+            Backend::Sqlite => Some(spawn_writer(db.clone())),
+            Backend::Postgres => None,
+        };
         Ok(Portal {
             db,
             keys_dir,
             signer: RwLock::new(signer),
             clock: Arc::new(SystemClock),
+            writer,
         })
     }
 
@@ -979,19 +986,24 @@ impl Portal {
     ) -> Result<Applied, PortalError> {
         let request: Verified<ActivationRequest> = format::verify(bytes.to_vec(), &Keyring::new())?;
         let hash = request.file_hash().to_string();
-        if let Some(done) = self.replayed(&hash).await? {
-            return Ok(done);
-        }
         let r = request.payload();
+        // The license and its policy, in one read.
+        let select = "SELECT l.id, l.product, l.policy, l.allow_offline, l.seats, l.features, l.expires, \
+                      l.status, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
+                      p.allow_offline AS p_allow_offline, p.seats AS p_seats, p.validity_days, \
+                      p.features AS p_features, p.match_required, p.match_max_changed, \
+                      p.clock_tolerance_secs, p.max_offline_days, p.inactivity_secs, p.max_deactivations, \
+                      p.deactivation_period_days, p.created AS p_created \
+                      FROM licenses l JOIN policies p ON p.id = l.policy";
         let row = match &r.credential {
             Credential::LicenseKey(key) => {
-                sqlx::query("SELECT * FROM licenses WHERE key_hash = $1")
+                sqlx::query(&format!("{select} WHERE l.key_hash = $1"))
                     .bind(key_hash(key))
                     .fetch_optional(self.db.pool())
                     .await?
             }
             Credential::User(user) => {
-                sqlx::query("SELECT * FROM licenses WHERE product = $1 AND user_id = $2")
+                sqlx::query(&format!("{select} WHERE l.product = $1 AND l.user_id = $2"))
                     .bind(&r.product)
                     .bind(user)
                     .fetch_optional(self.db.pool())
@@ -1001,14 +1013,19 @@ impl Portal {
         let unknown = || PortalError::UnknownLicense {
             product: r.product.clone(),
         };
-        let lic = license_row(&row.ok_or_else(unknown)?)?;
+        let row = row.ok_or_else(unknown)?;
+        let lic = license_row(&row)?;
+        let policy = joined_policy_row(&row)?;
         if lic.product != r.product {
             return Err(unknown());
         }
         if lic.status != "active" {
+            // A replay of a request applied before the revocation still gets its license.
+            if let Some(done) = self.replayed(&hash).await? {
+                return Ok(done);
+            }
             return Err(PortalError::LicenseRevoked { license: lic.id });
         }
-        let policy = self.policy(&lic.policy).await?;
         if !lic.allow_offline.unwrap_or(policy.allow_offline) {
             return Err(PortalError::OfflineNotAllowed { license: lic.id });
         }
@@ -1018,17 +1035,7 @@ impl Portal {
 
         let now = self.now();
         let device = *request.signer();
-        let device_hex = hex::encode(device.to_bytes());
-        // The same device holding an active seat of this license (its store was reset):
-        // the activation is reissued on the same seat, and the reset is flagged.
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
-        )
-        .bind(&lic.id)
-        .bind(&device_hex)
-        .fetch_optional(self.db.pool())
-        .await?;
-        let activation_id = existing.clone().unwrap_or_else(|| new_id("act"));
+        let activation_id = new_id("act");
         let mut rule = policy.match_rule.clone();
         rule.required.retain(|c| r.fingerprint.contains_key(c));
         let expires = lic
@@ -1055,141 +1062,98 @@ impl Portal {
             serial: 1,
             request_nonce: r.nonce,
         };
-        let file = format::sign(&license, &self.signer())?;
-        let armored = file.armored();
+        let signer = self.signer();
+        let armored = format::sign(&license, &signer)?.armored();
+        let job = ActivationWrite {
+            hash: hash.clone(),
+            activation_id,
+            license: license.clone(),
+            armored,
+            lic_id: lic.id.clone(),
+            seats: lic.seats,
+            churn: policy
+                .max_deactivations
+                .zip(policy.deactivation_period_days),
+            device_hex: hex::encode(device.to_bytes()),
+            device_kid: device.kid().to_string(),
+            fingerprint: json(&r.fingerprint),
+            now,
+            actor: actor.clone(),
+        };
+        let outcome = self.write(Job::Activation(job)).await?;
+        self.finish(outcome, &hash, &signer).await
+    }
 
-        let mut tx = self.db.begin_write().await?;
-        // Claim the request first: a concurrent application of the same request fails
-        // here and returns the winner's license.
-        let claimed = sqlx::query(
-            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&hash)
-        .bind(FileKind::ActivationRequest.name())
-        .bind(&activation_id)
-        .bind(&armored)
-        .bind(now.timestamp())
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = claimed {
-            drop(tx);
-            if is_unique_violation(&e)
-                && let Some(done) = self.replayed(&hash).await?
-            {
-                return Ok(done);
+    /// Turn a write outcome into the response; a lost race reads the winner's.
+    async fn finish(
+        &self,
+        outcome: WriteOutcome,
+        hash: &str,
+        signer: &SecretKey,
+    ) -> Result<Applied, PortalError> {
+        match outcome {
+            WriteOutcome::Done(applied) => Ok(applied),
+            WriteOutcome::Reissue { id, license } => {
+                // The same device already holds a seat of this license: reissue on it.
+                let mut license = *license;
+                license.activation_id = id;
+                let armored = format::sign(&license, signer)?.armored();
+                let job = ReissueWrite {
+                    hash: hash.into(),
+                    license,
+                    armored,
+                    now: self.now(),
+                };
+                match self.write(Job::Reissue(job)).await? {
+                    WriteOutcome::Done(applied) => Ok(applied),
+                    _ => self
+                        .replayed(hash)
+                        .await?
+                        .ok_or_else(|| PortalError::Invalid {
+                            field: "request",
+                            reason: "it was applied concurrently; upload it again".into(),
+                        }),
+                }
             }
-            return Err(e.into());
-        }
-        let journal_head = request.file_hash().to_string();
-        if let Some(id) = &existing {
-            sqlx::query(
-                "UPDATE activations SET request_hash = $1, license_file = $2, serial = 1, journal_seq = 0, \
-                 journal_head = $3, fingerprint = $4, last_accessed = $5, \
-                 fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
-                 WHERE id = $6",
-            )
-            .bind(&hash)
-            .bind(&armored)
-            .bind(&journal_head)
-            .bind(json(&r.fingerprint))
-            .bind(now.timestamp())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            audit(
-                &mut tx,
-                now.timestamp_millis(),
-                actor,
-                "activation.reissue",
-                Some(id),
-                None,
-                Some(&hash),
-                Some("the same device requested again while holding the seat"),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(Applied {
-                kind: FileKind::ActivationRequest.name().into(),
-                response: armored,
-                response_kind: FileKind::License.name().into(),
-                activation: Some(activation_id),
-                replay: false,
-                file_hash: hash,
-            });
-        }
-        // Churn control: refuse the next activation after too many deactivations.
-        if let (Some(max), Some(days)) = (policy.max_deactivations, policy.deactivation_period_days)
-        {
-            let since = (now - Duration::days(days)).timestamp();
-            let recent: Vec<i64> = sqlx::query_scalar(
-                "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
-                 AND deactivated >= $2 ORDER BY deactivated",
-            )
-            .bind(&lic.id)
-            .bind(since)
-            .fetch_all(&mut *tx)
-            .await?;
-            let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
-            if count >= max {
-                let oldest = recent.first().copied().unwrap_or(since);
-                let from = time(oldest) + Duration::days(days);
-                return Err(PortalError::TooManyDeactivations {
-                    license: lic.id,
-                    count,
-                    days,
-                    from: from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                });
+            WriteOutcome::AlreadyApplied => {
+                self.replayed(hash)
+                    .await?
+                    .ok_or_else(|| PortalError::Invalid {
+                        field: "file",
+                        reason: "it was applied concurrently; upload it again".into(),
+                    })
             }
         }
-        let seat = sqlx::query(
-            "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
-        )
-        .bind(&lic.id)
-        .execute(&mut *tx)
-        .await?;
-        if seat.rows_affected() == 0 {
-            return Err(PortalError::NoSeatLeft {
-                license: lic.id,
-                seats: lic.seats,
-            });
+    }
+
+    /// Run a write job: on SQLite through the group-commit writer (many jobs, one durable
+    /// commit), on PostgreSQL in its own transaction (the server commits concurrently).
+    async fn write(&self, job: Job) -> Result<WriteOutcome, PortalError> {
+        match &self.writer {
+            Some(writer) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                writer
+                    .send((job, reply))
+                    .await
+                    .map_err(|_| PortalError::Key("the database writer has stopped".into()))?;
+                answer
+                    .await
+                    .map_err(|_| PortalError::Key("the database writer has stopped".into()))?
+            }
+            None => {
+                let mut tx = self.db.begin_write().await?;
+                match run_job(&mut tx, job).await {
+                    Ok(outcome) => {
+                        tx.commit().await?;
+                        Ok(outcome)
+                    }
+                    Err(e) => {
+                        drop(tx);
+                        Err(e)
+                    }
+                }
+            }
         }
-        sqlx::query(
-            "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
-             state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, 0, $9, NULL, $10, $10)",
-        )
-        .bind(&activation_id)
-        .bind(&lic.id)
-        .bind(&r.product)
-        .bind(&device_hex)
-        .bind(device.kid().to_string())
-        .bind(json(&r.fingerprint))
-        .bind(&hash)
-        .bind(&armored)
-        .bind(&journal_head)
-        .bind(now.timestamp())
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut tx,
-            now.timestamp_millis(),
-            actor,
-            "activation.create",
-            Some(&activation_id),
-            None,
-            Some(&hash),
-            Some(&format!("license {}", lic.id)),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Applied {
-            kind: FileKind::ActivationRequest.name().into(),
-            response: armored,
-            response_kind: FileKind::License.name().into(),
-            activation: Some(activation_id),
-            replay: false,
-            file_hash: hash,
-        })
     }
 
     /// Verify a device-signed file against the activation's recorded device key.
@@ -1197,10 +1161,10 @@ impl Portal {
         &self,
         bytes: &[u8],
         activation_of: impl Fn(&T) -> &str,
-    ) -> Result<(Verified<T>, AnyRow), PortalError> {
+    ) -> Result<(Verified<T>, String), PortalError> {
         let file: Verified<T> = format::verify(bytes.to_vec(), &Keyring::new())?;
         let id = activation_of(file.payload()).to_string();
-        let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
+        let row = sqlx::query("SELECT device_key, license FROM activations WHERE id = $1")
             .bind(&id)
             .fetch_optional(self.db.pool())
             .await?
@@ -1210,7 +1174,7 @@ impl Portal {
         hex::decode_to_slice(&recorded, &mut key)
             .map_err(|_| PortalError::Key("a recorded device key is corrupt".into()))?;
         let expected = PublicKey::from_bytes(&key).map_err(|e| PortalError::Key(e.to_string()))?;
-        Ok((file.expect_signer(&expected)?, row))
+        Ok((file.expect_signer(&expected)?, row.try_get("license")?))
     }
 
     /// Apply a deactivation file: add its consumption once, free the seat, record the
@@ -1221,7 +1185,7 @@ impl Portal {
         bytes: &[u8],
         actor: &Actor,
     ) -> Result<Applied, PortalError> {
-        let (file, row) = self
+        let (file, license) = self
             .device_file::<Deactivation>(bytes, |d| &d.activation_id)
             .await?;
         let d = file.payload();
@@ -1229,9 +1193,9 @@ impl Portal {
             FileKind::Deactivation,
             file.file_hash(),
             &d.activation_id,
-            &d.counters,
+            license,
+            d.counters.clone(),
             d.journal,
-            &row,
             true,
             actor,
         )
@@ -1245,7 +1209,7 @@ impl Portal {
         bytes: &[u8],
         actor: &Actor,
     ) -> Result<Applied, PortalError> {
-        let (file, row) = self
+        let (file, license) = self
             .device_file::<UsageReport>(bytes, |u| &u.activation_id)
             .await?;
         let u = file.payload();
@@ -1253,9 +1217,9 @@ impl Portal {
             FileKind::UsageReport,
             file.file_hash(),
             &u.activation_id,
-            &u.counters,
+            license,
+            u.counters.clone(),
             u.journal,
-            &row,
             false,
             actor,
         )
@@ -1268,9 +1232,9 @@ impl Portal {
         kind: FileKind,
         file_hash: Bytes32,
         activation_id: &str,
-        counters: &format::Counters,
+        license_id: String,
+        counters: format::Counters,
         journal: format::JournalHead,
-        row: &AnyRow,
         deactivate: bool,
         actor: &Actor,
     ) -> Result<Applied, PortalError> {
@@ -1279,9 +1243,13 @@ impl Portal {
             return Ok(done);
         }
         let now = self.now();
-        let was_active = row.try_get::<String, _>("state")? == "active";
-        let license_id: String = row.try_get("license")?;
-        let state_after = if deactivate || !was_active {
+        // The receipt says the state after applying: a deactivation always ends
+        // deactivated; a usage report leaves an active activation active.
+        let state: String = sqlx::query_scalar("SELECT state FROM activations WHERE id = $1")
+            .bind(activation_id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let state_after = if deactivate || state != "active" {
             "deactivated"
         } else {
             "active"
@@ -1293,186 +1261,22 @@ impl Portal {
             state: state_after.into(),
             applied: now,
         };
-        let armored = format::sign(&receipt, &self.signer())?.armored();
-
-        let mut tx = self.db.begin_write().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&hash)
-        .bind(kind.name())
-        .bind(activation_id)
-        .bind(&armored)
-        .bind(now.timestamp())
-        .execute(&mut *tx)
-        .await;
-        if let Err(e) = claimed {
-            drop(tx);
-            if is_unique_violation(&e)
-                && let Some(done) = self.replayed(&hash).await?
-            {
-                return Ok(done);
-            }
-            return Err(e.into());
-        }
-        // Re-read the activation inside the transaction: another file may have changed it.
-        let current = sqlx::query(
-            "SELECT state, journal_seq, journal_head, fork FROM activations WHERE id = $1",
-        )
-        .bind(activation_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let state: String = current.try_get("state")?;
-        let head_seq: i64 = current.try_get("journal_seq")?;
-        let head: String = current.try_get("journal_head")?;
-        let seq = u64_to_i64(journal.seq);
-        let mut fork: Option<String> = None;
-        if seq <= head_seq {
-            fork = Some(format!(
-                "a {} with journal sequence {seq} arrived after sequence {head_seq}: a replayed file, a \
-                 restored backup or a cloned machine",
-                kind
-            ));
-        } else if seq == head_seq + 1 && journal.prev.to_string() != head {
-            fork = Some(format!(
-                "a {} continues the journal from another file than the last one seen (sequence {seq})",
-                kind
-            ));
-        }
-        // Consumption: add what is new since the last report, feature by feature.
-        let mut went_back = Vec::new();
-        for (feature, cumulative) in counters {
-            let cumulative = u64_to_i64(*cumulative);
-            let reported: Option<i64> = sqlx::query_scalar(
-                "SELECT reported FROM usage_reported WHERE activation = $1 AND feature = $2",
-            )
-            .bind(activation_id)
-            .bind(feature)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let before = reported.unwrap_or(0);
-            if cumulative < before {
-                went_back.push(feature.clone());
-                continue;
-            }
-            if cumulative == before {
-                continue;
-            }
-            let delta = cumulative - before;
-            match reported {
-                Some(_) => {
-                    sqlx::query("UPDATE usage_reported SET reported = $1 WHERE activation = $2 AND feature = $3")
-                        .bind(cumulative)
-                        .bind(activation_id)
-                        .bind(feature)
-                        .execute(&mut *tx)
-                        .await?
-                }
-                None => {
-                    sqlx::query("INSERT INTO usage_reported (activation, feature, reported) VALUES ($1, $2, $3)")
-                        .bind(activation_id)
-                        .bind(feature)
-                        .bind(cumulative)
-                        .execute(&mut *tx)
-                        .await?
-                }
-            };
-            let updated = sqlx::query(
-                "UPDATE usage_totals SET total = total + $1 WHERE license = $2 AND feature = $3",
-            )
-            .bind(delta)
-            .bind(&license_id)
-            .bind(feature)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
-                sqlx::query(
-                    "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3)",
-                )
-                .bind(&license_id)
-                .bind(feature)
-                .bind(delta)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        if !went_back.is_empty() && fork.is_none() {
-            fork = Some(format!(
-                "cumulative counters went back ({}): a restored backup or a cloned machine",
-                went_back.join(", ")
-            ));
-        }
-        if seq > head_seq {
-            sqlx::query("UPDATE activations SET journal_seq = $1, journal_head = $2 WHERE id = $3")
-                .bind(seq)
-                .bind(&hash)
-                .bind(activation_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE activations SET last_accessed = $1 WHERE id = $2")
-            .bind(now.timestamp())
-            .bind(activation_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(reason) = &fork {
-            sqlx::query("UPDATE activations SET fork = $1 WHERE id = $2")
-                .bind(reason)
-                .bind(activation_id)
-                .execute(&mut *tx)
-                .await?;
-            audit(
-                &mut tx,
-                now.timestamp_millis(),
-                actor,
-                "journal.fork",
-                Some(activation_id),
-                None,
-                Some(&hash),
-                Some(reason),
-            )
-            .await?;
-        }
-        if deactivate && state == "active" {
-            sqlx::query(
-                "UPDATE activations SET state = 'deactivated', deactivated = $1 WHERE id = $2",
-            )
-            .bind(now.timestamp())
-            .bind(activation_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
-            )
-            .bind(&license_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let action = if deactivate {
-            "activation.deactivate"
-        } else {
-            "usage.report"
+        let signer = self.signer();
+        let armored = format::sign(&receipt, &signer)?.armored();
+        let job = DeviceWrite {
+            kind,
+            hash: hash.clone(),
+            activation_id: activation_id.into(),
+            license_id,
+            counters,
+            journal,
+            deactivate,
+            armored,
+            now,
+            actor: actor.clone(),
         };
-        audit(
-            &mut tx,
-            now.timestamp_millis(),
-            actor,
-            action,
-            Some(activation_id),
-            None,
-            Some(&hash),
-            Some(&json(counters)),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Applied {
-            kind: kind.name().into(),
-            response: armored,
-            response_kind: FileKind::Receipt.name().into(),
-            activation: Some(activation_id.into()),
-            replay: false,
-            file_hash: hash,
-        })
+        let outcome = self.write(Job::Device(job)).await?;
+        self.finish(outcome, &hash, &signer).await
     }
 
     /// Support: a refresh file for one activation (new entitlements or expiry, optional
@@ -1660,4 +1464,476 @@ fn response_kind(applied_kind: &str) -> &'static str {
 /// A feature with a limit, for convenience in specs.
 pub fn feature(limit: Option<u64>, overage: bool) -> Feature {
     Feature { limit, overage }
+}
+
+fn joined_policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
+    let license_type: String = r.try_get("license_type")?;
+    Ok(Policy {
+        id: r.try_get("p_id")?,
+        product: r.try_get("p_product")?,
+        name: r.try_get("p_name")?,
+        license_type: from_json(&format!("\"{license_type}\""), "license_type")?,
+        allow_offline: r.try_get::<i64, _>("p_allow_offline")? == 1,
+        seats: r.try_get("p_seats")?,
+        validity_days: r.try_get("validity_days")?,
+        features: from_json(&r.try_get::<String, _>("p_features")?, "features")?,
+        match_rule: MatchRule {
+            required: from_json(&r.try_get::<String, _>("match_required")?, "match_required")?,
+            max_changed: u32::try_from(r.try_get::<i64, _>("match_max_changed")?).unwrap_or(0),
+        },
+        clock_tolerance_secs: r.try_get("clock_tolerance_secs")?,
+        max_offline_days: r.try_get("max_offline_days")?,
+        inactivity_secs: r.try_get("inactivity_secs")?,
+        max_deactivations: r.try_get("max_deactivations")?,
+        deactivation_period_days: r.try_get("deactivation_period_days")?,
+        created: r.try_get("p_created")?,
+    })
+}
+
+// ----- writes ---------------------------------------------------------------------------
+
+/// A unit of writing: everything was verified and signed before; this only touches the
+/// database, inside a transaction (or a savepoint of a group commit).
+enum Job {
+    Activation(ActivationWrite),
+    Reissue(ReissueWrite),
+    Device(DeviceWrite),
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, PortalError>>;
+
+enum WriteOutcome {
+    Done(Applied),
+    /// The file was claimed by another application of it: read its response.
+    AlreadyApplied,
+    /// The device already holds an active seat of the license.
+    Reissue {
+        id: String,
+        license: Box<License>,
+    },
+}
+
+struct ActivationWrite {
+    hash: String,
+    activation_id: String,
+    license: License,
+    armored: String,
+    lic_id: String,
+    seats: i64,
+    churn: Option<(i64, i64)>,
+    device_hex: String,
+    device_kid: String,
+    fingerprint: String,
+    now: DateTime<Utc>,
+    actor: Actor,
+}
+
+struct ReissueWrite {
+    hash: String,
+    license: License,
+    armored: String,
+    now: DateTime<Utc>,
+}
+
+struct DeviceWrite {
+    kind: FileKind,
+    hash: String,
+    activation_id: String,
+    license_id: String,
+    counters: format::Counters,
+    journal: format::JournalHead,
+    deactivate: bool,
+    armored: String,
+    now: DateTime<Utc>,
+    actor: Actor,
+}
+
+type Conn = sqlx::AnyConnection;
+
+/// Insert the applied-file row that claims `hash`; false if another application has it.
+async fn claim(
+    c: &mut Conn,
+    hash: &str,
+    kind: FileKind,
+    activation: &str,
+    response: &str,
+    now: i64,
+) -> Result<bool, PortalError> {
+    let claimed = sqlx::query(
+        "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(kind.name())
+    .bind(activation)
+    .bind(response)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+async fn run_job(c: &mut Conn, job: Job) -> Result<WriteOutcome, PortalError> {
+    match job {
+        Job::Activation(j) => write_activation(c, j).await,
+        Job::Reissue(j) => write_reissue(c, j).await,
+        Job::Device(j) => write_device_file(c, j).await,
+    }
+}
+
+async fn write_activation(c: &mut Conn, j: ActivationWrite) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
+    )
+    .bind(&j.lic_id)
+    .bind(&j.device_hex)
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(id) = existing {
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM applied_files WHERE hash = $1")
+                .bind(&j.hash)
+                .fetch_optional(&mut *c)
+                .await?;
+        return Ok(match seen {
+            Some(_) => WriteOutcome::AlreadyApplied,
+            None => WriteOutcome::Reissue {
+                id,
+                license: Box::new(j.license),
+            },
+        });
+    }
+    // Claim the request first: a concurrent application of the same request finds it
+    // claimed and returns the winner's license.
+    if !claim(
+        c,
+        &j.hash,
+        FileKind::ActivationRequest,
+        &j.activation_id,
+        &j.armored,
+        now,
+    )
+    .await?
+    {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    // Churn control: refuse the next activation after too many deactivations.
+    if let Some((max, days)) = j.churn {
+        let since = (j.now - Duration::days(days)).timestamp();
+        let recent: Vec<i64> = sqlx::query_scalar(
+            "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
+             AND deactivated >= $2 ORDER BY deactivated",
+        )
+        .bind(&j.lic_id)
+        .bind(since)
+        .fetch_all(&mut *c)
+        .await?;
+        let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
+        if count >= max {
+            let oldest = recent.first().copied().unwrap_or(since);
+            let from = time(oldest) + Duration::days(days);
+            return Err(PortalError::TooManyDeactivations {
+                license: j.lic_id,
+                count,
+                days,
+                from: from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+        }
+    }
+    let seat = sqlx::query(
+        "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
+    )
+    .bind(&j.lic_id)
+    .execute(&mut *c)
+    .await?;
+    if seat.rows_affected() == 0 {
+        return Err(PortalError::NoSeatLeft {
+            license: j.lic_id,
+            seats: j.seats,
+        });
+    }
+    sqlx::query(
+        "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
+         state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, 0, $7, NULL, $9, $9)",
+    )
+    .bind(&j.activation_id)
+    .bind(&j.lic_id)
+    .bind(&j.license.product)
+    .bind(&j.device_hex)
+    .bind(&j.device_kid)
+    .bind(&j.fingerprint)
+    .bind(&j.hash)
+    .bind(&j.armored)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    audit(
+        c,
+        j.now.timestamp_millis(),
+        &j.actor,
+        "activation.create",
+        Some(&j.activation_id),
+        None,
+        Some(&j.hash),
+        Some(&format!("license {}", j.lic_id)),
+    )
+    .await?;
+    Ok(WriteOutcome::Done(Applied {
+        kind: FileKind::ActivationRequest.name().into(),
+        response: j.armored,
+        response_kind: FileKind::License.name().into(),
+        activation: Some(j.activation_id),
+        replay: false,
+        file_hash: j.hash,
+    }))
+}
+
+async fn write_reissue(c: &mut Conn, j: ReissueWrite) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    let id = j.license.activation_id.clone();
+    if !claim(
+        c,
+        &j.hash,
+        FileKind::ActivationRequest,
+        &id,
+        &j.armored,
+        now,
+    )
+    .await?
+    {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    sqlx::query(
+        "UPDATE activations SET request_hash = $1, license_file = $2, serial = 1, journal_seq = 0, \
+         journal_head = $1, fingerprint = $3, last_accessed = $4, \
+         fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
+         WHERE id = $5",
+    )
+    .bind(&j.hash)
+    .bind(&j.armored)
+    .bind(json(&j.license.fingerprint))
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *c)
+    .await?;
+    audit(
+        c,
+        j.now.timestamp_millis(),
+        &Actor("portal".into()),
+        "activation.reissue",
+        Some(&id),
+        None,
+        Some(&j.hash),
+        Some("the same device requested again while holding the seat"),
+    )
+    .await?;
+    Ok(WriteOutcome::Done(Applied {
+        kind: FileKind::ActivationRequest.name().into(),
+        response: j.armored,
+        response_kind: FileKind::License.name().into(),
+        activation: Some(id),
+        replay: false,
+        file_hash: j.hash,
+    }))
+}
+
+async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    if !claim(c, &j.hash, j.kind, &j.activation_id, &j.armored, now).await? {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    // Read the activation inside the transaction: another file may have changed it.
+    let current =
+        sqlx::query("SELECT state, journal_seq, journal_head FROM activations WHERE id = $1")
+            .bind(&j.activation_id)
+            .fetch_one(&mut *c)
+            .await?;
+    let state: String = current.try_get("state")?;
+    let head_seq: i64 = current.try_get("journal_seq")?;
+    let head: String = current.try_get("journal_head")?;
+    let seq = u64_to_i64(j.journal.seq);
+    let mut fork: Option<String> = None;
+    if seq <= head_seq {
+        fork = Some(format!(
+            "a {} with journal sequence {seq} arrived after sequence {head_seq}: a replayed file, a \
+             restored backup or a cloned machine",
+            j.kind
+        ));
+    } else if seq == head_seq + 1 && j.journal.prev.to_string() != head {
+        fork = Some(format!(
+            "a {} continues the journal from another file than the last one seen (sequence {seq})",
+            j.kind
+        ));
+    }
+    // Consumption: add what is new since the last report, feature by feature.
+    let mut went_back = Vec::new();
+    for (feature, cumulative) in &j.counters {
+        let cumulative = u64_to_i64(*cumulative);
+        let reported: Option<i64> = sqlx::query_scalar(
+            "SELECT reported FROM usage_reported WHERE activation = $1 AND feature = $2",
+        )
+        .bind(&j.activation_id)
+        .bind(feature)
+        .fetch_optional(&mut *c)
+        .await?;
+        let before = reported.unwrap_or(0);
+        if cumulative < before {
+            went_back.push(feature.clone());
+            continue;
+        }
+        if cumulative == before {
+            continue;
+        }
+        let delta = cumulative - before;
+        match reported {
+            Some(_) => sqlx::query(
+                "UPDATE usage_reported SET reported = $1 WHERE activation = $2 AND feature = $3",
+            ),
+            None => sqlx::query(
+                "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3)",
+            ),
+        }
+        .bind(cumulative)
+        .bind(&j.activation_id)
+        .bind(feature)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
+             ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total",
+        )
+        .bind(&j.license_id)
+        .bind(feature)
+        .bind(delta)
+        .execute(&mut *c)
+        .await?;
+    }
+    if !went_back.is_empty() && fork.is_none() {
+        fork = Some(format!(
+            "cumulative counters went back ({}): a restored backup or a cloned machine",
+            went_back.join(", ")
+        ));
+    }
+    let deactivating = j.deactivate && state == "active";
+    sqlx::query(
+        "UPDATE activations SET last_accessed = $1, \
+         journal_seq = CASE WHEN $2 > journal_seq THEN $2 ELSE journal_seq END, \
+         journal_head = CASE WHEN $2 > journal_seq THEN $3 ELSE journal_head END, \
+         fork = COALESCE($4, fork), \
+         state = CASE WHEN $5 = 1 THEN 'deactivated' ELSE state END, \
+         deactivated = CASE WHEN $5 = 1 THEN $1 ELSE deactivated END \
+         WHERE id = $6",
+    )
+    .bind(now)
+    .bind(seq)
+    .bind(&j.hash)
+    .bind(&fork)
+    .bind(i64::from(deactivating))
+    .bind(&j.activation_id)
+    .execute(&mut *c)
+    .await?;
+    if let Some(reason) = &fork {
+        audit(
+            c,
+            j.now.timestamp_millis(),
+            &j.actor,
+            "journal.fork",
+            Some(&j.activation_id),
+            None,
+            Some(&j.hash),
+            Some(reason),
+        )
+        .await?;
+    }
+    if deactivating {
+        sqlx::query(
+            "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
+        )
+        .bind(&j.license_id)
+        .execute(&mut *c)
+        .await?;
+    }
+    let action = if j.deactivate {
+        "activation.deactivate"
+    } else {
+        "usage.report"
+    };
+    audit(
+        c,
+        j.now.timestamp_millis(),
+        &j.actor,
+        action,
+        Some(&j.activation_id),
+        None,
+        Some(&j.hash),
+        Some(&json(&j.counters)),
+    )
+    .await?;
+    Ok(WriteOutcome::Done(Applied {
+        kind: j.kind.name().into(),
+        response: j.armored,
+        response_kind: FileKind::Receipt.name().into(),
+        activation: Some(j.activation_id),
+        replay: false,
+        file_hash: j.hash,
+    }))
+}
+
+/// Most jobs one SQLite commit takes.
+const MAX_BATCH: usize = 64;
+
+/// The SQLite group-commit writer: it takes every job that is waiting (up to
+/// MAX_BATCH), runs each in a savepoint of one IMMEDIATE transaction, and commits once —
+/// one durable fsync for the batch instead of one per job. A job that fails is rolled
+/// back to its savepoint without touching the others; a failed commit fails them all.
+fn spawn_writer(db: Db) -> tokio::sync::mpsc::Sender<(Job, Reply)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(1024);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut replies = Vec::with_capacity(batch.len());
+            let result: Result<(), sqlx::Error> = async {
+                let mut t = db.begin_write().await?;
+                for (job, reply) in batch.drain(..) {
+                    let mut savepoint = sqlx::Connection::begin(&mut *t).await?;
+                    let outcome = run_job(&mut savepoint, job).await;
+                    match &outcome {
+                        Ok(_) => savepoint.commit().await?,
+                        Err(_) => savepoint.rollback().await?,
+                    }
+                    replies.push((reply, outcome));
+                }
+                t.commit().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    for (reply, outcome) in replies {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for (reply, _) in replies {
+                        let _ = reply
+                            .send(Err(PortalError::Db(sqlx::Error::Protocol(message.clone()))));
+                    }
+                    // Jobs never reached (the batch failed before them) are answered too.
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply
+                            .send(Err(PortalError::Db(sqlx::Error::Protocol(message.clone()))));
+                    }
+                }
+            }
+        }
+    });
+    tx
 }
