@@ -23,6 +23,8 @@ pub enum Backend {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// The database file, for SQLite.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// A write transaction. On SQLite it begins IMMEDIATE (the write lock is taken at the
@@ -69,13 +71,27 @@ impl Db {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA cache_size = -16384").await?;
                     }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        let db = Db { pool, backend };
+        let sqlite_path = match backend {
+            Backend::Sqlite => {
+                let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+                Some(std::path::PathBuf::from(
+                    rest.split('?').next().unwrap_or(rest),
+                ))
+            }
+            Backend::Postgres => None,
+        };
+        let db = Db {
+            pool,
+            backend,
+            sqlite_path,
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -86,6 +102,22 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The SQLite database file (None for PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
+    }
+
+    /// A direct SQLite connection with the portal's settings (WAL, durable commits).
+    pub fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 30000; \
+             PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(conn)
     }
 
     /// Begin a transaction that will write.

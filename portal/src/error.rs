@@ -51,6 +51,8 @@ pub enum PortalError {
     RateLimited,
     #[error("the database failed: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("the database failed: {0}")]
+    Storage(String),
 }
 
 impl PortalError {
@@ -73,7 +75,7 @@ impl PortalError {
             PortalError::Unauthenticated => "unauthenticated",
             PortalError::Forbidden { .. } => "forbidden",
             PortalError::RateLimited => "rate-limited",
-            PortalError::Db(_) => "internal",
+            PortalError::Db(_) | PortalError::Storage(_) => "internal",
         }
     }
 
@@ -95,7 +97,7 @@ impl PortalError {
             | PortalError::NotActive { .. } => 409,
             PortalError::Unauthenticated => 401,
             PortalError::RateLimited => 429,
-            PortalError::Key(_) | PortalError::Db(_) => 500,
+            PortalError::Key(_) | PortalError::Db(_) | PortalError::Storage(_) => 500,
         }
     }
 
@@ -131,7 +133,7 @@ impl PortalError {
             }
             PortalError::Forbidden { .. } => "use a token with the role and products this needs",
             PortalError::RateLimited => "wait a minute before uploading again",
-            PortalError::Db(_) => {
+            PortalError::Db(_) | PortalError::Storage(_) => {
                 "try again later; if it persists, the portal's operator must look at its log"
             }
         }

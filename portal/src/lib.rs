@@ -5,6 +5,7 @@
 pub mod db;
 pub mod error;
 pub mod ops;
+pub mod sql;
 pub mod vendor;
 
 pub use error::PortalError;

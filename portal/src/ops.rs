@@ -19,8 +19,9 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::db::{Backend, Db, is_unique_violation};
+use crate::db::{Db, is_unique_violation};
 use crate::error::PortalError;
+use crate::sql::{Lite, Sql, Val, run_now};
 use crate::vendor;
 
 /// Who did something, for the audit log.
@@ -285,8 +286,8 @@ fn u64_to_i64(n: u64) -> i64 {
 
 /// Write an audit entry inside `tx`.
 #[allow(clippy::too_many_arguments)] // one argument per audit column
-async fn audit(
-    tx: &mut sqlx::AnyConnection,
+async fn audit<C: Sql>(
+    c: &mut C,
     now_ms: i64,
     actor: &Actor,
     action: &str,
@@ -294,20 +295,21 @@ async fn audit(
     reason: Option<&str>,
     file_hash: Option<&str>,
     detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<(), PortalError> {
+    c.exec(
         "INSERT INTO audit (id, at, actor, action, subject, reason, file_hash, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            new_id("aud").into(),
+            now_ms.into(),
+            (&actor.0).into(),
+            action.into(),
+            subject.into(),
+            reason.into(),
+            file_hash.into(),
+            detail.into(),
+        ],
     )
-    .bind(new_id("aud"))
-    .bind(now_ms)
-    .bind(&actor.0)
-    .bind(action)
-    .bind(subject)
-    .bind(reason)
-    .bind(file_hash)
-    .bind(detail)
-    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -375,9 +377,9 @@ impl Portal {
     pub async fn open(db: Db, keys_dir: impl Into<PathBuf>) -> Result<Portal, PortalError> {
         let keys_dir = keys_dir.into();
         let signer = vendor::active(&db, &keys_dir).await?;
-        let writer = match db.backend() {
-            Backend::Sqlite => Some(spawn_writer(db.clone())),
-            Backend::Postgres => None,
+        let writer = match db.sqlite_path() {
+            Some(path) => Some(spawn_writer(path)?),
+            None => None,
         };
         Ok(Portal {
             db,
@@ -403,7 +405,7 @@ impl Portal {
                 let kid = public.kid().to_string();
                 let mut tx = db.begin_write().await?;
                 audit(
-                    &mut tx,
+                    &mut *tx,
                     now.timestamp_millis(),
                     &Actor::cli(),
                     "key.create",
@@ -457,7 +459,7 @@ impl Portal {
         let mut tx = self.db.begin_write().await?;
         let kid = public.kid().to_string();
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "key.rotate",
@@ -508,7 +510,7 @@ impl Portal {
             r => r?,
         };
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "product.create",
@@ -615,7 +617,7 @@ impl Portal {
             r => r?,
         };
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "policy.create",
@@ -708,7 +710,7 @@ impl Portal {
             r => r?,
         };
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "license.create",
@@ -802,7 +804,7 @@ impl Portal {
             });
         }
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "license.revoke",
@@ -1142,7 +1144,7 @@ impl Portal {
             }
             None => {
                 let mut tx = self.db.begin_write().await?;
-                match run_job(&mut tx, job).await {
+                match run_job(&mut *tx, job).await {
                     Ok(outcome) => {
                         tx.commit().await?;
                         Ok(outcome)
@@ -1307,30 +1309,27 @@ impl Portal {
                 state,
             });
         }
-        let issued_file: String = row.try_get("license_file")?;
         let keys = self.trusted_keys().await?;
-        // The last file issued is a license (serial 1) or a refresh.
-        let (base, serial): (License, i64) = {
-            let license_file: String = row.try_get("license_file")?;
-            match format::open::<License>(license_file.as_bytes(), &keys) {
-                Ok(l) => (l.into_payload(), 1),
-                Err(_) => {
-                    let refresh =
-                        format::open::<Refresh>(issued_file.as_bytes(), &keys)?.into_payload();
-                    let original: String =
-                        sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
-                            .bind(row.try_get::<String, _>("request_hash")?)
-                            .fetch_one(self.db.pool())
-                            .await?;
-                    let mut l = format::open::<License>(original.as_bytes(), &keys)?.into_payload();
-                    l.features = refresh.features;
-                    l.expires = refresh.expires;
-                    l.offline_expiry = refresh.offline_expiry;
-                    l.clock_tolerance = refresh.clock_tolerance;
-                    l.license_type = refresh.license_type;
-                    (l, u64_to_i64(refresh.serial))
-                }
-            }
+        // The license issued for the request, with the last refresh (if any) over it.
+        // `license_file` holds the last refresh; the license itself is the response
+        // recorded for the activation request.
+        let original: String =
+            sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
+                .bind(row.try_get::<String, _>("request_hash")?)
+                .fetch_one(self.db.pool())
+                .await?;
+        let mut base = format::open::<License>(original.as_bytes(), &keys)?.into_payload();
+        let last_refresh: String = row.try_get("license_file")?;
+        let serial = if last_refresh.is_empty() {
+            1
+        } else {
+            let refresh = format::open::<Refresh>(last_refresh.as_bytes(), &keys)?.into_payload();
+            base.features = refresh.features;
+            base.expires = refresh.expires;
+            base.offline_expiry = refresh.offline_expiry;
+            base.clock_tolerance = refresh.clock_tolerance;
+            base.license_type = refresh.license_type;
+            u64_to_i64(refresh.serial)
         };
         let lic: String = row.try_get("license")?;
         let lic_row = sqlx::query("SELECT * FROM licenses WHERE id = $1")
@@ -1381,7 +1380,7 @@ impl Portal {
             });
         }
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "activation.refresh",
@@ -1438,7 +1437,7 @@ impl Portal {
         .execute(&mut *tx)
         .await?;
         audit(
-            &mut tx,
+            &mut *tx,
             now.timestamp_millis(),
             actor,
             "activation.deactivate.server",
@@ -1548,32 +1547,36 @@ struct DeviceWrite {
     actor: Actor,
 }
 
-type Conn = sqlx::AnyConnection;
+fn first_int(rows: &[Vec<Val>]) -> Option<i64> {
+    rows.first().and_then(|r| r.first()).and_then(Val::int)
+}
+
+fn first_text(rows: &[Vec<Val>]) -> Option<String> {
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.text().map(String::from))
+}
 
 /// Insert the applied-file row that claims `hash`; false if another application has it.
-async fn claim(
-    c: &mut Conn,
+async fn claim<C: Sql>(
+    c: &mut C,
     hash: &str,
     kind: FileKind,
     activation: &str,
     response: &str,
     now: i64,
 ) -> Result<bool, PortalError> {
-    let claimed = sqlx::query(
-        "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(hash)
-    .bind(kind.name())
-    .bind(activation)
-    .bind(response)
-    .bind(now)
-    .execute(&mut *c)
-    .await?;
-    Ok(claimed.rows_affected() == 1)
+    let claimed = c
+        .exec(
+            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (hash) DO NOTHING",
+            vec![hash.into(), kind.name().into(), activation.into(), response.into(), now.into()],
+        )
+        .await?;
+    Ok(claimed == 1)
 }
 
-async fn run_job(c: &mut Conn, job: Job) -> Result<WriteOutcome, PortalError> {
+async fn run_job<C: Sql>(c: &mut C, job: Job) -> Result<WriteOutcome, PortalError> {
     match job {
         Job::Activation(j) => write_activation(c, j).await,
         Job::Reissue(j) => write_reissue(c, j).await,
@@ -1581,27 +1584,31 @@ async fn run_job(c: &mut Conn, job: Job) -> Result<WriteOutcome, PortalError> {
     }
 }
 
-async fn write_activation(c: &mut Conn, j: ActivationWrite) -> Result<WriteOutcome, PortalError> {
+async fn write_activation<C: Sql>(
+    c: &mut C,
+    j: ActivationWrite,
+) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
-    let existing: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
-    )
-    .bind(&j.lic_id)
-    .bind(&j.device_hex)
-    .fetch_optional(&mut *c)
-    .await?;
-    if let Some(id) = existing {
-        let seen: Option<String> =
-            sqlx::query_scalar("SELECT hash FROM applied_files WHERE hash = $1")
-                .bind(&j.hash)
-                .fetch_optional(&mut *c)
-                .await?;
-        return Ok(match seen {
-            Some(_) => WriteOutcome::AlreadyApplied,
-            None => WriteOutcome::Reissue {
+    let existing = c
+        .rows(
+            "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
+            vec![(&j.lic_id).into(), (&j.device_hex).into()],
+        )
+        .await?;
+    if let Some(id) = first_text(&existing) {
+        let seen = c
+            .rows(
+                "SELECT hash FROM applied_files WHERE hash = $1",
+                vec![(&j.hash).into()],
+            )
+            .await?;
+        return Ok(if seen.is_empty() {
+            WriteOutcome::Reissue {
                 id,
                 license: Box::new(j.license),
-            },
+            }
+        } else {
+            WriteOutcome::AlreadyApplied
         });
     }
     // Claim the request first: a concurrent application of the same request finds it
@@ -1621,17 +1628,16 @@ async fn write_activation(c: &mut Conn, j: ActivationWrite) -> Result<WriteOutco
     // Churn control: refuse the next activation after too many deactivations.
     if let Some((max, days)) = j.churn {
         let since = (j.now - Duration::days(days)).timestamp();
-        let recent: Vec<i64> = sqlx::query_scalar(
-            "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
-             AND deactivated >= $2 ORDER BY deactivated",
-        )
-        .bind(&j.lic_id)
-        .bind(since)
-        .fetch_all(&mut *c)
-        .await?;
+        let recent = c
+            .rows(
+                "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
+                 AND deactivated >= $2 ORDER BY deactivated",
+                vec![(&j.lic_id).into(), since.into()],
+            )
+            .await?;
         let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
         if count >= max {
-            let oldest = recent.first().copied().unwrap_or(since);
+            let oldest = first_int(&recent).unwrap_or(since);
             let from = time(oldest) + Duration::days(days);
             return Err(PortalError::TooManyDeactivations {
                 license: j.lic_id,
@@ -1641,33 +1647,33 @@ async fn write_activation(c: &mut Conn, j: ActivationWrite) -> Result<WriteOutco
             });
         }
     }
-    let seat = sqlx::query(
-        "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
-    )
-    .bind(&j.lic_id)
-    .execute(&mut *c)
-    .await?;
-    if seat.rows_affected() == 0 {
+    let seat = c
+        .exec(
+            "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
+            vec![(&j.lic_id).into()],
+        )
+        .await?;
+    if seat == 0 {
         return Err(PortalError::NoSeatLeft {
             license: j.lic_id,
             seats: j.seats,
         });
     }
-    sqlx::query(
+    c.exec(
         "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
          state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, 0, $7, NULL, $9, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8)",
+        vec![
+            (&j.activation_id).into(),
+            (&j.lic_id).into(),
+            (&j.license.product).into(),
+            (&j.device_hex).into(),
+            (&j.device_kid).into(),
+            (&j.fingerprint).into(),
+            (&j.hash).into(),
+            now.into(),
+        ],
     )
-    .bind(&j.activation_id)
-    .bind(&j.lic_id)
-    .bind(&j.license.product)
-    .bind(&j.device_hex)
-    .bind(&j.device_kid)
-    .bind(&j.fingerprint)
-    .bind(&j.hash)
-    .bind(&j.armored)
-    .bind(now)
-    .execute(&mut *c)
     .await?;
     audit(
         c,
@@ -1690,7 +1696,7 @@ async fn write_activation(c: &mut Conn, j: ActivationWrite) -> Result<WriteOutco
     }))
 }
 
-async fn write_reissue(c: &mut Conn, j: ReissueWrite) -> Result<WriteOutcome, PortalError> {
+async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
     let id = j.license.activation_id.clone();
     if !claim(
@@ -1705,18 +1711,13 @@ async fn write_reissue(c: &mut Conn, j: ReissueWrite) -> Result<WriteOutcome, Po
     {
         return Ok(WriteOutcome::AlreadyApplied);
     }
-    sqlx::query(
-        "UPDATE activations SET request_hash = $1, license_file = $2, serial = 1, journal_seq = 0, \
-         journal_head = $1, fingerprint = $3, last_accessed = $4, \
+    c.exec(
+        "UPDATE activations SET request_hash = $1, license_file = '', serial = 1, journal_seq = 0, \
+         journal_head = $1, fingerprint = $2, last_accessed = $3, \
          fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
-         WHERE id = $5",
+         WHERE id = $4",
+        vec![(&j.hash).into(), json(&j.license.fingerprint).into(), now.into(), (&id).into()],
     )
-    .bind(&j.hash)
-    .bind(&j.armored)
-    .bind(json(&j.license.fingerprint))
-    .bind(now)
-    .bind(&id)
-    .execute(&mut *c)
     .await?;
     audit(
         c,
@@ -1739,20 +1740,34 @@ async fn write_reissue(c: &mut Conn, j: ReissueWrite) -> Result<WriteOutcome, Po
     }))
 }
 
-async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome, PortalError> {
+async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
     if !claim(c, &j.hash, j.kind, &j.activation_id, &j.armored, now).await? {
         return Ok(WriteOutcome::AlreadyApplied);
     }
     // Read the activation inside the transaction: another file may have changed it.
-    let current =
-        sqlx::query("SELECT state, journal_seq, journal_head FROM activations WHERE id = $1")
-            .bind(&j.activation_id)
-            .fetch_one(&mut *c)
-            .await?;
-    let state: String = current.try_get("state")?;
-    let head_seq: i64 = current.try_get("journal_seq")?;
-    let head: String = current.try_get("journal_head")?;
+    let current = c
+        .rows(
+            "SELECT state, journal_seq, journal_head FROM activations WHERE id = $1",
+            vec![(&j.activation_id).into()],
+        )
+        .await?;
+    let row = current
+        .first()
+        .ok_or_else(|| PortalError::UnknownActivation {
+            activation: j.activation_id.clone(),
+        })?;
+    let state = row
+        .first()
+        .and_then(Val::text)
+        .unwrap_or_default()
+        .to_string();
+    let head_seq = row.get(1).and_then(Val::int).unwrap_or(0);
+    let head = row
+        .get(2)
+        .and_then(Val::text)
+        .unwrap_or_default()
+        .to_string();
     let seq = u64_to_i64(j.journal.seq);
     let mut fork: Option<String> = None;
     if seq <= head_seq {
@@ -1771,13 +1786,13 @@ async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome,
     let mut went_back = Vec::new();
     for (feature, cumulative) in &j.counters {
         let cumulative = u64_to_i64(*cumulative);
-        let reported: Option<i64> = sqlx::query_scalar(
-            "SELECT reported FROM usage_reported WHERE activation = $1 AND feature = $2",
-        )
-        .bind(&j.activation_id)
-        .bind(feature)
-        .fetch_optional(&mut *c)
-        .await?;
+        let reported = first_int(
+            &c.rows(
+                "SELECT reported FROM usage_reported WHERE activation = $1 AND feature = $2",
+                vec![(&j.activation_id).into(), feature.into()],
+            )
+            .await?,
+        );
         let before = reported.unwrap_or(0);
         if cumulative < before {
             went_back.push(feature.clone());
@@ -1787,27 +1802,24 @@ async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome,
             continue;
         }
         let delta = cumulative - before;
-        match reported {
-            Some(_) => sqlx::query(
-                "UPDATE usage_reported SET reported = $1 WHERE activation = $2 AND feature = $3",
-            ),
-            None => sqlx::query(
-                "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3)",
-            ),
-        }
-        .bind(cumulative)
-        .bind(&j.activation_id)
-        .bind(feature)
-        .execute(&mut *c)
+        let sql = match reported {
+            Some(_) => {
+                "UPDATE usage_reported SET reported = $1 WHERE activation = $2 AND feature = $3"
+            }
+            None => {
+                "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3)"
+            }
+        };
+        c.exec(
+            sql,
+            vec![cumulative.into(), (&j.activation_id).into(), feature.into()],
+        )
         .await?;
-        sqlx::query(
+        c.exec(
             "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
              ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total",
+            vec![(&j.license_id).into(), feature.into(), delta.into()],
         )
-        .bind(&j.license_id)
-        .bind(feature)
-        .bind(delta)
-        .execute(&mut *c)
         .await?;
     }
     if !went_back.is_empty() && fork.is_none() {
@@ -1817,7 +1829,7 @@ async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome,
         ));
     }
     let deactivating = j.deactivate && state == "active";
-    sqlx::query(
+    c.exec(
         "UPDATE activations SET last_accessed = $1, \
          journal_seq = CASE WHEN $2 > journal_seq THEN $2 ELSE journal_seq END, \
          journal_head = CASE WHEN $2 > journal_seq THEN $3 ELSE journal_head END, \
@@ -1825,14 +1837,15 @@ async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome,
          state = CASE WHEN $5 = 1 THEN 'deactivated' ELSE state END, \
          deactivated = CASE WHEN $5 = 1 THEN $1 ELSE deactivated END \
          WHERE id = $6",
+        vec![
+            now.into(),
+            seq.into(),
+            (&j.hash).into(),
+            fork.clone().into(),
+            i64::from(deactivating).into(),
+            (&j.activation_id).into(),
+        ],
     )
-    .bind(now)
-    .bind(seq)
-    .bind(&j.hash)
-    .bind(&fork)
-    .bind(i64::from(deactivating))
-    .bind(&j.activation_id)
-    .execute(&mut *c)
     .await?;
     if let Some(reason) = &fork {
         audit(
@@ -1848,11 +1861,10 @@ async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome,
         .await?;
     }
     if deactivating {
-        sqlx::query(
+        c.exec(
             "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
+            vec![(&j.license_id).into()],
         )
-        .bind(&j.license_id)
-        .execute(&mut *c)
         .await?;
     }
     let action = if j.deactivate {
@@ -1882,58 +1894,79 @@ async fn write_device_file(c: &mut Conn, j: DeviceWrite) -> Result<WriteOutcome,
 }
 
 /// Most jobs one SQLite commit takes.
-const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 128;
 
-/// The SQLite group-commit writer: it takes every job that is waiting (up to
-/// MAX_BATCH), runs each in a savepoint of one IMMEDIATE transaction, and commits once —
-/// one durable fsync for the batch instead of one per job. A job that fails is rolled
-/// back to its savepoint without touching the others; a failed commit fails them all.
-fn spawn_writer(db: Db) -> tokio::sync::mpsc::Sender<(Job, Reply)> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(1024);
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            let mut replies = Vec::with_capacity(batch.len());
-            let result: Result<(), sqlx::Error> = async {
-                let mut t = db.begin_write().await?;
-                for (job, reply) in batch.drain(..) {
-                    let mut savepoint = sqlx::Connection::begin(&mut *t).await?;
-                    let outcome = run_job(&mut savepoint, job).await;
-                    match &outcome {
-                        Ok(_) => savepoint.commit().await?,
-                        Err(_) => savepoint.rollback().await?,
+/// The SQLite group-commit writer: a thread with its own SQLite connection takes every
+/// job that is waiting (up to MAX_BATCH), runs each in a savepoint of one IMMEDIATE
+/// transaction, and commits once — one durable fsync for the batch instead of one per
+/// job. A job that fails is rolled back to its savepoint without touching the others; a
+/// failed commit fails them all.
+fn spawn_writer(
+    path: &std::path::Path,
+) -> Result<tokio::sync::mpsc::Sender<(Job, Reply)>, PortalError> {
+    let conn = Db::open_sqlite(path).map_err(|e| PortalError::Storage(e.to_string()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(4096);
+    std::thread::Builder::new()
+        .name("lic-sqlite-writer".into())
+        .spawn(move || {
+            let mut lite = Lite(conn);
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
                     }
+                }
+                write_batch(&mut lite, batch);
+            }
+        })
+        .map_err(|e| PortalError::Storage(format!("cannot start the database writer: {e}")))?;
+    Ok(tx)
+}
+
+fn write_batch(lite: &mut Lite, batch: Vec<(Job, Reply)>) {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut result = lite.batch("BEGIN IMMEDIATE");
+    let mut jobs = batch.into_iter();
+    if result.is_ok() {
+        for (job, reply) in jobs.by_ref() {
+            let outcome = lite
+                .batch("SAVEPOINT job")
+                .and_then(|()| {
+                    run_now(run_job(lite, job))
+                        .unwrap_or_else(|| Err(PortalError::Storage("a write job waited".into())))
+                })
+                .and_then(|outcome| lite.batch("RELEASE job").map(|()| outcome));
+            if outcome.is_err() {
+                // Undo this job only; the transaction goes on.
+                if let Err(e) = lite.batch("ROLLBACK TO job; RELEASE job") {
+                    result = Err(e);
                     replies.push((reply, outcome));
+                    break;
                 }
-                t.commit().await
             }
-            .await;
-            match result {
-                Ok(()) => {
-                    for (reply, outcome) in replies {
-                        let _ = reply.send(outcome);
-                    }
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    for (reply, _) in replies {
-                        let _ = reply
-                            .send(Err(PortalError::Db(sqlx::Error::Protocol(message.clone()))));
-                    }
-                    // Jobs never reached (the batch failed before them) are answered too.
-                    for (_, reply) in batch.drain(..) {
-                        let _ = reply
-                            .send(Err(PortalError::Db(sqlx::Error::Protocol(message.clone()))));
-                    }
-                }
+            replies.push((reply, outcome));
+        }
+    }
+    if result.is_ok() {
+        result = lite.batch("COMMIT");
+    }
+    match result {
+        Ok(()) => {
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome);
             }
         }
-    });
-    tx
+        Err(e) => {
+            let _ = lite.batch("ROLLBACK");
+            let message = e.to_string();
+            for (reply, _) in replies {
+                let _ = reply.send(Err(PortalError::Storage(message.clone())));
+            }
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(PortalError::Storage(message.clone())));
+            }
+        }
+    }
 }
