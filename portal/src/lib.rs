@@ -2,8 +2,10 @@
 //! usage are accounted for, applying uploaded files and issuing signed ones, the admin
 //! CLI and the HTTP API.
 
+pub mod auth;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod ops;
 pub mod sql;
 pub mod vendor;

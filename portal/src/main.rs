@@ -59,6 +59,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8477")]
         listen: std::net::SocketAddr,
+        /// Anonymous uploads allowed per client address and minute (0: no limit, e.g.
+        /// behind a proxy that limits, or for a load test).
+        #[arg(long, default_value_t = 60)]
+        uploads_per_minute: u32,
     },
     /// Quick start: a portal on SQLite with a demo product and license; prints what to try.
     Demo {
@@ -499,7 +503,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("vendor key: {kid} (private key in {})", p.keys.display());
             println!("give clients the public key: lic-portal key export --out trusted-keys.pem");
         }
-        Command::Serve { listen } => serve(g, listen).await?,
+        Command::Serve {
+            listen,
+            uploads_per_minute,
+        } => serve(g, listen, uploads_per_minute).await?,
         Command::Demo { listen, no_serve } => demo(g, listen, no_serve).await?,
         Command::Product(c) => {
             let portal = open(g).await?;
@@ -866,16 +873,214 @@ async fn apply(
 }
 
 async fn token(g: &Global, c: TokenCommand) -> anyhow::Result<ExitCode> {
-    let _ = (g, c);
-    bail!("tokens arrive with the HTTP API")
+    use lic_portal::auth;
+    let (db, _) = connect(g).await?;
+    match c {
+        TokenCommand::Create {
+            name,
+            role,
+            products,
+        } => {
+            let role: auth::Role = role.parse().map_err(|_| {
+                anyhow::anyhow!("unknown role '{role}': use admin, support or read-only")
+            })?;
+            let scope = if products.is_empty() {
+                None
+            } else {
+                Some(products)
+            };
+            let (id, secret) =
+                auth::create_token(&db, &name, role, scope, chrono::Utc::now().timestamp()).await?;
+            match g.format {
+                Format::Json => print_json(&serde_json::json!({ "id": id, "token": secret }))?,
+                Format::Text => {
+                    println!("created token {id} ({role}) for {name}");
+                    println!("token: {secret}");
+                    println!(
+                        "(shown only now: the portal stores it hashed; send it as 'Authorization: Bearer TOKEN')"
+                    );
+                }
+            }
+        }
+        TokenCommand::List => {
+            let list = auth::list_tokens(&db).await?;
+            match g.format {
+                Format::Json => print_json(&list)?,
+                Format::Text => out(&list
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}  {}  {}  {}{}\n",
+                            t.id,
+                            t.name,
+                            t.role,
+                            t.products
+                                .as_ref()
+                                .map_or("all products".to_string(), |p| p.join(",")),
+                            if t.revoked.is_some() { "  REVOKED" } else { "" }
+                        )
+                    })
+                    .collect::<String>())?,
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            auth::revoke_token(&db, &id, chrono::Utc::now().timestamp()).await?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(g: &Global, listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    let _ = (g, listen);
-    bail!("the HTTP API is not built yet")
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
+async fn serve(
+    g: &Global,
+    listen: std::net::SocketAddr,
+    uploads_per_minute: u32,
+) -> anyhow::Result<()> {
+    init_logging();
+    let portal = std::sync::Arc::new(open(g).await?);
+    let limiter = if uploads_per_minute == 0 {
+        lic_portal::http::RateLimiter::unlimited()
+    } else {
+        lic_portal::http::RateLimiter::new(
+            uploads_per_minute,
+            uploads_per_minute.div_ceil(3).max(1),
+        )
+    };
+    let state = lic_portal::http::AppState::new(portal).with_limiter(limiter);
+    lic_portal::http::serve(state, listen, shutdown_signal())
+        .await
+        .with_context(|| format!("cannot serve on {listen}"))
+}
+
+/// The quick start: a portal with a demo product, policy and license; prints what to try.
 async fn demo(g: &Global, listen: std::net::SocketAddr, no_serve: bool) -> anyhow::Result<()> {
-    let _ = (g, listen, no_serve);
-    bail!("the demo arrives with the HTTP API")
+    let (db, p) = connect(g).await?;
+    Portal::init(&db, &p.keys).await?;
+    let portal = Portal::open(db, &p.keys).await?;
+    let actor = Actor::cli();
+    let key_file = g.data.join("demo-license-key.txt");
+    let key = match std::fs::read_to_string(&key_file) {
+        Ok(key) => key.trim().to_string(),
+        Err(_) => {
+            if portal.product("photo-pro").await.is_err() {
+                portal
+                    .create_product("photo-pro", "Photo Pro (demo)", &actor)
+                    .await?;
+            }
+            let policy = Policy {
+                id: String::new(),
+                product: "photo-pro".into(),
+                name: "demo".into(),
+                license_type: LicenseType::TimeLimited,
+                allow_offline: true,
+                seats: 3,
+                validity_days: Some(365),
+                features: parse_features(&[
+                    "export-pdf".into(),
+                    "render-minutes=600".into(),
+                    "batch-jobs=100+".into(),
+                ])?,
+                match_rule: MatchRule {
+                    required: vec!["machine-id".into()],
+                    max_changed: 2,
+                },
+                clock_tolerance_secs: 86_400,
+                max_offline_days: None,
+                inactivity_secs: None,
+                max_deactivations: Some(5),
+                deactivation_period_days: Some(30),
+                created: 0,
+            };
+            let policy = match portal.create_policy(policy, &actor).await {
+                Ok(p) => p,
+                Err(PortalError::AlreadyExists { .. }) => portal
+                    .policies(None)
+                    .await?
+                    .into_iter()
+                    .find(|p| p.product == "photo-pro" && p.name == "demo")
+                    .context("the demo policy exists but cannot be read")?,
+                Err(e) => return Err(e.into()),
+            };
+            let created = portal
+                .create_license(
+                    NewLicense {
+                        policy: policy.id,
+                        ..Default::default()
+                    },
+                    &actor,
+                )
+                .await?;
+            let key = created.key.context("a key-based demo license has a key")?;
+            // A demo convenience: the key is kept in the data directory so the
+            // instructions can be printed again (real license keys are stored hashed only).
+            lic_core::fsutil::write_file(
+                &key_file,
+                format!("{key}\n").as_bytes(),
+                lic_core::fsutil::SECRET_MODE,
+                true,
+            )?;
+            key
+        }
+    };
+    let trust = g.data.join("trusted-keys.pem");
+    lic_core::fsutil::write_file(
+        &trust,
+        portal.trusted_keys().await?.to_pem().as_bytes(),
+        lic_core::fsutil::PUBLIC_MODE,
+        true,
+    )?;
+    let data = g.data.display();
+    let trust_path = trust.display();
+    println!("lic portal demo — data in {data}/ (SQLite), API at http://{listen}/");
+    println!();
+    println!(
+        "  product:      photo-pro   (3 seats; features export-pdf, render-minutes ≤ 600, batch-jobs 100+)"
+    );
+    println!("  license key:  {key}");
+    println!("  vendor keys:  {trust_path}   (what the lic command trusts)");
+    println!();
+    println!("Try the offline loop in another terminal (a demo store in /tmp/lic-demo-store):");
+    println!();
+    println!("  export LIC_STORE=/tmp/lic-demo-store LIC_TRUST={trust_path}");
+    println!(
+        "  cargo run -q -p lic-cli -- offline-activate --product photo-pro --key {key} --out demo.req"
+    );
+    println!(
+        "  curl -s --data-binary @demo.req -H 'Accept: text/plain' http://{listen}/api/v1/activate > demo.lic"
+    );
+    println!(
+        "      (or, without HTTP: cargo run -q -p lic-portal -- --data {data} apply demo.req)"
+    );
+    println!("  cargo run -q -p lic-cli -- install demo.lic");
+    println!("  cargo run -q -p lic-cli -- status");
+    println!("  cargo run -q -p lic-cli -- consume render-minutes 42");
+    println!("  cargo run -q -p lic-cli -- offline-deactivate --out demo.deact");
+    println!(
+        "  curl -s --data-binary @demo.deact -H 'Accept: text/plain' http://{listen}/api/v1/deactivate"
+    );
+    println!("  cargo run -q -p lic-portal -- --data {data} license list");
+    println!();
+    if no_serve {
+        return Ok(());
+    }
+    println!("serving on http://{listen}/ — Ctrl-C stops it");
+    init_logging();
+    let state = lic_portal::http::AppState::new(std::sync::Arc::new(portal));
+    lic_portal::http::serve(state, listen, shutdown_signal())
+        .await
+        .with_context(|| format!("cannot serve on {listen} (is another portal running? --listen chooses another address)"))
 }

@@ -29,12 +29,14 @@ use crate::vendor;
 pub struct Actor(pub String);
 
 impl Actor {
+    /// The operator at the admin command (the login name, if known).
     pub fn cli() -> Self {
         Actor(format!(
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into())
         ))
     }
+    /// An anonymous upload from `source` (the client's address).
     pub fn anonymous(source: &str) -> Self {
         Actor(format!("upload:{source}"))
     }
@@ -120,6 +122,7 @@ pub struct LicenseInfo {
 
 /// What to create a license with.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewLicense {
     pub policy: String,
     /// For a user-based license; otherwise a license key is generated.
@@ -191,6 +194,7 @@ pub struct Applied {
 
 /// Changes a support refresh makes; what is not given stays as it is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshSpec {
     pub reason: String,
     #[serde(default)]
@@ -576,6 +580,21 @@ impl Portal {
                 reason: "a policy needs a name".into(),
             });
         }
+        for (field, value) in [
+            ("validity_days", spec.validity_days),
+            ("clock_tolerance_secs", Some(spec.clock_tolerance_secs)),
+            ("max_offline_days", spec.max_offline_days),
+            ("inactivity_secs", spec.inactivity_secs),
+            ("max_deactivations", spec.max_deactivations),
+            ("deactivation_period_days", spec.deactivation_period_days),
+        ] {
+            if value.is_some_and(|v| v < 0) {
+                return Err(PortalError::Invalid {
+                    field: "policy",
+                    reason: format!("{field} may not be negative"),
+                });
+            }
+        }
         let now = self.now();
         let policy = Policy {
             id: new_id("pol"),
@@ -791,6 +810,12 @@ impl Portal {
         reason: &str,
         actor: &Actor,
     ) -> Result<LicenseInfo, PortalError> {
+        if reason.trim().is_empty() {
+            return Err(PortalError::Invalid {
+                field: "reason",
+                reason: "a revocation needs a reason (it is audited)".into(),
+            });
+        }
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query("UPDATE licenses SET status = 'revoked' WHERE id = $1")
@@ -1095,7 +1120,7 @@ impl Portal {
     ) -> Result<Applied, PortalError> {
         match outcome {
             WriteOutcome::Done(applied) => Ok(applied),
-            WriteOutcome::Reissue { id, license } => {
+            WriteOutcome::Reissue { id, license, actor } => {
                 // The same device already holds a seat of this license: reissue on it.
                 let mut license = *license;
                 license.activation_id = id;
@@ -1105,6 +1130,7 @@ impl Portal {
                     license,
                     armored,
                     now: self.now(),
+                    actor,
                 };
                 match self.write(Job::Reissue(job)).await? {
                     WriteOutcome::Done(applied) => Ok(applied),
@@ -1137,10 +1163,10 @@ impl Portal {
                 writer
                     .send((job, reply))
                     .await
-                    .map_err(|_| PortalError::Key("the database writer has stopped".into()))?;
+                    .map_err(|_| PortalError::Storage("the database writer has stopped".into()))?;
                 answer
                     .await
-                    .map_err(|_| PortalError::Key("the database writer has stopped".into()))?
+                    .map_err(|_| PortalError::Storage("the database writer has stopped".into()))?
             }
             None => {
                 let mut tx = self.db.begin_write().await?;
@@ -1509,6 +1535,7 @@ enum WriteOutcome {
     Reissue {
         id: String,
         license: Box<License>,
+        actor: Actor,
     },
 }
 
@@ -1532,6 +1559,7 @@ struct ReissueWrite {
     license: License,
     armored: String,
     now: DateTime<Utc>,
+    actor: Actor,
 }
 
 struct DeviceWrite {
@@ -1606,6 +1634,7 @@ async fn write_activation<C: Sql>(
             WriteOutcome::Reissue {
                 id,
                 license: Box::new(j.license),
+                actor: j.actor,
             }
         } else {
             WriteOutcome::AlreadyApplied
@@ -1722,7 +1751,7 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
     audit(
         c,
         j.now.timestamp_millis(),
-        &Actor("portal".into()),
+        &j.actor,
         "activation.reissue",
         Some(&id),
         None,

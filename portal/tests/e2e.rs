@@ -203,3 +203,192 @@ fn apply_reports_each_file_and_a_summary_and_fails_if_any_is_refused() {
         "{stderr}"
     );
 }
+
+/// A running `lic-portal serve`, stopped on drop.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(vendor: &Vendor) -> Server {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lic-portal"))
+        .arg("--data")
+        .arg(&vendor.data)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--uploads-per-minute",
+            "0",
+        ])
+        .env("LIC_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    // The portal logs its address once it listens: wait for that line (bounded by the
+    // portal's own start-up; a failure ends the stream and the test).
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the portal logs where it listens")
+            .unwrap();
+        if let Some(at) = line.find("http://") {
+            let rest = &line[at + 7..];
+            break rest[..rest.find('/').unwrap()].to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+/// POST `body` over a plain HTTP/1.1 connection; returns (status, body).
+fn post(addr: &str, path: &str, body: &[u8], accept: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nAccept: {accept}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_offline_loop_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = Vendor {
+        data: dir.path().join("portal"),
+    };
+    vendor.ok(&["init"]);
+    vendor.ok(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
+    let out = vendor.ok(&[
+        "policy",
+        "create",
+        "--product",
+        "photo-pro",
+        "--name",
+        "std",
+        "--seats",
+        "1",
+        "--feature",
+        "render-minutes=500",
+    ]);
+    let policy = out.split_whitespace().nth(2).unwrap().to_string();
+    let created = vendor.json(&["license", "create", "--policy", &policy]);
+    let (license_id, key) = (
+        created["license"]["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    let trust = dir.path().join("trust.pem");
+    vendor.ok(&["key", "export", "--out", trust.to_str().unwrap()]);
+    let server = serve(&vendor);
+
+    let store = dir.path().join("store");
+    let request = dir.path().join("r.req");
+    assert_eq!(
+        lic(
+            &store,
+            &trust,
+            &[
+                "offline-activate",
+                "--product",
+                "photo-pro",
+                "--key",
+                &key,
+                "--out",
+                request.to_str().unwrap()
+            ]
+        ),
+        ExitCode::SUCCESS
+    );
+    // Accept: text/plain gives the license file itself, ready to install.
+    let (status, license) = post(
+        &server.addr,
+        "/api/v1/activate",
+        &std::fs::read(&request).unwrap(),
+        "text/plain",
+    );
+    assert_eq!(status, 200, "{license}");
+    assert!(
+        license.starts_with("-----BEGIN LIC LICENSE-----"),
+        "{license}"
+    );
+    let license_path = dir.path().join("r.lic");
+    std::fs::write(&license_path, &license).unwrap();
+    assert_eq!(
+        lic(&store, &trust, &["install", license_path.to_str().unwrap()]),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        lic(&store, &trust, &["consume", "render-minutes", "9"]),
+        ExitCode::SUCCESS
+    );
+
+    let deactivation = dir.path().join("r.deact");
+    assert_eq!(
+        lic(
+            &store,
+            &trust,
+            &[
+                "offline-deactivate",
+                "--out",
+                deactivation.to_str().unwrap()
+            ]
+        ),
+        ExitCode::SUCCESS
+    );
+    // The default answer is JSON.
+    let (status, json) = post(
+        &server.addr,
+        "/api/v1/deactivate",
+        &std::fs::read(&deactivation).unwrap(),
+        "*/*",
+    );
+    assert_eq!(status, 200, "{json}");
+    let applied: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(applied["response_kind"], "receipt");
+    let receipt = format::open::<Receipt>(
+        applied["response"].as_str().unwrap().as_bytes(),
+        &Keyring::read(&trust).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt.state, "deactivated");
+    // A tampered upload: a JSON error with a code and a message.
+    let (status, json) = post(
+        &server.addr,
+        "/api/v1/activate",
+        b"-----BEGIN LIC ACTIVATION REQUEST-----\nAAAA\n-----END LIC ACTIVATION REQUEST-----\n",
+        "*/*",
+    );
+    assert_eq!(status, 400, "{json}");
+    let err: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+        "{json}"
+    );
+    drop(server);
+
+    let info = vendor.json(&["license", "show", &license_id]);
+    assert_eq!(info["seats_used"], 0);
+    assert_eq!(info["usage"]["render-minutes"], 9);
+}

@@ -589,3 +589,61 @@ async fn an_admin_deactivation_frees_the_seat_and_needs_a_reason() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (license_id, key) = license(&portal, policy(1)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m", keys.clone());
+        let first = portal
+            .apply(
+                c.request_activation(Credential::LicenseKey(key.clone()))
+                    .unwrap()
+                    .armored()
+                    .as_bytes(),
+                &who(),
+            )
+            .await
+            .unwrap();
+        c.install(first.response.as_bytes()).unwrap();
+        // The store is lost (reset); the same device key asks again for the one seat.
+        std::fs::remove_file(dir.path().join(lic_core::store::STATE_FILE)).unwrap();
+        let again = portal
+            .apply(
+                c.request_activation(Credential::LicenseKey(key))
+                    .unwrap()
+                    .armored()
+                    .as_bytes(),
+                &who(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            again.activation, first.activation,
+            "{}: the same seat",
+            db.name
+        );
+        assert_ne!(again.response, first.response);
+        assert!(matches!(
+            c.install(again.response.as_bytes()).unwrap(),
+            Installed::License { .. }
+        ));
+        assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 1);
+        let activation = portal
+            .activation(first.activation.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            activation
+                .fork
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("reactivated"),
+            "{:?}",
+            activation.fork
+        );
+    }
+}

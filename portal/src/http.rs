@@ -1,0 +1,1097 @@
+//! The portal's HTTP API: anonymous uploads of device files (rate-limited per client),
+//! and the vendor and support API behind bearer tokens. JSON in and out; every error,
+//! whatever its cause (a refused file, a bad token, bad JSON, a body too large, an
+//! unknown route or method), is `{"error": {"code", "message", "hint"}}`.
+//!
+//! The routes, their roles and schemas are described by the OpenAPI document served at
+//! `/openapi.json` (`portal/openapi.json`); [`ROUTES`] lists what the router serves, and a
+//! test holds the two to each other.
+//!
+//! Access:
+//! - anonymous: `/healthz`, `/openapi.json`, `/api/v1/keys/trust.pem` (public keys are
+//!   public), and the uploads `/api/v1/{activate,deactivate,usage}` (rate-limited per
+//!   client IP);
+//! - read-only and up: reading products, policies, licenses, activations, keys;
+//! - support and up: the audit log, refresh files, applying any device file;
+//! - admin: creating products, policies and licenses, revoking, deactivating on the
+//!   server; and, with a token for all products only, rotating the vendor key and managing
+//!   tokens.
+//!
+//! A token limited to some products sees only their objects: a single object of another
+//! product is "not found" (404), lists leave them out, and changing one is forbidden
+//! (403), checked before anything is changed. The audit log is for support and admin; a
+//! token limited to some products must ask for the entries of one object of its products
+//! (`subject=ID`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use axum::serve::ListenerExt as _;
+use axum::{Extension, Json, Router};
+use lic_core::format::{self, AnyFile, FileKind, FormatError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, Action, Principal, Role};
+use crate::error::PortalError;
+use crate::ops::{
+    Activation, Actor, Applied, AuditEntry, CreatedLicense, LicenseInfo, NewLicense, Policy,
+    Portal, Product, RefreshSpec,
+};
+use crate::vendor::{self, VendorKeyInfo};
+
+/// The largest request body: a lic file is at most 64 KiB, and so is any JSON request.
+pub const MAX_BODY: usize = format::armor::MAX_FILE_SIZE;
+
+/// The OpenAPI 3.1 document describing every route.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The state the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The portal's operations.
+    pub portal: Arc<Portal>,
+    /// The rate limit on anonymous uploads.
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl AppState {
+    /// The portal with the default upload limit: 60 uploads a minute per client IP, in
+    /// bursts of up to 20.
+    pub fn new(portal: Arc<Portal>) -> AppState {
+        AppState {
+            portal,
+            limiter: Arc::new(RateLimiter::new(60, 20)),
+        }
+    }
+
+    /// The same, with another upload limit.
+    pub fn with_limiter(mut self, limiter: RateLimiter) -> AppState {
+        self.limiter = Arc::new(limiter);
+        self
+    }
+}
+
+// ----- rate limiting -------------------------------------------------------------------
+
+/// A token bucket per client: `burst` uploads at once, refilled at `per_minute`. Clients
+/// are keyed by IP address (IPv6 by its /64, which one machine may fill with addresses);
+/// requests without a known peer address share one bucket. In memory, per portal
+/// instance. Behind a reverse proxy every client has the proxy's address: give the proxy
+/// its own limit, or raise this one.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// (per minute, burst); `None`: no limit.
+    limit: Option<(u32, u32)>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    by_client: HashMap<Option<IpAddr>, (f64, Instant)>,
+    swept: Instant,
+}
+
+/// Clients remembered before idle ones are forgotten.
+const MAX_CLIENTS: usize = 100_000;
+
+impl RateLimiter {
+    /// `per_minute` uploads a minute per client, up to `burst` at once (both at least 1).
+    pub fn new(per_minute: u32, burst: u32) -> RateLimiter {
+        RateLimiter {
+            limit: Some((per_minute.max(1), burst.max(1))),
+            buckets: Mutex::new(Buckets {
+                by_client: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    /// No limit at all: for load tests, or behind a proxy that limits uploads itself.
+    pub fn unlimited() -> RateLimiter {
+        RateLimiter {
+            limit: None,
+            ..RateLimiter::new(1, 1)
+        }
+    }
+
+    /// Take one upload for `client`; `Err(seconds)` to wait when it is over the limit.
+    pub fn check(&self, client: Option<IpAddr>) -> Result<(), u64> {
+        let Some((per_minute, burst)) = self.limit else {
+            return Ok(());
+        };
+        let key = client.map(|ip| match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & (!0u128 << 64)).into()),
+            },
+            v4 => v4,
+        });
+        let (rate, burst) = (f64::from(per_minute) / 60.0, f64::from(burst));
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.by_client.len() >= MAX_CLIENTS
+            && now.duration_since(buckets.swept) > Duration::from_secs(1)
+        {
+            // A bucket that has refilled is the same as no bucket.
+            buckets.swept = now;
+            let full = Duration::from_secs_f64(burst / rate);
+            buckets
+                .by_client
+                .retain(|_, (_, at)| now.duration_since(*at) < full);
+        }
+        let (tokens, at) = buckets.by_client.entry(key).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil() as u64)
+        }
+    }
+}
+
+// ----- errors ----------------------------------------------------------------------------
+
+/// An error as the API sends it: a status and `{"error": {"code", "message", "hint"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    hint: &'static str,
+    retry_after: Option<u64>,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, and what to do about it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable code (`PortalError::code`, or one of the HTTP-level codes below).
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// What to do next.
+    pub hint: String,
+}
+
+const DOCS_HINT: &str = "the API is described at /openapi.json";
+
+impl ApiError {
+    /// An error that is not a [`PortalError`]: the HTTP layer's own.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        hint: &'static str,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            hint,
+            retry_after: None,
+        }
+    }
+
+    /// The status it is sent with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn too_large() -> ApiError {
+        PortalError::File(FormatError::TooLarge {
+            size: MAX_BODY + 1,
+            limit: MAX_BODY,
+        })
+        .into()
+    }
+}
+
+impl From<PortalError> for ApiError {
+    fn from(e: PortalError) -> ApiError {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // A server-side failure's details are for the operator's log, not the caller.
+        let message = if status.is_server_error() {
+            tracing::error!(code = e.code(), "{e}");
+            "the portal could not complete the request; its operator will find the cause in \
+             the portal's log"
+                .into()
+        } else {
+            e.to_string()
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message,
+            hint: e.hint(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<FormatError> for ApiError {
+    fn from(e: FormatError) -> ApiError {
+        PortalError::File(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                hint: self.hint.into(),
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Turn any error response that is not JSON yet (a rejection of a path or query, or
+/// anything else the framework answers by itself) into the API's JSON error shape.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => return ApiError::too_large().into_response(),
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message, DOCS_HINT).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("there is no route {method} {}", uri.path()),
+        DOCS_HINT,
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} does not take {method}", uri.path()),
+        DOCS_HINT,
+    )
+}
+
+// ----- extractors ------------------------------------------------------------------------
+
+/// An uploaded file: the raw body (armored text or binary), at most [`MAX_BODY`] bytes.
+/// Any content type is taken; the file's own format decides.
+struct Upload(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Upload {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Upload)
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+                status => ApiError::new(status, "bad-request", e.body_text(), DOCS_HINT),
+            })
+    }
+}
+
+/// A JSON body, refused in the API's error shape.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(e) => Err(match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                    e.status(),
+                    "unsupported-media-type",
+                    e.body_text(),
+                    "send the body as JSON, with 'Content-Type: application/json'",
+                ),
+                status => ApiError::new(
+                    status,
+                    "invalid-json",
+                    e.body_text(),
+                    "correct the JSON body; its schema is in /openapi.json",
+                ),
+            }),
+        }
+    }
+}
+
+/// The client of an anonymous upload.
+#[derive(Debug, Clone, Copy)]
+struct Client(Option<IpAddr>);
+
+impl Client {
+    fn actor(self) -> Actor {
+        match self.0 {
+            Some(ip) => Actor::anonymous(&ip.to_string()),
+            None => Actor::anonymous("unknown"),
+        }
+    }
+}
+
+fn client_ip(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+// ----- access control --------------------------------------------------------------------
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    /// Anyone, unlimited.
+    Public,
+    /// Anyone, rate-limited per client.
+    Anonymous,
+    /// A bearer token allowed to do this.
+    Token(Action),
+}
+
+#[derive(Clone)]
+struct Gate {
+    state: AppState,
+    access: Access,
+}
+
+/// The token's name, for the request log.
+#[derive(Clone)]
+struct LoggedToken(String);
+
+/// Checks a route's access before anything else (in particular before its body is read),
+/// and hands the handler the [`Client`] or [`Principal`].
+async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    match gate.access {
+        Public => next.run(request).await,
+        Anonymous => {
+            let client = client_ip(&request);
+            if let Err(wait) = gate.state.limiter.check(client) {
+                let mut e = ApiError::from(PortalError::RateLimited);
+                e.retry_after = Some(wait);
+                return e.into_response();
+            }
+            request.extensions_mut().insert(Client(client));
+            next.run(request).await
+        }
+        Token(action) => {
+            let authorization = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let principal = match authenticate(&gate.state, authorization).await {
+                Ok(p) => p,
+                Err(e) => return e.into_response(),
+            };
+            if let Err(e) = principal.require(action) {
+                return ApiError::from(e).into_response();
+            }
+            let name = LoggedToken(principal.name.clone());
+            request.extensions_mut().insert(principal);
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(name);
+            response
+        }
+    }
+}
+
+/// The holder of the bearer token in an `Authorization` header's value.
+async fn authenticate(
+    state: &AppState,
+    authorization: Option<String>,
+) -> Result<Principal, ApiError> {
+    let value = authorization.ok_or(PortalError::Unauthenticated)?;
+    let (scheme, token) = value.split_once(' ').ok_or(PortalError::Unauthenticated)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(PortalError::Unauthenticated.into());
+    }
+    Ok(auth::authenticate(state.portal.db(), token).await?)
+}
+
+/// One log line per request: method, path (no query), status, time, client and token
+/// name — never the Authorization header or the body.
+async fn log_request(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let client = client_ip(&request);
+    let response = next.run(request).await;
+    let token = response
+        .extensions()
+        .get::<LoggedToken>()
+        .map(|t| t.0.as_str());
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        client = %client.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+        token = token.unwrap_or("-"),
+        "request"
+    );
+    response
+}
+
+// ----- the routes --------------------------------------------------------------------------
+
+macro_rules! routes {
+    ($($method:ident $path:literal, $access:expr => $handler:expr;)*) => {
+        /// Every route the router serves, as (method, path), paths in the router's (and
+        /// OpenAPI's) `{param}` syntax. The OpenAPI document lists exactly these.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn routes(state: &AppState) -> Router<AppState> {
+            let mut router = Router::new();
+            $(
+                let gated = middleware::from_fn_with_state(
+                    Gate { state: state.clone(), access: $access },
+                    gate,
+                );
+                router = router.route($path, on(MethodFilter::$method, $handler).route_layer(gated));
+            )*
+            router
+        }
+    };
+}
+
+use Access::{Anonymous, Public, Token};
+
+routes! {
+    GET "/healthz", Public => healthz;
+    GET "/openapi.json", Public => openapi;
+    GET "/api/v1/keys/trust.pem", Public => trust_pem;
+    POST "/api/v1/activate", Anonymous => activate;
+    POST "/api/v1/deactivate", Anonymous => deactivate;
+    POST "/api/v1/usage", Anonymous => usage;
+    GET "/api/v1/products", Token(Action::Read) => list_products;
+    POST "/api/v1/products", Token(Action::CreateProduct) => create_product;
+    GET "/api/v1/products/{code}", Token(Action::Read) => get_product;
+    GET "/api/v1/policies", Token(Action::Read) => list_policies;
+    POST "/api/v1/policies", Token(Action::CreatePolicy) => create_policy;
+    GET "/api/v1/policies/{id}", Token(Action::Read) => get_policy;
+    GET "/api/v1/licenses", Token(Action::Read) => list_licenses;
+    POST "/api/v1/licenses", Token(Action::CreateLicense) => create_license;
+    GET "/api/v1/licenses/{id}", Token(Action::Read) => get_license;
+    POST "/api/v1/licenses/{id}/revoke", Token(Action::RevokeLicense) => revoke_license;
+    GET "/api/v1/activations", Token(Action::Read) => list_activations;
+    GET "/api/v1/activations/{id}", Token(Action::Read) => get_activation;
+    POST "/api/v1/activations/{id}/refresh", Token(Action::Refresh) => refresh;
+    POST "/api/v1/activations/{id}/deactivate", Token(Action::Deactivate) => deactivate_activation;
+    POST "/api/v1/apply", Token(Action::Apply) => apply;
+    GET "/api/v1/audit", Token(Action::ReadAudit) => audit;
+    GET "/api/v1/keys", Token(Action::Read) => keys;
+    POST "/api/v1/keys/rotate", Token(Action::RotateKey) => rotate_key;
+    GET "/api/v1/tokens", Token(Action::ManageTokens) => list_tokens;
+    POST "/api/v1/tokens", Token(Action::ManageTokens) => create_token;
+    POST "/api/v1/tokens/{id}/revoke", Token(Action::ManageTokens) => revoke_token;
+}
+
+/// The API: every route in [`ROUTES`], a JSON 404 for any other path and a JSON 405 for
+/// a method a path does not take, bodies limited to [`MAX_BODY`], a log line per request.
+pub fn router(state: AppState) -> Router {
+    routes(&state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serve the API on `addr` until `shutdown` completes, then finish the requests under way.
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (e.g. to port 0, to learn the port first).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    tracing::info!("lic portal API listening on http://{local}/ (described at /openapi.json)");
+    // Small responses on kept-alive connections: do not let Nagle hold them back.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+// ----- handlers: anonymous ------------------------------------------------------------------
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn trust_pem(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let pem = s.portal.trusted_keys().await?.to_pem();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], pem))
+}
+
+/// Apply an anonymous upload, which must be a file of `expected` kind.
+async fn upload(
+    portal: &Portal,
+    expected: FileKind,
+    input: &[u8],
+    actor: &Actor,
+) -> ApiResult<Applied> {
+    let (armor_kind, bytes) = format::unarmor(input)?;
+    if let Some(found) = armor_kind
+        && found != expected
+    {
+        return Err(FormatError::WrongKind { expected, found }.into());
+    }
+    let applied = match expected {
+        FileKind::ActivationRequest => portal.apply_activation(&bytes, actor).await,
+        FileKind::Deactivation => portal.apply_deactivation(&bytes, actor).await,
+        FileKind::UsageReport => portal.apply_usage_report(&bytes, actor).await,
+        other => Err(FormatError::WrongKind {
+            expected: other,
+            found: armor_kind.unwrap_or(other),
+        }
+        .into()),
+    };
+    applied.map(Json).map_err(|e| match e {
+        // A binary file (no armor to name its kind) of another kind: say so in the same
+        // words as for an armored one.
+        PortalError::File(FormatError::WrongContentType {
+            expected: want,
+            found,
+        }) if armor_kind.is_none() => match FileKind::from_content_type(&found) {
+            Some(found) => FormatError::WrongKind { expected, found }.into(),
+            None => FormatError::WrongContentType {
+                expected: want,
+                found,
+            }
+            .into(),
+        },
+        e => e.into(),
+    })
+}
+
+/// The response of an upload: JSON by default; the response file itself (armored text)
+/// when the client asks for `text/plain` (e.g. `curl -H 'Accept: text/plain'`).
+fn upload_response(headers: &HeaderMap, applied: ApiResult<Applied>) -> Result<Response, ApiError> {
+    let Json(applied) = applied?;
+    let wants_text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json"));
+    if wants_text {
+        Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            applied.response,
+        )
+            .into_response())
+    } else {
+        Ok(Json(applied).into_response())
+    }
+}
+
+async fn activate(
+    State(s): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    Upload(body): Upload,
+) -> Result<Response, ApiError> {
+    let applied = upload(
+        &s.portal,
+        FileKind::ActivationRequest,
+        &body,
+        &client.actor(),
+    )
+    .await;
+    upload_response(&headers, applied)
+}
+
+async fn deactivate(
+    State(s): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    Upload(body): Upload,
+) -> Result<Response, ApiError> {
+    let applied = upload(&s.portal, FileKind::Deactivation, &body, &client.actor()).await;
+    upload_response(&headers, applied)
+}
+
+async fn usage(
+    State(s): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+    Upload(body): Upload,
+) -> Result<Response, ApiError> {
+    let applied = upload(&s.portal, FileKind::UsageReport, &body, &client.actor()).await;
+    upload_response(&headers, applied)
+}
+
+// ----- handlers: vendor and support ------------------------------------------------------------
+
+fn forbidden_product(product: &str) -> ApiError {
+    PortalError::Forbidden {
+        action: format!("change objects of product '{product}'"),
+    }
+    .into()
+}
+
+/// Refuse a change to an object of `product` the token does not see.
+fn check_write(p: &Principal, product: &str) -> Result<(), ApiError> {
+    if p.sees(product) {
+        Ok(())
+    } else {
+        Err(forbidden_product(product))
+    }
+}
+
+fn scope(p: &Principal) -> Option<&[String]> {
+    p.products.as_deref()
+}
+
+async fn list_products(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<Product>> {
+    Ok(Json(s.portal.products(scope(&p)).await?))
+}
+
+/// A new product.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProduct {
+    code: String,
+    name: String,
+}
+
+async fn create_product(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(new): Body<NewProduct>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    check_write(&p, &new.code)?;
+    let product = s
+        .portal
+        .create_product(&new.code, &new.name, &p.actor())
+        .await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+async fn get_product(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(code): Path<String>,
+) -> ApiResult<Product> {
+    if !p.sees(&code) {
+        return Err(PortalError::NotFound {
+            what: "product",
+            id: code,
+        }
+        .into());
+    }
+    Ok(Json(s.portal.product(&code).await?))
+}
+
+async fn list_policies(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<Policy>> {
+    Ok(Json(s.portal.policies(scope(&p)).await?))
+}
+
+async fn create_policy(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(spec): Body<Policy>,
+) -> Result<(StatusCode, Json<Policy>), ApiError> {
+    check_write(&p, &spec.product)?;
+    let policy = s.portal.create_policy(spec, &p.actor()).await?;
+    Ok((StatusCode::CREATED, Json(policy)))
+}
+
+async fn get_policy(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Policy> {
+    let policy = s.portal.policy(&id).await?;
+    if !p.sees(&policy.product) {
+        return Err(PortalError::NotFound { what: "policy", id }.into());
+    }
+    Ok(Json(policy))
+}
+
+async fn list_licenses(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<LicenseInfo>> {
+    Ok(Json(s.portal.licenses(scope(&p)).await?))
+}
+
+async fn create_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(spec): Body<NewLicense>,
+) -> Result<(StatusCode, Json<CreatedLicense>), ApiError> {
+    let policy = s.portal.policy(&spec.policy).await?;
+    check_write(&p, &policy.product)?;
+    let created = s.portal.create_license(spec, &p.actor()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn get_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<LicenseInfo> {
+    let license = s.portal.license(&id).await?;
+    if !p.sees(&license.product) {
+        return Err(PortalError::NotFound {
+            what: "license",
+            id,
+        }
+        .into());
+    }
+    Ok(Json(license))
+}
+
+/// Why: required by every change that is audited with a reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: String,
+}
+
+impl Reason {
+    fn required(&self) -> Result<&str, ApiError> {
+        let reason = self.reason.trim();
+        if reason.is_empty() {
+            return Err(PortalError::Invalid {
+                field: "reason",
+                reason: "give a reason (it is audited)".into(),
+            }
+            .into());
+        }
+        Ok(reason)
+    }
+}
+
+async fn revoke_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(reason): Body<Reason>,
+) -> ApiResult<LicenseInfo> {
+    let license = s.portal.license(&id).await?;
+    check_write(&p, &license.product)?;
+    let reason = reason.required()?;
+    Ok(Json(
+        s.portal.revoke_license(&id, reason, &p.actor()).await?,
+    ))
+}
+
+/// `GET /api/v1/activations?license=ID`.
+#[derive(Debug, Deserialize)]
+struct ActivationsQuery {
+    license: Option<String>,
+}
+
+async fn list_activations(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<ActivationsQuery>,
+) -> ApiResult<Vec<Activation>> {
+    Ok(Json(
+        s.portal
+            .activations(q.license.as_deref(), scope(&p))
+            .await?,
+    ))
+}
+
+/// The activation `id`, if the token sees it; otherwise "unknown", as if it did not exist.
+async fn visible_activation(
+    portal: &Portal,
+    p: &Principal,
+    id: &str,
+) -> Result<Activation, ApiError> {
+    let activation = portal.activation(id).await?;
+    if !p.sees(&activation.product) {
+        return Err(PortalError::UnknownActivation {
+            activation: id.into(),
+        }
+        .into());
+    }
+    Ok(activation)
+}
+
+async fn get_activation(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Activation> {
+    Ok(Json(visible_activation(&s.portal, &p, &id).await?))
+}
+
+/// A refresh file, armored.
+#[derive(Debug, Serialize)]
+struct Refreshed {
+    refresh: String,
+}
+
+async fn refresh(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(spec): Body<RefreshSpec>,
+) -> ApiResult<Refreshed> {
+    let activation = s.portal.activation(&id).await?;
+    check_write(&p, &activation.product)?;
+    let refresh = s.portal.refresh(&id, &spec, &p.actor()).await?;
+    Ok(Json(Refreshed { refresh }))
+}
+
+async fn deactivate_activation(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(reason): Body<Reason>,
+) -> ApiResult<Activation> {
+    let activation = s.portal.activation(&id).await?;
+    check_write(&p, &activation.product)?;
+    let reason = reason.required()?;
+    Ok(Json(s.portal.deactivate(&id, reason, &p.actor()).await?))
+}
+
+/// The product an uploaded device file is about, or `None` for a file the portal refuses
+/// whatever its product (a kind it makes itself).
+async fn product_of_file(portal: &Portal, input: &[u8]) -> Result<Option<String>, PortalError> {
+    let activation = match format::open_any(input, &lic_core::keys::Keyring::new()) {
+        Ok(AnyFile::ActivationRequest(r)) => return Ok(Some(r.payload().product.clone())),
+        Ok(AnyFile::Deactivation(d)) => d.payload().activation_id.clone(),
+        Ok(AnyFile::UsageReport(u)) => u.payload().activation_id.clone(),
+        // Vendor-signed kinds (no vendor key is given, so they end here): applying refuses them.
+        Ok(_) | Err(FormatError::UnknownKey { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(portal.activation(&activation).await?.product))
+}
+
+async fn apply(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Upload(body): Upload,
+) -> ApiResult<Applied> {
+    if p.products.is_some()
+        && let Some(product) = product_of_file(&s.portal, &body).await?
+    {
+        check_write(&p, &product)?;
+    }
+    Ok(Json(s.portal.apply(&body, &p.actor()).await?))
+}
+
+/// `GET /api/v1/audit?limit=N&subject=ID`.
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+    subject: Option<String>,
+}
+
+/// The product an object (activation, license, policy or product) belongs to, if any.
+async fn product_of_subject(portal: &Portal, id: &str) -> Result<Option<String>, PortalError> {
+    fn found<T>(r: Result<T, PortalError>) -> Result<Option<T>, PortalError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(PortalError::NotFound { .. } | PortalError::UnknownActivation { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    if let Some(a) = found(portal.activation(id).await)? {
+        return Ok(Some(a.product));
+    }
+    if let Some(l) = found(portal.license(id).await)? {
+        return Ok(Some(l.product));
+    }
+    if let Some(p) = found(portal.policy(id).await)? {
+        return Ok(Some(p.product));
+    }
+    Ok(found(portal.product(id).await)?.map(|p| p.code))
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Vec<AuditEntry>> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    if p.products.is_some() {
+        let Some(subject) = &q.subject else {
+            return Err(PortalError::Forbidden {
+                action: "read the whole audit log (a token limited to some products must ask \
+                         for one object's entries: subject=ID)"
+                    .into(),
+            }
+            .into());
+        };
+        let product = product_of_subject(&s.portal, subject).await?;
+        if !product.is_some_and(|product| p.sees(&product)) {
+            return Err(PortalError::NotFound {
+                what: "subject",
+                id: subject.clone(),
+            }
+            .into());
+        }
+    }
+    Ok(Json(s.portal.audit_log(limit, q.subject.as_deref()).await?))
+}
+
+async fn keys(State(s): State<AppState>) -> ApiResult<Vec<VendorKeyInfo>> {
+    Ok(Json(vendor::list(s.portal.db()).await?))
+}
+
+/// The new active vendor key.
+#[derive(Debug, Serialize)]
+struct Rotated {
+    kid: String,
+    public_pem: String,
+}
+
+async fn rotate_key(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Rotated> {
+    let public = s.portal.rotate_key(&p.actor()).await?;
+    Ok(Json(Rotated {
+        kid: public.kid().to_string(),
+        public_pem: public.to_pem(),
+    }))
+}
+
+async fn list_tokens(State(s): State<AppState>) -> ApiResult<Vec<auth::TokenInfo>> {
+    Ok(Json(auth::list_tokens(s.portal.db()).await?))
+}
+
+/// A new API token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    products: Option<Vec<String>>,
+}
+
+/// A new token, with its secret shown this once.
+#[derive(Debug, Serialize)]
+struct CreatedToken {
+    #[serde(flatten)]
+    info: auth::TokenInfo,
+    token: String,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(new): Body<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let db = s.portal.db();
+    let now = chrono::Utc::now().timestamp();
+    let (id, token) =
+        auth::create_token_as(db, &new.name, new.role, new.products, now, &p.actor()).await?;
+    let info = auth::token(db, &id).await?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { info, token })))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<auth::TokenInfo> {
+    let now = chrono::Utc::now().timestamp();
+    Ok(Json(
+        auth::revoke_token_as(s.portal.db(), &id, now, &p.actor()).await?,
+    ))
+}

@@ -1,0 +1,1442 @@
+//! The HTTP API, through the router without a socket (and once over a real one), on
+//! SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use common::{TestDb, backends, license, policy, portal, snapshot};
+use lic_core::client::{Client, Installed};
+use lic_core::fingerprint::{RawComponents, StaticSource, component};
+use lic_core::format::{self, Credential, Receipt};
+use lic_core::keys::Keyring;
+use lic_portal::auth::{self, Role};
+use lic_portal::http::{self, AppState, ROUTES, RateLimiter};
+use lic_portal::{Actor, Portal};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+fn device(dir: &std::path::Path, machine: &str, keys: Keyring) -> Client {
+    let raw: RawComponents = [
+        (component::MACHINE_ID, machine),
+        (component::HOSTNAME, "host"),
+        (component::CPU, "cpu; 4 logical"),
+        (component::MEMORY, "16 GiB"),
+    ]
+    .into_iter()
+    .collect();
+    Client::builder("photo-pro")
+        .store(dir)
+        .trust(keys)
+        .fingerprint_source(StaticSource(raw))
+        .open()
+        .unwrap()
+}
+
+fn request(dir: &std::path::Path, machine: &str, key: &str) -> Vec<u8> {
+    device(dir, machine, Keyring::new())
+        .request_activation(Credential::LicenseKey(key.into()))
+        .unwrap()
+        .armored()
+        .into_bytes()
+}
+
+// ----- calling the router ---------------------------------------------------------------
+
+/// A request: method, path, optional bearer token, optional body.
+struct Call {
+    method: &'static str,
+    path: String,
+    token: Option<String>,
+    body: Option<(&'static str, Vec<u8>)>,
+    peer: Option<SocketAddr>,
+}
+
+fn call(method: &'static str, path: impl Into<String>) -> Call {
+    Call {
+        method,
+        path: path.into(),
+        token: None,
+        body: None,
+        peer: None,
+    }
+}
+
+impl Call {
+    fn token(mut self, token: &str) -> Call {
+        self.token = Some(token.into());
+        self
+    }
+    fn json(mut self, body: Value) -> Call {
+        self.body = Some(("application/json", body.to_string().into_bytes()));
+        self
+    }
+    fn file(mut self, bytes: impl Into<Vec<u8>>) -> Call {
+        self.body = Some(("text/plain", bytes.into()));
+        self
+    }
+    fn from(mut self, peer: &str) -> Call {
+        self.peer = Some(peer.parse().unwrap());
+        self
+    }
+}
+
+/// What came back: status, headers, and the body as JSON (a JSON string if it was not).
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// An error in the API's shape, with this status and code.
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str, what: &str) {
+        assert_eq!(self.status.as_u16(), status, "{what}: {}", self.body);
+        assert_eq!(self.code(), code, "{what}: {}", self.body);
+        let e = &self.body["error"];
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty())
+                && e["hint"].as_str().is_some_and(|h| !h.is_empty()),
+            "{what}: {}",
+            self.body
+        );
+        assert!(
+            self.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{what}"
+        );
+    }
+
+    #[track_caller]
+    fn ok(self, what: &str) -> Value {
+        assert!(
+            self.status.is_success(),
+            "{what}: {} {}",
+            self.status,
+            self.body
+        );
+        self.body
+    }
+}
+
+async fn send(app: &Router, c: Call) -> Reply {
+    let mut builder = Request::builder().method(c.method).uri(&c.path);
+    if let Some(token) = &c.token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match c.body {
+        Some((content_type, bytes)) => {
+            if !content_type.is_empty() {
+                builder = builder.header(header::CONTENT_TYPE, content_type);
+            }
+            Body::from(bytes)
+        }
+        None => Body::empty(),
+    };
+    let mut req = builder.body(body).unwrap();
+    if let Some(peer) = c.peer {
+        req.extensions_mut().insert(ConnectInfo(peer));
+    }
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+// ----- the world the tests run in ----------------------------------------------------------
+
+/// A portal with two products — `photo-pro` (policy, license, one activation made through
+/// the API) and `video-pro` (policy, license) — and tokens of every kind.
+struct World {
+    portal: Arc<Portal>,
+    app: Router,
+    admin: String,
+    support: String,
+    read_only: String,
+    /// Tokens limited to `video-pro`: they must not see or touch `photo-pro`.
+    video_admin: String,
+    video_support: String,
+    video_read_only: String,
+    revoked: String,
+    revoked_id: String,
+    policy: String,
+    license: String,
+    key: String,
+    activation: String,
+    /// The device of `activation`, and the store it lives in.
+    device: Client,
+    _store: tempfile::TempDir,
+    video_license: String,
+}
+
+async fn world(db: &TestDb) -> World {
+    world_with(db, RateLimiter::unlimited()).await
+}
+
+async fn world_with(db: &TestDb, limiter: RateLimiter) -> World {
+    let portal = Arc::new(portal(db).await);
+    let cli = Actor::cli();
+    let (license_id, key) = license(&portal, policy(3)).await;
+    let policy_id = portal.license(&license_id).await.unwrap().policy;
+    portal
+        .create_product("video-pro", "Video Pro", &cli)
+        .await
+        .unwrap();
+    let video_policy = lic_portal::ops::Policy {
+        product: "video-pro".into(),
+        ..policy(2)
+    };
+    let (video_license, _) = license(&portal, video_policy).await;
+    let db_ = portal.db();
+    let now = chrono::Utc::now().timestamp();
+    let token = |name: &'static str, role: Role, products: Option<Vec<String>>| {
+        let db_ = db_.clone();
+        async move {
+            auth::create_token(&db_, name, role, products, now)
+                .await
+                .unwrap()
+        }
+    };
+    let video = || Some(vec!["video-pro".to_string()]);
+    let (_, admin) = token("admin", Role::Admin, None).await;
+    let (_, support) = token("support", Role::Support, None).await;
+    let (_, read_only) = token("reader", Role::ReadOnly, None).await;
+    let (_, video_admin) = token("video-admin", Role::Admin, video()).await;
+    let (_, video_support) = token("video-support", Role::Support, video()).await;
+    let (_, video_read_only) = token("video-reader", Role::ReadOnly, video()).await;
+    let (revoked_id, revoked) = token("gone", Role::Admin, None).await;
+    auth::revoke_token(db_, &revoked_id, now).await.unwrap();
+
+    let app = http::router(AppState::new(Arc::clone(&portal)).with_limiter(limiter));
+    let store = tempfile::tempdir().unwrap();
+    let keys = portal.trusted_keys().await.unwrap();
+    let device = device(store.path(), "m-1", keys);
+    let req = device
+        .request_activation(Credential::LicenseKey(key.clone()))
+        .unwrap();
+    let applied = send(&app, call("POST", "/api/v1/activate").file(req.armored()))
+        .await
+        .ok("activate");
+    device
+        .install(applied["response"].as_str().unwrap().as_bytes())
+        .unwrap();
+    World {
+        app,
+        admin,
+        support,
+        read_only,
+        video_admin,
+        video_support,
+        video_read_only,
+        revoked,
+        revoked_id,
+        policy: policy_id,
+        license: license_id,
+        key,
+        activation: applied["activation"].as_str().unwrap().to_string(),
+        device,
+        _store: store,
+        video_license,
+        portal,
+    }
+}
+
+impl World {
+    /// A route's path with this world's ids in it.
+    fn path(&self, template: &str) -> String {
+        let id = if template.starts_with("/api/v1/policies") {
+            &self.policy
+        } else if template.starts_with("/api/v1/licenses") {
+            &self.license
+        } else if template.starts_with("/api/v1/tokens") {
+            &self.revoked_id
+        } else {
+            &self.activation
+        };
+        template.replace("{code}", "photo-pro").replace("{id}", id)
+    }
+
+    async fn snapshot(&self) -> String {
+        snapshot(self.portal.db()).await
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Anyone,
+    /// Anyone, rate-limited.
+    Upload,
+    Role(Role),
+    /// An admin token for all products.
+    GlobalAdmin,
+}
+
+/// Every route and who may call it — written here independently of the router, and
+/// checked to list exactly the router's routes.
+const ACCESS: &[(&str, &str, Need)] = &[
+    ("GET", "/healthz", Need::Anyone),
+    ("GET", "/openapi.json", Need::Anyone),
+    ("GET", "/api/v1/keys/trust.pem", Need::Anyone),
+    ("POST", "/api/v1/activate", Need::Upload),
+    ("POST", "/api/v1/deactivate", Need::Upload),
+    ("POST", "/api/v1/usage", Need::Upload),
+    ("GET", "/api/v1/products", Need::Role(Role::ReadOnly)),
+    ("POST", "/api/v1/products", Need::Role(Role::Admin)),
+    ("GET", "/api/v1/products/{code}", Need::Role(Role::ReadOnly)),
+    ("GET", "/api/v1/policies", Need::Role(Role::ReadOnly)),
+    ("POST", "/api/v1/policies", Need::Role(Role::Admin)),
+    ("GET", "/api/v1/policies/{id}", Need::Role(Role::ReadOnly)),
+    ("GET", "/api/v1/licenses", Need::Role(Role::ReadOnly)),
+    ("POST", "/api/v1/licenses", Need::Role(Role::Admin)),
+    ("GET", "/api/v1/licenses/{id}", Need::Role(Role::ReadOnly)),
+    (
+        "POST",
+        "/api/v1/licenses/{id}/revoke",
+        Need::Role(Role::Admin),
+    ),
+    ("GET", "/api/v1/activations", Need::Role(Role::ReadOnly)),
+    (
+        "GET",
+        "/api/v1/activations/{id}",
+        Need::Role(Role::ReadOnly),
+    ),
+    (
+        "POST",
+        "/api/v1/activations/{id}/refresh",
+        Need::Role(Role::Support),
+    ),
+    (
+        "POST",
+        "/api/v1/activations/{id}/deactivate",
+        Need::Role(Role::Admin),
+    ),
+    ("POST", "/api/v1/apply", Need::Role(Role::Support)),
+    ("GET", "/api/v1/audit", Need::Role(Role::Support)),
+    ("GET", "/api/v1/keys", Need::Role(Role::ReadOnly)),
+    ("POST", "/api/v1/keys/rotate", Need::GlobalAdmin),
+    ("GET", "/api/v1/tokens", Need::GlobalAdmin),
+    ("POST", "/api/v1/tokens", Need::GlobalAdmin),
+    ("POST", "/api/v1/tokens/{id}/revoke", Need::GlobalAdmin),
+];
+
+/// (method, route, token, JSON body, expected status and code).
+type ScopeCase<'a> = (
+    &'static str,
+    &'a str,
+    &'a String,
+    Option<Value>,
+    (u16, &'a str),
+);
+
+fn route_set(routes: impl IntoIterator<Item = (String, String)>) -> BTreeSet<(String, String)> {
+    routes.into_iter().collect()
+}
+
+#[test]
+fn the_access_table_lists_exactly_the_routes_the_router_serves() {
+    assert_eq!(
+        route_set(
+            ACCESS
+                .iter()
+                .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        ),
+        route_set(ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())))
+    );
+}
+
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::ReadOnly => 0,
+        Role::Support => 1,
+        Role::Admin => 2,
+    }
+}
+
+// ----- the tests ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_a_missing_or_bad_token_and_a_wrong_role() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let before = w.snapshot().await;
+        for &(method, template, need) in ACCESS {
+            let path = w.path(template);
+            let what = format!("{}: {method} {path}", db.name);
+            let least = match need {
+                Need::Anyone | Need::Upload => {
+                    // No token needed: an anonymous call is not refused for want of one.
+                    let r = send(&w.app, call(method, &path)).await;
+                    assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{what}");
+                    continue;
+                }
+                Need::Role(role) => role,
+                Need::GlobalAdmin => Role::Admin,
+            };
+            // Bodies are left out on purpose: access is decided before a body is read.
+            let r = send(&w.app, call(method, &path)).await;
+            r.assert_error(401, "unauthenticated", &format!("{what} without a token"));
+            assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer", "{what}");
+            for bad in [
+                "lict_00000000000000000000000000000000".to_string(),
+                "not-a-token".to_string(),
+                w.revoked.clone(),
+            ] {
+                send(&w.app, call(method, &path).token(&bad))
+                    .await
+                    .assert_error(401, "unauthenticated", &format!("{what} with {bad}"));
+            }
+            // The right role gets past the gate (and is refused for its empty body, or finds
+            // nothing to change); the key rotation, which takes no body, is left to the
+            // end-to-end test.
+            if template != "/api/v1/keys/rotate" {
+                let r = send(&w.app, call(method, &path).token(&w.admin).json(json!({}))).await;
+                assert!(
+                    r.status != StatusCode::UNAUTHORIZED && r.status != StatusCode::FORBIDDEN,
+                    "{what} as admin: {}",
+                    r.body
+                );
+            }
+            // Basic authentication is not a bearer token.
+            let mut req = Request::builder()
+                .method(method)
+                .uri(&path)
+                .header(header::AUTHORIZATION, format!("Basic {}", w.admin))
+                .body(Body::empty())
+                .unwrap();
+            req.extensions_mut()
+                .insert(ConnectInfo("127.0.0.1:1".parse::<SocketAddr>().unwrap()));
+            let status = w.app.clone().oneshot(req).await.unwrap().status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what} with Basic");
+            for (role, token) in [(Role::ReadOnly, &w.read_only), (Role::Support, &w.support)] {
+                if rank(role) < rank(least) {
+                    send(&w.app, call(method, &path).token(token))
+                        .await
+                        .assert_error(403, "forbidden", &format!("{what} as {role}"));
+                }
+            }
+            if need == Need::GlobalAdmin {
+                send(&w.app, call(method, &path).token(&w.video_admin))
+                    .await
+                    .assert_error(403, "forbidden", &format!("{what} as a scoped admin"));
+            }
+        }
+        assert_eq!(
+            w.snapshot().await,
+            before,
+            "{}: refused calls changed the database",
+            db.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let other = tempfile::tempdir().unwrap();
+        let photo_request = request(other.path(), "m-2", &w.key);
+        let photo_deactivation = w.device.deactivate().unwrap().armored();
+        let before = w.snapshot().await;
+        let (admin, support, reader) = (&w.video_admin, &w.video_support, &w.video_read_only);
+        // (method, template, token, body, expected status and code): every route that names
+        // an object of a product, called about `photo-pro` by tokens for `video-pro`.
+        let not_found = (404, "not-found");
+        let forbidden = (403, "forbidden");
+        let cases: Vec<ScopeCase<'_>> = vec![
+            ("GET", "/api/v1/products/{code}", reader, None, not_found),
+            ("GET", "/api/v1/policies/{id}", reader, None, not_found),
+            ("GET", "/api/v1/licenses/{id}", reader, None, not_found),
+            (
+                "GET",
+                "/api/v1/activations/{id}",
+                reader,
+                None,
+                (404, "unknown-activation"),
+            ),
+            (
+                "POST",
+                "/api/v1/products",
+                admin,
+                Some(json!({"code": "photo-lite", "name": "Photo Lite"})),
+                forbidden,
+            ),
+            (
+                "POST",
+                "/api/v1/policies",
+                admin,
+                Some(serde_json::to_value(policy(1)).unwrap()),
+                forbidden,
+            ),
+            (
+                "POST",
+                "/api/v1/licenses",
+                admin,
+                Some(json!({"policy": w.policy})),
+                forbidden,
+            ),
+            (
+                "POST",
+                "/api/v1/licenses/{id}/revoke",
+                admin,
+                Some(json!({"reason": "test"})),
+                forbidden,
+            ),
+            (
+                "POST",
+                "/api/v1/activations/{id}/deactivate",
+                admin,
+                Some(json!({"reason": "test"})),
+                forbidden,
+            ),
+            (
+                "POST",
+                "/api/v1/activations/{id}/refresh",
+                support,
+                Some(json!({"reason": "test", "extend_days": 30})),
+                forbidden,
+            ),
+        ];
+        for (method, template, token, body, (status, code)) in &cases {
+            let path = w.path(template);
+            let mut c = call(method, &path).token(token);
+            if let Some(body) = body {
+                c = c.json(body.clone());
+            }
+            send(&w.app, c).await.assert_error(
+                *status,
+                code,
+                &format!("{}: {method} {path}", db.name),
+            );
+        }
+        // Device files of photo-pro, applied by a support token for video-pro.
+        for (what, file) in [
+            ("request", photo_request.clone()),
+            ("deactivation", photo_deactivation.clone().into_bytes()),
+        ] {
+            send(
+                &w.app,
+                call("POST", "/api/v1/apply").token(support).file(file),
+            )
+            .await
+            .assert_error(403, "forbidden", &format!("{}: apply {what}", db.name));
+        }
+        // The audit log: one object of its products, never the whole log.
+        send(&w.app, call("GET", "/api/v1/audit").token(support))
+            .await
+            .assert_error(403, "forbidden", "scoped audit");
+        let r = send(
+            &w.app,
+            call("GET", format!("/api/v1/audit?subject={}", w.activation)).token(support),
+        )
+        .await;
+        r.assert_error(404, "not-found", "scoped audit of another product");
+        let own = send(
+            &w.app,
+            call("GET", format!("/api/v1/audit?subject={}", w.video_license)).token(support),
+        )
+        .await
+        .ok("scoped audit of its own license");
+        assert!(
+            own.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == "license.create"),
+            "{own}"
+        );
+        assert_eq!(
+            w.snapshot().await,
+            before,
+            "{}: refused calls changed the database",
+            db.name
+        );
+
+        // Lists leave the other product out.
+        for (path, field) in [
+            ("/api/v1/products", "code"),
+            ("/api/v1/policies", "product"),
+            ("/api/v1/licenses", "product"),
+            ("/api/v1/activations", "product"),
+        ] {
+            for (token, sees_photo) in [(reader, false), (&w.read_only, true)] {
+                let list = send(&w.app, call("GET", path).token(token)).await.ok(path);
+                let products: BTreeSet<&str> = list
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| o[field].as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    products.contains("photo-pro"),
+                    sees_photo,
+                    "{}: {path}: {list}",
+                    db.name
+                );
+                assert!(!products.contains("nothing"));
+            }
+        }
+        // Public keys are not per product.
+        send(&w.app, call("GET", "/api/v1/keys").token(reader))
+            .await
+            .ok("keys");
+        // Every route behind a token was called above by a token for another product —
+        // or needs a token for all products (see the role test).
+        let mut covered: BTreeSet<(String, String)> = cases
+            .iter()
+            .map(|(m, t, ..)| (m.to_string(), t.to_string()))
+            .collect();
+        for (m, t) in [
+            ("POST", "/api/v1/apply"),
+            ("GET", "/api/v1/audit"),
+            ("GET", "/api/v1/keys"),
+            ("GET", "/api/v1/products"),
+            ("GET", "/api/v1/policies"),
+            ("GET", "/api/v1/licenses"),
+            ("GET", "/api/v1/activations"),
+        ] {
+            covered.insert((m.to_string(), t.to_string()));
+        }
+        for (m, t, need) in ACCESS {
+            if *need == Need::GlobalAdmin {
+                covered.insert((m.to_string(), t.to_string()));
+            }
+        }
+        let behind_a_token = route_set(
+            ACCESS
+                .iter()
+                .filter(|(_, _, need)| !matches!(need, Need::Anyone | Need::Upload))
+                .map(|(m, t, _)| (m.to_string(), t.to_string())),
+        );
+        assert_eq!(covered, behind_a_token);
+        // Its own product: allowed.
+        let r = send(
+            &w.app,
+            call(
+                "POST",
+                format!("/api/v1/licenses/{}/revoke", w.video_license),
+            )
+            .token(admin)
+            .json(json!({"reason": "moving to the new plan"})),
+        )
+        .await
+        .ok("revoking its own product's license");
+        assert_eq!(r["status"], "revoked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anonymous_upload_loop_activate_replay_report_deactivate() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let keys = w.portal.trusted_keys().await.unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let c = device(store.path(), "m-7", keys.clone());
+        let req = c
+            .request_activation(Credential::LicenseKey(w.key.clone()))
+            .unwrap();
+        let first = send(
+            &w.app,
+            call("POST", "/api/v1/activate")
+                .file(req.armored())
+                .from("192.0.2.7:5000"),
+        )
+        .await
+        .ok("activate");
+        assert_eq!(first["kind"], "activation-request", "{}", db.name);
+        assert_eq!(first["response_kind"], "license");
+        assert_eq!(first["replay"], false);
+        assert_eq!(first["file_hash"], req.hash().to_string());
+        let license = first["response"].as_str().unwrap();
+        assert!(license.starts_with("-----BEGIN LIC LICENSE-----"));
+        assert!(matches!(
+            c.install(license.as_bytes()).unwrap(),
+            Installed::License { .. }
+        ));
+        // The same request again (as binary this time): the same license, no second seat.
+        let again = send(
+            &w.app,
+            call("POST", "/api/v1/activate").file(req.bytes().to_vec()),
+        )
+        .await
+        .ok("again");
+        assert_eq!(again["replay"], true, "{}", db.name);
+        assert_eq!(again["response"], first["response"]);
+        assert_eq!(again["activation"], first["activation"]);
+        assert_eq!(w.portal.license(&w.license).await.unwrap().seats_used, 2);
+
+        c.consume("render-minutes", 5).unwrap();
+        let report = c.usage_report().unwrap();
+        let r = send(&w.app, call("POST", "/api/v1/usage").file(report.armored()))
+            .await
+            .ok("usage");
+        assert_eq!(r["response_kind"], "receipt");
+        c.consume("render-minutes", 2).unwrap();
+        let deactivation = c.deactivate().unwrap();
+        let r = send(
+            &w.app,
+            call("POST", "/api/v1/deactivate").file(deactivation.armored()),
+        )
+        .await
+        .ok("deactivate");
+        assert_eq!(r["kind"], "deactivation");
+        assert_eq!(r["response_kind"], "receipt");
+        let receipt =
+            format::open::<Receipt>(r["response"].as_str().unwrap().as_bytes(), &keys).unwrap();
+        assert_eq!(receipt.file_hash, deactivation.hash());
+        assert_eq!(receipt.state, "deactivated");
+        let info = w.portal.license(&w.license).await.unwrap();
+        assert_eq!(info.seats_used, 1, "{}: the seat is free", db.name);
+        assert_eq!(info.usage.get("render-minutes"), Some(&7));
+        let audit = w
+            .portal
+            .audit_log(100, first["activation"].as_str())
+            .await
+            .unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == "activation.create" && a.actor == "upload:192.0.2.7"),
+            "{}: {audit:?}",
+            db.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_and_bad_requests_are_refused_in_json_and_change_nothing() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let report = w.device.usage_report().unwrap();
+        let mut tampered = report.bytes().to_vec();
+        let at = tampered.len() - 70;
+        tampered[at] ^= 1;
+        let deactivation = w.device.deactivate().unwrap();
+        let issued = send(
+            &w.app,
+            call("POST", "/api/v1/activate").file({
+                let d = tempfile::tempdir().unwrap();
+                request(d.path(), "m-9", &w.key)
+            }),
+        )
+        .await
+        .ok("a second activation");
+        let before = w.snapshot().await;
+        let oversized = vec![b'A'; http::MAX_BODY + 1];
+        let uploads: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+            (
+                "garbage",
+                "/api/v1/activate",
+                b"hello".to_vec(),
+                400,
+                "armor-missing",
+            ),
+            ("empty", "/api/v1/usage", Vec::new(), 400, "armor-missing"),
+            (
+                "tampered report (binary)",
+                "/api/v1/usage",
+                tampered,
+                400,
+                "bad-signature",
+            ),
+            (
+                "a deactivation posted to /activate",
+                "/api/v1/activate",
+                deactivation.armored().into_bytes(),
+                400,
+                "wrong-kind",
+            ),
+            (
+                "a binary deactivation posted to /usage",
+                "/api/v1/usage",
+                deactivation.bytes().to_vec(),
+                400,
+                "wrong-kind",
+            ),
+            (
+                "a usage report posted to /deactivate",
+                "/api/v1/deactivate",
+                report.armored().into_bytes(),
+                400,
+                "wrong-kind",
+            ),
+            (
+                "a license posted to /activate",
+                "/api/v1/activate",
+                issued["response"].as_str().unwrap().as_bytes().to_vec(),
+                400,
+                "wrong-kind",
+            ),
+            (
+                "truncated",
+                "/api/v1/activate",
+                std::fs::read(lic_fixtures::dir().join("invalid/truncated.lic")).unwrap(),
+                400,
+                "armor-truncated",
+            ),
+            (
+                "oversized",
+                "/api/v1/activate",
+                oversized.clone(),
+                413,
+                "too-large",
+            ),
+            (
+                "oversized fixture",
+                "/api/v1/deactivate",
+                std::fs::read(lic_fixtures::dir().join("invalid/oversized.lic")).unwrap(),
+                413,
+                "too-large",
+            ),
+            (
+                "an unknown license key",
+                "/api/v1/activate",
+                {
+                    let d = tempfile::tempdir().unwrap();
+                    request(d.path(), "m-3", "NOPE-NOPE-NOPE")
+                },
+                404,
+                "unknown-license",
+            ),
+            (
+                "a deactivation of an unknown activation",
+                "/api/v1/deactivate",
+                std::fs::read(lic_fixtures::dir().join("valid/deactivation.deact")).unwrap(),
+                404,
+                "unknown-activation",
+            ),
+        ];
+        for (what, path, bytes, status, code) in uploads {
+            let r = send(&w.app, call("POST", path).file(bytes)).await;
+            r.assert_error(status, code, &format!("{}: {what}", db.name));
+            assert_eq!(w.snapshot().await, before, "{}: {what}", db.name);
+        }
+        // The support API's upload refuses the same way.
+        send(
+            &w.app,
+            call("POST", "/api/v1/apply")
+                .token(&w.support)
+                .file(oversized),
+        )
+        .await
+        .assert_error(413, "too-large", "apply oversized");
+
+        // JSON requests.
+        let admin = &w.admin;
+        let requests: Vec<(&str, Call, u16, &str)> = vec![
+            (
+                "bad JSON",
+                call("POST", "/api/v1/products")
+                    .token(admin)
+                    .json_raw("{not json"),
+                400,
+                "invalid-json",
+            ),
+            (
+                "a missing field",
+                call("POST", "/api/v1/products")
+                    .token(admin)
+                    .json(json!({"code": "x"})),
+                422,
+                "invalid-json",
+            ),
+            (
+                "an unknown field",
+                call("POST", "/api/v1/products")
+                    .token(admin)
+                    .json(json!({"code": "x", "name": "X", "colour": "red"})),
+                422,
+                "invalid-json",
+            ),
+            (
+                "no content type",
+                call("POST", "/api/v1/products")
+                    .token(admin)
+                    .file("{}")
+                    .no_type(),
+                415,
+                "unsupported-media-type",
+            ),
+            (
+                "a JSON body too large",
+                call("POST", "/api/v1/products")
+                    .token(admin)
+                    .json(json!({"code": "x", "name": "X".repeat(http::MAX_BODY)})),
+                413,
+                "too-large",
+            ),
+            (
+                "an invalid product code",
+                call("POST", "/api/v1/products")
+                    .token(admin)
+                    .json(json!({"code": "a b", "name": "X"})),
+                400,
+                "invalid",
+            ),
+            (
+                "a revocation without a reason",
+                call("POST", format!("/api/v1/licenses/{}/revoke", w.license))
+                    .token(admin)
+                    .json(json!({"reason": "  "})),
+                400,
+                "invalid",
+            ),
+            (
+                "an unknown license",
+                call("GET", "/api/v1/licenses/lic_nope").token(admin),
+                404,
+                "not-found",
+            ),
+            (
+                "an unknown activation",
+                call("GET", "/api/v1/activations/act_nope").token(admin),
+                404,
+                "unknown-activation",
+            ),
+            (
+                "a bad query",
+                call("GET", "/api/v1/audit?limit=many").token(admin),
+                400,
+                "bad-request",
+            ),
+            (
+                "an unknown route",
+                call("GET", "/api/v1/nothing-here"),
+                404,
+                "not-found",
+            ),
+            (
+                "an unknown route with a token",
+                call("POST", "/api/v2/activate").token(admin),
+                404,
+                "not-found",
+            ),
+            (
+                "a wrong method",
+                call("DELETE", "/api/v1/products").token(admin),
+                405,
+                "method-not-allowed",
+            ),
+            (
+                "a wrong method on an upload",
+                call("GET", "/api/v1/activate"),
+                405,
+                "method-not-allowed",
+            ),
+        ];
+        for (what, c, status, code) in requests {
+            let r = send(&w.app, c).await;
+            r.assert_error(status, code, &format!("{}: {what}", db.name));
+            assert_eq!(w.snapshot().await, before, "{}: {what}", db.name);
+            if status == 405 {
+                assert!(r.headers.contains_key(header::ALLOW), "{what}: Allow");
+            }
+        }
+    }
+}
+
+impl Call {
+    fn json_raw(mut self, text: &str) -> Call {
+        self.body = Some(("application/json", text.as_bytes().to_vec()));
+        self
+    }
+    fn no_type(mut self) -> Call {
+        if let Some((_, bytes)) = self.body.take() {
+            self.body = Some(("", bytes));
+        }
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_rate_limited_per_client_with_a_json_429() {
+    for db in backends().await {
+        let w = world_with(&db, RateLimiter::new(2, 3)).await;
+        // The world's own activation took one upload from the shared (no address) bucket.
+        let garbage = || b"not a file".to_vec();
+        for i in 0..3 {
+            send(
+                &w.app,
+                call("POST", "/api/v1/usage")
+                    .file(garbage())
+                    .from("198.51.100.1:1000"),
+            )
+            .await
+            .assert_error(400, "armor-missing", &format!("upload {i}"));
+        }
+        let r = send(
+            &w.app,
+            call("POST", "/api/v1/activate")
+                .file(garbage())
+                .from("198.51.100.1:1001"),
+        )
+        .await;
+        r.assert_error(429, "rate-limited", &format!("{}: the 4th upload", db.name));
+        let wait: u64 = r.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&wait), "Retry-After {wait}");
+        // Another client has its own bucket; reads, health and the vendor API are not
+        // limited.
+        send(
+            &w.app,
+            call("POST", "/api/v1/deactivate")
+                .file(garbage())
+                .from("198.51.100.2:1000"),
+        )
+        .await
+        .assert_error(400, "armor-missing", "another client");
+        // The same /64 is the same client.
+        for peer in ["[2001:db8::1]:1", "[2001:db8::2]:1", "[2001:db8::3]:1"] {
+            send(
+                &w.app,
+                call("POST", "/api/v1/usage").file(garbage()).from(peer),
+            )
+            .await
+            .assert_error(400, "armor-missing", peer);
+        }
+        send(
+            &w.app,
+            call("POST", "/api/v1/usage")
+                .file(garbage())
+                .from("[2001:db8::ffff]:1"),
+        )
+        .await
+        .assert_error(429, "rate-limited", "the same /64");
+        for _ in 0..5 {
+            send(&w.app, call("GET", "/healthz").from("198.51.100.1:1"))
+                .await
+                .ok("healthz");
+            send(
+                &w.app,
+                call("GET", "/api/v1/keys/trust.pem").from("198.51.100.1:1"),
+            )
+            .await
+            .ok("trust.pem");
+            send(
+                &w.app,
+                call("POST", "/api/v1/apply")
+                    .token(&w.support)
+                    .file(garbage())
+                    .from("198.51.100.1:1"),
+            )
+            .await
+            .assert_error(400, "armor-missing", "apply is not limited");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendor_api_end_to_end_every_route_once() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let admin = &w.admin;
+        let support = &w.support;
+        let app = &w.app;
+        let product = send(
+            app,
+            call("POST", "/api/v1/products")
+                .token(admin)
+                .json(json!({"code": "audio-pro", "name": "Audio Pro"})),
+        )
+        .await;
+        assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+        send(
+            app,
+            call("POST", "/api/v1/products")
+                .token(admin)
+                .json(json!({"code": "audio-pro", "name": "Again"})),
+        )
+        .await
+        .assert_error(409, "already-exists", "the same product twice");
+        let got = send(
+            app,
+            call("GET", "/api/v1/products/audio-pro").token(&w.read_only),
+        )
+        .await
+        .ok("get product");
+        assert_eq!(got["name"], "Audio Pro");
+        let policy = send(
+            app,
+            call("POST", "/api/v1/policies").token(admin).json(json!({
+                "product": "audio-pro",
+                "name": "standard",
+                "license_type": "time-limited",
+                "seats": 2,
+                "validity_days": 30,
+                "features": {"mix": {}, "render-minutes": {"limit": 100}}
+            })),
+        )
+        .await;
+        assert_eq!(policy.status, StatusCode::CREATED, "{}", policy.body);
+        let policy_id = policy.body["id"].as_str().unwrap().to_string();
+        let got = send(
+            app,
+            call("GET", format!("/api/v1/policies/{policy_id}")).token(&w.read_only),
+        )
+        .await
+        .ok("get policy");
+        assert_eq!(got["seats"], 2);
+        let policies = send(app, call("GET", "/api/v1/policies").token(&w.read_only))
+            .await
+            .ok("policies");
+        assert_eq!(policies.as_array().unwrap().len(), 3);
+        let created = send(
+            app,
+            call("POST", "/api/v1/licenses")
+                .token(admin)
+                .json(json!({"policy": policy_id})),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let key = created.body["key"].as_str().unwrap().to_string();
+        let license_id = created.body["license"]["id"].as_str().unwrap().to_string();
+        let got = send(
+            app,
+            call("GET", format!("/api/v1/licenses/{license_id}")).token(&w.read_only),
+        )
+        .await
+        .ok("get license");
+        assert_eq!(got["seats"], 2);
+        assert!(got.get("key").is_none(), "the key is shown once");
+        let licenses = send(app, call("GET", "/api/v1/licenses").token(&w.read_only))
+            .await
+            .ok("licenses");
+        assert_eq!(licenses.as_array().unwrap().len(), 3);
+
+        // Support applies a device's request for the photo-pro license.
+        let store = tempfile::tempdir().unwrap();
+        let keys = w.portal.trusted_keys().await.unwrap();
+        let c = device(store.path(), "m-5", keys.clone());
+        let req = c
+            .request_activation(Credential::LicenseKey(w.key.clone()))
+            .unwrap();
+        let applied = send(
+            app,
+            call("POST", "/api/v1/apply")
+                .token(support)
+                .file(req.armored()),
+        )
+        .await
+        .ok("apply");
+        c.install(applied["response"].as_str().unwrap().as_bytes())
+            .unwrap();
+        let activation = applied["activation"].as_str().unwrap().to_string();
+        let list = send(
+            app,
+            call("GET", format!("/api/v1/activations?license={}", w.license)).token(&w.read_only),
+        )
+        .await
+        .ok("activations");
+        assert_eq!(list.as_array().unwrap().len(), 2);
+        let got = send(
+            app,
+            call("GET", format!("/api/v1/activations/{activation}")).token(&w.read_only),
+        )
+        .await
+        .ok("get activation");
+        assert_eq!(got["state"], "active");
+        let refreshed = send(
+            app,
+            call("POST", format!("/api/v1/activations/{activation}/refresh"))
+                .token(support)
+                .json(json!({"reason": "customer renewed", "extend_days": 30})),
+        )
+        .await
+        .ok("refresh");
+        assert!(matches!(
+            c.install(refreshed["refresh"].as_str().unwrap().as_bytes())
+                .unwrap(),
+            Installed::Refresh { to_serial: 2, .. }
+        ));
+        let audit = send(
+            app,
+            call(
+                "GET",
+                format!("/api/v1/audit?subject={activation}&limit=10"),
+            )
+            .token(support),
+        )
+        .await
+        .ok("audit");
+        let entries = audit.as_array().unwrap();
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == "activation.refresh" && e["actor"] == "token:support"),
+            "{audit}"
+        );
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["action"] == "activation.create" && e["actor"] == "token:support"),
+            "{audit}"
+        );
+        let deactivated = send(
+            app,
+            call(
+                "POST",
+                format!("/api/v1/activations/{activation}/deactivate"),
+            )
+            .token(admin)
+            .json(json!({"reason": "machine lost"})),
+        )
+        .await
+        .ok("deactivate");
+        assert_eq!(deactivated["state"], "deactivated");
+        let revoked = send(
+            app,
+            call("POST", format!("/api/v1/licenses/{license_id}/revoke"))
+                .token(admin)
+                .json(json!({"reason": "refunded"})),
+        )
+        .await
+        .ok("revoke");
+        assert_eq!(revoked["status"], "revoked");
+        // The revoked license refuses activations.
+        let d = tempfile::tempdir().unwrap();
+        let c2 = Client::builder("audio-pro")
+            .store(d.path())
+            .trust(keys.clone())
+            .fingerprint_source(StaticSource(
+                [(component::MACHINE_ID, "m-6")].into_iter().collect(),
+            ))
+            .open()
+            .unwrap();
+        let req2 = c2.request_activation(Credential::LicenseKey(key)).unwrap();
+        send(app, call("POST", "/api/v1/activate").file(req2.armored()))
+            .await
+            .assert_error(403, "license-revoked", "a revoked license");
+
+        // Keys.
+        let listed = send(app, call("GET", "/api/v1/keys").token(&w.read_only))
+            .await
+            .ok("keys");
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        let rotated = send(app, call("POST", "/api/v1/keys/rotate").token(admin))
+            .await
+            .ok("rotate");
+        let kid = rotated["kid"].as_str().unwrap();
+        let listed = send(app, call("GET", "/api/v1/keys").token(&w.read_only))
+            .await
+            .ok("keys");
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+        assert_eq!(listed[0]["kid"], kid);
+        assert_eq!(listed[0]["active"], true);
+        let pem = send(app, call("GET", "/api/v1/keys/trust.pem")).await;
+        assert_eq!(pem.status, StatusCode::OK);
+        assert!(
+            pem.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let ring = Keyring::from_pem(pem.body.as_str().unwrap()).unwrap();
+        assert_eq!(ring.len(), 2);
+
+        // Tokens.
+        let made = send(
+            app,
+            call("POST", "/api/v1/tokens").token(admin).json(json!({
+                "name": "ci", "role": "read-only", "products": ["audio-pro"]
+            })),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        let secret = made.body["token"].as_str().unwrap().to_string();
+        let id = made.body["id"].as_str().unwrap().to_string();
+        assert!(
+            secret.starts_with("lict_") && secret.len() == 37,
+            "{secret}"
+        );
+        assert_eq!(made.body["role"], "read-only");
+        let products = send(app, call("GET", "/api/v1/products").token(&secret))
+            .await
+            .ok("the new token works");
+        assert_eq!(products, json!([product.body]));
+        let tokens = send(app, call("GET", "/api/v1/tokens").token(admin))
+            .await
+            .ok("tokens");
+        let text = tokens.to_string();
+        assert!(!text.contains(&secret) && !text.contains("hash"), "{text}");
+        assert_eq!(tokens.as_array().unwrap().len(), 8);
+        let r = send(
+            app,
+            call("POST", format!("/api/v1/tokens/{id}/revoke")).token(admin),
+        )
+        .await
+        .ok("revoke token");
+        assert!(r["revoked"].is_i64());
+        send(app, call("GET", "/api/v1/products").token(&secret))
+            .await
+            .assert_error(401, "unauthenticated", "a revoked token");
+        send(
+            app,
+            call("POST", "/api/v1/tokens/tok_nope/revoke").token(admin),
+        )
+        .await
+        .assert_error(404, "not-found", "an unknown token");
+        let audit = w.portal.audit_log(200, Some(&id)).await.unwrap();
+        let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+        assert!(
+            actions.contains(&"token.create") && actions.contains(&"token.revoke"),
+            "{actions:?}"
+        );
+        assert!(audit.iter().all(|a| a.actor == "token:admin"));
+
+        // Health and the OpenAPI document.
+        let health = send(app, call("GET", "/healthz")).await.ok("healthz");
+        assert_eq!(health, json!({"status": "ok"}));
+        let doc = send(app, call("GET", "/openapi.json")).await.ok("openapi");
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}
+
+#[test]
+fn the_openapi_document_describes_exactly_the_routes_served() {
+    let doc: Value = serde_json::from_str(http::OPENAPI).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if ["parameters", "summary", "description"].contains(&method.as_str()) {
+                continue;
+            }
+            documented.insert((method.to_uppercase(), path.clone()));
+            let what = format!("{method} {path}");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{what}: no success response"
+            );
+            // Who may call it is documented the same way as the access table says.
+            let (_, _, need) = ACCESS
+                .iter()
+                .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && p == path)
+                .unwrap_or_else(|| panic!("{what} is not served"));
+            assert!(
+                *need == Need::Anyone || responses.keys().any(|s| s.starts_with('4')),
+                "{what}: no error response"
+            );
+            let secured = op
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty() && s.iter().all(|r| r.get("bearer").is_some()));
+            let anonymous = matches!(need, Need::Anyone | Need::Upload);
+            assert_eq!(secured, !anonymous, "{what}: security");
+            if !anonymous {
+                for status in ["401", "403"] {
+                    assert!(responses.contains_key(status), "{what}: no {status}");
+                }
+            }
+            if *need == Need::Upload {
+                for status in ["413", "429"] {
+                    assert!(responses.contains_key(status), "{what}: no {status}");
+                }
+            }
+            let role = op["x-role"].as_str().unwrap_or("anonymous");
+            let expected = match need {
+                Need::Anyone | Need::Upload => "anonymous",
+                Need::Role(r) => r.name(),
+                Need::GlobalAdmin => "admin",
+            };
+            assert_eq!(role, expected, "{what}: x-role");
+        }
+    }
+    let served = route_set(ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())));
+    assert_eq!(documented, served);
+    // Every reference resolves.
+    let text = http::OPENAPI;
+    for part in text.split("\"$ref\": \"#/").skip(1) {
+        let target = &part[..part.find('"').unwrap()];
+        let mut node = &doc;
+        for segment in target.split('/') {
+            node = node
+                .get(segment)
+                .unwrap_or_else(|| panic!("unresolved $ref #/{target}"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_over_a_real_socket() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for db in backends().await {
+        let w = world(&db).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(http::serve_on(
+            listener,
+            AppState::new(Arc::clone(&w.portal)),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let d = tempfile::tempdir().unwrap();
+        let c = device(d.path(), "m-socket", w.portal.trusted_keys().await.unwrap());
+        let body = c
+            .request_activation(Credential::LicenseKey(w.key.clone()))
+            .unwrap()
+            .armored();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/activate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let response = String::from_utf8(response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{}: {head}",
+            db.name
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json")
+        );
+        let applied: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(applied["response_kind"], "license");
+        c.install(applied["response"].as_str().unwrap().as_bytes())
+            .unwrap();
+        // The audit log names the client's address.
+        let audit = w
+            .portal
+            .audit_log(10, applied["activation"].as_str())
+            .await
+            .unwrap();
+        assert_eq!(audit[0].actor, "upload:127.0.0.1", "{}", db.name);
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}
