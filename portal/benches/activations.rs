@@ -121,4 +121,10 @@ fn main() {
     let dir = tempfile::tempdir().expect("tmp");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     rt.block_on(run(&url, &dir.path().join("keys"), n));
+    for f in ["bench.db", "bench.db-wal"] {
+        let size = std::fs::metadata(dir.path().join(f))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        println!("{f}: {} KiB", size / 1024);
+    }
 }

@@ -675,6 +675,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 extend_days,
                 clock_floor: clock_floor.as_deref().map(parse_time).transpose()?,
             };
+            // Refuse an existing output file before the refresh is made: making one uses
+            // up a serial and is audited.
+            if path != Path::new("-") && path.exists() {
+                bail!(
+                    "{} already exists; choose another file with --out",
+                    path.display()
+                );
+            }
             let refresh = portal.refresh(&activation, &spec, &actor).await?;
             write_response(&path, &refresh)?;
             println!(
@@ -691,7 +699,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => {
                 let pem = match key {
                     Some(file) => lic_portal::vendor::export(&file)?.to_pem(),
-                    None => open(g).await?.trusted_keys().await?.to_pem(),
+                    // Every key the portal signed with, the active one first.
+                    None => {
+                        let (db, _) = connect(g).await?;
+                        lic_portal::vendor::list(&db)
+                            .await?
+                            .iter()
+                            .map(|k| k.public_pem.clone())
+                            .collect::<String>()
+                    }
                 };
                 match path {
                     Some(path) => {
@@ -940,8 +956,27 @@ fn init_logging() {
         .try_init();
 }
 
+/// Ctrl-C or SIGTERM (service managers): stop accepting, finish the requests under way.
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
     tracing::info!("shutting down");
 }
 
@@ -1060,7 +1095,7 @@ async fn demo(g: &Global, listen: std::net::SocketAddr, no_serve: bool) -> anyho
         "  cargo run -q -p lic-cli -- offline-activate --product photo-pro --key {key} --out demo.req"
     );
     println!(
-        "  curl -s --data-binary @demo.req -H 'Accept: text/plain' http://{listen}/api/v1/activate > demo.lic"
+        "  curl -sf --data-binary @demo.req -H 'Accept: text/plain' http://{listen}/api/v1/activate > demo.lic"
     );
     println!(
         "      (or, without HTTP: cargo run -q -p lic-portal -- --data {data} apply demo.req)"
@@ -1070,7 +1105,7 @@ async fn demo(g: &Global, listen: std::net::SocketAddr, no_serve: bool) -> anyho
     println!("  cargo run -q -p lic-cli -- consume render-minutes 42");
     println!("  cargo run -q -p lic-cli -- offline-deactivate --out demo.deact");
     println!(
-        "  curl -s --data-binary @demo.deact -H 'Accept: text/plain' http://{listen}/api/v1/deactivate"
+        "  curl -sf --data-binary @demo.deact -H 'Accept: text/plain' http://{listen}/api/v1/deactivate"
     );
     println!("  cargo run -q -p lic-portal -- --data {data} license list");
     println!();

@@ -53,6 +53,7 @@ pub struct Product {
 
 /// A policy: how licenses of a product behave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     #[serde(default)]
     pub id: String,
@@ -1121,8 +1122,11 @@ impl Portal {
         match outcome {
             WriteOutcome::Done(applied) => Ok(applied),
             WriteOutcome::Reissue { id, license, actor } => {
-                // The same device already holds a seat of this license: reissue on it.
+                // The same device already holds a seat of this license: reissue on it,
+                // with the entitlements in force (the last license or refresh issued for
+                // it), not new ones — a reset store must not restart a trial.
                 let mut license = *license;
+                self.carry_entitlements(&id, &mut license).await?;
                 license.activation_id = id;
                 let armored = format::sign(&license, signer)?.armored();
                 let job = ReissueWrite {
@@ -1152,6 +1156,38 @@ impl Portal {
                     })
             }
         }
+    }
+
+    /// Copy the entitlements in force for activation `id` into a reissued `license`.
+    async fn carry_entitlements(&self, id: &str, license: &mut License) -> Result<(), PortalError> {
+        let row = sqlx::query("SELECT request_hash, license_file FROM activations WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let keys = self.trusted_keys().await?;
+        let original: Option<String> =
+            sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
+                .bind(row.try_get::<String, _>("request_hash")?)
+                .fetch_optional(self.db.pool())
+                .await?;
+        if let Some(original) = original {
+            let o = format::open::<License>(original.as_bytes(), &keys)?.into_payload();
+            license.features = o.features;
+            license.expires = o.expires;
+            license.offline_expiry = o.offline_expiry;
+            license.clock_tolerance = o.clock_tolerance;
+            license.license_type = o.license_type;
+        }
+        let last_refresh: String = row.try_get("license_file")?;
+        if !last_refresh.is_empty() {
+            let r = format::open::<Refresh>(last_refresh.as_bytes(), &keys)?.into_payload();
+            license.features = r.features;
+            license.expires = r.expires;
+            license.offline_expiry = r.offline_expiry;
+            license.clock_tolerance = r.clock_tolerance;
+            license.license_type = r.license_type;
+        }
+        Ok(())
     }
 
     /// Run a write job: on SQLite through the group-commit writer (many jobs, one durable
@@ -1741,11 +1777,18 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
         return Ok(WriteOutcome::AlreadyApplied);
     }
     c.exec(
-        "UPDATE activations SET request_hash = $1, license_file = '', serial = 1, journal_seq = 0, \
+        "UPDATE activations SET request_hash = $1, journal_seq = 0, \
          journal_head = $1, fingerprint = $2, last_accessed = $3, \
          fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
          WHERE id = $4",
         vec![(&j.hash).into(), json(&j.license.fingerprint).into(), now.into(), (&id).into()],
+    )
+    .await?;
+    // The device's counters start again from zero: so do the last reported values
+    // (the totals keep what was counted).
+    c.exec(
+        "UPDATE usage_reported SET reported = 0 WHERE activation = $1",
+        vec![(&id).into()],
     )
     .await?;
     audit(

@@ -609,6 +609,20 @@ async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
             .await
             .unwrap();
         c.install(first.response.as_bytes()).unwrap();
+        c.consume("render-minutes", 35).unwrap();
+        portal
+            .apply(c.usage_report().unwrap().armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        let act = first.activation.clone().unwrap();
+        let spec = RefreshSpec {
+            reason: "extension".into(),
+            extend_days: Some(10),
+            ..Default::default()
+        };
+        let r2 = portal.refresh(&act, &spec, &who()).await.unwrap();
+        c.install(r2.as_bytes()).unwrap();
+        let expires_before = c.status().unwrap().entitlements.unwrap().expires;
         // The store is lost (reset); the same device key asks again for the one seat.
         std::fs::remove_file(dir.path().join(lic_core::store::STATE_FILE)).unwrap();
         let again = portal
@@ -645,5 +659,26 @@ async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
             "{:?}",
             activation.fork
         );
+        // The reissued license keeps the entitlements in force (no fresh validity period).
+        assert_eq!(
+            c.status().unwrap().entitlements.unwrap().expires,
+            expires_before,
+            "{}",
+            db.name
+        );
+        // Usage after the reset counts on top of what was reported before it.
+        c.consume("render-minutes", 50).unwrap();
+        portal
+            .apply(c.usage_report().unwrap().armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        let info = portal.license(&license_id).await.unwrap();
+        assert_eq!(info.usage.get("render-minutes"), Some(&85), "{}", db.name);
+        // Refresh serials go on above the ones issued before the reset.
+        let r3 = portal.refresh(&act, &spec, &who()).await.unwrap();
+        assert!(matches!(
+            c.install(r3.as_bytes()).unwrap(),
+            Installed::Refresh { to_serial: 3, .. }
+        ));
     }
 }
