@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Duration, Utc};
 use lic_core::clock::{Clock, SystemClock};
 use lic_core::format::{
-    self, ActivationRequest, Bytes32, Credential, Deactivation, Feature, Features, FileKind,
-    License, LicenseType, MatchRule, Receipt, Refresh, UsageReport, Verified,
+    self, ActivationRequest, Bytes32, Credential, Deactivation, Features, FileKind, License,
+    LicenseType, MatchRule, Receipt, Refresh, UsageReport, Verified,
 };
 use lic_core::keys::{Keyring, PublicKey, SecretKey};
 use rand_core::RngCore as _;
@@ -347,16 +347,41 @@ fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
 }
 
 fn policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
-    let license_type: String = r.try_get("license_type")?;
+    policy_from(r, "")
+}
+
+/// A policy from a row; in a join with `licenses` the policy's columns whose names clash
+/// are read with `prefix` (e.g. `p_id`).
+fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
+    const CLASHING: [&str; 7] = [
+        "id",
+        "product",
+        "name",
+        "allow_offline",
+        "seats",
+        "features",
+        "created",
+    ];
+    let col = |name: &str| {
+        if CLASHING.contains(&name) {
+            format!("{prefix}{name}")
+        } else {
+            name.to_string()
+        }
+    };
+    let license_type: String = r.try_get(col("license_type").as_str())?;
     Ok(Policy {
-        id: r.try_get("id")?,
-        product: r.try_get("product")?,
-        name: r.try_get("name")?,
+        id: r.try_get(col("id").as_str())?,
+        product: r.try_get(col("product").as_str())?,
+        name: r.try_get(col("name").as_str())?,
         license_type: from_json(&format!("\"{license_type}\""), "license_type")?,
-        allow_offline: r.try_get::<i64, _>("allow_offline")? == 1,
-        seats: r.try_get("seats")?,
+        allow_offline: r.try_get::<i64, _>(col("allow_offline").as_str())? == 1,
+        seats: r.try_get(col("seats").as_str())?,
         validity_days: r.try_get("validity_days")?,
-        features: from_json(&r.try_get::<String, _>("features")?, "features")?,
+        features: from_json(
+            &r.try_get::<String, _>(col("features").as_str())?,
+            "features",
+        )?,
         match_rule: MatchRule {
             required: from_json(&r.try_get::<String, _>("match_required")?, "match_required")?,
             max_changed: u32::try_from(r.try_get::<i64, _>("match_max_changed")?).unwrap_or(0),
@@ -366,7 +391,7 @@ fn policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
         inactivity_secs: r.try_get("inactivity_secs")?,
         max_deactivations: r.try_get("max_deactivations")?,
         deactivation_period_days: r.try_get("deactivation_period_days")?,
-        created: r.try_get("created")?,
+        created: r.try_get(col("created").as_str())?,
     })
 }
 
@@ -1522,33 +1547,8 @@ fn response_kind(applied_kind: &str) -> &'static str {
     }
 }
 
-/// A feature with a limit, for convenience in specs.
-pub fn feature(limit: Option<u64>, overage: bool) -> Feature {
-    Feature { limit, overage }
-}
-
 fn joined_policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
-    let license_type: String = r.try_get("license_type")?;
-    Ok(Policy {
-        id: r.try_get("p_id")?,
-        product: r.try_get("p_product")?,
-        name: r.try_get("p_name")?,
-        license_type: from_json(&format!("\"{license_type}\""), "license_type")?,
-        allow_offline: r.try_get::<i64, _>("p_allow_offline")? == 1,
-        seats: r.try_get("p_seats")?,
-        validity_days: r.try_get("validity_days")?,
-        features: from_json(&r.try_get::<String, _>("p_features")?, "features")?,
-        match_rule: MatchRule {
-            required: from_json(&r.try_get::<String, _>("match_required")?, "match_required")?,
-            max_changed: u32::try_from(r.try_get::<i64, _>("match_max_changed")?).unwrap_or(0),
-        },
-        clock_tolerance_secs: r.try_get("clock_tolerance_secs")?,
-        max_offline_days: r.try_get("max_offline_days")?,
-        inactivity_secs: r.try_get("inactivity_secs")?,
-        max_deactivations: r.try_get("max_deactivations")?,
-        deactivation_period_days: r.try_get("deactivation_period_days")?,
-        created: r.try_get("p_created")?,
-    })
+    policy_from(r, "p_")
 }
 
 // ----- writes ---------------------------------------------------------------------------

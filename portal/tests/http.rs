@@ -13,9 +13,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{TestDb, backends, license, policy, portal, snapshot};
+use common::{TestDb, backends, device, license, policy, portal, request, snapshot};
 use lic_core::client::{Client, Installed};
-use lic_core::fingerprint::{RawComponents, StaticSource, component};
+use lic_core::fingerprint::{StaticSource, component};
 use lic_core::format::{self, Credential, Receipt};
 use lic_core::keys::Keyring;
 use lic_portal::auth::{self, Role};
@@ -23,31 +23,6 @@ use lic_portal::http::{self, AppState, ROUTES, RateLimiter};
 use lic_portal::{Actor, Portal};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-
-fn device(dir: &std::path::Path, machine: &str, keys: Keyring) -> Client {
-    let raw: RawComponents = [
-        (component::MACHINE_ID, machine),
-        (component::HOSTNAME, "host"),
-        (component::CPU, "cpu; 4 logical"),
-        (component::MEMORY, "16 GiB"),
-    ]
-    .into_iter()
-    .collect();
-    Client::builder("photo-pro")
-        .store(dir)
-        .trust(keys)
-        .fingerprint_source(StaticSource(raw))
-        .open()
-        .unwrap()
-}
-
-fn request(dir: &std::path::Path, machine: &str, key: &str) -> Vec<u8> {
-    device(dir, machine, Keyring::new())
-        .request_activation(Credential::LicenseKey(key.into()))
-        .unwrap()
-        .armored()
-        .into_bytes()
-}
 
 // ----- calling the router ---------------------------------------------------------------
 

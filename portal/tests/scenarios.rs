@@ -6,37 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{backends, license, policy, portal, snapshot};
-use lic_core::client::{Client, Installed};
-use lic_core::fingerprint::{RawComponents, StaticSource, component};
+use common::{backends, device, license, policy, portal, request, snapshot};
+use lic_core::client::Installed;
 use lic_core::format::{self, Credential, Receipt};
 use lic_portal::ops::{NewLicense, RefreshSpec};
 use lic_portal::{Actor, PortalError};
-
-fn device(dir: &std::path::Path, machine: &str, keys: lic_core::keys::Keyring) -> Client {
-    let raw: RawComponents = [
-        (component::MACHINE_ID, machine),
-        (component::HOSTNAME, "host"),
-        (component::CPU, "cpu; 4 logical"),
-        (component::MEMORY, "16 GiB"),
-    ]
-    .into_iter()
-    .collect();
-    Client::builder("photo-pro")
-        .store(dir)
-        .trust(keys)
-        .fingerprint_source(StaticSource(raw))
-        .open()
-        .unwrap()
-}
-
-fn request(dir: &std::path::Path, machine: &str, key: &str) -> Vec<u8> {
-    device(dir, machine, lic_core::keys::Keyring::new())
-        .request_activation(Credential::LicenseKey(key.into()))
-        .unwrap()
-        .armored()
-        .into_bytes()
-}
 
 fn who() -> Actor {
     Actor("test".into())

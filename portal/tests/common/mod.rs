@@ -187,3 +187,35 @@ pub async fn snapshot(db: &Db) -> String {
     }
     out
 }
+
+/// A device with a fixed fingerprint (`machine` as its machine id) and its store in `dir`.
+pub fn device(
+    dir: &std::path::Path,
+    machine: &str,
+    keys: lic_core::keys::Keyring,
+) -> lic_core::client::Client {
+    use lic_core::fingerprint::{RawComponents, StaticSource, component};
+    let raw: RawComponents = [
+        (component::MACHINE_ID, machine),
+        (component::HOSTNAME, "host"),
+        (component::CPU, "cpu; 4 logical"),
+        (component::MEMORY, "16 GiB"),
+    ]
+    .into_iter()
+    .collect();
+    lic_core::client::Client::builder("photo-pro")
+        .store(dir)
+        .trust(keys)
+        .fingerprint_source(StaticSource(raw))
+        .open()
+        .unwrap()
+}
+
+/// An armored activation request for license `key` from a new device in `dir`.
+pub fn request(dir: &std::path::Path, machine: &str, key: &str) -> Vec<u8> {
+    device(dir, machine, lic_core::keys::Keyring::new())
+        .request_activation(lic_core::format::Credential::LicenseKey(key.into()))
+        .unwrap()
+        .armored()
+        .into_bytes()
+}
