@@ -211,11 +211,15 @@ pub struct RefreshSpec {
     pub clock_floor: Option<i64>,
 }
 
+/// How often the active vendor key is looked up again (rotations by other instances).
+const KEY_RECHECK: Duration = Duration::seconds(10);
+
 /// The portal: database, vendor key, clock.
 pub struct Portal {
     db: Db,
     keys_dir: PathBuf,
-    signer: RwLock<Arc<SecretKey>>,
+    /// The active signing key, and when the database was last asked which key is active.
+    signer: RwLock<(Arc<SecretKey>, DateTime<Utc>)>,
     clock: Arc<dyn Clock>,
     /// SQLite only: the group-commit writer's queue.
     writer: Option<tokio::sync::mpsc::Sender<(Job, Reply)>>,
@@ -414,7 +418,7 @@ impl Portal {
         Ok(Portal {
             db,
             keys_dir,
-            signer: RwLock::new(signer),
+            signer: RwLock::new((signer, Utc::now())),
             clock: Arc::new(SystemClock),
             writer,
         })
@@ -465,10 +469,37 @@ impl Portal {
         self.clock.now()
     }
 
-    fn signer(&self) -> Arc<SecretKey> {
-        match self.signer.read() {
-            Ok(s) => Arc::clone(&s),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    /// The active signing key. Another instance (or `lic-portal key rotate`) may have
+    /// rotated it: the database is asked again at most every KEY_RECHECK.
+    async fn signer(&self) -> Result<Arc<SecretKey>, PortalError> {
+        let (key, checked) = match self.signer.read() {
+            Ok(s) => (Arc::clone(&s.0), s.1),
+            Err(poisoned) => {
+                let s = poisoned.into_inner();
+                (Arc::clone(&s.0), s.1)
+            }
+        };
+        if self.now() - checked < KEY_RECHECK {
+            return Ok(key);
+        }
+        let active: Option<String> =
+            sqlx::query_scalar("SELECT kid FROM vendor_keys WHERE active = 1")
+                .fetch_optional(self.db.pool())
+                .await?;
+        let key = if active.as_deref() == Some(key.kid().to_string().as_str()) {
+            key
+        } else {
+            vendor::active(&self.db, &self.keys_dir).await?
+        };
+        self.set_signer(Arc::clone(&key));
+        Ok(key)
+    }
+
+    fn set_signer(&self, key: Arc<SecretKey>) {
+        let fresh = (key, self.now());
+        match self.signer.write() {
+            Ok(mut s) => *s = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
         }
     }
 
@@ -482,10 +513,7 @@ impl Portal {
         let now = self.now();
         let public = vendor::rotate(&self.db, &self.keys_dir, now.timestamp()).await?;
         let key = vendor::active(&self.db, &self.keys_dir).await?;
-        match self.signer.write() {
-            Ok(mut s) => *s = key,
-            Err(poisoned) => *poisoned.into_inner() = key,
-        }
+        self.set_signer(key);
         let mut tx = self.db.begin_write().await?;
         let kid = public.kid().to_string();
         audit(
@@ -1115,7 +1143,7 @@ impl Portal {
             serial: 1,
             request_nonce: r.nonce,
         };
-        let signer = self.signer();
+        let signer = self.signer().await?;
         let armored = format::sign(&license, &signer)?.armored();
         let job = ActivationWrite {
             hash: hash.clone(),
@@ -1350,7 +1378,7 @@ impl Portal {
             state: state_after.into(),
             applied: now,
         };
-        let signer = self.signer();
+        let signer = self.signer().await?;
         let armored = format::sign(&receipt, &signer)?.armored();
         let job = DeviceWrite {
             kind,
@@ -1448,7 +1476,8 @@ impl Portal {
             reason: spec.reason.clone(),
             issued: now,
         };
-        let file = format::sign(&refresh, &self.signer())?;
+        let signer = self.signer().await?;
+        let file = format::sign(&refresh, &signer)?;
         let armored = file.armored();
         let mut tx = self.db.begin_write().await?;
         let updated = sqlx::query(

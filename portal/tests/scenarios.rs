@@ -656,3 +656,52 @@ async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
         ));
     }
 }
+
+/// A clock the test moves.
+#[derive(Clone)]
+struct TestClock(std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+
+impl lic_core::clock::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_by_another_instance_is_used_within_seconds() {
+    for db in backends().await {
+        let first = portal(&db).await;
+        let clock = TestClock(std::sync::Arc::new(std::sync::Mutex::new(
+            chrono::Utc::now(),
+        )));
+        let conn = lic_portal::db::Db::connect(&db.url).await.unwrap();
+        let serving = lic_portal::Portal::open(conn, db.keys_dir())
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        let (_, key) = license(&first, policy(5)).await;
+        let rotated = first.rotate_key(&who()).await.unwrap();
+        let keys = first.trusted_keys().await.unwrap();
+        let issued_by = |response: &str| {
+            format::open::<lic_core::format::License>(response.as_bytes(), &keys)
+                .unwrap()
+                .signer()
+                .kid()
+        };
+        // Right after the rotation elsewhere the serving instance may still use the old key…
+        let d = tempfile::tempdir().unwrap();
+        let before = serving
+            .apply(&request(d.path(), "m1", &key), &who())
+            .await
+            .unwrap();
+        // …but once the recheck interval has passed, it signs with the new one.
+        *clock.0.lock().unwrap() += chrono::Duration::seconds(11);
+        let d = tempfile::tempdir().unwrap();
+        let after = serving
+            .apply(&request(d.path(), "m2", &key), &who())
+            .await
+            .unwrap();
+        assert_eq!(issued_by(&after.response), rotated.kid(), "{}", db.name);
+        let _ = issued_by(&before.response);
+    }
+}
