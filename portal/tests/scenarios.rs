@@ -659,7 +659,7 @@ async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
 
 /// A clock the test moves.
 #[derive(Clone)]
-struct TestClock(std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+struct TestClock(Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
 
 impl lic_core::clock::Clock for TestClock {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -671,9 +671,7 @@ impl lic_core::clock::Clock for TestClock {
 async fn a_key_rotated_by_another_instance_is_used_within_seconds() {
     for db in backends().await {
         let first = portal(&db).await;
-        let clock = TestClock(std::sync::Arc::new(std::sync::Mutex::new(
-            chrono::Utc::now(),
-        )));
+        let clock = TestClock(Arc::new(std::sync::Mutex::new(chrono::Utc::now())));
         let conn = lic_portal::db::Db::connect(&db.url).await.unwrap();
         let serving = lic_portal::Portal::open(conn, db.keys_dir())
             .await
@@ -683,7 +681,7 @@ async fn a_key_rotated_by_another_instance_is_used_within_seconds() {
         let rotated = first.rotate_key(&who()).await.unwrap();
         let keys = first.trusted_keys().await.unwrap();
         let issued_by = |response: &str| {
-            format::open::<lic_core::format::License>(response.as_bytes(), &keys)
+            format::open::<format::License>(response.as_bytes(), &keys)
                 .unwrap()
                 .signer()
                 .kid()
