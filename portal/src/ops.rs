@@ -281,6 +281,17 @@ fn from_json<T: for<'de> Deserialize<'de>>(
     })
 }
 
+/// Changes made by people say why: an empty reason is refused.
+fn require_reason(reason: &str, what: &str) -> Result<(), PortalError> {
+    if reason.trim().is_empty() {
+        return Err(PortalError::Invalid {
+            field: "reason",
+            reason: format!("{what} needs a reason (it is audited)"),
+        });
+    }
+    Ok(())
+}
+
 fn time(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
@@ -864,12 +875,7 @@ impl Portal {
         reason: &str,
         actor: &Actor,
     ) -> Result<LicenseInfo, PortalError> {
-        if reason.trim().is_empty() {
-            return Err(PortalError::Invalid {
-                field: "reason",
-                reason: "a revocation needs a reason (it is audited)".into(),
-            });
-        }
+        require_reason(reason, "a revocation")?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let done = sqlx::query("UPDATE licenses SET status = 'revoked' WHERE id = $1")
@@ -1404,12 +1410,7 @@ impl Portal {
         spec: &RefreshSpec,
         actor: &Actor,
     ) -> Result<String, PortalError> {
-        if spec.reason.trim().is_empty() {
-            return Err(PortalError::Invalid {
-                field: "reason",
-                reason: "a refresh needs a reason (it is audited)".into(),
-            });
-        }
+        require_reason(&spec.reason, "a refresh")?;
         let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
             .bind(activation_id)
             .fetch_optional(self.db.pool())
@@ -1518,12 +1519,7 @@ impl Portal {
         reason: &str,
         actor: &Actor,
     ) -> Result<Activation, PortalError> {
-        if reason.trim().is_empty() {
-            return Err(PortalError::Invalid {
-                field: "reason",
-                reason: "a server-side deactivation needs a reason (it is audited)".into(),
-            });
-        }
+        require_reason(reason, "a server-side deactivation")?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
         let row = sqlx::query("SELECT license, state FROM activations WHERE id = $1")
