@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
@@ -141,13 +141,34 @@ impl PublicKey {
         self.0.to_public_key_pem(LineEnding::LF).unwrap_or_default()
     }
 
-    /// Read one SPKI PEM public key.
+    /// Read one SPKI PEM public key. Text before and after the `PUBLIC KEY` block (a
+    /// comment, a name) is ignored, as in a trust file; a second block is refused.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         Self::from_pem_at(pem, None)
     }
 
-    fn from_pem_at(pem: &str, path: Option<&Path>) -> Result<Self, KeyError> {
-        let key = VerifyingKey::from_public_key_pem(pem.trim())
+    fn from_pem_at(text: &str, path: Option<&Path>) -> Result<Self, KeyError> {
+        const WHAT: &str = "Ed25519 public key (SPKI PEM)";
+        match pem_blocks(text, PUBLIC_KEY_LABEL)
+            .map_err(|reason| KeyError::parse(path, WHAT, reason))?
+            .as_slice()
+        {
+            [block] => Self::from_block(block, path),
+            blocks => Err(KeyError::parse(
+                path,
+                WHAT,
+                format!(
+                    "it holds {} '-----BEGIN {PUBLIC_KEY_LABEL}-----' blocks; give a file with \
+                     one (a trust file of several keys is read as a keyring)",
+                    blocks.len()
+                ),
+            )),
+        }
+    }
+
+    /// One PEM block, from its BEGIN line to its END line.
+    fn from_block(block: &str, path: Option<&Path>) -> Result<Self, KeyError> {
+        let key = VerifyingKey::from_public_key_pem(block)
             .map_err(|e| KeyError::parse(path, "Ed25519 public key (SPKI PEM)", e))?;
         Self::from_bytes(&key.to_bytes())
     }
@@ -214,14 +235,39 @@ impl SecretKey {
     }
 
     /// Read a PKCS#8 PEM private key, v1 or v2 (with the public key, which must match).
+    /// Text before and after the `PRIVATE KEY` block is ignored, as for public keys; a
+    /// second block is refused.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         Self::from_pem_at(pem, None)
     }
 
-    fn from_pem_at(pem: &str, path: Option<&Path>) -> Result<Self, KeyError> {
-        SigningKey::from_pkcs8_pem(pem.trim())
-            .map(SecretKey)
-            .map_err(|e| KeyError::parse(path, "Ed25519 private key (PKCS#8 PEM)", e))
+    fn from_pem_at(text: &str, path: Option<&Path>) -> Result<Self, KeyError> {
+        const WHAT: &str = "Ed25519 private key (PKCS#8 PEM)";
+        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(KeyError::parse(
+                path,
+                WHAT,
+                "it is encrypted, and lic reads unencrypted keys only (decrypt it with \
+                 `openssl pkey -in FILE -out NEW_FILE`, and keep NEW_FILE at mode 0600)",
+            ));
+        }
+        match pem_blocks(text, PRIVATE_KEY_LABEL)
+            .map_err(|reason| KeyError::parse(path, WHAT, reason))?
+            .as_slice()
+        {
+            [block] => SigningKey::from_pkcs8_pem(block)
+                .map(SecretKey)
+                .map_err(|e| KeyError::parse(path, WHAT, e)),
+            blocks => Err(KeyError::parse(
+                path,
+                WHAT,
+                format!(
+                    "it holds {} '-----BEGIN {PRIVATE_KEY_LABEL}-----' blocks; give a file \
+                     with one",
+                    blocks.len()
+                ),
+            )),
+        }
     }
 
     /// Read a private key file.
@@ -262,19 +308,55 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// The largest key or trust file lic reads.
+pub const MAX_KEY_FILE_SIZE: usize = 64 * 1024;
+
+const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
+const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
+
+/// The PEM blocks labelled `label` in `text`, each from the start of its BEGIN line to
+/// the end of its END line. Text before, between and after the blocks (comments, names)
+/// is ignored. A block without its END line is an error; so is text with no block.
+fn pem_blocks<'a>(text: &'a str, label: &str) -> Result<Vec<&'a str>, String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&begin) {
+        let block = &rest[start..];
+        let Some(stop) = block.find(&end) else {
+            return Err(format!("a {label} block has no END line"));
+        };
+        blocks.push(&block[..stop + end.len()]);
+        rest = &block[stop + end.len()..];
+    }
+    if blocks.is_empty() {
+        return Err(format!("it holds no '{begin}' block"));
+    }
+    Ok(blocks)
+}
+
+/// Read a key file as text: at most [`MAX_KEY_FILE_SIZE`] bytes are read (a larger file
+/// is refused without reading the rest), into a buffer that is never reallocated, so no
+/// stray copy of a private key is left behind in freed memory.
 fn read_text(path: &Path) -> Result<String, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
+    let io_error = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    if bytes.len() > 64 * 1024 {
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_SIZE + 1));
+    file.take(MAX_KEY_FILE_SIZE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() > MAX_KEY_FILE_SIZE {
         return Err(KeyError::parse(
             Some(path),
             "key file",
             "it is larger than 64 KiB",
         ));
     }
-    String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
         let mut bytes = e.into_bytes();
         bytes.zeroize();
         KeyError::parse(Some(path), "key file", "it is not text")
@@ -342,28 +424,11 @@ impl Keyring {
     }
 
     fn from_pem_at(text: &str, path: Option<&Path>) -> Result<Self, KeyError> {
-        const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
-        const END: &str = "-----END PUBLIC KEY-----";
+        let blocks = pem_blocks(text, PUBLIC_KEY_LABEL)
+            .map_err(|reason| KeyError::parse(path, "trusted key file", reason))?;
         let mut ring = Keyring::new();
-        let mut rest = text;
-        while let Some(start) = rest.find(BEGIN) {
-            let block = &rest[start..];
-            let Some(end) = block.find(END) else {
-                return Err(KeyError::parse(
-                    path,
-                    "trusted key file",
-                    "a PUBLIC KEY block has no END line",
-                ));
-            };
-            ring.add(PublicKey::from_pem_at(&block[..end + END.len()], path)?);
-            rest = &block[end + END.len()..];
-        }
-        if ring.is_empty() {
-            return Err(KeyError::parse(
-                path,
-                "trusted key file",
-                "it holds no '-----BEGIN PUBLIC KEY-----' block",
-            ));
+        for block in blocks {
+            ring.add(PublicKey::from_block(block, path)?);
         }
         Ok(ring)
     }
@@ -471,6 +536,102 @@ mod tests {
         assert_eq!(ring.get(&b.kid()), Some(&b));
         assert_eq!(Keyring::from_pem(&ring.to_pem()).unwrap(), ring);
         assert!(Keyring::from_pem("nothing here").is_err());
+    }
+
+    #[test]
+    fn a_public_key_is_read_with_text_around_it_as_in_a_trust_file() {
+        let p = key(2).public();
+        let texts = [
+            p.to_pem(),
+            format!("# the vendor's key\n{}", p.to_pem()),
+            format!(
+                "Vendor: Example Corp\r\n\r\n{}\r\nvalid from 2026\r\n",
+                p.to_pem()
+            ),
+            format!("  {}  \n", p.to_pem().trim()),
+        ];
+        for text in &texts {
+            assert_eq!(PublicKey::from_pem(text).unwrap(), p, "{text:?}");
+            assert_eq!(
+                Keyring::from_pem(text).unwrap(),
+                Keyring::with([p]),
+                "{text:?}"
+            );
+        }
+        // What the keyring refuses, a single key refuses too.
+        let refused = [
+            "no key here".to_string(),
+            format!("{}\n", p.to_pem().replace("-----END PUBLIC KEY-----", "")),
+            p.to_pem().replace("MCow", "MCoX"),
+        ];
+        for text in &refused {
+            assert!(PublicKey::from_pem(text).is_err(), "{text:?}");
+            assert!(Keyring::from_pem(text).is_err(), "{text:?}");
+        }
+        // Two keys are a keyring, not one key.
+        let two = format!("{}{}", p.to_pem(), key(3).public().to_pem());
+        let err = PublicKey::from_pem(&two).unwrap_err().to_string();
+        assert!(err.contains("holds 2"), "{err}");
+        assert_eq!(Keyring::from_pem(&two).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_public_key_file_with_a_comment_reads_like_the_same_trust_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vendor.pub.pem");
+        let p = key(4).public();
+        std::fs::write(
+            &path,
+            format!("# Example Corp signing key 2026\n{}", p.to_pem()),
+        )
+        .unwrap();
+        assert_eq!(PublicKey::read(&path).unwrap(), p);
+        assert_eq!(Keyring::read(&path).unwrap(), Keyring::with([p]));
+    }
+
+    #[test]
+    fn a_private_key_is_read_with_text_around_it_and_encrypted_keys_are_named() {
+        let k = key(8);
+        let text = format!("vendor key, keep safe\n{}\n(end)\n", k.to_pem().as_str());
+        assert_eq!(SecretKey::from_pem(&text).unwrap().public(), k.public());
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIGb\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let err = SecretKey::from_pem(encrypted).unwrap_err().to_string();
+        assert!(err.contains("encrypted"), "{err}");
+        let two = format!("{}{}", k.to_pem().as_str(), key(9).to_pem().as_str());
+        assert!(SecretKey::from_pem(&two).is_err());
+    }
+
+    #[test]
+    fn key_files_larger_than_64_kib_are_refused_without_reading_them_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.pem");
+        let p = key(2).public();
+        // Exactly the limit: read (the padding is text around the block).
+        let pem = p.to_pem();
+        let mut text = pem.clone();
+        text.push_str(&"#".repeat(MAX_KEY_FILE_SIZE - pem.len()));
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(PublicKey::read(&path).unwrap(), p);
+        // One byte more: refused.
+        text.push('#');
+        std::fs::write(&path, &text).unwrap();
+        let err = PublicKey::read(&path).unwrap_err().to_string();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
+        assert!(SecretKey::read(&path).is_err());
+        assert!(Keyring::read(&path).is_err());
+        // Not text, and missing.
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(
+            PublicKey::read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not text")
+        );
+        assert!(matches!(
+            PublicKey::read(&dir.path().join("missing.pem")),
+            Err(KeyError::Io { .. })
+        ));
     }
 
     #[cfg(unix)]

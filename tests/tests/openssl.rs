@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use lic_core::keys::{PublicKey, SecretKey};
+use lic_core::keys::{Keyring, PublicKey, SecretKey};
 
 fn openssl(args: &[&str]) -> std::process::Output {
     Command::new("openssl")
@@ -72,6 +72,42 @@ fn lic_reads_keys_that_openssl_generates() {
     );
     let key = SecretKey::read(&key_path).unwrap();
     assert_eq!(key.public(), PublicKey::read(&pub_path).unwrap());
+}
+
+#[test]
+fn lic_reads_key_files_that_openssl_writes_with_a_text_dump_after_the_pem() {
+    // `openssl pkey -text` writes the PEM block followed by a readable dump of the key:
+    // text after the block, which lic ignores for public keys, private keys and trust
+    // files alike.
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.pem");
+    let pub_text = dir.path().join("k.pub.txt");
+    let key_text = dir.path().join("k.key.txt");
+    assert!(
+        openssl(&["genpkey", "-algorithm", "ed25519", "-out", path(&key_path)])
+            .status
+            .success()
+    );
+    for (args, out) in [
+        (vec!["-pubout", "-text"], &pub_text),
+        (vec!["-text"], &key_text),
+    ] {
+        let mut all = vec!["pkey", "-in", path(&key_path), "-out", path(out)];
+        all.extend(args);
+        assert!(openssl(&all).status.success());
+    }
+    let dump = std::fs::read_to_string(&pub_text).unwrap();
+    assert!(
+        dump.contains("-----END PUBLIC KEY-----\nED25519 Public-Key:"),
+        "{dump}"
+    );
+    let key = SecretKey::read(&key_path).unwrap();
+    assert_eq!(PublicKey::read(&pub_text).unwrap(), key.public());
+    assert_eq!(
+        Keyring::read(&pub_text).unwrap(),
+        Keyring::with([key.public()])
+    );
+    assert_eq!(SecretKey::read(&key_text).unwrap().public(), key.public());
 }
 
 #[test]

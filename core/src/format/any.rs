@@ -1,11 +1,9 @@
 //! Reading a file of any kind, for tools that inspect whatever they are given.
 
-use super::envelope::{Verified, decode_payload, file_hash, unarmor, verify_envelope};
+use super::envelope::{Verified, decode_verified, unarmor, verify_envelope};
 use super::error::FormatError;
 use super::kind::FileKind;
-use super::payload::{
-    ActivationRequest, Deactivation, License, Payload, Receipt, Refresh, UsageReport,
-};
+use super::payload::{ActivationRequest, Deactivation, License, Receipt, Refresh, UsageReport};
 use crate::keys::Keyring;
 
 /// A verified file of whichever kind it turned out to be.
@@ -37,22 +35,13 @@ impl AnyFile {
 /// is one, must agree with the signed content type.
 pub fn open_any(input: &[u8], keys: &Keyring) -> Result<AnyFile, FormatError> {
     let (armor_kind, bytes) = unarmor(input)?;
-    let checked = verify_envelope(&bytes, armor_kind, keys)?;
-    fn build<T: Payload>(
-        payload: &[u8],
-        signer: crate::keys::PublicKey,
-        bytes: Vec<u8>,
-    ) -> Result<Verified<T>, FormatError> {
-        let payload = decode_payload::<T>(payload)?;
-        Ok(Verified::new(payload, signer, file_hash(&bytes), bytes))
-    }
-    let (payload, signer) = (checked.payload.as_slice(), checked.signer);
-    Ok(match checked.kind {
-        FileKind::ActivationRequest => AnyFile::ActivationRequest(build(payload, signer, bytes)?),
-        FileKind::License => AnyFile::License(build(payload, signer, bytes)?),
-        FileKind::Refresh => AnyFile::Refresh(build(payload, signer, bytes)?),
-        FileKind::Deactivation => AnyFile::Deactivation(build(payload, signer, bytes)?),
-        FileKind::UsageReport => AnyFile::UsageReport(build(payload, signer, bytes)?),
-        FileKind::Receipt => AnyFile::Receipt(build(payload, signer, bytes)?),
+    let checked = verify_envelope(bytes, armor_kind, keys)?;
+    Ok(match checked.kind() {
+        FileKind::ActivationRequest => AnyFile::ActivationRequest(decode_verified(checked)?),
+        FileKind::License => AnyFile::License(decode_verified(checked)?),
+        FileKind::Refresh => AnyFile::Refresh(decode_verified(checked)?),
+        FileKind::Deactivation => AnyFile::Deactivation(decode_verified(checked)?),
+        FileKind::UsageReport => AnyFile::UsageReport(decode_verified(checked)?),
+        FileKind::Receipt => AnyFile::Receipt(decode_verified(checked)?),
     })
 }

@@ -2,9 +2,11 @@
 //! `-----END LIC <KIND>-----`.
 //!
 //! Reading is tolerant of what mail and editors do to text — CRLF line ends, indentation
-//! and trailing spaces, blank lines, text before and after the block — and refuses
-//! everything else: a label mismatch, an unknown kind, bad or non-canonical base64, two
-//! blocks, a block without its END line.
+//! and trailing spaces (also Unicode ones such as the no-break spaces of HTML mail), a
+//! byte-order mark, blank lines, text before and after the block — and refuses
+//! everything else: a malformed BEGIN or END line, a label mismatch, a label in the
+//! wrong letter case, an unknown kind, bad or non-canonical base64, two blocks, a block
+//! without its END line.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -53,12 +55,10 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
     }
     // Lines as byte slices: text around the block need not be UTF-8. Lines end in LF or
     // CRLF (the CR is trimmed as white space); text with no LF at all but CRs (old Mac
-    // line ends) is split at the CRs.
+    // line ends) is split at the CRs. A byte-order mark and Unicode white space (the
+    // non-breaking spaces of HTML mail) around a line are trimmed like ASCII spaces.
     let separator = if text.contains(&b'\n') { b'\n' } else { b'\r' };
-    let lines: Vec<&[u8]> = text
-        .split(|&b| b == separator)
-        .map(|l| l.trim_ascii())
-        .collect();
+    let lines: Vec<&[u8]> = text.split(|&b| b == separator).map(trim_line).collect();
 
     let mut begins = lines
         .iter()
@@ -68,45 +68,63 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
     if begins.next().is_some() {
         return Err(FormatError::ArmorMultipleBlocks);
     }
-    let begin_label = label_of(begin_line, BEGIN);
+    let begin = Marker::parse(begin_line, BEGIN);
 
     let end_offset = lines[begin_index + 1..]
         .iter()
         .position(|l| l.starts_with(b"-----END"))
         .ok_or_else(|| FormatError::ArmorTruncated {
-            label: begin_label.clone(),
+            label: begin.label_text(),
         })?;
     let end_index = begin_index + 1 + end_offset;
     let end_line = lines[end_index];
-    let end_label = if end_line.starts_with(END.as_bytes()) {
-        label_of(end_line, END)
-    } else {
-        String::from_utf8_lossy(end_line).into_owned()
+    let end = end_line
+        .starts_with(END.as_bytes())
+        .then(|| Marker::parse(end_line, END));
+
+    // Each marker line must be exactly `-----BEGIN LIC <LABEL>-----`: nothing after the
+    // closing dashes, and the closing dashes present.
+    begin.check_line(begin_index + 1, BEGIN)?;
+    if let Some(end) = &end {
+        end.check_line(end_index + 1, END)?;
+    }
+    let end_label = match &end {
+        Some(end) => end.label_text(),
+        None => String::from_utf8_lossy(end_line).into_owned(),
     };
-    if !begin_line.ends_with(DASHES.as_bytes())
-        || !end_line.ends_with(DASHES.as_bytes())
-        || begin_label != end_label
-    {
+    let begin_label = begin.label_text();
+    if end.as_ref().map(|e| e.label) != Some(begin.label) {
         return Err(FormatError::ArmorLabelMismatch {
             begin: begin_label,
             end: end_label,
         });
     }
-    let kind = FileKind::from_armor_label(&begin_label).ok_or(FormatError::ArmorUnknownKind {
-        label: begin_label.clone(),
-    })?;
+    let Some(kind) = FileKind::from_armor_label(&begin_label) else {
+        // A known label in another letter case was changed on its way (labels are case
+        // sensitive); any other label is a kind of file this version does not know.
+        let in_other_case = FileKind::ALL
+            .into_iter()
+            .find(|k| k.armor_label().eq_ignore_ascii_case(&begin_label));
+        return Err(match in_other_case {
+            Some(kind) => FormatError::ArmorLabelCase {
+                found: begin_label,
+                expected: kind.armor_label(),
+            },
+            None => FormatError::ArmorUnknownKind { label: begin_label },
+        });
+    };
 
     let mut body = Vec::with_capacity(text.len());
     let mut last_line = begin_index + 1;
     for (i, line) in lines[begin_index + 1..end_index].iter().enumerate() {
         let line_no = begin_index + 2 + i; // 1-based line number in the input
-        if let Some(bad) = line
+        if let Some(at) = line
             .iter()
-            .find(|&&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='))
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='))
         {
             return Err(FormatError::ArmorBadBase64 {
                 line: line_no,
-                reason: format!("unexpected character {:?}", char::from(*bad)),
+                reason: format!("unexpected character {}", describe_char(&line[at..])),
             });
         }
         if !line.is_empty() {
@@ -123,10 +141,124 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
     Ok((kind, bytes))
 }
 
-fn label_of(line: &[u8], prefix: &str) -> String {
-    let rest = &line[prefix.len()..];
-    let rest = rest.strip_suffix(DASHES.as_bytes()).unwrap_or(rest);
-    String::from_utf8_lossy(rest).into_owned()
+/// A BEGIN or END line split into its parts: `<prefix><label>-----<rest>`.
+struct Marker<'a> {
+    line: &'a [u8],
+    /// The text between the prefix and the first `-----` (or the end of the line).
+    label: &'a [u8],
+    /// Whether the closing `-----` is there.
+    closed: bool,
+    /// What follows the closing `-----`.
+    rest: &'a [u8],
+}
+
+impl<'a> Marker<'a> {
+    fn parse(line: &'a [u8], prefix: &str) -> Self {
+        let after = line.get(prefix.len()..).unwrap_or_default();
+        match after
+            .windows(DASHES.len())
+            .position(|w| w == DASHES.as_bytes())
+        {
+            Some(at) => Marker {
+                line,
+                label: &after[..at],
+                closed: true,
+                rest: &after[at + DASHES.len()..],
+            },
+            None => Marker {
+                line,
+                label: after,
+                closed: false,
+                rest: &[],
+            },
+        }
+    }
+
+    fn label_text(&self) -> String {
+        String::from_utf8_lossy(self.label).into_owned()
+    }
+
+    /// The line as it should read.
+    fn expected(&self, prefix: &str) -> String {
+        format!("{prefix}{}{DASHES}", self.label_text())
+    }
+
+    fn check_line(&self, line_no: usize, prefix: &str) -> Result<(), FormatError> {
+        if !self.closed {
+            return Err(FormatError::ArmorMalformedLine {
+                line: line_no,
+                reason: format!(
+                    "'{}' lacks its closing '{DASHES}'; it should read '{}'",
+                    String::from_utf8_lossy(self.line),
+                    self.expected(prefix)
+                ),
+            });
+        }
+        if !self.rest.is_empty() {
+            return Err(FormatError::ArmorMalformedLine {
+                line: line_no,
+                reason: format!(
+                    "'{}' follows the closing '{DASHES}'; the line should read '{}' and nothing \
+                     else",
+                    String::from_utf8_lossy(self.rest),
+                    self.expected(prefix)
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The characters trimmed from both ends of every line besides ASCII white space
+/// (space, tab, LF, form feed, CR): the other characters with the Unicode `White_Space`
+/// property, such as the no-break space of HTML mail, and U+FEFF, the byte-order mark
+/// editors put at the start of a file. They are recognised in their UTF-8 encodings.
+const UNICODE_SPACES: [char; 21] = [
+    '\u{0b}', '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}',
+    '\u{2004}', '\u{2005}', '\u{2006}', '\u{2007}', '\u{2008}', '\u{2009}', '\u{200a}', '\u{2028}',
+    '\u{2029}', '\u{202f}', '\u{205f}', '\u{3000}', '\u{feff}',
+];
+
+fn is_space(c: char) -> bool {
+    c.is_ascii_whitespace() || UNICODE_SPACES.contains(&c)
+}
+
+/// The UTF-8 character `bytes` starts with, and its length; `None` if they do not start
+/// with one.
+fn first_char(bytes: &[u8]) -> Option<(char, usize)> {
+    (1..=bytes.len().min(4))
+        .find_map(|n| Some((std::str::from_utf8(&bytes[..n]).ok()?.chars().next()?, n)))
+}
+
+/// The UTF-8 character `bytes` ends with, and its length.
+fn last_char(bytes: &[u8]) -> Option<(char, usize)> {
+    (1..=bytes.len().min(4)).find_map(|n| {
+        let tail = &bytes[bytes.len() - n..];
+        Some((std::str::from_utf8(tail).ok()?.chars().next()?, n))
+    })
+}
+
+/// Remove white space (ASCII, other Unicode white space, byte-order marks) from both
+/// ends of a line. Bytes that are not UTF-8 are kept as they are.
+fn trim_line(mut line: &[u8]) -> &[u8] {
+    while let Some((_, n)) = first_char(line).filter(|(c, _)| is_space(*c)) {
+        line = &line[n..];
+    }
+    while let Some((_, n)) = last_char(line).filter(|(c, _)| is_space(*c)) {
+        line = &line[..line.len() - n];
+    }
+    line
+}
+
+/// The character `bytes` starts with, for an error message: the character if the text
+/// is UTF-8 there (with its code point if it is not ASCII, e.g. a no-break space), else
+/// the byte.
+fn describe_char(bytes: &[u8]) -> String {
+    match first_char(bytes) {
+        Some((c, _)) if c.is_ascii() => format!("{c:?}"),
+        Some((c, _)) => format!("{c:?} (U+{:04X})", u32::from(c)),
+        None => format!("byte 0x{:02x}", bytes.first().copied().unwrap_or_default()),
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +307,178 @@ mod tests {
             decode(text.as_bytes()).unwrap(),
             (FileKind::License, sample())
         );
+    }
+
+    #[test]
+    fn tolerates_a_leading_byte_order_mark() {
+        let text = format!("\u{feff}{}", encode(FileKind::License, &sample()));
+        assert_eq!(
+            decode(text.as_bytes()).unwrap(),
+            (FileKind::License, sample())
+        );
+        // Also with CRLF line ends and text before the block (a file saved by Notepad).
+        let text = format!(
+            "\u{feff}my license\r\n{}",
+            encode(FileKind::License, &sample()).replace('\n', "\r\n")
+        );
+        assert_eq!(
+            decode(text.as_bytes()).unwrap(),
+            (FileKind::License, sample())
+        );
+    }
+
+    #[test]
+    fn tolerates_unicode_white_space_around_lines() {
+        // HTML mail: no-break spaces indent the lines and trail them; other Unicode white
+        // space (ideographic space, thin space, line separator) and a BOM at a line end
+        // are trimmed too. Lines holding nothing but such spaces count as empty.
+        let text = encode(FileKind::UsageReport, &sample());
+        let html = format!(
+            "<p>Here it is:</p>\n\u{a0}\u{a0}\n{}\n\u{a0}\n",
+            text.lines()
+                .enumerate()
+                .map(|(i, l)| match i % 3 {
+                    0 => format!("\u{a0}\u{a0}{l}\u{a0}"),
+                    1 => format!("\u{3000}\t{l}\u{2009}\u{feff}"),
+                    _ => format!("\u{2028} {l}\u{a0}\r"),
+                })
+                .collect::<Vec<_>>()
+                .join("\n\u{a0}\n")
+        );
+        assert_eq!(
+            decode(html.as_bytes()).unwrap(),
+            (FileKind::UsageReport, sample())
+        );
+    }
+
+    #[test]
+    fn trims_only_white_space_and_keeps_bytes_that_are_not_utf8() {
+        assert_eq!(
+            trim_line("\u{feff}\u{a0} ab\u{a0}c \u{85}".as_bytes()),
+            "ab\u{a0}c".as_bytes()
+        );
+        // "à" ends in a0, the last byte of a no-break space: it is not white space.
+        assert_eq!(
+            trim_line("voil\u{e0}\u{a0}".as_bytes()),
+            "voil\u{e0}".as_bytes()
+        );
+        // Latin-1 bytes (not UTF-8) are left alone, a0 included.
+        assert_eq!(trim_line(b"\xa0x\xa0"), b"\xa0x\xa0");
+        assert_eq!(trim_line(b"\xe2\x80"), b"\xe2\x80");
+        assert_eq!(trim_line("\u{a0}\u{3000}\u{feff}".as_bytes()), b"");
+        // Not white space: zero-width space and word joiner.
+        assert_eq!(trim_line("\u{200b}x".as_bytes()), "\u{200b}x".as_bytes());
+    }
+
+    #[test]
+    fn a_no_break_space_inside_a_body_line_is_named() {
+        let text = encode(FileKind::License, &[1, 2, 3, 4]).replace("AQIDBA==", "AQ\u{a0}IDBA==");
+        assert_eq!(
+            decode(text.as_bytes()),
+            Err(FormatError::ArmorBadBase64 {
+                line: 2,
+                reason: "unexpected character '\\u{a0}' (U+00A0)".into()
+            })
+        );
+        let latin1 = encode(FileKind::License, &[1, 2, 3, 4])
+            .replace("AQIDBA==", "AQ#IDBA==")
+            .into_bytes()
+            .into_iter()
+            .map(|b| if b == b'#' { 0xa0 } else { b })
+            .collect::<Vec<u8>>();
+        assert_eq!(
+            decode(&latin1),
+            Err(FormatError::ArmorBadBase64 {
+                line: 2,
+                reason: "unexpected character byte 0xa0".into()
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_text_after_the_closing_dashes_and_says_how_the_line_should_read() {
+        let text = encode(FileKind::License, &sample());
+        let junk = text.replace(
+            "-----BEGIN LIC LICENSE-----",
+            "-----BEGIN LIC LICENSE-----x",
+        );
+        let err = decode(junk.as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::ArmorMalformedLine {
+                line: 1,
+                reason: "'x' follows the closing '-----'; the line should read \
+                         '-----BEGIN LIC LICENSE-----' and nothing else"
+                    .into()
+            }
+        );
+        assert_eq!(err.code(), "armor-malformed-line");
+        assert!(!err.to_string().contains("ends as"), "{err}");
+
+        let last = text.lines().count();
+        let junk_end = text.replace(
+            "-----END LIC LICENSE-----",
+            "-----END LIC LICENSE----- Thanks!",
+        );
+        assert_eq!(
+            decode(junk_end.as_bytes()),
+            Err(FormatError::ArmorMalformedLine {
+                line: last,
+                reason: "' Thanks!' follows the closing '-----'; the line should read \
+                         '-----END LIC LICENSE-----' and nothing else"
+                    .into()
+            })
+        );
+        let open = text.replace("-----BEGIN LIC LICENSE-----", "-----BEGIN LIC LICENSE");
+        assert_eq!(
+            decode(open.as_bytes()),
+            Err(FormatError::ArmorMalformedLine {
+                line: 1,
+                reason: "'-----BEGIN LIC LICENSE' lacks its closing '-----'; it should read \
+                         '-----BEGIN LIC LICENSE-----'"
+                    .into()
+            })
+        );
+        // A truncated file whose BEGIN line has junk still names its label cleanly.
+        let cut = "-----BEGIN LIC LICENSE-----x\nAAAA\n";
+        assert_eq!(
+            decode(cut.as_bytes()),
+            Err(FormatError::ArmorTruncated {
+                label: "LICENSE".into()
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_a_label_in_lower_case_as_such_not_as_a_newer_kind() {
+        let text = encode(FileKind::License, &sample()).replace("LIC LICENSE", "LIC license");
+        let err = decode(text.as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::ArmorLabelCase {
+                found: "license".into(),
+                expected: "LICENSE"
+            }
+        );
+        assert_eq!(err.code(), "armor-label-case");
+        assert!(err.to_string().contains("'LIC LICENSE'"), "{err}");
+        assert!(!err.hint().contains("newer"), "{}", err.hint());
+        let mixed = encode(FileKind::UsageReport, &sample())
+            .replace("LIC USAGE REPORT", "LIC Usage Report");
+        assert_eq!(
+            decode(mixed.as_bytes()),
+            Err(FormatError::ArmorLabelCase {
+                found: "Usage Report".into(),
+                expected: "USAGE REPORT"
+            })
+        );
+        // Different case on the two lines is a mismatch, as before.
+        let half =
+            encode(FileKind::License, &sample()).replace("BEGIN LIC LICENSE", "BEGIN LIC license");
+        assert!(matches!(
+            decode(half.as_bytes()),
+            Err(FormatError::ArmorLabelMismatch { .. })
+        ));
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub fn decode_strict(bytes: &[u8], part: &'static str) -> Result<Value, FormatEr
     Ok(value)
 }
 
+/// Decode the first CBOR item of `bytes`, well-formed and within the nesting limit but
+/// otherwise as it comes: trailing bytes, key order, duplicate keys and non-shortest or
+/// indefinite encodings are not checked. Only for reading the format version of a
+/// payload that may be of a newer version (docs/format.md §6.3, step 10).
+pub fn decode_lenient(bytes: &[u8]) -> Option<Value> {
+    let mut rest = bytes;
+    ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH).ok()
+}
+
 /// Sort every map in `value` into deterministic key order.
 pub fn canonicalize(value: &mut Value) {
     match value {
@@ -195,6 +204,37 @@ mod tests {
         // Indefinite-length array [1].
         assert!(matches!(
             decode_strict(&[0x9f, 0x01, 0xff], "payload"),
+            Err(FormatError::CborNotDeterministic { .. })
+        ));
+    }
+
+    #[test]
+    fn lenient_decoding_reads_what_strict_decoding_refuses_but_not_malformed_input() {
+        // {"v": 2} with the 2 in two bytes, followed by a stray byte.
+        let sloppy = [0xa1, 0x61, b'v', 0x18, 0x02, 0x00];
+        assert!(decode_strict(&sloppy, "payload").is_err());
+        assert_eq!(
+            decode_lenient(&sloppy),
+            Some(map(vec![(
+                Value::Text("v".into()),
+                Value::Integer(2.into())
+            )]))
+        );
+        assert_eq!(decode_lenient(&[0x65, b'a']), None);
+        let mut deep = vec![0x81; MAX_DEPTH + 1];
+        deep.push(0x00);
+        assert_eq!(decode_lenient(&deep), None);
+    }
+
+    #[test]
+    fn floats_are_deterministic_only_in_their_shortest_form() {
+        // 1.5 as a half (f9 3e00) is accepted; as a double (fb 3ff8…) it is refused.
+        assert_eq!(
+            decode_strict(&[0xf9, 0x3e, 0x00], "payload"),
+            Ok(Value::Float(1.5))
+        );
+        assert!(matches!(
+            decode_strict(&[0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0], "payload"),
             Err(FormatError::CborNotDeterministic { .. })
         ));
     }

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::armor;
 use super::cbor;
 use super::error::FormatError;
-use super::kind::{FileKind, SignerRole};
-use super::payload::{Bytes32, FORMAT_VERSION, Payload};
+use super::kind::{FileKind, SignerRole, is_lic_content_type};
+use super::payload::{Bytes32, FORMAT_VERSION, Payload, Shape, payload_shape};
 use crate::keys::{Keyring, Kid, PublicKey, SecretKey};
 
 /// CBOR tag of a COSE_Sign1 structure.
@@ -64,7 +64,9 @@ pub fn file_hash(cose: &[u8]) -> Bytes32 {
     Bytes32(Sha256::digest(cose).into())
 }
 
-/// A payload whose signature has been verified. Only this module builds one.
+/// A payload whose signature has been verified. Only the verifier in this module builds
+/// one (from a `CheckedEnvelope`, which only `verify_envelope` makes), so unverified data
+/// cannot pass for verified anywhere else, in this crate or outside it.
 #[derive(Clone, Debug)]
 pub struct Verified<T> {
     payload: T,
@@ -74,7 +76,7 @@ pub struct Verified<T> {
 }
 
 impl<T> Verified<T> {
-    pub(crate) fn new(payload: T, signer: PublicKey, hash: Bytes32, bytes: Vec<u8>) -> Self {
+    fn new(payload: T, signer: PublicKey, hash: Bytes32, bytes: Vec<u8>) -> Self {
         Verified {
             payload,
             signer,
@@ -152,12 +154,16 @@ pub fn sign<T: Payload>(payload: &T, key: &SecretKey) -> Result<SignedFile, Form
         Value::Integer(FORMAT_VERSION.into()),
     ));
     cbor::canonicalize(&mut value);
-    Ok(sign_raw(T::KIND, cbor::encode_value(&value), key))
+    sign_raw(T::KIND, cbor::encode_value(&value), key)
 }
 
 /// Sign arbitrary payload bytes as a file of `kind`. A low-level tool for test vectors
 /// and other implementations' interoperability tests: nothing checks the payload.
-pub fn sign_raw(kind: FileKind, payload: Vec<u8>, key: &SecretKey) -> SignedFile {
+pub fn sign_raw(
+    kind: FileKind,
+    payload: Vec<u8>,
+    key: &SecretKey,
+) -> Result<SignedFile, FormatError> {
     let mut header = HeaderBuilder::new()
         .algorithm(iana::Algorithm::EdDSA)
         .content_type(kind.content_type().to_string())
@@ -172,16 +178,26 @@ pub fn sign_raw(kind: FileKind, payload: Vec<u8>, key: &SecretKey) -> SignedFile
 }
 
 /// Sign with a caller-built protected header (test vectors only: nothing is checked).
+///
+/// A header coset cannot encode (for example one that repeats a label) is refused with
+/// [`FormatError::EncodeFailed`]; nothing is signed then.
 #[doc(hidden)]
 pub fn sign_with_header(
     kind: FileKind,
     protected: coset::Header,
     payload: Vec<u8>,
     key: &SecretKey,
-) -> SignedFile {
+) -> Result<SignedFile, FormatError> {
     // The protected header is encoded deterministically here rather than trusting the
     // order in which coset happens to write its fields.
-    let mut header_value = protected.clone().to_cbor_value().unwrap_or(Value::Null);
+    let mut header_value =
+        protected
+            .clone()
+            .to_cbor_value()
+            .map_err(|e| FormatError::EncodeFailed {
+                part: "protected header",
+                reason: e.to_string(),
+            })?;
     cbor::canonicalize(&mut header_value);
     let mut sign1 = CoseSign1 {
         protected: ProtectedHeader {
@@ -193,12 +209,14 @@ pub fn sign_with_header(
         signature: Vec::new(),
     };
     sign1.signature = key.sign(&sign1.tbs_data(&[])).to_vec();
-    let mut bytes = Vec::new();
-    // A COSE_Sign1 built from valid parts always serializes.
-    if let Ok(value) = sign1.to_cbor_value() {
-        bytes = cbor::encode_value(&Value::Tag(COSE_SIGN1_TAG, Box::new(value)));
-    }
-    SignedFile { kind, bytes }
+    let value = sign1
+        .to_cbor_value()
+        .map_err(|e| FormatError::EncodeFailed {
+            part: "file",
+            reason: e.to_string(),
+        })?;
+    let bytes = cbor::encode_value(&Value::Tag(COSE_SIGN1_TAG, Box::new(value)));
+    Ok(SignedFile { kind, bytes })
 }
 
 /// Read a file (armored text, or binary COSE bytes), verify it and decode its payload.
@@ -218,10 +236,17 @@ pub fn open<T: Payload>(input: &[u8], keys: &Keyring) -> Result<Verified<T>, For
 
 /// Verify binary COSE_Sign1 bytes of a `T` file and decode its payload.
 pub fn verify<T: Payload>(bytes: Vec<u8>, keys: &Keyring) -> Result<Verified<T>, FormatError> {
-    let checked = verify_envelope(&bytes, Some(T::KIND), keys)?;
+    decode_verified(verify_envelope(bytes, Some(T::KIND), keys)?)
+}
+
+/// Steps 10–13 on an envelope that passed steps 1–9: decode the payload as a `T` and
+/// wrap it, with the signer and the file's bytes and hash, as verified.
+pub(super) fn decode_verified<T: Payload>(
+    checked: CheckedEnvelope,
+) -> Result<Verified<T>, FormatError> {
     let payload = decode_payload::<T>(&checked.payload)?;
-    let hash = file_hash(&bytes);
-    Ok(Verified::new(payload, checked.signer, hash, bytes))
+    let hash = file_hash(&checked.bytes);
+    Ok(Verified::new(payload, checked.signer, hash, checked.bytes))
 }
 
 /// Armored text → (kind named by the armor, bytes); binary input (starting with the
@@ -241,17 +266,27 @@ pub fn unarmor(input: &[u8]) -> Result<(Option<FileKind>, Vec<u8>), FormatError>
     Ok((Some(kind), bytes))
 }
 
-/// What the envelope checks leave: the kind, the key that signed, the payload bytes.
-pub(crate) struct CheckedEnvelope {
-    pub kind: FileKind,
-    pub signer: PublicKey,
-    pub payload: Vec<u8>,
+/// What the envelope checks leave: the kind, the key that signed, the payload bytes, and
+/// the binary file they came from. Its fields are private to this module, so only
+/// [`verify_envelope`] makes one.
+pub(super) struct CheckedEnvelope {
+    kind: FileKind,
+    signer: PublicKey,
+    payload: Vec<u8>,
+    bytes: Vec<u8>,
 }
 
-/// Steps 1–9 of verification (docs/format.md §Verification): everything up to and
-/// including the signature, before the payload is interpreted.
-pub(crate) fn verify_envelope(
-    bytes: &[u8],
+impl CheckedEnvelope {
+    /// The kind named by the signed content type.
+    pub(super) fn kind(&self) -> FileKind {
+        self.kind
+    }
+}
+
+/// Steps 1–9 of verification (docs/format.md §6.2): everything up to and including the
+/// signature, before the payload is interpreted.
+pub(super) fn verify_envelope(
+    bytes: Vec<u8>,
     expected: Option<FileKind>,
     keys: &Keyring,
 ) -> Result<CheckedEnvelope, FormatError> {
@@ -261,7 +296,7 @@ pub(crate) fn verify_envelope(
             limit: armor::MAX_FILE_SIZE,
         });
     }
-    let value = cbor::decode_strict(bytes, "file")?;
+    let value = cbor::decode_strict(&bytes, "file")?;
     let inner = match value {
         Value::Tag(COSE_SIGN1_TAG, inner) => *inner,
         Value::Tag(tag, _) => {
@@ -342,6 +377,12 @@ pub(crate) fn verify_envelope(
             });
         }
         (Some(kind), _) => kind,
+        // A lic content type of a kind this version does not know: a newer kind of file.
+        (None, _) if is_lic_content_type(content_type) => {
+            return Err(FormatError::UnsupportedKind {
+                found: content_type.into(),
+            });
+        }
         (None, exp) => {
             return Err(FormatError::WrongContentType {
                 expected: exp
@@ -381,6 +422,7 @@ pub(crate) fn verify_envelope(
         kind,
         signer,
         payload: payload.clone(),
+        bytes,
     })
 }
 
@@ -412,9 +454,10 @@ fn describe_alg(alg: &coset::Algorithm) -> String {
     }
 }
 
-/// lic payloads use maps, arrays, text, byte strings, unsigned integers and booleans
-/// only: a tag, a null, a float or a negative integer has no meaning in them and is
-/// refused rather than silently read as something else.
+/// The values lic payloads use are maps, arrays, text, byte strings, integers (negative
+/// ones too: timestamps before 1970) and booleans: a tag, a null or a float has no
+/// meaning in a known field and is refused rather than silently read as something else
+/// (ciborium would read a tagged integer as the integer, and a null as an absent field).
 fn plain_values(value: &Value) -> Result<(), String> {
     match value {
         Value::Tag(tag, _) => Err(format!("CBOR tag {tag} is not used in lic payloads")),
@@ -429,9 +472,86 @@ fn plain_values(value: &Value) -> Result<(), String> {
     }
 }
 
-/// Steps 10–12: decode the verified payload bytes strictly, check the version, build `T`.
-pub(crate) fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
-    let value = cbor::decode_strict(bytes, "payload")?;
+/// Step 13's type rules, applied to the fields this version knows (docs/format.md §5.9):
+/// a field it does not know — an optional field added by a newer version — is ignored
+/// whatever it holds (a float, a tag, a null), as long as the payload as a whole is
+/// deterministic CBOR within the nesting limit (step 11). The keys of a structure are
+/// text, known or not.
+fn plain_known(value: &Value, shape: &Shape) -> Result<(), String> {
+    match (shape, value) {
+        (Shape::Struct(fields), Value::Map(entries)) => entries.iter().try_for_each(|(k, v)| {
+            let Value::Text(name) = k else {
+                return Err(format!(
+                    "a map key is {}; the keys of lic structures are text strings",
+                    describe_type(k)
+                ));
+            };
+            match fields.iter().find(|(known, _)| known == name) {
+                Some((_, shape)) => plain_known(v, shape),
+                None => Ok(()),
+            }
+        }),
+        (Shape::Names(inner), Value::Map(entries)) => entries.iter().try_for_each(|(k, v)| {
+            plain_values(k)?;
+            plain_known(v, inner)
+        }),
+        // A plain value, or a structure of the wrong type (which the typed decoding then
+        // names, unless it is a tag, a null or a float).
+        _ => plain_values(value),
+    }
+}
+
+fn describe_type(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) => "an integer",
+        Value::Bytes(_) => "a byte string",
+        Value::Float(_) => "a float",
+        Value::Text(_) => "a text string",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Tag(..) => "a tagged value",
+        Value::Array(_) => "an array",
+        Value::Map(_) => "a map",
+        _ => "a value of another type",
+    }
+}
+
+/// Step 10: the format version, read leniently — from the first CBOR item of the payload,
+/// well-formed and within the nesting limit, ignoring trailing bytes and the rules of
+/// deterministic encoding — so that a payload of a newer version is refused as
+/// `unsupported-version` even if this version's encoding rules do not hold for it.
+/// `None` unless the item is a map with exactly one key `"v"` holding an unsigned
+/// integer that fits 64 bits.
+fn lenient_version(bytes: &[u8]) -> Option<u64> {
+    let Value::Map(entries) = cbor::decode_lenient(bytes)? else {
+        return None;
+    };
+    let mut versions = entries.iter().filter(|(k, _)| k.as_text() == Some("v"));
+    let (_, version) = versions.next()?;
+    if versions.next().is_some() {
+        return None;
+    }
+    u64::try_from(version.as_integer()?).ok()
+}
+
+/// Steps 10–13: check the version, decode the verified payload bytes strictly, build `T`.
+fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
+    // Step 10 (the lenient version check) precedes step 11 (strict CBOR). It can only
+    // change the outcome when step 11 fails: when the payload is strict CBOR the lenient
+    // reading is the same value, and step 12 gives the same answer. So the lenient
+    // reading is made only then, and verifying a good file decodes its payload once.
+    let value = match cbor::decode_strict(bytes, "payload") {
+        Ok(value) => value,
+        Err(strict) => {
+            return Err(match lenient_version(bytes) {
+                Some(found) if found != FORMAT_VERSION => FormatError::UnsupportedVersion {
+                    found,
+                    supported: FORMAT_VERSION,
+                },
+                _ => strict,
+            });
+        }
+    };
     let invalid = |reason: String| FormatError::PayloadInvalid {
         kind: T::KIND,
         reason,
@@ -454,7 +574,7 @@ pub(crate) fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError>
             supported: FORMAT_VERSION,
         });
     }
-    plain_values(&value).map_err(invalid)?;
+    plain_known(&value, payload_shape(T::KIND)).map_err(invalid)?;
     let payload: T = value.deserialized().map_err(|e| match e {
         ciborium::value::Error::Custom(reason) => invalid(reason),
     })?;
@@ -606,7 +726,7 @@ mod tests {
         let vendor = SecretKey::from_seed(&[1; 32]);
         let file = sign(&license(&SecretKey::from_seed(&[2; 32]).public()), &vendor).unwrap();
         let checked = verify_envelope(
-            file.bytes(),
+            file.bytes().to_vec(),
             Some(FileKind::License),
             &Keyring::with([vendor.public()]),
         )
@@ -654,5 +774,398 @@ mod tests {
         );
         let back: UsageReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back, report);
+    }
+
+    /// A license payload as a CBOR map with `v`, for tests that change it before signing.
+    fn license_value(v: u64) -> Value {
+        let device = SecretKey::from_seed(&[2; 32]);
+        let mut value = Value::serialized(&license(&device.public())).unwrap();
+        if let Value::Map(entries) = &mut value {
+            entries.push((Value::Text("v".into()), Value::Integer(v.into())));
+        }
+        value
+    }
+
+    fn entries(value: &mut Value) -> &mut Vec<(Value, Value)> {
+        match value {
+            Value::Map(entries) => entries,
+            _ => panic!("not a map"),
+        }
+    }
+
+    fn field<'a>(value: &'a mut Value, name: &str) -> &'a mut Value {
+        entries(value)
+            .iter_mut()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no field {name}"))
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// Sign `value` (canonicalized unless `canonical` is false) as a license and read it.
+    fn read_license(mut value: Value, canonical: bool) -> Result<Verified<License>, FormatError> {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        if canonical {
+            cbor::canonicalize(&mut value);
+        }
+        let file = sign_raw(FileKind::License, cbor::encode_value(&value), &vendor).unwrap();
+        open::<License>(file.bytes(), &Keyring::with([vendor.public()]))
+    }
+
+    fn signed_with_content_type(content_type: &str) -> SignedFile {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let header = HeaderBuilder::new()
+            .algorithm(iana::Algorithm::EdDSA)
+            .content_type(content_type.to_string())
+            .key_id(vendor.kid().as_bytes().to_vec())
+            .build();
+        let payload = cbor::encode_value(&{
+            let mut v = license_value(1);
+            cbor::canonicalize(&mut v);
+            v
+        });
+        sign_with_header(FileKind::License, header, payload, &vendor).unwrap()
+    }
+
+    #[test]
+    fn a_lic_content_type_of_an_unknown_kind_is_a_newer_kind_not_a_wrong_file() {
+        let keys = Keyring::with([SecretKey::from_seed(&[1; 32]).public()]);
+        let future = signed_with_content_type("application/vnd.lic.check-in+cbor");
+        let expected = FormatError::UnsupportedKind {
+            found: "application/vnd.lic.check-in+cbor".into(),
+        };
+        let err = open::<License>(future.bytes(), &keys).unwrap_err();
+        assert_eq!(err, expected);
+        assert_eq!(err.code(), "unsupported-kind");
+        assert!(
+            err.hint().contains("newer version of lic"),
+            "{}",
+            err.hint()
+        );
+        assert_eq!(
+            crate::format::open_any(future.bytes(), &keys).unwrap_err(),
+            expected
+        );
+        // Armored with a known label, the signed content type still decides.
+        assert_eq!(
+            open::<License>(future.armored().as_bytes(), &keys).unwrap_err(),
+            expected
+        );
+        // A content type that is not lic's at all is a wrong file, as is a known kind
+        // other than the expected one.
+        let foreign = signed_with_content_type("application/cbor");
+        let err = open::<License>(foreign.bytes(), &keys).unwrap_err();
+        assert_eq!(err.code(), "wrong-content-type");
+        assert!(err.hint().contains("right file"), "{}", err.hint());
+        let refresh = signed_with_content_type(FileKind::Refresh.content_type());
+        assert_eq!(
+            open::<License>(refresh.bytes(), &keys).unwrap_err(),
+            FormatError::WrongContentType {
+                expected: FileKind::License.content_type().into(),
+                found: FileKind::Refresh.content_type().into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_as_such_even_when_it_breaks_this_versions_encoding_rules() {
+        let unsupported = FormatError::UnsupportedVersion {
+            found: 2,
+            supported: 1,
+        };
+        // Keys in reverse order: not deterministic.
+        let mut reversed = license_value(2);
+        cbor::canonicalize(&mut reversed);
+        entries(&mut reversed).reverse();
+        assert_eq!(
+            read_license(reversed.clone(), false).unwrap_err(),
+            unsupported
+        );
+        // The same in version 1 is a non-deterministic payload.
+        let mut reversed_v1 = license_value(1);
+        cbor::canonicalize(&mut reversed_v1);
+        entries(&mut reversed_v1).reverse();
+        assert!(matches!(
+            read_license(reversed_v1, false).unwrap_err(),
+            FormatError::CborNotDeterministic {
+                part: "payload",
+                ..
+            }
+        ));
+        // A non-shortest float, an `undefined`, trailing bytes: still version 2.
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let keys = Keyring::with([vendor.public()]);
+        let mut canonical = license_value(2);
+        cbor::canonicalize(&mut canonical);
+        let mut bytes = cbor::encode_value(&canonical);
+        bytes.extend_from_slice(&[0xf7, 0x00]);
+        let file = sign_raw(FileKind::License, bytes, &vendor).unwrap();
+        assert_eq!(
+            open::<License>(file.bytes(), &keys).unwrap_err(),
+            unsupported
+        );
+        // `v` itself in a non-shortest head: 18 02.
+        let mut bytes = cbor::encode_value(&canonical);
+        let at = bytes
+            .windows(3)
+            .position(|w| w == [0x61, b'v', 0x02])
+            .unwrap();
+        bytes.splice(at + 2..at + 3, [0x18, 0x02]);
+        let file = sign_raw(FileKind::License, bytes, &vendor).unwrap();
+        assert_eq!(
+            open::<License>(file.bytes(), &keys).unwrap_err(),
+            unsupported
+        );
+        // Malformed or too deep: the version cannot be read, the CBOR error stands.
+        let file = sign_raw(
+            FileKind::License,
+            vec![0xa2, 0x61, b'v', 0x02, 0x65],
+            &vendor,
+        )
+        .unwrap();
+        assert!(matches!(
+            open::<License>(file.bytes(), &keys).unwrap_err(),
+            FormatError::CborMalformed { .. }
+        ));
+        // Two `v` keys: no version is read leniently; the duplicate is reported.
+        let dup = vec![0xa2, 0x61, b'v', 0x02, 0x61, b'v', 0x02];
+        let file = sign_raw(FileKind::License, dup, &vendor).unwrap();
+        assert!(matches!(
+            open::<License>(file.bytes(), &keys).unwrap_err(),
+            FormatError::CborNotDeterministic { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_may_hold_any_deterministic_cbor_known_fields_may_not() {
+        let mut future = license_value(1);
+        let extras = [
+            ("price", Value::Float(12.5)),
+            (
+                "renew_at",
+                Value::Tag(1, Box::new(Value::Integer(1_900_000_000.into()))),
+            ),
+            ("note", Value::Null),
+            (
+                "nested",
+                Value::Map(vec![(
+                    Value::Integer(7.into()),
+                    Value::Array(vec![Value::Null]),
+                )]),
+            ),
+        ];
+        entries(&mut future).extend(extras.iter().map(|(k, v)| (text(k), v.clone())));
+        entries(field(&mut future, "match_rule")).push((text("weight"), Value::Float(0.5)));
+        let features = field(&mut future, "features");
+        entries(field(features, "f")).push((text("unit"), Value::Null));
+        let read = read_license(future, true).unwrap();
+        let device = SecretKey::from_seed(&[2; 32]);
+        assert_eq!(read.payload(), &license(&device.public()));
+
+        // The same values in known fields are refused.
+        for (name, bad, reason) in [
+            (
+                "issued",
+                Value::Tag(1, Box::new(Value::Integer(1_900_000_000.into()))),
+                "CBOR tag 1 is not used in lic payloads",
+            ),
+            (
+                "expires",
+                Value::Null,
+                "null is not a value in lic payloads; omit the field instead",
+            ),
+            (
+                "clock_tolerance",
+                Value::Float(3600.0),
+                "floating-point numbers are not used in lic payloads",
+            ),
+        ] {
+            let mut value = license_value(1);
+            entries(&mut value).retain(|(k, _)| k.as_text() != Some(name));
+            entries(&mut value).push((text(name), bad));
+            assert_eq!(
+                read_license(value, true).unwrap_err(),
+                FormatError::PayloadInvalid {
+                    kind: FileKind::License,
+                    reason: reason.into()
+                },
+                "{name}"
+            );
+        }
+        // Inside a known structure's known field, and inside a plain (non-extensible) map.
+        let mut value = license_value(1);
+        let features = field(&mut value, "features");
+        entries(field(features, "f")).push((text("limit"), Value::Null));
+        assert!(read_license(value, true).is_err());
+        let mut value = license_value(1);
+        entries(field(&mut value, "fingerprint")).push((text("cpu"), Value::Null));
+        assert!(read_license(value, true).is_err());
+        // A structure's keys are text, known or not.
+        let mut value = license_value(1);
+        entries(field(&mut value, "match_rule")).push((Value::Integer(1.into()), text("x")));
+        assert_eq!(
+            read_license(value, true).unwrap_err(),
+            FormatError::PayloadInvalid {
+                kind: FileKind::License,
+                reason: "a map key is an integer; the keys of lic structures are text strings"
+                    .into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_fields_must_still_be_deterministic_and_within_the_nesting_limit() {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let keys = Keyring::with([vendor.public()]);
+        let mut deep = Value::Integer(0.into());
+        for _ in 0..cbor::MAX_DEPTH {
+            deep = Value::Array(vec![deep]);
+        }
+        let mut value = license_value(1);
+        entries(&mut value).push((text("zz_deep"), deep));
+        assert_eq!(
+            read_license(value, true).unwrap_err(),
+            FormatError::CborTooDeep { part: "payload" }
+        );
+        // A float in a non-shortest form: 12.5 as a double (fb …) instead of a half.
+        let mut value = license_value(1);
+        entries(&mut value).push((text("zz"), Value::Float(12.5)));
+        cbor::canonicalize(&mut value);
+        let mut bytes = cbor::encode_value(&value);
+        let half = [0x62, b'z', b'z', 0xf9, 0x4a, 0x40];
+        let at = bytes.windows(half.len()).position(|w| w == half).unwrap();
+        bytes.splice(at + 3..at + 6, [0xfb, 0x40, 0x29, 0, 0, 0, 0, 0, 0]);
+        let file = sign_raw(FileKind::License, bytes, &vendor).unwrap();
+        assert!(matches!(
+            open::<License>(file.bytes(), &keys).unwrap_err(),
+            FormatError::CborNotDeterministic {
+                part: "payload",
+                ..
+            }
+        ));
+    }
+
+    fn assert_shape_is(value: &Value, shape: &Shape, at: &str) {
+        match (shape, value) {
+            (Shape::Plain, _) => {}
+            (Shape::Struct(fields), Value::Map(entries)) => {
+                let present: Vec<&str> =
+                    entries.iter().map(|(k, _)| k.as_text().unwrap()).collect();
+                let mut known: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+                let mut sorted = present.clone();
+                sorted.sort_unstable();
+                known.sort_unstable();
+                assert_eq!(sorted, known, "the fields of {at}");
+                for (k, v) in entries {
+                    let name = k.as_text().unwrap();
+                    let (_, inner) = fields.iter().find(|(n, _)| *n == name).unwrap();
+                    assert_shape_is(v, inner, &format!("{at}.{name}"));
+                }
+            }
+            (Shape::Names(inner), Value::Map(entries)) => {
+                assert!(!entries.is_empty(), "{at} is empty in the sample");
+                for (k, v) in entries {
+                    assert_shape_is(v, inner, &format!("{at}[{k:?}]"));
+                }
+            }
+            (shape, value) => panic!("{at}: {value:?} is not a {shape:?}"),
+        }
+    }
+
+    #[test]
+    fn the_payload_shapes_name_exactly_the_fields_of_the_payload_types() {
+        fn with_v<T: Payload>(payload: &T) -> Value {
+            let mut value = Value::serialized(payload).unwrap();
+            entries(&mut value).push((text("v"), Value::Integer(1.into())));
+            value
+        }
+        let device = SecretKey::from_seed(&[2; 32]).public();
+        // Every optional field set, so that every field appears.
+        let mut lic = license(&device);
+        lic.expires = Some(t(30));
+        lic.features.insert(
+            "g".into(),
+            Feature {
+                limit: Some(5),
+                overage: true,
+            },
+        );
+        lic.features.remove("f");
+        let refresh = Refresh {
+            license_id: "lic_1".into(),
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            device_key: Bytes32(device.to_bytes()),
+            serial: 2,
+            features: lic.features.clone(),
+            license_type: LicenseType::Trial,
+            expires: Some(t(30)),
+            offline_expiry: Some(t(20)),
+            clock_tolerance: 60,
+            clock_floor: Some(t(2)),
+            reason: "r".into(),
+            issued: t(2),
+        };
+        let request = ActivationRequest {
+            product: "p".into(),
+            credential: Credential::User("u".into()),
+            fingerprint: lic.fingerprint.clone(),
+            nonce: Nonce([1; 16]),
+            created: t(1),
+            client: "lic".into(),
+            journal: JournalHead {
+                seq: 0,
+                prev: Bytes32([0; 32]),
+            },
+        };
+        let deactivation = Deactivation {
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            counters: [("f".to_string(), 1)].into(),
+            journal: request.journal,
+            created: t(4),
+        };
+        let receipt = Receipt {
+            activation_id: "act_1".into(),
+            file_hash: Bytes32([3; 32]),
+            file_kind: "deactivation".into(),
+            state: "deactivated".into(),
+            applied: t(5),
+        };
+        for (kind, value) in [
+            (FileKind::ActivationRequest, with_v(&request)),
+            (FileKind::License, with_v(&lic)),
+            (FileKind::Refresh, with_v(&refresh)),
+            (FileKind::Deactivation, with_v(&deactivation)),
+            (FileKind::UsageReport, with_v(&usage(1))),
+            (FileKind::Receipt, with_v(&receipt)),
+        ] {
+            assert_shape_is(&value, payload_shape(kind), kind.name());
+        }
+    }
+
+    #[test]
+    fn a_header_that_cannot_be_encoded_is_an_error_not_a_null_header() {
+        let vendor = SecretKey::from_seed(&[1; 32]);
+        let header = HeaderBuilder::new()
+            .algorithm(iana::Algorithm::EdDSA)
+            .value(-65600, Value::Bool(true))
+            .value(-65600, Value::Bool(false))
+            .build();
+        let err = sign_with_header(FileKind::License, header, vec![0xa0], &vendor).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FormatError::EncodeFailed {
+                    part: "protected header",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "encode-failed");
     }
 }

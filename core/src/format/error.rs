@@ -24,9 +24,23 @@ pub enum FormatError {
     #[error("the file is truncated: '-----BEGIN LIC {label}-----' has no matching END line")]
     ArmorTruncated { label: String },
 
+    /// A BEGIN or END line with text after its closing `-----`, or without it.
+    #[error("line {line} is not a well-formed armor line: {reason}")]
+    ArmorMalformedLine { line: usize, reason: String },
+
     /// The BEGIN and END lines name different things.
     #[error("the armor is inconsistent: it begins as 'LIC {begin}' but ends as 'LIC {end}'")]
     ArmorLabelMismatch { begin: String, end: String },
+
+    /// The label is a known one in another letter case (labels are case sensitive).
+    #[error(
+        "the armor label 'LIC {found}' is not written as lic writes it: labels are case \
+         sensitive, and this one should be 'LIC {expected}'"
+    )]
+    ArmorLabelCase {
+        found: String,
+        expected: &'static str,
+    },
 
     /// The label is not one of the file kinds this version knows.
     #[error("'LIC {label}' is not a kind of file this version of lic knows")]
@@ -80,6 +94,11 @@ pub enum FormatError {
     #[error("the signed content type says {found}, not {expected}")]
     WrongContentType { expected: String, found: String },
 
+    /// The signed content type names a kind of lic file this version does not know (a
+    /// newer kind): `application/vnd.lic.<name>+cbor` with an unknown name.
+    #[error("the file is a kind of lic file this version of lic does not know ({found})")]
+    UnsupportedKind { found: String },
+
     /// A parameter that belongs in the protected header is missing or unusable there.
     #[error("the protected header is unusable: {reason}")]
     HeaderInvalid { reason: String },
@@ -109,6 +128,11 @@ pub enum FormatError {
     /// The payload decodes but does not have the fields its kind requires.
     #[error("the {kind} payload is invalid: {reason}")]
     PayloadInvalid { kind: FileKind, reason: String },
+
+    /// Writing: a part of the file could not be encoded (for example a caller-built
+    /// protected header that repeats a label).
+    #[error("the {part} could not be encoded: {reason}")]
+    EncodeFailed { part: &'static str, reason: String },
 }
 
 impl FormatError {
@@ -118,7 +142,9 @@ impl FormatError {
             Self::TooLarge { .. } => "too-large",
             Self::ArmorMissing => "armor-missing",
             Self::ArmorTruncated { .. } => "armor-truncated",
+            Self::ArmorMalformedLine { .. } => "armor-malformed-line",
             Self::ArmorLabelMismatch { .. } => "armor-label-mismatch",
+            Self::ArmorLabelCase { .. } => "armor-label-case",
             Self::ArmorUnknownKind { .. } => "armor-unknown-kind",
             Self::ArmorMultipleBlocks => "armor-multiple-blocks",
             Self::ArmorBadBase64 { .. } => "armor-bad-base64",
@@ -132,6 +158,7 @@ impl FormatError {
             Self::UnsupportedCritical { .. } => "unsupported-critical",
             Self::UnsupportedVersion { .. } => "unsupported-version",
             Self::WrongContentType { .. } => "wrong-content-type",
+            Self::UnsupportedKind { .. } => "unsupported-kind",
             Self::HeaderInvalid { .. } => "header-invalid",
             Self::UnprotectedHeader => "unprotected-header",
             Self::UnknownKey { .. } => "unknown-key",
@@ -139,6 +166,7 @@ impl FormatError {
             Self::WrongSigner { .. } => "wrong-signer",
             Self::BadSignature => "bad-signature",
             Self::PayloadInvalid { .. } => "payload-invalid",
+            Self::EncodeFailed { .. } => "encode-failed",
         }
     }
 
@@ -157,11 +185,22 @@ impl FormatError {
                 "the file was damaged or cut off on its way (mail clients and editors can do \
                  this): ask the sender for the file again, as an attachment"
             }
+            Self::ArmorMalformedLine { .. } => {
+                "each '-----BEGIN LIC …-----' and '-----END LIC …-----' line stands alone on \
+                 its line: correct the line as the message shows, or ask the sender for the \
+                 file again, as an attachment"
+            }
+            Self::ArmorLabelCase { .. } => {
+                "the BEGIN and END lines were changed on the file's way (an editor or mail \
+                 client changed their letter case): write them in upper case as the message \
+                 shows, or ask the sender for the file again, as an attachment"
+            }
             Self::ArmorMultipleBlocks => {
                 "save each '-----BEGIN LIC' … '-----END LIC' block to a file of its own and \
                  give them one at a time"
             }
             Self::ArmorUnknownKind { .. }
+            | Self::UnsupportedKind { .. }
             | Self::UnsupportedCritical { .. }
             | Self::UnsupportedVersion { .. } => {
                 "the file was made by a newer version of lic: update lic (or the application) \
@@ -193,6 +232,10 @@ impl FormatError {
             Self::BadSignature => {
                 "do not use this file: it was altered after signing. Ask the sender for a new \
                  copy"
+            }
+            Self::EncodeFailed { .. } => {
+                "the program that writes the file has a bug: report it with the command that \
+                 failed (nothing was written)"
             }
         }
     }

@@ -113,6 +113,25 @@ impl FileKind {
     }
 }
 
+/// The form every lic content type has, known kinds and future ones alike:
+/// `application/vnd.lic.<name>+cbor`, where `<name>` is one or more lower-case ASCII
+/// letters, digits and `-`. A content type of this form that names no known kind is a
+/// kind of file made by a newer version (`unsupported-kind`), not a wrong file.
+pub(crate) fn is_lic_content_type(content_type: &str) -> bool {
+    content_type
+        .strip_prefix(CONTENT_TYPE_PREFIX)
+        .and_then(|rest| rest.strip_suffix(CONTENT_TYPE_SUFFIX))
+        .is_some_and(|name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+const CONTENT_TYPE_PREFIX: &str = "application/vnd.lic.";
+const CONTENT_TYPE_SUFFIX: &str = "+cbor";
+
 impl fmt::Display for FileKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -128,6 +147,8 @@ impl fmt::Display for FileKind {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -137,8 +158,33 @@ mod tests {
             assert_eq!(FileKind::from_content_type(kind.content_type()), Some(kind));
             assert_eq!(FileKind::from_name(kind.name()), Some(kind));
         }
-        let mut types: Vec<_> = FileKind::ALL.iter().map(|k| k.content_type()).collect();
-        types.dedup();
-        assert_eq!(types.len(), FileKind::ALL.len());
+        let distinct = |names: [&str; 6]| names.into_iter().collect::<BTreeSet<_>>().len();
+        assert_eq!(distinct(FileKind::ALL.map(FileKind::content_type)), 6);
+        assert_eq!(distinct(FileKind::ALL.map(FileKind::armor_label)), 6);
+        assert_eq!(distinct(FileKind::ALL.map(FileKind::name)), 6);
+    }
+
+    #[test]
+    fn every_content_type_has_the_lic_form_and_future_ones_are_recognised() {
+        for kind in FileKind::ALL {
+            assert!(is_lic_content_type(kind.content_type()), "{kind}");
+            assert_eq!(
+                kind.content_type(),
+                format!("application/vnd.lic.{}+cbor", kind.name())
+            );
+        }
+        assert!(is_lic_content_type("application/vnd.lic.check-in+cbor"));
+        assert!(is_lic_content_type("application/vnd.lic.v2-license+cbor"));
+        for other in [
+            "application/vnd.lic.+cbor",
+            "application/vnd.lic.License+cbor",
+            "application/vnd.lic.license+json",
+            "application/vnd.lic.a b+cbor",
+            "application/cbor",
+            "text/plain",
+            "",
+        ] {
+            assert!(!is_lic_content_type(other), "{other:?}");
+        }
     }
 }

@@ -306,6 +306,100 @@ pub struct Receipt {
     pub applied: Timestamp,
 }
 
+/// The fields of a payload as a reader checks them (docs/format.md §5.1, §5.9): the type
+/// rules (no tag, null or float) apply to the fields this version knows; a field it does
+/// not know, in the payload or in one of its extensible structures, is ignored whatever
+/// it holds. Kept beside the types above; a test checks that the two agree.
+#[derive(Debug)]
+pub(crate) enum Shape {
+    /// A value checked through entirely: a text, an integer, a byte string, or a map or
+    /// array that is not extensible (`fingerprint`, `counters`, `credential`, …).
+    Plain,
+    /// An extensible structure: its known fields, each with its shape.
+    Struct(&'static [(&'static str, Shape)]),
+    /// A name-indexed map whose values have one shape (`features`).
+    Names(&'static Shape),
+}
+
+use Shape::Plain;
+
+const JOURNAL: Shape = Shape::Struct(&[("seq", Plain), ("prev", Plain)]);
+const MATCH_RULE: Shape = Shape::Struct(&[("required", Plain), ("max_changed", Plain)]);
+const FEATURE: Shape = Shape::Struct(&[("limit", Plain), ("overage", Plain)]);
+const FEATURES: Shape = Shape::Names(&FEATURE);
+
+const ACTIVATION_REQUEST: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("product", Plain),
+    ("credential", Plain),
+    ("fingerprint", Plain),
+    ("nonce", Plain),
+    ("created", Plain),
+    ("client", Plain),
+    ("journal", JOURNAL),
+]);
+const LICENSE: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("license_id", Plain),
+    ("activation_id", Plain),
+    ("product", Plain),
+    ("device_key", Plain),
+    ("fingerprint", Plain),
+    ("match_rule", MATCH_RULE),
+    ("features", FEATURES),
+    ("license_type", Plain),
+    ("issued", Plain),
+    ("not_before", Plain),
+    ("expires", Plain),
+    ("offline_expiry", Plain),
+    ("clock_tolerance", Plain),
+    ("serial", Plain),
+    ("request_nonce", Plain),
+]);
+const REFRESH: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("license_id", Plain),
+    ("activation_id", Plain),
+    ("product", Plain),
+    ("device_key", Plain),
+    ("serial", Plain),
+    ("features", FEATURES),
+    ("license_type", Plain),
+    ("expires", Plain),
+    ("offline_expiry", Plain),
+    ("clock_tolerance", Plain),
+    ("clock_floor", Plain),
+    ("reason", Plain),
+    ("issued", Plain),
+]);
+const COUNTERS_REPORT: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("activation_id", Plain),
+    ("product", Plain),
+    ("counters", Plain),
+    ("journal", JOURNAL),
+    ("created", Plain),
+]);
+const RECEIPT: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("activation_id", Plain),
+    ("file_hash", Plain),
+    ("file_kind", Plain),
+    ("state", Plain),
+    ("applied", Plain),
+]);
+
+/// The shape of the payload of `kind`.
+pub(crate) fn payload_shape(kind: FileKind) -> &'static Shape {
+    match kind {
+        FileKind::ActivationRequest => &ACTIVATION_REQUEST,
+        FileKind::License => &LICENSE,
+        FileKind::Refresh => &REFRESH,
+        FileKind::Deactivation | FileKind::UsageReport => &COUNTERS_REPORT,
+        FileKind::Receipt => &RECEIPT,
+    }
+}
+
 fn non_empty(fields: &[(&str, &str)]) -> Result<(), String> {
     match fields.iter().find(|(_, value)| value.trim().is_empty()) {
         Some((name, _)) => Err(format!("`{name}` is empty")),
