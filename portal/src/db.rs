@@ -11,6 +11,11 @@ use sqlx::{AnyPool, Executor as _, Transaction};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "indexes", include_str!("../migrations/0002_indexes.sql")),
+    (
+        3,
+        "one-active",
+        include_str!("../migrations/0003_one_active.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

@@ -11,6 +11,18 @@ pub enum PortalError {
     File(#[from] FormatError),
     #[error("no license matches this license key or user for product '{product}'")]
     UnknownLicense { product: String },
+    #[error(
+        "this license key belongs to product '{license_product}', not to '{requested}' named in the request"
+    )]
+    WrongProduct {
+        requested: String,
+        license_product: String,
+    },
+    #[error(
+        "license {license} is user-based: its activation requests are applied by the vendor, not \
+         uploaded anonymously"
+    )]
+    UserLicenseNeedsVendor { license: String },
     #[error("license {license} is revoked")]
     LicenseRevoked { license: String },
     #[error("license {license} may not be activated offline")]
@@ -41,6 +53,8 @@ pub enum PortalError {
     Invalid { field: &'static str, reason: String },
     #[error("activation {activation} is not active (it is {state})")]
     NotActive { activation: String, state: String },
+    #[error("{reason}")]
+    Conflict { reason: String },
     #[error("the vendor signing key could not be used: {0}")]
     Key(String),
     #[error("authentication required: send a bearer token (Authorization: Bearer TOKEN)")]
@@ -61,6 +75,8 @@ impl PortalError {
         match self {
             PortalError::File(e) => e.code(),
             PortalError::UnknownLicense { .. } => "unknown-license",
+            PortalError::WrongProduct { .. } => "wrong-product",
+            PortalError::UserLicenseNeedsVendor { .. } => "user-license-needs-vendor",
             PortalError::LicenseRevoked { .. } => "license-revoked",
             PortalError::OfflineNotAllowed { .. } => "offline-not-allowed",
             PortalError::SubscriptionOffline { .. } => "subscription-offline",
@@ -71,6 +87,7 @@ impl PortalError {
             PortalError::AlreadyExists { .. } => "already-exists",
             PortalError::Invalid { .. } => "invalid",
             PortalError::NotActive { .. } => "not-active",
+            PortalError::Conflict { .. } => "conflict",
             PortalError::Key(_) => "vendor-key",
             PortalError::Unauthenticated => "unauthenticated",
             PortalError::Forbidden { .. } => "forbidden",
@@ -83,18 +100,22 @@ impl PortalError {
     pub fn status(&self) -> u16 {
         match self {
             PortalError::File(FormatError::TooLarge { .. }) => 413,
-            PortalError::File(_) | PortalError::Invalid { .. } => 400,
+            PortalError::File(_)
+            | PortalError::Invalid { .. }
+            | PortalError::WrongProduct { .. } => 400,
             PortalError::UnknownLicense { .. }
             | PortalError::UnknownActivation { .. }
             | PortalError::NotFound { .. } => 404,
             PortalError::LicenseRevoked { .. }
+            | PortalError::UserLicenseNeedsVendor { .. }
             | PortalError::OfflineNotAllowed { .. }
             | PortalError::SubscriptionOffline { .. }
             | PortalError::Forbidden { .. } => 403,
             PortalError::NoSeatLeft { .. }
             | PortalError::TooManyDeactivations { .. }
             | PortalError::AlreadyExists { .. }
-            | PortalError::NotActive { .. } => 409,
+            | PortalError::NotActive { .. }
+            | PortalError::Conflict { .. } => 409,
             PortalError::Unauthenticated => 401,
             PortalError::RateLimited => 429,
             PortalError::Key(_) | PortalError::Db(_) | PortalError::Storage(_) => 500,
@@ -107,6 +128,14 @@ impl PortalError {
             PortalError::File(e) => e.hint(),
             PortalError::UnknownLicense { .. } => {
                 "check the license key (or user id) and the product in the activation request"
+            }
+            PortalError::WrongProduct { .. } => {
+                "make the request again with the product this license key is for \
+                 (lic offline-activate --product PRODUCT), or use the key for this product"
+            }
+            PortalError::UserLicenseNeedsVendor { .. } => {
+                "send the activation request file to the vendor's support; they apply it and \
+                 send the license file back"
             }
             PortalError::LicenseRevoked { .. } => "contact the vendor about this license",
             PortalError::OfflineNotAllowed { .. } | PortalError::SubscriptionOffline { .. } => {
@@ -127,6 +156,9 @@ impl PortalError {
             PortalError::AlreadyExists { .. } => "choose another id, or use the existing one",
             PortalError::Invalid { .. } => "correct the value and try again",
             PortalError::NotActive { .. } => "nothing to do: the activation is already inactive",
+            PortalError::Conflict { .. } => {
+                "something changed it at the same moment: look at it again, then try again"
+            }
             PortalError::Key(_) => "check the portal's key directory and the active vendor key",
             PortalError::Unauthenticated => {
                 "create a token with `lic-portal token create` and send it"

@@ -8,18 +8,19 @@
 //! test holds the two to each other.
 //!
 //! Access:
-//! - anonymous: `/healthz`, `/openapi.json`, `/api/v1/keys/trust.pem` (public keys are
-//!   public), and the uploads `/api/v1/{activate,deactivate,usage}` (rate-limited per
-//!   client IP);
+//! - anonymous: `/healthz` and `/openapi.json`; rate-limited per client IP: the trusted
+//!   public keys `/api/v1/keys/trust.pem` and the uploads `/api/v1/{activate,deactivate,usage}`;
 //! - read-only and up: reading products, policies, licenses, activations, keys;
 //! - support and up: the audit log, refresh files, applying any device file;
 //! - admin: creating products, policies and licenses, revoking, deactivating on the
 //!   server; and, with a token for all products only, rotating the vendor key and managing
 //!   tokens.
 //!
-//! A token limited to some products sees only their objects: a single object of another
-//! product is "not found" (404), lists leave them out, and changing one is forbidden
-//! (403), checked before anything is changed. The audit log is for support and admin; a
+//! A token limited to some products sees only their objects: an object of another
+//! product is "not found" (404) — to read it, change it or apply a file about it, in the
+//! same words as an object that does not exist — and lists leave them out; creating a
+//! product outside its products is forbidden (403). All of it is checked before anything
+//! is changed. The audit log is for support and admin; a
 //! token limited to some products must ask for the entries of one object of its products
 //! (`subject=ID`).
 
@@ -522,7 +523,7 @@ use Access::{Anonymous, Public, Token};
 routes! {
     GET "/healthz", Public => healthz;
     GET "/openapi.json", Public => openapi;
-    GET "/api/v1/keys/trust.pem", Public => trust_pem;
+    GET "/api/v1/keys/trust.pem", Anonymous => trust_pem;
     POST "/api/v1/activate", Anonymous => activate;
     POST "/api/v1/deactivate", Anonymous => deactivate;
     POST "/api/v1/usage", Anonymous => usage;
@@ -713,20 +714,53 @@ async fn usage(
 
 // ----- handlers: vendor and support ------------------------------------------------------------
 
-fn forbidden_product(product: &str) -> ApiError {
-    PortalError::Forbidden {
-        action: format!("change objects of product '{product}'"),
-    }
-    .into()
-}
-
-/// Refuse a change to an object of `product` the token does not see.
-fn check_write(p: &Principal, product: &str) -> Result<(), ApiError> {
+/// Refuse creating a product the token is not limited to.
+fn check_new_product(p: &Principal, product: &str) -> Result<(), ApiError> {
     if p.sees(product) {
         Ok(())
     } else {
-        Err(forbidden_product(product))
+        Err(PortalError::Forbidden {
+            action: "create a product outside the products it is limited to".into(),
+        }
+        .into())
     }
+}
+
+/// An object of a product the token does not see is, to that token, one that does not
+/// exist: the same 404, whatever the call.
+fn visible<T>(
+    p: &Principal,
+    product: &str,
+    object: T,
+    not_found: impl FnOnce() -> PortalError,
+) -> Result<T, ApiError> {
+    if p.sees(product) {
+        Ok(object)
+    } else {
+        Err(not_found().into())
+    }
+}
+
+async fn visible_policy(portal: &Portal, p: &Principal, id: &str) -> Result<Policy, ApiError> {
+    let policy = portal.policy(id).await?;
+    let product = policy.product.clone();
+    visible(p, &product, policy, || PortalError::NotFound {
+        what: "policy",
+        id: id.into(),
+    })
+}
+
+async fn visible_license(
+    portal: &Portal,
+    p: &Principal,
+    id: &str,
+) -> Result<LicenseInfo, ApiError> {
+    let license = portal.license(id).await?;
+    let product = license.product.clone();
+    visible(p, &product, license, || PortalError::NotFound {
+        what: "license",
+        id: id.into(),
+    })
 }
 
 fn scope(p: &Principal) -> Option<&[String]> {
@@ -753,7 +787,7 @@ async fn create_product(
     Extension(p): Extension<Principal>,
     Body(new): Body<NewProduct>,
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
-    check_write(&p, &new.code)?;
+    check_new_product(&p, &new.code)?;
     let product = s
         .portal
         .create_product(&new.code, &new.name, &p.actor())
@@ -788,7 +822,13 @@ async fn create_policy(
     Extension(p): Extension<Principal>,
     Body(spec): Body<Policy>,
 ) -> Result<(StatusCode, Json<Policy>), ApiError> {
-    check_write(&p, &spec.product)?;
+    if !p.sees(&spec.product) {
+        return Err(PortalError::NotFound {
+            what: "product",
+            id: spec.product,
+        }
+        .into());
+    }
     let policy = s.portal.create_policy(spec, &p.actor()).await?;
     Ok((StatusCode::CREATED, Json(policy)))
 }
@@ -798,11 +838,7 @@ async fn get_policy(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Policy> {
-    let policy = s.portal.policy(&id).await?;
-    if !p.sees(&policy.product) {
-        return Err(PortalError::NotFound { what: "policy", id }.into());
-    }
-    Ok(Json(policy))
+    Ok(Json(visible_policy(&s.portal, &p, &id).await?))
 }
 
 async fn list_licenses(
@@ -817,8 +853,7 @@ async fn create_license(
     Extension(p): Extension<Principal>,
     Body(spec): Body<NewLicense>,
 ) -> Result<(StatusCode, Json<CreatedLicense>), ApiError> {
-    let policy = s.portal.policy(&spec.policy).await?;
-    check_write(&p, &policy.product)?;
+    visible_policy(&s.portal, &p, &spec.policy).await?;
     let created = s.portal.create_license(spec, &p.actor()).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -828,15 +863,7 @@ async fn get_license(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<LicenseInfo> {
-    let license = s.portal.license(&id).await?;
-    if !p.sees(&license.product) {
-        return Err(PortalError::NotFound {
-            what: "license",
-            id,
-        }
-        .into());
-    }
-    Ok(Json(license))
+    Ok(Json(visible_license(&s.portal, &p, &id).await?))
 }
 
 /// Why: required by every change that is audited with a reason.
@@ -866,8 +893,7 @@ async fn revoke_license(
     Path(id): Path<String>,
     Body(reason): Body<Reason>,
 ) -> ApiResult<LicenseInfo> {
-    let license = s.portal.license(&id).await?;
-    check_write(&p, &license.product)?;
+    visible_license(&s.portal, &p, &id).await?;
     let reason = reason.required()?;
     Ok(Json(
         s.portal.revoke_license(&id, reason, &p.actor()).await?,
@@ -899,13 +925,10 @@ async fn visible_activation(
     id: &str,
 ) -> Result<Activation, ApiError> {
     let activation = portal.activation(id).await?;
-    if !p.sees(&activation.product) {
-        return Err(PortalError::UnknownActivation {
-            activation: id.into(),
-        }
-        .into());
-    }
-    Ok(activation)
+    let product = activation.product.clone();
+    visible(p, &product, activation, || PortalError::UnknownActivation {
+        activation: id.into(),
+    })
 }
 
 async fn get_activation(
@@ -928,8 +951,7 @@ async fn refresh(
     Path(id): Path<String>,
     Body(spec): Body<RefreshSpec>,
 ) -> ApiResult<Refreshed> {
-    let activation = s.portal.activation(&id).await?;
-    check_write(&p, &activation.product)?;
+    visible_activation(&s.portal, &p, &id).await?;
     let refresh = s.portal.refresh(&id, &spec, &p.actor()).await?;
     Ok(Json(Refreshed { refresh }))
 }
@@ -940,24 +962,28 @@ async fn deactivate_activation(
     Path(id): Path<String>,
     Body(reason): Body<Reason>,
 ) -> ApiResult<Activation> {
-    let activation = s.portal.activation(&id).await?;
-    check_write(&p, &activation.product)?;
+    visible_activation(&s.portal, &p, &id).await?;
     let reason = reason.required()?;
     Ok(Json(s.portal.deactivate(&id, reason, &p.actor()).await?))
 }
 
-/// The product an uploaded device file is about, or `None` for a file the portal refuses
-/// whatever its product (a kind it makes itself).
-async fn product_of_file(portal: &Portal, input: &[u8]) -> Result<Option<String>, PortalError> {
+/// Refuse, as if unknown, a device file about a product the token does not see. A file the
+/// portal refuses whatever its product (a kind it makes itself) is left to `apply`.
+async fn check_file_scope(portal: &Portal, p: &Principal, input: &[u8]) -> Result<(), ApiError> {
     let activation = match format::open_any(input, &lic_core::keys::Keyring::new()) {
-        Ok(AnyFile::ActivationRequest(r)) => return Ok(Some(r.payload().product.clone())),
+        Ok(AnyFile::ActivationRequest(r)) => {
+            let product = &r.payload().product;
+            return visible(p, product, (), || PortalError::UnknownLicense {
+                product: product.clone(),
+            });
+        }
         Ok(AnyFile::Deactivation(d)) => d.payload().activation_id.clone(),
         Ok(AnyFile::UsageReport(u)) => u.payload().activation_id.clone(),
         // Vendor-signed kinds (no vendor key is given, so they end here): applying refuses them.
-        Ok(_) | Err(FormatError::UnknownKey { .. }) => return Ok(None),
+        Ok(_) | Err(FormatError::UnknownKey { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    Ok(Some(portal.activation(&activation).await?.product))
+    visible_activation(portal, p, &activation).await.map(|_| ())
 }
 
 async fn apply(
@@ -965,10 +991,8 @@ async fn apply(
     Extension(p): Extension<Principal>,
     Upload(body): Upload,
 ) -> ApiResult<Applied> {
-    if p.products.is_some()
-        && let Some(product) = product_of_file(&s.portal, &body).await?
-    {
-        check_write(&p, &product)?;
+    if p.products.is_some() {
+        check_file_scope(&s.portal, &p, &body).await?;
     }
     Ok(Json(s.portal.apply(&body, &p.actor()).await?))
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lic_core::format::{Feature, Features, LicenseType, MatchRule};
 use lic_core::keys::KeyError;
 use lic_portal::db::{Db, redact};
-use lic_portal::ops::{Activation, LicenseInfo, NewLicense, Policy, RefreshSpec};
+use lic_portal::ops::{Activation, Applied, LicenseInfo, NewLicense, Policy, RefreshSpec};
 use lic_portal::{Actor, Portal, PortalError};
 
 /// lic-portal — the vendor's license portal: database, files, HTTP API.
@@ -262,8 +262,17 @@ enum KeyCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Create a new signing key and make it the active one (the old one stays trusted).
-    Rotate,
+    /// Make a new signing key the active one (the old one stays trusted).
+    ///
+    /// Without --key a new key is made in this instance's key directory. With several
+    /// instances, make it first (`key generate --out FILE` prints its KID), copy it into
+    /// every other instance's key directory as KID.key.pem, then rotate to it here with
+    /// --key FILE: every instance can sign with it from the moment it is active.
+    Rotate {
+        /// Rotate to this private key file (PKCS#8 PEM) instead of a new one.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
     /// List the vendor keys.
     List,
     /// Generate a standalone vendor signing key file (PKCS#8 PEM, mode 0600).
@@ -725,9 +734,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => out(&pem)?,
                 }
             }
-            KeyCommand::Rotate => {
+            KeyCommand::Rotate { key } => {
                 let portal = open(g).await?;
-                let key = portal.rotate_key(&actor).await?;
+                let key = match key {
+                    Some(file) => {
+                        let secret = lic_core::keys::SecretKey::read(&file).with_context(|| {
+                            format!("cannot use {} as the new key", file.display())
+                        })?;
+                        portal.rotate_key_to(secret, &actor).await?
+                    }
+                    None => portal.rotate_key(&actor).await?,
+                };
                 println!(
                     "new active vendor key {}; export the keys again for clients",
                     key.kid()
@@ -796,14 +813,54 @@ fn write_response(path: &Path, text: &str) -> anyhow::Result<()> {
             if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
                 Ok(())
             } else {
-                bail!(
+                Err(anyhow::Error::from(e).context(format!(
                     "{} already exists with other content; it was left as it is",
                     path.display()
-                )
+                )))
             }
         }
         Err(e) => Err(anyhow::Error::from(e).context(format!("cannot write {}", path.display()))),
     }
+}
+
+/// Write the response to `target`; if another response holds that name already (two
+/// requests named alike, `photo-pro.req` from two machines), beside it under a name made
+/// unique by the applied file's hash. Returns where it went.
+fn place_response(target: PathBuf, applied: &Applied) -> anyhow::Result<PathBuf> {
+    match write_response(&target, &applied.response) {
+        Ok(()) => Ok(target),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::AlreadyExists) =>
+        {
+            let stem = target
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let ext = target
+                .extension()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let short = applied.file_hash.get(..12).unwrap_or(&applied.file_hash);
+            let unique = target.with_file_name(format!("{stem}-{short}.{ext}"));
+            write_response(&unique, &applied.response)?;
+            Ok(unique)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// How one file of a bulk `apply` went wrong.
+enum Outcome {
+    /// The file could not be read.
+    Read(anyhow::Error),
+    /// The portal refused it.
+    Refused(PortalError),
+    /// Applied, but its response could not be written.
+    NotWritten {
+        activation: String,
+        error: anyhow::Error,
+    },
 }
 
 async fn apply(
@@ -818,22 +875,28 @@ async fn apply(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let (mut ok, mut refused) = (0usize, 0usize);
+    let (mut ok, mut refused, mut unwritten) = (0usize, 0usize, 0usize);
     for file in files {
-        let result: anyhow::Result<String> = async {
+        let result: Result<String, Outcome> = async {
             let mut bytes = Vec::new();
             let limit = lic_core::format::armor::MAX_FILE_SIZE as u64 + 1;
             if file == Path::new("-") {
                 std::io::stdin()
                     .lock()
                     .take(limit)
-                    .read_to_end(&mut bytes)?;
+                    .read_to_end(&mut bytes)
+                    .context("cannot read standard input")
+                    .map_err(Outcome::Read)?;
             } else {
                 std::fs::File::open(file)
                     .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-                    .with_context(|| format!("cannot read {}", file.display()))?;
+                    .with_context(|| format!("cannot read {}", file.display()))
+                    .map_err(Outcome::Read)?;
             }
-            let applied = portal.apply(&bytes, actor).await?;
+            let applied = portal
+                .apply(&bytes, actor)
+                .await
+                .map_err(Outcome::Refused)?;
             let ext = if applied.response_kind == "license" {
                 "lic"
             } else {
@@ -850,15 +913,18 @@ async fn apply(
                 );
                 out_dir.map_or_else(|| file.with_file_name(&name), |d| d.join(&name))
             };
-            write_response(&target, &applied.response)?;
+            let activation = applied.activation.as_deref().unwrap_or("-").to_string();
+            let target = place_response(target, &applied).map_err(|e| Outcome::NotWritten {
+                activation: activation.clone(),
+                error: e,
+            })?;
             let replay = if applied.replay {
                 " (applied before: same response)"
             } else {
                 ""
             };
             Ok(format!(
-                "{} → {} {}{replay}",
-                applied.activation.as_deref().unwrap_or("-"),
+                "{activation} → {} {}{replay}",
                 applied.response_kind,
                 target.display()
             ))
@@ -869,19 +935,41 @@ async fn apply(
                 ok += 1;
                 bar.suspend(|| println!("ok       {}  {line}", file.display()));
             }
-            Err(e) => {
+            Err(Outcome::NotWritten { activation, error }) => {
+                // Applied: the database has it. Applying the file again gives the same
+                // response, so the operator can fetch it once the path is sorted out.
+                unwritten += 1;
+                bar.suspend(|| {
+                    println!(
+                        "APPLIED  {}  {activation}, but the response was not written: {error:#} \
+                         (apply the file again for the same response)",
+                        file.display()
+                    );
+                });
+            }
+            Err(Outcome::Read(e)) => {
                 refused += 1;
-                let code = e
-                    .downcast_ref::<PortalError>()
-                    .map_or("error", PortalError::code);
-                bar.suspend(|| println!("REFUSED  {}  {code}: {e:#}", file.display()));
+                bar.suspend(|| println!("REFUSED  {}  error: {e:#}", file.display()));
+            }
+            Err(Outcome::Refused(e)) => {
+                refused += 1;
+                let code = e.code();
+                bar.suspend(|| println!("REFUSED  {}  {code}: {e}", file.display()));
             }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    eprintln!("{} file(s): {ok} applied, {refused} refused", files.len());
-    Ok(if refused == 0 {
+    let unwritten_note = if unwritten > 0 {
+        format!(" ({unwritten} more applied without their response written)")
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "{} file(s): {ok} applied, {refused} refused{unwritten_note}",
+        files.len()
+    );
+    Ok(if refused == 0 && unwritten == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -1078,7 +1166,10 @@ async fn demo(g: &Global, listen: std::net::SocketAddr, no_serve: bool) -> anyho
         lic_core::fsutil::PUBLIC_MODE,
         true,
     )?;
-    let data = g.data.display();
+    // Absolute paths: the commands are for another terminal, maybe in another directory.
+    let data = std::path::absolute(&g.data).unwrap_or_else(|_| g.data.clone());
+    let trust = std::path::absolute(&trust).unwrap_or(trust);
+    let data = data.display();
     let trust_path = trust.display();
     println!("lic portal demo — data in {data}/ (SQLite), API at http://{listen}/");
     println!();

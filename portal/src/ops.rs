@@ -40,6 +40,10 @@ impl Actor {
     pub fn anonymous(source: &str) -> Self {
         Actor(format!("upload:{source}"))
     }
+    /// Whether this is an anonymous upload (no token, no operator).
+    pub fn is_anonymous(&self) -> bool {
+        self.0.starts_with("upload:")
+    }
 }
 
 /// A product.
@@ -292,8 +296,63 @@ fn require_reason(reason: &str, what: &str) -> Result<(), PortalError> {
     Ok(())
 }
 
+/// A time the portal itself stored (checked when it was given).
 fn time(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The latest time the portal accepts: 9999-12-31T23:59:59Z.
+const MAX_TIME: i64 = 253_402_300_799;
+
+/// Longest period, in days, a policy or a refresh may give (100 years).
+pub const MAX_DAYS: i64 = 36_500;
+
+/// A time given by a person (`field`), checked: after `not_before`, before year 10000.
+fn given_time(
+    secs: i64,
+    not_before: DateTime<Utc>,
+    field: &'static str,
+) -> Result<DateTime<Utc>, PortalError> {
+    let t = DateTime::from_timestamp(secs, 0)
+        .filter(|_| secs <= MAX_TIME)
+        .ok_or_else(|| PortalError::Invalid {
+            field,
+            reason: format!("{secs} is not a time the portal can use (seconds since 1970, before the year 10000)"),
+        })?;
+    if t < not_before {
+        return Err(PortalError::Invalid {
+            field,
+            reason: format!(
+                "{} is in the past (before {})",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                not_before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        });
+    }
+    Ok(t)
+}
+
+/// `t` + `days`, or a clear error naming `what` when that leaves the range of times.
+fn add_days(t: DateTime<Utc>, days: i64, what: &str) -> Result<DateTime<Utc>, PortalError> {
+    Duration::try_days(days)
+        .and_then(|d| t.checked_add_signed(d))
+        .filter(|t| t.timestamp() <= MAX_TIME)
+        .ok_or_else(|| PortalError::Invalid {
+            field: "days",
+            reason: format!("{what} ({days} days) goes beyond the year 9999"),
+        })
+}
+
+/// A number of days given by a person: 1 to [`MAX_DAYS`].
+fn check_days(days: i64, field: &'static str) -> Result<(), PortalError> {
+    if (1..=MAX_DAYS).contains(&days) {
+        Ok(())
+    } else {
+        Err(PortalError::Invalid {
+            field,
+            reason: format!("{days} is out of range: give 1 to {MAX_DAYS} days"),
+        })
+    }
 }
 
 fn flag(b: bool) -> i64 {
@@ -521,8 +580,18 @@ impl Portal {
 
     /// Make a new vendor key the active one.
     pub async fn rotate_key(&self, actor: &Actor) -> Result<PublicKey, PortalError> {
+        self.rotate_key_to(SecretKey::generate(), actor).await
+    }
+
+    /// Make `key` (e.g. made by `lic-portal key generate` and placed in every instance's
+    /// key directory beforehand) the active vendor key.
+    pub async fn rotate_key_to(
+        &self,
+        key: SecretKey,
+        actor: &Actor,
+    ) -> Result<PublicKey, PortalError> {
         let now = self.now();
-        let public = vendor::rotate(&self.db, &self.keys_dir, now.timestamp()).await?;
+        let public = vendor::rotate_to(&self.db, &self.keys_dir, now.timestamp(), key).await?;
         let key = vendor::active(&self.db, &self.keys_dir).await?;
         self.set_signer(key);
         let mut tx = self.db.begin_write().await?;
@@ -645,20 +714,39 @@ impl Portal {
                 reason: "a policy needs a name".into(),
             });
         }
-        for (field, value) in [
-            ("validity_days", spec.validity_days),
-            ("clock_tolerance_secs", Some(spec.clock_tolerance_secs)),
-            ("max_offline_days", spec.max_offline_days),
-            ("inactivity_secs", spec.inactivity_secs),
-            ("max_deactivations", spec.max_deactivations),
-            ("deactivation_period_days", spec.deactivation_period_days),
+        // Every period within what the files and the clock arithmetic can carry.
+        const DAY: i64 = 86_400;
+        for (field, value, range) in [
+            ("validity_days", spec.validity_days, 1..=MAX_DAYS),
+            (
+                "clock_tolerance_secs",
+                Some(spec.clock_tolerance_secs),
+                0..=365 * DAY,
+            ),
+            ("max_offline_days", spec.max_offline_days, 1..=MAX_DAYS),
+            ("inactivity_secs", spec.inactivity_secs, 1..=MAX_DAYS * DAY),
+            ("max_deactivations", spec.max_deactivations, 0..=1_000_000),
+            (
+                "deactivation_period_days",
+                spec.deactivation_period_days,
+                1..=MAX_DAYS,
+            ),
         ] {
-            if value.is_some_and(|v| v < 0) {
+            if let Some(v) = value
+                && !range.contains(&v)
+            {
                 return Err(PortalError::Invalid {
                     field: "policy",
-                    reason: format!("{field} may not be negative"),
+                    reason: format!("{field} is {v}; give {} to {}", range.start(), range.end()),
                 });
             }
+        }
+        if spec.max_deactivations.is_some() != spec.deactivation_period_days.is_some() {
+            return Err(PortalError::Invalid {
+                field: "policy",
+                reason: "churn control needs both max_deactivations and deactivation_period_days"
+                    .into(),
+            });
         }
         let now = self.now();
         let policy = Policy {
@@ -755,6 +843,19 @@ impl Portal {
             });
         }
         let now = self.now();
+        if let Some(e) = spec.expires {
+            given_time(e, now, "expires")?;
+        }
+        if spec
+            .user_id
+            .as_ref()
+            .is_some_and(|u| u.trim().is_empty() || u.len() > 256)
+        {
+            return Err(PortalError::Invalid {
+                field: "user_id",
+                reason: "a user id is 1 to 256 characters".into(),
+            });
+        }
         let (key, key_hash_value, key_hint) = match &spec.user_id {
             Some(_) => (None, None, None),
             None => {
@@ -1097,14 +1198,20 @@ impl Portal {
                     .await?
             }
         };
-        let unknown = || PortalError::UnknownLicense {
+        let row = row.ok_or_else(|| PortalError::UnknownLicense {
             product: r.product.clone(),
-        };
-        let row = row.ok_or_else(unknown)?;
+        })?;
         let lic = license_row(&row)?;
         let policy = joined_policy_row(&row)?;
         if lic.product != r.product {
-            return Err(unknown());
+            return Err(PortalError::WrongProduct {
+                requested: r.product.clone(),
+                license_product: lic.product,
+            });
+        }
+        if matches!(r.credential, Credential::User(_)) && actor.is_anonymous() {
+            // A user id is no secret: whoever knows it could take the user's seats.
+            return Err(PortalError::UserLicenseNeedsVendor { license: lic.id });
         }
         if lic.status != "active" {
             // A replay of a request applied before the revocation still gets its license.
@@ -1125,10 +1232,11 @@ impl Portal {
         let activation_id = new_id("act");
         let mut rule = policy.match_rule.clone();
         rule.required.retain(|c| r.fingerprint.contains_key(c));
-        let expires = lic
-            .expires
-            .map(time)
-            .or_else(|| policy.validity_days.map(|d| now + Duration::days(d)));
+        let expires = match (lic.expires, policy.validity_days) {
+            (Some(e), _) => Some(time(e)),
+            (None, Some(days)) => Some(add_days(now, days, "the policy's validity_days")?),
+            (None, None) => None,
+        };
         let license = License {
             license_id: lic.id.clone(),
             activation_id: activation_id.clone(),
@@ -1197,22 +1305,17 @@ impl Portal {
                 };
                 match self.write(Job::Reissue(job)).await? {
                     WriteOutcome::Done(applied) => Ok(applied),
-                    _ => self
-                        .replayed(hash)
-                        .await?
-                        .ok_or_else(|| PortalError::Invalid {
-                            field: "request",
-                            reason: "it was applied concurrently; upload it again".into(),
-                        }),
+                    WriteOutcome::SeatFreed => Err(PortalError::Conflict {
+                        reason: "the device's seat was freed while its request was applied; \
+                                 upload the request again to take a seat"
+                            .into(),
+                    }),
+                    _ => self.replayed(hash).await?.ok_or_else(applied_concurrently),
                 }
             }
+            WriteOutcome::SeatFreed => Err(applied_concurrently()),
             WriteOutcome::AlreadyApplied => {
-                self.replayed(hash)
-                    .await?
-                    .ok_or_else(|| PortalError::Invalid {
-                        field: "file",
-                        reason: "it was applied concurrently; upload it again".into(),
-                    })
+                self.replayed(hash).await?.ok_or_else(applied_concurrently)
             }
         }
     }
@@ -1457,10 +1560,36 @@ impl Portal {
         }
         let now = self.now();
         let expires = match (spec.expires, spec.extend_days) {
-            (Some(e), _) => Some(time(e)),
-            (None, Some(days)) => Some(base.expires.unwrap_or(now).max(now) + Duration::days(days)),
+            (Some(_), Some(_)) => {
+                return Err(PortalError::Invalid {
+                    field: "expires",
+                    reason: "give a new expiry or a number of days to extend it by, not both"
+                        .into(),
+                });
+            }
+            (Some(e), None) => Some(given_time(e, now, "expires")?),
+            (None, Some(days)) => {
+                check_days(days, "extend_days")?;
+                Some(add_days(
+                    base.expires.unwrap_or(now).max(now),
+                    days,
+                    "the extended expiry",
+                )?)
+            }
             (None, None) => base.expires,
         };
+        let clock_floor = spec
+            .clock_floor
+            .map(|f| given_time(f, DateTime::<Utc>::UNIX_EPOCH, "clock_floor"))
+            .transpose()?;
+        if clock_floor.is_some_and(|f| f > now) {
+            return Err(PortalError::Invalid {
+                field: "clock_floor",
+                reason: "a clock floor in the future would stop the device at once; give a \
+                         time up to now"
+                    .into(),
+            });
+        }
         let new_serial = serial + 1;
         let refresh = Refresh {
             license_id: base.license_id.clone(),
@@ -1473,7 +1602,7 @@ impl Portal {
             expires,
             offline_expiry: base.offline_expiry,
             clock_tolerance: base.clock_tolerance,
-            clock_floor: spec.clock_floor.map(time),
+            clock_floor,
             reason: spec.reason.clone(),
             issued: now,
         };
@@ -1482,7 +1611,8 @@ impl Portal {
         let armored = file.armored();
         let mut tx = self.db.begin_write().await?;
         let updated = sqlx::query(
-            "UPDATE activations SET serial = $1, license_file = $2 WHERE id = $3 AND serial = $4",
+            "UPDATE activations SET serial = $1, license_file = $2 \
+             WHERE id = $3 AND serial = $4 AND state = 'active'",
         )
         .bind(new_serial)
         .bind(&armored)
@@ -1491,9 +1621,11 @@ impl Portal {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Err(PortalError::Invalid {
-                field: "activation",
-                reason: "another refresh was issued at the same moment; try again".into(),
+            return Err(PortalError::Conflict {
+                reason: format!(
+                    "activation {activation_id} changed while the refresh was made (another \
+                     refresh, or a deactivation)"
+                ),
             });
         }
         audit(
@@ -1537,11 +1669,23 @@ impl Portal {
             });
         }
         let license: String = row.try_get("license")?;
-        sqlx::query("UPDATE activations SET state = 'deactivated', deactivated = $1 WHERE id = $2")
-            .bind(now.timestamp())
-            .bind(activation_id)
-            .execute(&mut *tx)
-            .await?;
+        // Only the transaction that ends the activation frees its seat: on PostgreSQL a
+        // deactivation file applied at the same moment waits for this row and then finds
+        // it deactivated (and the other way round).
+        let ended = sqlx::query(
+            "UPDATE activations SET state = 'deactivated', deactivated = $1 \
+             WHERE id = $2 AND state = 'active'",
+        )
+        .bind(now.timestamp())
+        .bind(activation_id)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() == 0 {
+            return Err(PortalError::NotActive {
+                activation: activation_id.into(),
+                state: "deactivated".into(),
+            });
+        }
         sqlx::query(
             "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
         )
@@ -1561,6 +1705,15 @@ impl Portal {
         .await?;
         tx.commit().await?;
         self.activation(activation_id).await
+    }
+}
+
+/// The same file was being applied at the same moment and its result is not there yet.
+fn applied_concurrently() -> PortalError {
+    PortalError::Conflict {
+        reason:
+            "the same file was being applied at the same moment; upload it again for its response"
+                .into(),
     }
 }
 
@@ -1592,6 +1745,8 @@ enum WriteOutcome {
     Done(Applied),
     /// The file was claimed by another application of it: read its response.
     AlreadyApplied,
+    /// The activation to reissue on was deactivated meanwhile.
+    SeatFreed,
     /// The device already holds an active seat of the license.
     Reissue {
         id: String,
@@ -1678,6 +1833,15 @@ async fn write_activation<C: Sql>(
     j: ActivationWrite,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
+    if c.row_locks() {
+        // Activations of one license, one at a time: the check for the device's seat
+        // below and the seat taken after it must see each other's effects.
+        c.rows(
+            "SELECT id FROM licenses WHERE id = $1 FOR UPDATE",
+            vec![(&j.lic_id).into()],
+        )
+        .await?;
+    }
     let existing = c
         .rows(
             "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
@@ -1717,7 +1881,7 @@ async fn write_activation<C: Sql>(
     }
     // Churn control: refuse the next activation after too many deactivations.
     if let Some((max, days)) = j.churn {
-        let since = (j.now - Duration::days(days)).timestamp();
+        let since = add_days(j.now, -days, "the churn period")?.timestamp();
         let recent = c
             .rows(
                 "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
@@ -1728,7 +1892,7 @@ async fn write_activation<C: Sql>(
         let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
         if count >= max {
             let oldest = first_int(&recent).unwrap_or(since);
-            let from = time(oldest) + Duration::days(days);
+            let from = add_days(time(oldest), days, "the churn period")?;
             return Err(PortalError::TooManyDeactivations {
                 license: j.lic_id,
                 count,
@@ -1801,14 +1965,19 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
     {
         return Ok(WriteOutcome::AlreadyApplied);
     }
-    c.exec(
-        "UPDATE activations SET request_hash = $1, journal_seq = 0, \
-         journal_head = $1, fingerprint = $2, last_accessed = $3, \
-         fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
-         WHERE id = $4",
-        vec![(&j.hash).into(), json(&j.license.fingerprint).into(), now.into(), (&id).into()],
-    )
-    .await?;
+    let reissued = c
+        .exec(
+            "UPDATE activations SET request_hash = $1, journal_seq = 0, \
+             journal_head = $1, fingerprint = $2, last_accessed = $3, \
+             fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
+             WHERE id = $4 AND state = 'active'",
+            vec![(&j.hash).into(), json(&j.license.fingerprint).into(), now.into(), (&id).into()],
+        )
+        .await?;
+    if reissued == 0 {
+        // The seat was freed since it was found: the request must take a seat of its own.
+        return Ok(WriteOutcome::SeatFreed);
+    }
     // The device's counters start again from zero: so do the last reported values
     // (the totals keep what was counted).
     c.exec(
@@ -1843,9 +2012,14 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
         return Ok(WriteOutcome::AlreadyApplied);
     }
     // Read the activation inside the transaction: another file may have changed it.
+    // (On PostgreSQL, locked until the end: files of one activation, and a server-side
+    // deactivation, are applied one at a time.)
+    let lock = if c.row_locks() { " FOR UPDATE" } else { "" };
     let current = c
         .rows(
-            "SELECT state, journal_seq, journal_head FROM activations WHERE id = $1",
+            &format!(
+                "SELECT state, journal_seq, journal_head FROM activations WHERE id = $1{lock}"
+            ),
             vec![(&j.activation_id).into()],
         )
         .await?;
@@ -1899,16 +2073,9 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
             continue;
         }
         let delta = cumulative - before;
-        let sql = match reported {
-            Some(_) => {
-                "UPDATE usage_reported SET reported = $1 WHERE activation = $2 AND feature = $3"
-            }
-            None => {
-                "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3)"
-            }
-        };
         c.exec(
-            sql,
+            "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3) \
+             ON CONFLICT (activation, feature) DO UPDATE SET reported = excluded.reported",
             vec![cumulative.into(), (&j.activation_id).into(), feature.into()],
         )
         .await?;

@@ -76,6 +76,9 @@ impl From<Option<i64>> for Val {
 
 /// Execute statements and read rows.
 pub trait Sql: Send {
+    /// Whether concurrent transactions run at once and must lock the rows they will
+    /// change (`SELECT … FOR UPDATE`): PostgreSQL. SQLite writes one transaction at a time.
+    fn row_locks(&self) -> bool;
     /// Run a statement; returns the number of rows changed.
     fn exec(
         &mut self,
@@ -91,6 +94,10 @@ pub trait Sql: Send {
 }
 
 impl Sql for sqlx::AnyConnection {
+    fn row_locks(&self) -> bool {
+        self.backend_name() != "SQLite"
+    }
+
     async fn exec(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, PortalError> {
         Ok(bind(sqlx::query(sql), args)
             .execute(&mut *self)
@@ -217,6 +224,10 @@ impl Lite {
 }
 
 impl Sql for Lite {
+    fn row_locks(&self) -> bool {
+        false
+    }
+
     async fn exec(&mut self, sql: &str, args: Vec<Val>) -> Result<u64, PortalError> {
         self.exec_now(sql, &args)
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use lic_core::keys::{KeyError, Keyring, PublicKey, SecretKey};
 use sqlx::Row as _;
 
-use crate::db::Db;
+use crate::db::{Db, is_unique_violation};
 use crate::error::PortalError;
 
 /// Generate a vendor signing key at `out` (PKCS#8 PEM, mode 0600). An existing file is
@@ -43,25 +43,61 @@ pub struct VendorKeyInfo {
 /// Create a new signing key in `dir`, record it and make it the active one; the previous
 /// active key is retired (still trusted by clients that have it, no longer used to sign).
 pub async fn rotate(db: &Db, dir: &Path, now: i64) -> Result<PublicKey, PortalError> {
+    rotate_to(db, dir, now, SecretKey::generate()).await
+}
+
+/// Make `key` the active signing key (see [`rotate`]). The key file is written into `dir`
+/// unless it is there already — with several instances, put the file into every
+/// instance's key directory first, then rotate to it.
+pub async fn rotate_to(
+    db: &Db,
+    dir: &Path,
+    now: i64,
+    key: SecretKey,
+) -> Result<PublicKey, PortalError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| PortalError::Key(format!("{}: {e}", dir.display())))?;
-    let key = SecretKey::generate();
     let kid = key.kid().to_string();
-    key.write(&key_path(dir, &kid), false)
-        .map_err(|e| PortalError::Key(e.to_string()))?;
+    let known: Option<i64> = sqlx::query_scalar("SELECT active FROM vendor_keys WHERE kid = $1")
+        .bind(&kid)
+        .fetch_optional(db.pool())
+        .await?;
+    if known.is_some() {
+        return Err(PortalError::AlreadyExists {
+            what: "vendor key",
+            id: kid,
+        });
+    }
+    let path = key_path(dir, &kid);
+    match key.write(&path, false) {
+        Ok(()) => {}
+        // The same key, placed there beforehand.
+        Err(_) if SecretKey::read(&path).is_ok_and(|k| k.kid().to_string() == kid) => {}
+        Err(e) => return Err(PortalError::Key(e.to_string())),
+    }
     let mut tx = db.begin_write().await?;
     sqlx::query("UPDATE vendor_keys SET active = 0, retired = $1 WHERE active = 1")
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO vendor_keys (kid, public_pem, active, created) VALUES ($1, $2, 1, $3)",
     )
     .bind(&kid)
     .bind(key.public().to_pem())
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(PortalError::Conflict {
+                reason: "another key rotation was made at the same moment; its key is the \
+                         active one (see `lic-portal key list`)"
+                    .into(),
+            });
+        }
+        r => r?,
+    };
     tx.commit().await?;
     Ok(key.public())
 }
@@ -107,7 +143,15 @@ pub async fn active(db: &Db, dir: &Path) -> Result<Arc<SecretKey>, PortalError> 
                 .into(),
         )
     })?;
-    let key = SecretKey::read(&key_path(dir, &kid)).map_err(|e| PortalError::Key(e.to_string()))?;
+    let path = key_path(dir, &kid);
+    if !path.exists() {
+        return Err(PortalError::Key(format!(
+            "the active vendor key {kid} has no key file here ({}): copy {kid}.key.pem from the \
+             key directory of the instance that made it",
+            path.display()
+        )));
+    }
+    let key = SecretKey::read(&path).map_err(|e| PortalError::Key(e.to_string()))?;
     if key.kid().to_string() != kid {
         return Err(PortalError::Key(format!(
             "the key file for {kid} holds another key"

@@ -204,6 +204,143 @@ fn apply_reports_each_file_and_a_summary_and_fails_if_any_is_refused() {
     );
 }
 
+#[test]
+fn apply_keeps_both_responses_of_requests_named_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = Vendor {
+        data: dir.path().join("portal"),
+    };
+    vendor.ok(&["init"]);
+    vendor.ok(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
+    let out = vendor.ok(&[
+        "policy",
+        "create",
+        "--product",
+        "photo-pro",
+        "--name",
+        "p",
+        "--seats",
+        "3",
+    ]);
+    let policy = out.split_whitespace().nth(2).unwrap().to_string();
+    let created = vendor.json(&["license", "create", "--policy", &policy]);
+    let key = created["key"].as_str().unwrap().to_string();
+    let trust = dir.path().join("trusted-keys.pem");
+    vendor.ok(&["key", "export", "--out", trust.to_str().unwrap()]);
+    // Two machines, each writing the default name `photo-pro.req`, collected in two
+    // folders; the responses go into one.
+    let mut requests = Vec::new();
+    for machine in ["a", "b"] {
+        let folder = dir.path().join(machine);
+        std::fs::create_dir(&folder).unwrap();
+        let request = folder.join("photo-pro.req");
+        let store = dir.path().join(format!("store-{machine}"));
+        assert_eq!(
+            lic(
+                &store,
+                &trust,
+                &[
+                    "offline-activate",
+                    "--product",
+                    "photo-pro",
+                    "--key",
+                    &key,
+                    "--out",
+                    request.to_str().unwrap()
+                ]
+            ),
+            ExitCode::SUCCESS
+        );
+        requests.push(request);
+    }
+    let responses = dir.path().join("responses");
+    std::fs::create_dir(&responses).unwrap();
+    let out = vendor.run(&[
+        "apply",
+        "--out-dir",
+        responses.to_str().unwrap(),
+        requests[0].to_str().unwrap(),
+        requests[1].to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 2);
+    let mut written: Vec<String> = std::fs::read_dir(&responses)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 2, "{written:?}");
+    // The second one beside the first, named by its request's hash.
+    assert!(
+        written[0].starts_with("photo-pro-") && written[0].ends_with(".lic"),
+        "{written:?}"
+    );
+    assert_eq!(written[1], "photo-pro.lic");
+    // Each response is its own device's license.
+    for name in &written {
+        let text = std::fs::read_to_string(responses.join(name)).unwrap();
+        assert!(text.contains("BEGIN LIC LICENSE"), "{name}");
+    }
+}
+
+#[test]
+fn the_demo_prints_the_key_and_the_commands_and_keeps_its_license() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = Vendor {
+        data: dir.path().join("portal"),
+    };
+    let first = vendor.ok(&["demo", "--no-serve"]);
+    let key_line = first
+        .lines()
+        .find(|l| l.trim_start().starts_with("license key:"))
+        .unwrap_or_else(|| panic!("{first}"));
+    let key = key_line.split_whitespace().last().unwrap().to_string();
+    assert_eq!(key.len(), 23, "{key_line}");
+    assert!(first.contains(&format!("--key {key}")), "{first}");
+    // The paths printed are absolute: the commands are for another terminal.
+    let trust = dir.path().join("portal").join("trusted-keys.pem");
+    assert!(
+        first.contains(&format!("LIC_TRUST={}", trust.display())),
+        "{first}"
+    );
+    assert!(trust.exists());
+    // Run again: the same demo license, not a second one.
+    let second = vendor.ok(&["demo", "--no-serve"]);
+    assert!(second.contains(&format!("license key:  {key}")), "{second}");
+    let licenses = vendor.json(&["license", "list"]);
+    assert_eq!(licenses.as_array().unwrap().len(), 1, "{licenses}");
+    // And the printed loop works with that key.
+    let store = dir.path().join("store");
+    let request = dir.path().join("demo.req");
+    assert_eq!(
+        lic(
+            &store,
+            &trust,
+            &[
+                "offline-activate",
+                "--product",
+                "photo-pro",
+                "--key",
+                &key,
+                "--out",
+                request.to_str().unwrap()
+            ]
+        ),
+        ExitCode::SUCCESS
+    );
+    let out = vendor.ok(&["apply", request.to_str().unwrap()]);
+    assert!(out.starts_with("ok "), "{out}");
+    assert_eq!(
+        lic(
+            &store,
+            &trust,
+            &["install", dir.path().join("demo.lic").to_str().unwrap()]
+        ),
+        ExitCode::SUCCESS
+    );
+}
+
 /// A running `lic-portal serve`, stopped on drop.
 struct Server {
     child: std::process::Child,

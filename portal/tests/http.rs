@@ -265,6 +265,8 @@ impl World {
 enum Need {
     Anyone,
     /// Anyone, rate-limited.
+    Limited,
+    /// Anyone, rate-limited, with a file as its body.
     Upload,
     Role(Role),
     /// An admin token for all products.
@@ -276,7 +278,7 @@ enum Need {
 const ACCESS: &[(&str, &str, Need)] = &[
     ("GET", "/healthz", Need::Anyone),
     ("GET", "/openapi.json", Need::Anyone),
-    ("GET", "/api/v1/keys/trust.pem", Need::Anyone),
+    ("GET", "/api/v1/keys/trust.pem", Need::Limited),
     ("POST", "/api/v1/activate", Need::Upload),
     ("POST", "/api/v1/deactivate", Need::Upload),
     ("POST", "/api/v1/usage", Need::Upload),
@@ -363,7 +365,7 @@ async fn every_route_refuses_a_missing_or_bad_token_and_a_wrong_role() {
             let path = w.path(template);
             let what = format!("{}: {method} {path}", db.name);
             let least = match need {
-                Need::Anyone | Need::Upload => {
+                Need::Anyone | Need::Limited | Need::Upload => {
                     // No token needed: an anonymous call is not refused for want of one.
                     let r = send(&w.app, call(method, &path)).await;
                     assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{what}");
@@ -441,6 +443,7 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
         // (method, template, token, body, expected status and code): every route that names
         // an object of a product, called about `photo-pro` by tokens for `video-pro`.
         let not_found = (404, "not-found");
+        let unknown_activation = (404, "unknown-activation");
         let forbidden = (403, "forbidden");
         let cases: Vec<ScopeCase<'_>> = vec![
             ("GET", "/api/v1/products/{code}", reader, None, not_found),
@@ -451,7 +454,7 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
                 "/api/v1/activations/{id}",
                 reader,
                 None,
-                (404, "unknown-activation"),
+                unknown_activation,
             ),
             (
                 "POST",
@@ -465,35 +468,35 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
                 "/api/v1/policies",
                 admin,
                 Some(serde_json::to_value(policy(1)).unwrap()),
-                forbidden,
+                not_found,
             ),
             (
                 "POST",
                 "/api/v1/licenses",
                 admin,
                 Some(json!({"policy": w.policy})),
-                forbidden,
+                not_found,
             ),
             (
                 "POST",
                 "/api/v1/licenses/{id}/revoke",
                 admin,
                 Some(json!({"reason": "test"})),
-                forbidden,
+                not_found,
             ),
             (
                 "POST",
                 "/api/v1/activations/{id}/deactivate",
                 admin,
                 Some(json!({"reason": "test"})),
-                forbidden,
+                unknown_activation,
             ),
             (
                 "POST",
                 "/api/v1/activations/{id}/refresh",
                 support,
                 Some(json!({"reason": "test", "extend_days": 30})),
-                forbidden,
+                unknown_activation,
             ),
         ];
         for (method, template, token, body, (status, code)) in &cases {
@@ -502,23 +505,38 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
             if let Some(body) = body {
                 c = c.json(body.clone());
             }
-            send(&w.app, c).await.assert_error(
-                *status,
-                code,
-                &format!("{}: {method} {path}", db.name),
-            );
+            let what = format!("{}: {method} {path}", db.name);
+            let r = send(&w.app, c).await;
+            r.assert_error(*status, code, &what);
+            // An object of another product reads as one that does not exist: the answer
+            // names its product only where the caller did.
+            let named = path.contains("photo-pro")
+                || body
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains("photo-pro"));
+            if *status == 404 && !named {
+                assert!(
+                    !r.body.to_string().contains("photo-pro"),
+                    "{what}: {}",
+                    r.body
+                );
+            }
         }
         // Device files of photo-pro, applied by a support token for video-pro.
-        for (what, file) in [
-            ("request", photo_request.clone()),
-            ("deactivation", photo_deactivation.clone().into_bytes()),
+        for (what, file, code) in [
+            ("request", photo_request.clone(), "unknown-license"),
+            (
+                "deactivation",
+                photo_deactivation.clone().into_bytes(),
+                "unknown-activation",
+            ),
         ] {
             send(
                 &w.app,
                 call("POST", "/api/v1/apply").token(support).file(file),
             )
             .await
-            .assert_error(403, "forbidden", &format!("{}: apply {what}", db.name));
+            .assert_error(404, code, &format!("{}: apply {what}", db.name));
         }
         // The audit log: one object of its products, never the whole log.
         send(&w.app, call("GET", "/api/v1/audit").token(support))
@@ -603,7 +621,7 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
         let behind_a_token = route_set(
             ACCESS
                 .iter()
-                .filter(|(_, _, need)| !matches!(need, Need::Anyone | Need::Upload))
+                .filter(|(_, _, need)| !matches!(need, Need::Anyone | Need::Limited | Need::Upload))
                 .map(|(m, t, _)| (m.to_string(), t.to_string())),
         );
         assert_eq!(covered, behind_a_token);
@@ -976,8 +994,14 @@ async fn uploads_are_rate_limited_per_client_with_a_json_429() {
             .parse()
             .unwrap();
         assert!((1..=30).contains(&wait), "Retry-After {wait}");
-        // Another client has its own bucket; reads, health and the vendor API are not
-        // limited.
+        // The trusted keys are read from the same bucket.
+        send(
+            &w.app,
+            call("GET", "/api/v1/keys/trust.pem").from("198.51.100.1:1002"),
+        )
+        .await
+        .assert_error(429, "rate-limited", "trust.pem over the limit");
+        // Another client has its own bucket; health and the vendor API are not limited.
         send(
             &w.app,
             call("POST", "/api/v1/deactivate")
@@ -986,6 +1010,12 @@ async fn uploads_are_rate_limited_per_client_with_a_json_429() {
         )
         .await
         .assert_error(400, "armor-missing", "another client");
+        let pem = send(
+            &w.app,
+            call("GET", "/api/v1/keys/trust.pem").from("198.51.100.2:1001"),
+        )
+        .await;
+        assert_eq!(pem.status, StatusCode::OK, "trust.pem for another client");
         // The same /64 is the same client.
         for peer in ["[2001:db8::1]:1", "[2001:db8::2]:1", "[2001:db8::3]:1"] {
             send(
@@ -1007,12 +1037,6 @@ async fn uploads_are_rate_limited_per_client_with_a_json_429() {
             send(&w.app, call("GET", "/healthz").from("198.51.100.1:1"))
                 .await
                 .ok("healthz");
-            send(
-                &w.app,
-                call("GET", "/api/v1/keys/trust.pem").from("198.51.100.1:1"),
-            )
-            .await
-            .ok("trust.pem");
             send(
                 &w.app,
                 call("POST", "/api/v1/apply")
@@ -1322,7 +1346,7 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
                 .get("security")
                 .and_then(Value::as_array)
                 .is_some_and(|s| !s.is_empty() && s.iter().all(|r| r.get("bearer").is_some()));
-            let anonymous = matches!(need, Need::Anyone | Need::Upload);
+            let anonymous = matches!(need, Need::Anyone | Need::Limited | Need::Upload);
             assert_eq!(secured, !anonymous, "{what}: security");
             if !anonymous {
                 for status in ["401", "403"] {
@@ -1330,13 +1354,14 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
                 }
             }
             if *need == Need::Upload {
-                for status in ["413", "429"] {
-                    assert!(responses.contains_key(status), "{what}: no {status}");
-                }
+                assert!(responses.contains_key("413"), "{what}: no 413");
+            }
+            if matches!(need, Need::Upload | Need::Limited) {
+                assert!(responses.contains_key("429"), "{what}: no 429");
             }
             let role = op["x-role"].as_str().unwrap_or("anonymous");
             let expected = match need {
-                Need::Anyone | Need::Upload => "anonymous",
+                Need::Anyone | Need::Limited | Need::Upload => "anonymous",
                 Need::Role(r) => r.name(),
                 Need::GlobalAdmin => "admin",
             };

@@ -450,6 +450,27 @@ async fn policy_rules_refuse_activation_with_clear_reasons() {
             .apply(&request(d.path(), "m", allowed.key.as_deref().unwrap()), &a)
             .await
             .unwrap();
+        // … and the other way: the policy allows it, the license refuses.
+        let mut p = policy(2);
+        p.name = "offline-ok".into();
+        let offline_ok = portal.create_policy(p, &a).await.unwrap();
+        let refused = portal
+            .create_license(
+                NewLicense {
+                    policy: offline_ok.id.clone(),
+                    allow_offline: Some(false),
+                    ..Default::default()
+                },
+                &a,
+            )
+            .await
+            .unwrap();
+        let d = dir();
+        let err = portal
+            .apply(&request(d.path(), "m", refused.key.as_deref().unwrap()), &a)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "offline-not-allowed", "{}", db.name);
 
         // Subscriptions cannot be activated offline.
         let mut p = policy(2);
@@ -701,5 +722,248 @@ async fn a_key_rotated_by_another_instance_is_used_within_seconds() {
             .unwrap();
         assert_eq!(issued_by(&after.response), rotated.kid(), "{}", db.name);
         let _ = issued_by(&before.response);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_another_product_than_its_key_is_refused_as_wrong_product() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        portal
+            .create_product("video-pro", "Video Pro", &who())
+            .await
+            .unwrap();
+        let (_, key) = license(&portal, policy(2)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let video = lic_core::client::Client::builder("video-pro")
+            .store(dir.path())
+            .open()
+            .unwrap();
+        let req = video
+            .request_activation(Credential::LicenseKey(key))
+            .unwrap();
+        let before = snapshot(portal.db()).await;
+        let err = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "wrong-product", "{}: {err}", db.name);
+        assert!(err.to_string().contains("'photo-pro'"), "{err}");
+        assert!(err.to_string().contains("'video-pro'"), "{err}");
+        assert_eq!(err.status(), 400);
+        assert_eq!(snapshot(portal.db()).await, before, "{}", db.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_based_license_is_activated_by_the_vendor_never_by_an_anonymous_upload() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let p = portal.create_policy(policy(2), &who()).await.unwrap();
+        let created = portal
+            .create_license(
+                NewLicense {
+                    policy: p.id,
+                    user_id: Some("ada@example.com".into()),
+                    ..Default::default()
+                },
+                &who(),
+            )
+            .await
+            .unwrap();
+        assert!(created.key.is_none());
+        let keys = portal.trusted_keys().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m", keys);
+        let req = c
+            .request_activation(Credential::User("ada@example.com".into()))
+            .unwrap();
+        let before = snapshot(portal.db()).await;
+        // Anyone could type a user id: an anonymous upload of it takes no seat.
+        let err = portal
+            .apply(req.armored().as_bytes(), &Actor::anonymous("203.0.113.9"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "user-license-needs-vendor", "{}", db.name);
+        assert_eq!(snapshot(portal.db()).await, before, "{}", db.name);
+        // The vendor applies it.
+        let lic = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        c.install(lic.response.as_bytes()).unwrap();
+        assert_eq!(
+            portal
+                .license(&created.license.id)
+                .await
+                .unwrap()
+                .seats_used,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_file_returns_its_first_response_and_changes_nothing() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let (_, key) = license(&portal, policy(2)).await;
+        let keys = portal.trusted_keys().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m", keys);
+        let req = c
+            .request_activation(Credential::LicenseKey(key))
+            .unwrap()
+            .armored();
+        let lic = portal.apply(req.as_bytes(), &who()).await.unwrap();
+        c.install(lic.response.as_bytes()).unwrap();
+        c.consume("render-minutes", 4).unwrap();
+        let report = c.usage_report().unwrap().armored();
+        let receipt = portal.apply(report.as_bytes(), &who()).await.unwrap();
+        let deactivation = c.deactivate().unwrap().armored();
+        let final_receipt = portal.apply(deactivation.as_bytes(), &who()).await.unwrap();
+        for (what, file, first) in [
+            ("activation request", &req, &lic),
+            ("usage report", &report, &receipt),
+            ("deactivation", &deactivation, &final_receipt),
+        ] {
+            let before = snapshot(portal.db()).await;
+            let again = portal.apply(file.as_bytes(), &who()).await.unwrap();
+            assert!(again.replay, "{}: {what}", db.name);
+            assert_eq!(again.response, first.response, "{}: {what}", db.name);
+            assert_eq!(
+                snapshot(portal.db()).await,
+                before,
+                "{}: replaying the {what} changed the database",
+                db.name
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_periods_and_times_are_refused_before_anything_is_signed() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let a = who();
+        for (what, change) in [
+            (
+                "validity",
+                (|p: &mut lic_portal::ops::Policy| p.validity_days = Some(100_000_000))
+                    as fn(&mut lic_portal::ops::Policy),
+            ),
+            ("no validity", |p| p.validity_days = Some(0)),
+            ("tolerance", |p| p.clock_tolerance_secs = -1),
+            ("offline days", |p| p.max_offline_days = Some(i64::MAX)),
+            ("churn period", |p| {
+                p.max_deactivations = Some(2);
+                p.deactivation_period_days = Some(i64::MAX);
+            }),
+            ("half a churn rule", |p| p.max_deactivations = Some(2)),
+        ] {
+            let mut p = policy(1);
+            p.name = what.into();
+            change(&mut p);
+            let before = snapshot(portal.db()).await;
+            let err = portal.create_policy(p, &a).await.unwrap_err();
+            assert_eq!(err.code(), "invalid", "{}: {what}: {err}", db.name);
+            assert_eq!(snapshot(portal.db()).await, before, "{what}");
+        }
+        let p = portal.create_policy(policy(1), &a).await.unwrap();
+        let far = NewLicense {
+            policy: p.id.clone(),
+            expires: Some(99_999_999_999_999),
+            ..Default::default()
+        };
+        assert_eq!(
+            portal.create_license(far, &a).await.unwrap_err().code(),
+            "invalid"
+        );
+        let past = NewLicense {
+            policy: p.id.clone(),
+            expires: Some(1_000_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            portal.create_license(past, &a).await.unwrap_err().code(),
+            "invalid"
+        );
+
+        let (_, key) = license(&portal, {
+            let mut p = policy(1);
+            p.name = "fine".into();
+            p
+        })
+        .await;
+        let d = tempfile::tempdir().unwrap();
+        let act = portal
+            .apply(&request(d.path(), "m", &key), &a)
+            .await
+            .unwrap()
+            .activation
+            .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        for (what, spec) in [
+            (
+                "a huge extension",
+                RefreshSpec {
+                    extend_days: Some(100_000_000),
+                    ..Default::default()
+                },
+            ),
+            (
+                "a negative extension",
+                RefreshSpec {
+                    extend_days: Some(-5),
+                    ..Default::default()
+                },
+            ),
+            (
+                "an expiry beyond the year 9999",
+                RefreshSpec {
+                    expires: Some(99_999_999_999_999),
+                    ..Default::default()
+                },
+            ),
+            (
+                "an expiry in the past",
+                RefreshSpec {
+                    expires: Some(now - 86_400),
+                    ..Default::default()
+                },
+            ),
+            (
+                "an expiry and an extension",
+                RefreshSpec {
+                    expires: Some(now + 86_400),
+                    extend_days: Some(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                "a clock floor in the future",
+                RefreshSpec {
+                    clock_floor: Some(now + 30 * 86_400),
+                    ..Default::default()
+                },
+            ),
+            (
+                "a clock floor before 1970",
+                RefreshSpec {
+                    clock_floor: Some(-5),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let spec = RefreshSpec {
+                reason: "ticket 1".into(),
+                ..spec
+            };
+            let before = snapshot(portal.db()).await;
+            let err = portal.refresh(&act, &spec, &a).await.unwrap_err();
+            assert_eq!(err.code(), "invalid", "{}: {what}: {err}", db.name);
+            assert_eq!(snapshot(portal.db()).await, before, "{what}");
+        }
+        assert_eq!(portal.activation(&act).await.unwrap().serial, 1);
     }
 }
