@@ -182,3 +182,35 @@ async fn one_device_asking_several_times_at_once_holds_one_seat() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_rotations_at_once_leave_one_active_key() {
+    for db in backends().await {
+        let first = Arc::new(portal(&db).await);
+        let conn = lic_portal::db::Db::connect(&db.url).await.unwrap();
+        // A second instance on the same database (and, here, the same key directory).
+        let second = Arc::new(Portal::open(conn, db.keys_dir()).await.unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let p = Arc::clone(if i % 2 == 0 { &first } else { &second });
+            tasks.push(tokio::spawn(async move { p.rotate_key(&who()).await }));
+        }
+        let mut rotated = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => rotated += 1,
+                Err(e) => assert_eq!(e.code(), "conflict", "{}: {e}", db.name),
+            }
+        }
+        assert!(rotated >= 1, "{}", db.name);
+        let keys = lic_portal::vendor::list(first.db()).await.unwrap();
+        assert_eq!(
+            keys.iter().filter(|k| k.active).count(),
+            1,
+            "{}: {keys:?}",
+            db.name
+        );
+        // Init's key and every rotation that won, each recorded once.
+        assert_eq!(keys.len(), rotated + 1, "{}", db.name);
+    }
+}

@@ -967,3 +967,72 @@ async fn out_of_range_periods_and_times_are_refused_before_anything_is_signed() 
         assert_eq!(portal.activation(&act).await.unwrap().serial, 1);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_instances_rotate_to_one_key_placed_beforehand() {
+    for db in backends().await {
+        let first = portal(&db).await;
+        let (_, key) = license(&first, policy(5)).await;
+        // A second instance with a key directory of its own, holding the current key.
+        let other_keys = db.dir.path().join("other-keys");
+        std::fs::create_dir_all(&other_keys).unwrap();
+        for entry in std::fs::read_dir(db.keys_dir()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), other_keys.join(entry.file_name())).unwrap();
+        }
+        let clock = TestClock(Arc::new(std::sync::Mutex::new(chrono::Utc::now())));
+        let conn = lic_portal::db::Db::connect(&db.url).await.unwrap();
+        let second = lic_portal::Portal::open(conn, &other_keys)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+
+        // Rotating without the file on the second instance: it cannot sign until it has
+        // it, and says which file to copy.
+        first.rotate_key(&who()).await.unwrap();
+        *clock.0.lock().unwrap() += chrono::Duration::seconds(11);
+        let d = tempfile::tempdir().unwrap();
+        let before = snapshot(second.db()).await;
+        let err = second
+            .apply(&request(d.path(), "m1", &key), &who())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "vendor-key", "{}: {err}", db.name);
+        assert!(err.to_string().contains(".key.pem"), "{err}");
+        assert_eq!(snapshot(second.db()).await, before);
+
+        // The documented way: make the key, place it everywhere, then rotate to it.
+        let made = db.dir.path().join("new.key.pem");
+        let public = lic_portal::vendor::generate(&made, false).unwrap();
+        let kid = public.kid().to_string();
+        std::fs::copy(&made, other_keys.join(format!("{kid}.key.pem"))).unwrap();
+        // (The second instance also needs the key the first rotation made; in real life
+        // that rotation would not have happened.)
+        for entry in std::fs::read_dir(db.keys_dir()).unwrap() {
+            let entry = entry.unwrap();
+            let _ = std::fs::copy(entry.path(), other_keys.join(entry.file_name()));
+        }
+        let secret = lic_core::keys::SecretKey::read(&made).unwrap();
+        let rotated = first.rotate_key_to(secret, &who()).await.unwrap();
+        assert_eq!(rotated.kid().to_string(), kid);
+        *clock.0.lock().unwrap() += chrono::Duration::seconds(11);
+        let d = tempfile::tempdir().unwrap();
+        let lic = second
+            .apply(&request(d.path(), "m2", &key), &who())
+            .await
+            .unwrap();
+        let keys = first.trusted_keys().await.unwrap();
+        let signer = format::open::<format::License>(lic.response.as_bytes(), &keys)
+            .unwrap()
+            .signer()
+            .kid()
+            .to_string();
+        assert_eq!(signer, kid, "{}", db.name);
+        // The same key twice is refused.
+        let again = lic_core::keys::SecretKey::read(&made).unwrap();
+        assert_eq!(
+            first.rotate_key_to(again, &who()).await.unwrap_err().code(),
+            "already-exists"
+        );
+    }
+}
