@@ -925,15 +925,23 @@ impl Portal {
     }
 
     async fn license_info(&self, r: &AnyRow) -> Result<LicenseInfo, PortalError> {
-        let row = license_row(r)?;
+        let id: String = r.try_get("id")?;
         let usage_rows = sqlx::query("SELECT feature, total FROM usage_totals WHERE license = $1")
-            .bind(&row.id)
+            .bind(&id)
             .fetch_all(self.db.pool())
             .await?;
         let usage = usage_rows
             .iter()
             .map(|u| Ok((u.try_get("feature")?, u.try_get("total")?)))
             .collect::<Result<_, sqlx::Error>>()?;
+        Self::license_info_with(r, usage)
+    }
+
+    fn license_info_with(
+        r: &AnyRow,
+        usage: BTreeMap<String, i64>,
+    ) -> Result<LicenseInfo, PortalError> {
+        let row = license_row(r)?;
         Ok(LicenseInfo {
             id: row.id,
             product: row.product,
@@ -958,9 +966,14 @@ impl Portal {
         let rows = sqlx::query("SELECT * FROM licenses ORDER BY created, id")
             .fetch_all(self.db.pool())
             .await?;
+        // Every license's usage in one query, not one query per license.
+        let mut usage = self
+            .usage_by("SELECT license AS owner, feature, total AS amount FROM usage_totals")
+            .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let info = self.license_info(r).await?;
+            let id: String = r.try_get("id")?;
+            let info = Self::license_info_with(r, usage.remove(&id).unwrap_or_default())?;
             if scope.is_none_or(|s| s.contains(&info.product)) {
                 out.push(info);
             }
@@ -1039,6 +1052,33 @@ impl Portal {
         })
     }
 
+    /// Usage amounts by owner (license or activation) and feature, from `sql` selecting
+    /// `owner`, `feature` and `amount`.
+    async fn usage_by(
+        &self,
+        sql: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, PortalError> {
+        self.usage_by_with(sql, None).await
+    }
+
+    async fn usage_by_with(
+        &self,
+        sql: &str,
+        arg: Option<&str>,
+    ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, PortalError> {
+        let mut q = sqlx::query(sql);
+        if let Some(a) = arg {
+            q = q.bind(a);
+        }
+        let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for r in q.fetch_all(self.db.pool()).await? {
+            out.entry(r.try_get("owner")?)
+                .or_default()
+                .insert(r.try_get("feature")?, r.try_get("amount")?);
+        }
+        Ok(out)
+    }
+
     pub async fn activation(&self, id: &str) -> Result<Activation, PortalError> {
         let r = sqlx::query("SELECT * FROM activations WHERE id = $1")
             .bind(id)
@@ -1071,10 +1111,27 @@ impl Portal {
                     .await?
             }
         };
+        let mut usage = match license {
+            Some(l) => {
+                self.usage_by_with(
+                    "SELECT u.activation AS owner, u.feature, u.reported AS amount \
+                     FROM usage_reported u JOIN activations a ON a.id = u.activation \
+                     WHERE a.license = $1",
+                    Some(l),
+                )
+                .await?
+            }
+            None => {
+                self.usage_by(
+                    "SELECT activation AS owner, feature, reported AS amount FROM usage_reported",
+                )
+                .await?
+            }
+        };
         let mut out = Vec::new();
         for r in &rows {
             let id: String = r.try_get("id")?;
-            let a = Self::activation_from(r, self.activation_usage(&id).await?)?;
+            let a = Self::activation_from(r, usage.remove(&id).unwrap_or_default())?;
             if scope.is_none_or(|s| s.contains(&a.product)) {
                 out.push(a);
             }
