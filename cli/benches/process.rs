@@ -1,6 +1,9 @@
-//! `lic check` as a whole process, next to the minimal process that reads and verifies
-//! one file (`lic inspect` on the same license). Target: the median of `lic check`
-//! within 2× of that minimal process. Results go in docs/performance.md.
+//! `lic check` as a whole process, next to a minimal process that reads and verifies one
+//! file: `lic-bench-minimal` (cli/bench-support/minimal.rs) reads the same license with
+//! `std::fs` and verifies it with `format::open::<License>`, nothing else. Target: the
+//! median of `lic check` within 2× of that minimal process. `lic inspect` on the same
+//! license shows what the `lic` binary's own start-up (argument parsing, trust file)
+//! adds. Results go in docs/performance.md.
 
 use std::process::{Command, Stdio};
 
@@ -13,20 +16,39 @@ fn lic(store: &std::path::Path, args: &[&str]) -> Command {
     cmd.args(args)
         .env("LIC_STORE", store)
         .env("LIC_TRUST", lic_fixtures::dir().join("keys/vendor.pub.pem"))
+        .env_remove("LIC_PRODUCT")
+        .env_remove("LIC_DEVICE_ID")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd
 }
 
+fn minimal(license: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic-bench-minimal"));
+    cmd.arg(license).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
 fn run(cmd: &mut Command) {
-    let status = cmd.status().expect("lic runs");
+    let status = cmd.status().expect("the process runs");
     assert!(status.success(), "{cmd:?} failed");
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = dir.path().join("store");
-    let request = dir.path().join("p.req");
+    // LIC_BENCH_DIR=DIR keeps the store and the license there, to profile the processes
+    // by hand afterwards (`perf`, `strace -c`); by default a temporary directory.
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = match std::env::var_os("LIC_BENCH_DIR") {
+        Some(kept) => {
+            let kept = std::path::PathBuf::from(kept);
+            std::fs::create_dir_all(&kept).expect("LIC_BENCH_DIR");
+            kept
+        }
+        None => temp.path().to_path_buf(),
+    };
+    let store = dir.join("store");
+    assert!(!store.exists(), "{} must not exist yet", store.display());
+    let request = dir.join("p.req");
     run(lic(
         &store,
         &[
@@ -42,13 +64,17 @@ fn bench(c: &mut Criterion) {
     let license = StandIn::new(Utc::now())
         .license_for(&std::fs::read(&request).expect("request"))
         .expect("license");
-    let license_path = dir.path().join("p.lic");
+    let license_path = dir.join("p.lic");
     std::fs::write(&license_path, license.armored()).expect("write");
     run(lic(&store, &["install"]).arg(&license_path));
     run(&mut lic(&store, &["check"]));
+    run(&mut minimal(&license_path));
 
     let mut group = c.benchmark_group("process");
     group.sample_size(50);
+    group.bench_function("minimal process: read + verify one license file", |b| {
+        b.iter(|| run(&mut minimal(&license_path)))
+    });
     group.bench_function("lic inspect LICENSE (read + verify one file)", |b| {
         b.iter(|| run(lic(&store, &["inspect"]).arg(&license_path)))
     });

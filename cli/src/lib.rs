@@ -2,8 +2,9 @@
 //! `main` only parses and calls [`run`].
 //!
 //! Exit status: 0 success; 1 a negative answer (the license may not be used, a feature is
-//! not licensed or used up); 2 an error (bad arguments, a file refused, the store
-//! unusable) — the message says what is wrong and what to do next.
+//! not licensed or used up, nothing is activated, the store failed its integrity check);
+//! 2 an error (bad arguments, a file refused, the store unreadable) — the message says
+//! what is wrong and what to do next.
 
 mod output;
 
@@ -12,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
-use lic_core::client::{Client, ClientError, Installed};
+use lic_core::client::{Client, ClientError, Installed, Status};
+use lic_core::fingerprint::{self as fp, FingerprintSource as _, SystemSource};
 use lic_core::format::{self, AnyFile, Credential, FileKind, FormatError, License, SignedFile};
 use lic_core::keys::{KeyError, Keyring};
 use lic_core::rules::Violation;
@@ -22,7 +24,8 @@ pub use output::OutputFormat;
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: a negative answer (not licensed, feature not licensed or used up).
+/// Exit status: a negative answer (not licensed, feature not licensed or used up, nothing
+/// activated, the store failed its integrity check).
 pub const EXIT_NO: u8 = 1;
 /// Exit status: an error; the message says what is wrong and what to do next.
 pub const EXIT_ERROR: u8 = 2;
@@ -45,7 +48,8 @@ pub struct Cli {
 }
 
 const AFTER_HELP: &str = "\
-Exit status: 0 success; 1 not licensed (check, status); 2 error.
+Exit status: 0 success; 1 not licensed (check, status, and any command on a store that
+fails its integrity check); 2 error.
 Trusted vendor keys: --trust FILE (or LIC_TRUST), else trusted-keys.pem in the store,
 else trusted-keys.pem beside the lic executable.
 Documentation: docs/user-guide.md";
@@ -290,12 +294,10 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
             check_writable(out, *force)?;
             let file = client.usage_report()?;
             write_file(&file, out, *force)?;
-            if out != Path::new("-") {
-                eprintln!(
-                    "wrote the usage report to {}; send it to your vendor (upload it at their portal)",
-                    out.display()
-                );
-            }
+            eprintln!(
+                "wrote the usage report to {}; send it to your vendor (upload it at their portal)",
+                describe_out(out)
+            );
             Ok(EXIT_OK)
         }
         Command::OfflineDeactivate { out, force } => deactivate(g, out, *force),
@@ -349,12 +351,46 @@ fn keyring(g: &Global) -> Result<Keyring, Failure> {
     Ok(Keyring::new())
 }
 
+/// The store directory, if it does not exist. Commands that would only find that
+/// nothing is activated there do not create it: a mistyped `--store` leaves no trace.
+fn missing_store(g: &Global) -> Result<Option<PathBuf>, Failure> {
+    let dir = store_dir(g)?;
+    // An error (a directory on the way that cannot be read) is left to the store to
+    // report.
+    Ok(matches!(dir.try_exists(), Ok(false)).then_some(dir))
+}
+
+fn no_store(dir: &Path) -> Failure {
+    Failure {
+        exit: EXIT_NO,
+        ..Failure::new(
+            format!(
+                "no product is activated: there is no license store at {}",
+                dir.display()
+            ),
+            "if the license is in another store, pass --store DIR or set LIC_STORE (the \
+             application and lic must use the same store); otherwise activate first: \
+             `lic offline-activate --key KEY --product PRODUCT`",
+            "not-activated",
+        )
+    }
+}
+
 /// The product to act on: --product, else the only product the store knows.
 fn product(g: &Global) -> Result<String, Failure> {
     if let Some(p) = &g.product {
         return Ok(p.clone());
     }
+    if let Some(dir) = missing_store(g)? {
+        return Err(no_store(&dir));
+    }
     let store = Store::open(store_dir(g)?)?;
+    // The common case, one product, costs no key and no authentication here: the client
+    // authenticates the state at once (and reports a tampered one). Anything else is
+    // answered from the authenticated state.
+    if let Some([one]) = store.peek_products().as_deref() {
+        return Ok(one.clone());
+    }
     let key = store.device_key()?;
     let products = store.load(&key)?.products();
     match products.as_slice() {
@@ -416,6 +452,15 @@ fn check_writable(out: &Path, force: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// How to name `out` in a message.
+fn describe_out(out: &Path) -> String {
+    if out == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        out.display().to_string()
+    }
+}
+
 /// Write a signed file armored to `out` (`-`: standard output). An existing file is
 /// kept unless `force`, or unless it already holds exactly this content.
 fn write_file(file: &SignedFile, out: &Path, force: bool) -> Result<(), Failure> {
@@ -470,14 +515,12 @@ fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
     if args.qr {
         output::qr(&file.armored())?;
     }
-    if out != Path::new("-") {
-        eprintln!(
-            "wrote the activation request for '{product_name}' to {}",
-            out.display()
-        );
-        eprintln!("next: send this file to your vendor (upload it at their portal, or mail it).");
-        eprintln!("when the license file comes back, install it with: lic install FILE");
-    }
+    eprintln!(
+        "wrote the activation request for '{product_name}' to {}",
+        describe_out(&out)
+    );
+    eprintln!("next: send this file to your vendor (upload it at their portal, or mail it).");
+    eprintln!("when the license file comes back, install it with: lic install FILE");
     Ok(EXIT_OK)
 }
 
@@ -500,10 +543,14 @@ fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
         },
     };
     let client = client(g, Some(product_name.clone()))?;
-    // Refusing a file is an error (exit 2), whatever the reason, unlike a negative check.
-    let installed = client.install(&input).map_err(|e| Failure {
-        exit: EXIT_ERROR,
-        ..Failure::from(e)
+    // Refusing a file is an error (exit 2), whatever the reason, unlike a negative check;
+    // a store that fails its integrity check is the same answer (1) in every command.
+    let installed = client.install(&input).map_err(|e| {
+        let tampered = matches!(e, ClientError::Violation(Violation::StoreTampered { .. }));
+        Failure {
+            exit: if tampered { EXIT_NO } else { EXIT_ERROR },
+            ..Failure::from(e)
+        }
     })?;
     match installed {
         Installed::License { activation_id } => {
@@ -529,6 +576,29 @@ fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
 }
 
 fn status(g: &Global, fmt: OutputFormat) -> Result<u8, Failure> {
+    if let (Some(dir), Some(product)) = (missing_store(g)?, &g.product) {
+        // Nothing is activated where there is no store; say so in the usual form (a
+        // script reads the JSON), without creating the store.
+        eprintln!(
+            "note: there is no license store at {}; nothing was created there (pass --store \
+             DIR or set LIC_STORE if the license is in another store)",
+            dir.display()
+        );
+        let status = Status {
+            product: product.clone(),
+            now: chrono::Utc::now(),
+            entitlements: None,
+            features: Vec::new(),
+            violations: vec![Violation::NotActivated {
+                product: product.clone(),
+            }],
+            last_seen: None,
+            fingerprint: None,
+            device_kid: None,
+        };
+        output::status(&status, fmt)?;
+        return Ok(EXIT_NO);
+    }
     let client = client(g, None)?;
     let status = client.status()?;
     output::status(&status, fmt)?;
@@ -536,7 +606,11 @@ fn status(g: &Global, fmt: OutputFormat) -> Result<u8, Failure> {
 }
 
 fn check(g: &Global, feature: Option<&str>, quiet: bool) -> Result<u8, Failure> {
-    let client = match client(g, None) {
+    let opened = match missing_store(g)? {
+        Some(dir) => Err(no_store(&dir)),
+        None => client(g, None),
+    };
+    let client = match opened {
         Err(f) if quiet && f.exit == EXIT_NO => return Ok(EXIT_NO),
         other => other?,
     };
@@ -586,17 +660,19 @@ fn deactivate(g: &Global, out: &Path, force: bool) -> Result<u8, Failure> {
     check_writable(out, force)?;
     let file = client.deactivate()?;
     write_file(&file, out, force)?;
-    if out != Path::new("-") {
-        eprintln!(
-            "'{}' is deactivated on this machine; the deactivation file is {}",
-            client.product(),
-            out.display()
-        );
-        eprintln!(
-            "next: send it to your vendor (upload it at their portal) to free the seat; then \
-             activate the other machine"
-        );
-    }
+    eprintln!(
+        "'{}' is deactivated on this machine; the deactivation file is {}",
+        client.product(),
+        if out == Path::new("-") {
+            "on standard output".to_string()
+        } else {
+            out.display().to_string()
+        }
+    );
+    eprintln!(
+        "next: send it to your vendor (upload it at their portal) to free the seat; then \
+         activate the other machine"
+    );
     Ok(EXIT_OK)
 }
 
@@ -616,6 +692,16 @@ fn fingerprint(
         (None, Some(p)) => p.clone(),
         (None, None) => product(g)?,
     };
+    if missing_store(g)?.is_some() {
+        // No store, so no installed license: compare with the given one, if any, without
+        // creating the store.
+        let current = fp::hash_components(&product_name, &SystemSource::from_env().collect());
+        let report = given
+            .as_ref()
+            .map(|l| fp::match_fingerprint(&l.fingerprint, &current, &l.match_rule));
+        output::fingerprint(&product_name, &current, report.as_ref(), explain, fmt)?;
+        return Ok(EXIT_OK);
+    }
     let client = client(g, Some(product_name))?;
     let report = if explain || given.is_some() {
         client.explain_fingerprint(given.as_ref())?

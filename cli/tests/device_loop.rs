@@ -1,14 +1,16 @@
 //! The `lic` binary through the whole offline loop, against a real store in a temporary
 //! directory and files signed with the fixture vendor key (a stand-in answers for the
-//! portal). Also: concurrent consumption and crashes in the middle of store writes.
+//! portal). Also: concurrent consumption, concurrent first runs, crashes in the middle of
+//! store writes, `-` for standard input and output, and the exit status of each answer.
 
 #![allow(clippy::unwrap_used)] // helpers of this test file, not product code
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use chrono::Utc;
-use lic_core::format::{self, Deactivation, License, UsageReport};
+use lic_core::format::{self, Deactivation, License, MatchRule, UsageReport};
 use lic_core::keys::Keyring;
 use lic_fixtures::stand_in::StandIn;
 
@@ -56,7 +58,21 @@ impl Env {
 
     /// Activate `photo-pro`: request, the stand-in's license, install.
     fn activate(&self, portal: &StandIn) -> PathBuf {
-        self.ok(&[
+        self.activate_as(portal, None)
+    }
+
+    /// Activate `photo-pro` with `LIC_DEVICE_ID` set to `device_id` (or unset).
+    fn activate_as(&self, portal: &StandIn, device_id: Option<&str>) -> PathBuf {
+        let run = |args: &[&str]| {
+            let mut cmd = self.cmd(args);
+            if let Some(id) = device_id {
+                cmd.env("LIC_DEVICE_ID", id);
+            }
+            let out = cmd.output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "lic {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        run(&[
             "offline-activate",
             "--key",
             "PHPRO-7Q2M",
@@ -67,12 +83,25 @@ impl Env {
         let license = portal.license_for(&request).unwrap();
         let path = self.path("photo-pro.lic");
         std::fs::write(&path, license.armored()).unwrap();
-        let out = self.ok(&["install", path.to_str().unwrap()]);
+        let out = run(&["install", path.to_str().unwrap()]);
         assert!(
             out.starts_with("installed the license for 'photo-pro'"),
             "{out}"
         );
         path
+    }
+
+    /// Run with `input` on standard input.
+    fn lic_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn state(&self) -> Vec<u8> {
@@ -82,6 +111,25 @@ impl Env {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `(error code: …)` line of a failure.
+fn error_code(out: &Output) -> Option<String> {
+    let err = stderr(out);
+    let at = err.find("(error code: ")? + "(error code: ".len();
+    err[at..].split(')').next().map(str::to_string)
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(lic_core::fsutil::TEMP_PREFIX))
+        .collect()
 }
 
 #[test]
@@ -250,7 +298,7 @@ fn a_hand_edited_store_is_reported_and_can_be_reset() {
         "{text}"
     );
     let out = env.lic(&["consume", "render-minutes", "--product", "photo-pro"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).contains("lic store reset"), "{}", stderr(&out));
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -273,28 +321,107 @@ fn a_hand_edited_store_is_reported_and_can_be_reset() {
 }
 
 #[test]
-fn a_license_issued_ahead_of_this_clock_shows_a_clock_turned_back() {
-    // The vendor's clock (or the last file seen) is two days ahead of this machine's:
-    // this machine's clock counts as turned back beyond the one-hour tolerance.
+fn a_license_issued_ahead_of_this_clock_is_refused_at_install() {
+    // The vendor's clock is two days ahead of this machine's (beyond the license's
+    // one-hour tolerance): installing would make this clock count as turned back at
+    // once, so the license is refused with what to do, and nothing changes.
     let env = Env::new();
     let mut portal = StandIn::new(Utc::now() + chrono::Duration::days(2));
     portal.valid_for = Some(chrono::Duration::days(30));
-    let license = {
-        env.ok(&["offline-activate", "--key", "K", "--product", "photo-pro"]);
-        portal
-            .license_for(&std::fs::read(env.path("photo-pro.req")).unwrap())
-            .unwrap()
-    };
+    env.ok(&["offline-activate", "--key", "K", "--product", "photo-pro"]);
+    let license = portal
+        .license_for(&std::fs::read(env.path("photo-pro.req")).unwrap())
+        .unwrap();
     std::fs::write(env.path("l.lic"), license.armored()).unwrap();
-    env.ok(&["install", "l.lic"]);
-    let out = env.lic(&["check"]);
-    assert_eq!(out.status.code(), Some(1));
+    let before = env.state();
+    let out = env.lic(&["install", "l.lic"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = stderr(&out);
+    assert!(err.contains("this device's clock says "), "{err}");
+    assert!(err.contains("but the license was issued at "), "{err}");
     assert!(
-        stderr(&out).contains("the clock was turned back"),
-        "{}",
-        stderr(&out)
+        err.contains("set this computer's clock to the correct date and time"),
+        "{err}"
     );
-    assert!(stderr(&out).contains("(error code: clock-turned-back)"));
+    assert!(err.contains("then install the file again"), "{err}");
+    assert_eq!(error_code(&out).as_deref(), Some("clock-behind"));
+    assert_eq!(env.state(), before, "the store is unchanged");
+    // The request still waits for its license.
+    assert!(env.ok(&["store", "info"]).contains("pending:    photo-pro"));
+    let out = env.lic(&["check", "--product", "photo-pro"]);
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+}
+
+#[test]
+fn a_tampered_store_is_the_same_answer_in_every_command() {
+    let env = Env::new();
+    let license = env.activate(&StandIn::new(Utc::now()));
+    env.ok(&["consume", "render-minutes", "90"]);
+    let path = env.store().join(lic_core::store::STATE_FILE);
+    let mut bytes = env.state();
+    let at = bytes.windows(2).rposition(|w| w == [0x18, 90]).unwrap();
+    bytes[at + 1] = 10;
+    std::fs::write(&path, &bytes).unwrap();
+    let license = license.to_str().unwrap();
+
+    let commands: &[&[&str]] = &[
+        &["check"],
+        &["check", "--product", "photo-pro"],
+        &["check", "--feature", "render-minutes"],
+        &["consume", "render-minutes"],
+        &["consume", "render-minutes", "--product", "photo-pro"],
+        &["install", license],
+        &["offline-activate", "--response", license],
+        &["usage-report", "--out", "u.usage"],
+        &["offline-deactivate", "--out", "d.deact"],
+        &["offline-activate", "--key", "K", "--product", "video-pro"],
+        &["fingerprint", "--explain"],
+        &["store", "info"],
+    ];
+    for args in commands {
+        let out = env.lic(args);
+        assert_eq!(out.status.code(), Some(1), "lic {args:?}: {out:?}");
+        assert_eq!(
+            error_code(&out).as_deref(),
+            Some("store-tampered"),
+            "lic {args:?}: {out:?}"
+        );
+        assert!(
+            stderr(&out).contains("the license store was tampered with"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("lic store reset"), "{}", stderr(&out));
+        // (`store info` shows which store and device key it is about first.)
+        if args[0] != "store" {
+            assert!(out.stdout.is_empty(), "lic {args:?}: {out:?}");
+        }
+    }
+    // status lists it as the reason the license may not be used.
+    for args in [&["status"][..], &["status", "--product", "photo-pro"][..]] {
+        let out = env.lic(args);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            stdout(&out).starts_with(
+                "photo-pro: NOT licensed\n  problem: the license store was tampered with: "
+            ),
+            "{out:?}"
+        );
+        assert!(stdout(&out).contains("lic store reset"), "{out:?}");
+    }
+    let out = env.lic(&["status", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["violations"][0]["code"], "store-tampered");
+    assert_eq!(json["license"], serde_json::Value::Null);
+    let out = env.lic(&["check", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was reset");
+    assert!(!env.path("u.usage").exists() && !env.path("d.deact").exists());
+    assert!(!env.path("video-pro.req").exists());
 }
 
 #[test]
@@ -347,6 +474,10 @@ fn used(env: &Env, feature: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the crash points (LIC_CRASH_AT) exist only in debug builds"
+)]
 fn a_crash_at_any_step_of_a_store_write_leaves_the_old_or_the_new_state() {
     let env = Env::new();
     env.activate(&StandIn::new(Utc::now()));
@@ -383,12 +514,114 @@ fn a_crash_at_any_step_of_a_store_write_leaves_the_old_or_the_new_state() {
     // The store works on, and the next write clears what the crashes left behind.
     env.ok(&["consume", "export-pdf"]);
     assert_eq!(used(&env, "export-pdf"), expected + 1);
-    let leftovers: Vec<_> = std::fs::read_dir(env.store())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(lic_core::fsutil::TEMP_PREFIX))
-        .collect();
+    let leftovers = temp_files(&env.store());
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+#[cfg_attr(
+    not(debug_assertions),
+    ignore = "the crash points (LIC_CRASH_AT) exist only in debug builds"
+)]
+fn a_crash_while_the_device_key_is_made_leaves_no_key_or_the_whole_key() {
+    for step in ["key-write", "key-sync", "key-link", "key-sync-dir"] {
+        let env = Env::new();
+        std::fs::create_dir(env.store()).unwrap();
+        let out = env
+            .cmd(&["status", "--product", "photo-pro"])
+            .env(lic_core::store::CRASH_ENV, step)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{step}: the process must have crashed"
+        );
+        let key_path = env.store().join(lic_core::store::KEY_FILE);
+        // Before the key file gets its name there is none; from then on it is complete.
+        let made = step == "key-sync-dir";
+        assert_eq!(key_path.exists(), made, "{step}");
+        let earlier = made.then(|| {
+            lic_core::keys::SecretKey::read(&key_path)
+                .expect("a complete key")
+                .kid()
+                .to_string()
+        });
+        // The next run works, with that key if it was made.
+        let out = env.lic(&["status", "--product", "photo-pro", "--format", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{step}: {out:?}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let kid = json["device_kid"].as_str().unwrap().to_string();
+        if let Some(earlier) = earlier {
+            assert_eq!(kid, earlier, "{step}");
+        }
+        // The first write to the store clears what the crash left behind.
+        env.ok(&["offline-activate", "--key", "K", "--product", "photo-pro"]);
+        assert_eq!(temp_files(&env.store()), Vec::<String>::new(), "{step}");
+        assert!(env.ok(&["store", "info"]).contains(&kid), "{step}");
+    }
+}
+
+#[test]
+fn concurrent_first_runs_of_lic_share_one_device_key() {
+    for _ in 0..3 {
+        let env = Env::new();
+        // A fresh, empty store directory (as an installer may make it).
+        std::fs::create_dir(env.store()).unwrap();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                env.cmd(&["status", "--product", "photo-pro", "--format", "json"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let kids: Vec<String> = children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                assert_eq!(out.status.code(), Some(1), "{out:?}");
+                let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                json["device_kid"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+        assert!(env.ok(&["store", "info"]).contains(&kids[0]));
+
+        // Without even the directory: two activations at once, one key, both requests.
+        let env = Env::new();
+        let children: Vec<_> = ["photo-pro", "video-pro"]
+            .into_iter()
+            .map(|p| {
+                env.cmd(&["offline-activate", "--key", "K", "--product", p])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{out:?}");
+        }
+        let signer = |name: &str| {
+            format::open::<format::ActivationRequest>(
+                &std::fs::read(env.path(name)).unwrap(),
+                &Keyring::new(),
+            )
+            .unwrap()
+            .signer()
+            .kid()
+            .to_string()
+        };
+        assert_eq!(signer("photo-pro.req"), signer("video-pro.req"));
+        let info = env.ok(&["store", "info"]);
+        assert!(info.contains(&signer("photo-pro.req")), "{info}");
+        assert!(
+            info.contains("pending:    photo-pro") && info.contains("pending:    video-pro"),
+            "{info}"
+        );
+    }
 }
 
 #[test]
@@ -454,9 +687,288 @@ fn fingerprint_explains_matches() {
         out.contains("the license's match rule is satisfied"),
         "{out}"
     );
-    // With another declared id (a cloned VM told apart by its operator) nothing in the
-    // license is about that component, so the rule still holds.
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["fingerprint", "--format", "json", "--explain"])).unwrap();
+    // With a declared id now (a cloned VM told apart by its operator) but none at
+    // activation, nothing in the license is about that component: the rule still holds.
+    let out = env
+        .cmd(&["fingerprint", "--format", "json", "--explain"])
+        .env("LIC_DEVICE_ID", "vm-0042")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["components"]["declared-id"].is_string(), "{json}");
     assert_eq!(json["match"]["ok"], true);
+    assert_eq!(json["match"]["differing"], serde_json::json!([]));
+}
+
+#[test]
+fn fingerprint_explains_what_differs_on_another_machine() {
+    // Activated as one instance (LIC_DEVICE_ID=vm-a), with a license that requires the
+    // declared id; then looked at as another instance (vm-b) with the same hardware.
+    let env = Env::new();
+    let mut portal = StandIn::new(Utc::now());
+    portal.match_rule = MatchRule {
+        required: vec!["machine-id".into(), "declared-id".into()],
+        max_changed: 1,
+    };
+    let license = env.activate_as(&portal, Some("vm-a"));
+    let as_b = |args: &[&str]| {
+        let out = env.cmd(args).env("LIC_DEVICE_ID", "vm-b").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "lic {args:?}: {out:?}");
+        stdout(&out)
+    };
+    let license_arg = license.to_str().unwrap();
+    for args in [
+        &["fingerprint", "--explain"][..],
+        &["fingerprint", "--license", license_arg][..],
+    ] {
+        let text = as_b(args);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} line: {text}"))
+                .to_string()
+        };
+        assert!(
+            line("declared-id").ends_with("DIFFERS from the license"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            line("hostname").ends_with("matches the license"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.contains(
+                "the license's match rule is NOT satisfied (required and different: declared-id)"
+            ),
+            "{args:?}: {text}"
+        );
+        let mut json_args = args.to_vec();
+        json_args.extend(["--format", "json"]);
+        let json: serde_json::Value = serde_json::from_str(&as_b(&json_args)).unwrap();
+        assert_eq!(json["match"]["ok"], false, "{json}");
+        assert_eq!(
+            json["match"]["differing"],
+            serde_json::json!(["declared-id"])
+        );
+        assert_eq!(
+            json["match"]["required_failed"],
+            serde_json::json!(["declared-id"])
+        );
+        assert!(
+            json["match"]["matched"]
+                .as_array()
+                .unwrap()
+                .contains(&"hostname".into()),
+            "{json}"
+        );
+    }
+    // The license is not usable as vm-b, and says which component is at fault.
+    let out = env
+        .cmd(&["check"])
+        .env("LIC_DEVICE_ID", "vm-b")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("required component(s) declared-id differ"),
+        "{}",
+        stderr(&out)
+    );
+    // As vm-a it is.
+    let out = env
+        .cmd(&["fingerprint", "--explain"])
+        .env("LIC_DEVICE_ID", "vm-a")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("the license's match rule is satisfied"),
+        "{out:?}"
+    );
+
+    // A license that allows no change at all, given with --license: the declared id is
+    // not required there, but it is one change too many.
+    let mut strict = StandIn::new(Utc::now());
+    strict.match_rule = MatchRule {
+        required: vec!["machine-id".into()],
+        max_changed: 0,
+    };
+    let strict_license = strict
+        .license_for(&std::fs::read(env.path("photo-pro.req")).unwrap())
+        .unwrap();
+    std::fs::write(env.path("strict.lic"), strict_license.armored()).unwrap();
+    let text = as_b(&["fingerprint", "--license", "strict.lic"]);
+    assert!(text.contains("DIFFERS from the license"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_end() == "the license's match rule is NOT satisfied"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&as_b(&[
+        "fingerprint",
+        "--license",
+        "strict.lic",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["match"]["ok"], false);
+    assert_eq!(
+        json["match"]["differing"],
+        serde_json::json!(["declared-id"])
+    );
+    assert_eq!(json["match"]["required_failed"], serde_json::json!([]));
+    assert_eq!(json["match"]["changed_allowed"], 0);
+}
+
+#[test]
+fn dash_reads_standard_input_and_writes_standard_output() {
+    let env = Env::new();
+    let portal = StandIn::new(Utc::now());
+    // The request on standard output: the file only; the messages on standard error.
+    let out = env.lic(&[
+        "offline-activate",
+        "--key",
+        "K",
+        "--product",
+        "photo-pro",
+        "--out",
+        "-",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stderr(&out).contains("to standard output"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("-----BEGIN"), "{}", stderr(&out));
+    let license = portal.license_for(&out.stdout).unwrap();
+
+    // `lic install -`: the license piped on standard input.
+    let out = env.lic_with_input(&["install", "-"], license.armored().as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).starts_with("installed the license for 'photo-pro'"),
+        "{out:?}"
+    );
+    let out = env.lic_with_input(
+        &["offline-activate", "--response", "-"],
+        license.armored().as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout(&out).contains("already installed"), "{out:?}");
+    // Something else on standard input is refused as such.
+    let out = env.lic_with_input(&["install", "-"], b"not a license\n");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(error_code(&out).as_deref(), Some("armor-missing"));
+
+    env.ok(&["consume", "render-minutes", "7"]);
+
+    let armored_alone = |out: &Output, label: &str| {
+        let text = stdout(out);
+        assert!(
+            text.starts_with(&format!("-----BEGIN LIC {label}-----\n")),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!("-----END LIC {label}-----\n")),
+            "{text}"
+        );
+        assert_eq!(text.matches("-----BEGIN").count(), 1, "{text}");
+        assert!(!stderr(out).contains("-----BEGIN"), "{}", stderr(out));
+    };
+    let out = env.lic(&["usage-report", "--out", "-"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    armored_alone(&out, "USAGE REPORT");
+    assert!(
+        stderr(&out).contains("wrote the usage report to standard output"),
+        "{}",
+        stderr(&out)
+    );
+    let report = format::open::<UsageReport>(&out.stdout, &Keyring::new()).unwrap();
+    assert_eq!(report.counters.get("render-minutes"), Some(&7));
+
+    let out = env.lic(&["offline-deactivate", "--out", "-"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    armored_alone(&out, "DEACTIVATION");
+    assert!(
+        stderr(&out).contains("'photo-pro' is deactivated on this machine"),
+        "{}",
+        stderr(&out)
+    );
+    let deactivation = format::open::<Deactivation>(&out.stdout, &Keyring::new())
+        .unwrap()
+        .expect_signer(report.signer())
+        .unwrap();
+    assert_eq!(deactivation.counters.get("render-minutes"), Some(&7));
+    // Asked again, the same file.
+    let again = env.lic(&["offline-deactivate", "--product", "photo-pro", "--out", "-"]);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert_eq!(again.stdout, out.stdout);
+
+    assert!(!env.path("-").exists(), "no file named '-' was written");
+}
+
+#[test]
+fn read_only_commands_do_not_create_a_missing_store() {
+    let env = Env::new();
+    let missing = env.path("no-such-store");
+    let run = |args: &[&str]| {
+        let out = env.cmd(args).env("LIC_STORE", &missing).output().unwrap();
+        assert!(!missing.exists(), "lic {args:?} created the store");
+        out
+    };
+    let named = missing.display().to_string();
+
+    let out = run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains(&named), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--store DIR"), "{}", stderr(&out));
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+    let out = run(&["check", "--product", "photo-pro", "--feature", "f"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+    let out = run(&["check", "--quiet", "--product", "photo-pro"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+
+    let out = run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+    let out = run(&["status", "--product", "photo-pro"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout(&out).starts_with("photo-pro: NOT licensed\n"),
+        "{out:?}"
+    );
+    assert!(stderr(&out).contains(&named), "{}", stderr(&out));
+    let out = run(&["status", "--product", "photo-pro", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["violations"][0]["code"], "not-activated");
+    assert_eq!(json["device_kid"], serde_json::Value::Null);
+
+    let out = run(&["fingerprint", "--product", "photo-pro"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout(&out).contains("machine-id"), "{out:?}");
+    let out = run(&["fingerprint", "--explain", "--product", "photo-pro"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).contains("no license is installed to compare with"),
+        "{out:?}"
+    );
+    let out = run(&["fingerprint"]);
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+    let out = run(&["consume", "render-minutes"]);
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+
+    // The first activation makes the store, as before.
+    let out = env
+        .cmd(&["offline-activate", "--key", "K", "--product", "photo-pro"])
+        .env("LIC_STORE", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(missing.join(lic_core::store::KEY_FILE).exists());
 }

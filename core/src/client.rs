@@ -43,8 +43,11 @@ pub const MARK_GRANULARITY_SECS: i64 = 60;
 pub enum ClientError {
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// The store cannot be used: unreadable, written by a newer lic, a damaged device key.
+    /// (A store that fails its integrity check is `Violation(Violation::StoreTampered)`,
+    /// in every call.)
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The license cannot be used now.
     #[error("{0}")]
     Violation(Violation),
@@ -64,9 +67,30 @@ pub enum ClientError {
     #[error("the file was issued to another device (device key {found}; this device is {this})")]
     NotThisDevice { this: String, found: String },
     #[error(
-        "activation {activation_id} was deactivated on this device; its license cannot be installed again"
+        "activation {activation_id} was deactivated on this device; its {file} cannot be installed here again"
     )]
-    AlreadyDeactivated { activation_id: String },
+    AlreadyDeactivated {
+        activation_id: String,
+        /// The kind of file offered (license or refresh).
+        file: format::FileKind,
+    },
+    /// The file was issued later than this device's clock says, by more than the
+    /// tolerance: installing it would make the clock count as turned back at once.
+    #[error(
+        "this device's clock says {}, but the {file} was issued at {} (more than the {tolerance_secs} s the license allows)",
+        when(now),
+        when(issued)
+    )]
+    ClockBehind {
+        file: format::FileKind,
+        /// This device's clock.
+        now: DateTime<Utc>,
+        /// The file's issue time (for a refresh with a clock-floor reset, the floor: the
+        /// time the clock mark would be set to).
+        issued: DateTime<Utc>,
+        /// The clock tolerance of the file.
+        tolerance_secs: u64,
+    },
     #[error(
         "no activation request for product '{product}' is waiting for a license on this device"
     )]
@@ -111,6 +135,7 @@ impl ClientError {
             ClientError::WrongProduct { .. } => "wrong-product",
             ClientError::NotThisDevice { .. } => "wrong-device",
             ClientError::AlreadyDeactivated { .. } => "already-deactivated",
+            ClientError::ClockBehind { .. } => "clock-behind",
             ClientError::NoPendingRequest { .. } => "no-pending-request",
             ClientError::RequestMismatch { .. } => "request-mismatch",
             ClientError::AlreadyActivated { .. } => "already-activated",
@@ -145,6 +170,10 @@ impl ClientError {
                 "to use the product here again, make a new activation request: \
                  `lic offline-activate --key KEY --product PRODUCT`"
             }
+            ClientError::ClockBehind { .. } => {
+                "set this computer's clock to the correct date and time (with its time zone), \
+                 then install the file again"
+            }
             ClientError::NoPendingRequest { .. } | ClientError::RequestMismatch { .. } => {
                 "make an activation request on this device (`lic offline-activate`), send it to \
                  your vendor, and install the license that answers it"
@@ -159,6 +188,23 @@ impl ClientError {
             ClientError::Io { .. } => "check the path and your permissions",
         }
     }
+}
+
+/// A store that fails its integrity check is a violation the application must react to,
+/// the same in every call (`status` lists it, everything else returns it).
+impl From<StoreError> for ClientError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Tampered { reason } => {
+                ClientError::Violation(Violation::StoreTampered { reason })
+            }
+            e => ClientError::Store(e),
+        }
+    }
+}
+
+fn when(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// What `install` did.
@@ -643,11 +689,12 @@ impl Client {
         }
         let fingerprint = self.fingerprint();
         self.update(|state, key, _| {
-            if state.tombstones.contains_key(&l.activation_id) {
-                return Err(ClientError::AlreadyDeactivated {
-                    activation_id: l.activation_id.clone(),
-                });
-            }
+            rules::tombstone(&state.tombstones, &l.activation_id).map_err(|d| {
+                ClientError::AlreadyDeactivated {
+                    activation_id: d.activation_id,
+                    file: format::FileKind::License,
+                }
+            })?;
             if l.device_key != Bytes32(key.public().to_bytes()) {
                 return Err(ClientError::NotThisDevice {
                     this: key.kid().to_string(),
@@ -699,6 +746,8 @@ impl Client {
             if let Some(v) = rules::clock(now, state.last_seen.map(from_ts), e.clock_tolerance) {
                 return Err(ClientError::Violation(v));
             }
+            rules::issued_ahead(now, l.issued, l.clock_tolerance)
+                .map_err(|a| clock_behind(format::FileKind::License, a))?;
             if let Some(v) = rules::validity(&e, now)
                 .into_iter()
                 .find(|v| matches!(v, Violation::Expired { .. }))
@@ -737,11 +786,12 @@ impl Client {
             });
         }
         self.update(|state, key, _| {
-            if state.tombstones.contains_key(&r.activation_id) {
-                return Err(ClientError::AlreadyDeactivated {
-                    activation_id: r.activation_id.clone(),
-                });
-            }
+            rules::tombstone(&state.tombstones, &r.activation_id).map_err(|d| {
+                ClientError::AlreadyDeactivated {
+                    activation_id: d.activation_id,
+                    file: format::FileKind::Refresh,
+                }
+            })?;
             let inst = state.installations.get(&self.product).ok_or_else(|| {
                 ClientError::Violation(Violation::NotActivated {
                     product: self.product.clone(),
@@ -780,10 +830,15 @@ impl Client {
                 }
                 SerialDecision::Apply => {}
             }
+            // The mark is raised to the issue time (or set to the floor): a refresh from
+            // well ahead of this clock would turn it back at once.
+            let raises_to = r.clock_floor.unwrap_or(r.issued);
             // A clock-floor reset replaces the high-water mark; otherwise the clock must
             // not have been turned back.
             match r.clock_floor {
                 Some(floor) => {
+                    rules::issued_ahead(now, raises_to, r.clock_tolerance)
+                        .map_err(|a| clock_behind(format::FileKind::Refresh, a))?;
                     state.last_seen = Some(ts(floor.max(now)));
                 }
                 None => {
@@ -792,6 +847,8 @@ impl Client {
                     {
                         return Err(ClientError::Violation(v));
                     }
+                    rules::issued_ahead(now, raises_to, r.clock_tolerance)
+                        .map_err(|a| clock_behind(format::FileKind::Refresh, a))?;
                     let mark = rules::raise_mark(state.last_seen.map(from_ts), now).max(r.issued);
                     state.last_seen = Some(ts(mark));
                 }
@@ -908,7 +965,7 @@ impl Client {
         f: impl FnOnce(&mut State, &SecretKey, &StoreLock) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let lock = self.store.lock()?;
-        let key = self.store.device_key()?;
+        let key = self.store.device_key_locked(&lock)?;
         let mut state = self.store.load(&key)?;
         let before = state.clone();
         let result = f(&mut state, &key, &lock)?;
@@ -916,6 +973,15 @@ impl Client {
             self.store.save(&lock, &key, &state)?;
         }
         Ok(result)
+    }
+}
+
+fn clock_behind(file: format::FileKind, a: rules::IssuedAhead) -> ClientError {
+    ClientError::ClockBehind {
+        file,
+        now: a.now,
+        issued: a.issued,
+        tolerance_secs: a.tolerance_secs,
     }
 }
 

@@ -1,8 +1,15 @@
-//! Careful file writes: key files that are never silently overwritten, and atomic
-//! replacement (temp file in the same directory, fsync, rename, fsync the directory)
-//! so a crash leaves either the old or the new content, never a mix.
+//! Careful file writes: files that are never silently overwritten, and atomic
+//! replacement, so a crash leaves either the old or the new content, never a mix.
+//!
+//! Both kinds of write go through a temporary file in the target's directory that is
+//! written and fsynced before it gets the target's name, and the directory is fsynced
+//! after: [`write_new`] gives the name only if it is free (a no-clobber rename or hard
+//! link), [`replace`] renames over the old file. A crash or a kill at any moment leaves
+//! the target absent (new files), or with its old content, or with the complete new
+//! content — never empty or half-written — plus at worst a stray temporary file named
+//! [`TEMP_PREFIX`]`…`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -11,21 +18,32 @@ pub const SECRET_MODE: u32 = 0o600;
 /// Permission bits for public files (public keys, armored lic files).
 pub const PUBLIC_MODE: u32 = 0o644;
 
-/// Name prefix of the temporary files [`replace`] writes beside their target.
+/// Name prefix of the temporary files [`replace`] and [`write_new`] write beside their
+/// target.
 pub const TEMP_PREFIX: &str = ".lic-tmp-";
 
-/// Write `bytes` to a new file at `path`, failing with `AlreadyExists` if there is one.
+/// Write `bytes` to a new file at `path`, failing with `AlreadyExists` if there is one
+/// (the existing file is left as it is). The file appears complete or not at all: if
+/// several writers race for the same name, exactly one wins and the others get
+/// `AlreadyExists`.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    set_mode(&mut options, mode);
-    let mut file = options.open(path)?;
-    let result = file.write_all(bytes).and_then(|()| file.sync_all());
-    if result.is_err() {
-        // Do not leave a half-written key behind.
-        let _ = fs::remove_file(path);
-    }
-    result?;
+    write_new_with_hook(path, bytes, mode, &|_| {})
+}
+
+/// [`write_new`], calling `hook` with the name of each step before it is taken
+/// (`write`, `sync`, `link`, `sync-dir`): the store uses it to inject crashes in tests.
+pub fn write_new_with_hook(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    hook: &dyn Fn(&str),
+) -> io::Result<()> {
+    let tmp = synced_temp_file(path, bytes, mode, hook)?;
+    hook("link");
+    // A no-clobber rename (Linux, macOS) or a hard link; fails with `AlreadyExists` if
+    // the name is taken. On failure the temporary file is removed when dropped.
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    hook("sync-dir");
     sync_parent(path)
 }
 
@@ -42,6 +60,21 @@ pub fn replace_with_hook(
     mode: u32,
     hook: &dyn Fn(&str),
 ) -> io::Result<()> {
+    let tmp = synced_temp_file(path, bytes, mode, hook)?;
+    hook("rename");
+    tmp.persist(path).map_err(|e| e.error)?;
+    hook("sync-dir");
+    sync_parent(path)
+}
+
+/// A temporary file beside `path` holding `bytes`, fsynced. It is removed when dropped
+/// unless persisted.
+fn synced_temp_file(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    hook: &dyn Fn(&str),
+) -> io::Result<tempfile::NamedTempFile> {
     let dir = parent_dir(path);
     let mut builder = tempfile::Builder::new();
     builder.prefix(TEMP_PREFIX);
@@ -57,10 +90,7 @@ pub fn replace_with_hook(
     tmp.write_all(bytes)?;
     hook("sync");
     tmp.as_file().sync_all()?;
-    hook("rename");
-    tmp.persist(path).map_err(|e| e.error)?;
-    hook("sync-dir");
-    sync_parent(path)
+    Ok(tmp)
 }
 
 /// Write `bytes` to `path`: a new file, or with `force` a replacement of an existing one.
@@ -92,15 +122,6 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-#[cfg(unix)]
-fn set_mode(options: &mut OpenOptions, mode: u32) {
-    use std::os::unix::fs::OpenOptionsExt;
-    options.mode(mode);
-}
-
-#[cfg(not(unix))]
-fn set_mode(_options: &mut OpenOptions, _mode: u32) {}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -116,6 +137,59 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"one");
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // The refused write left no temporary file behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn write_new_never_shows_a_partial_file() {
+        // Stop before the name is given (a crash there): the target does not exist.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        let stop = |step: &str| {
+            if step == "link" {
+                panic!("crash before link");
+            }
+        };
+        let crashed = std::panic::catch_unwind(|| write_new_with_hook(&path, b"key", 0o600, &stop));
+        assert!(crashed.is_err());
+        assert!(
+            !path.exists(),
+            "no empty or partial file under the final name"
+        );
+        write_new(&path, b"key", SECRET_MODE).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"key");
+    }
+
+    #[test]
+    fn racing_write_new_calls_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<io::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let (path, barrier) = (&path, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        write_new(path, &[b'a' + i; 64], SECRET_MODE)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<usize> = (0..8).filter(|i| results[*i].is_ok()).collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        for r in results.iter().filter(|r| r.is_err()) {
+            assert_eq!(r.as_ref().unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        }
+        let winner = u8::try_from(winners[0]).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), vec![b'a' + winner; 64]);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
     }
 
     #[test]

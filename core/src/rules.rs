@@ -1,7 +1,9 @@
 //! The licensing rules, as pure functions of their inputs (the time is a parameter):
-//! validity, clock integrity, serial monotonicity, consumption limits and the device
-//! journal. The client applies them; tests call them directly.
+//! validity, clock integrity (the high-water mark, and files issued ahead of this clock),
+//! serial monotonicity, tombstones, consumption limits and the device journal. The
+//! client applies them; tests call them directly.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
@@ -245,6 +247,57 @@ pub fn raise_mark(mark: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<U
     mark.map_or(now, |m| m.max(now))
 }
 
+/// A file issued later than this clock says, by more than the tolerance: this clock is
+/// behind (or the issuer's ahead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedAhead {
+    pub now: DateTime<Utc>,
+    pub issued: DateTime<Utc>,
+    pub tolerance_secs: u64,
+}
+
+/// Whether a file issued at `issued` may be installed now. Installing raises the clock
+/// mark to the issue time, so a file issued more than the tolerance ahead of `now` would
+/// at once make this clock count as turned back ([`clock`]): it is refused instead, and
+/// installs once the clock is right. Within the tolerance it installs (and raises the
+/// mark).
+pub fn issued_ahead(
+    now: DateTime<Utc>,
+    issued: DateTime<Utc>,
+    tolerance_secs: u64,
+) -> Result<(), IssuedAhead> {
+    match clock(now, Some(issued), tolerance_secs) {
+        None => Ok(()),
+        Some(_) => Err(IssuedAhead {
+            now,
+            issued,
+            tolerance_secs,
+        }),
+    }
+}
+
+/// A file for an activation that was deactivated on this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deactivated {
+    pub activation_id: String,
+}
+
+/// Tombstones: once an activation is deactivated on this device, none of its files (the
+/// license, any refresh) may be installed here again. `tombstones` holds the deactivated
+/// activations by id (whatever is kept about each).
+pub fn tombstone<T>(
+    tombstones: &BTreeMap<String, T>,
+    activation_id: &str,
+) -> Result<(), Deactivated> {
+    if tombstones.contains_key(activation_id) {
+        Err(Deactivated {
+            activation_id: activation_id.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// What to do with a refresh of serial `offered` when `installed` is in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SerialDecision {
@@ -390,6 +443,45 @@ mod tests {
             clock(b.with_timezone(&Utc), Some(a.with_timezone(&Utc)), 0),
             None
         );
+    }
+
+    #[test]
+    fn a_file_issued_ahead_of_this_clock_beyond_the_tolerance_is_refused() {
+        assert_eq!(issued_ahead(t(12), t(12), 0), Ok(()));
+        assert_eq!(issued_ahead(t(12), t(8), 0), Ok(()), "issued in the past");
+        assert_eq!(issued_ahead(t(12), t(13), 3600), Ok(()), "within tolerance");
+        assert_eq!(
+            issued_ahead(t(12), t(14), 3600),
+            Err(IssuedAhead {
+                now: t(12),
+                issued: t(14),
+                tolerance_secs: 3600
+            })
+        );
+        // Exactly what the clock rule would flag once the mark is raised to the issue
+        // time: a file is refused if and only if installing it would turn the clock back.
+        for issued in [t(11), t(13), t(14), t(20)] {
+            assert_eq!(
+                issued_ahead(t(12), issued, 3600).is_err(),
+                clock(t(12), Some(raise_mark(Some(t(12)), issued)), 3600).is_some(),
+                "{issued}"
+            );
+        }
+    }
+
+    #[test]
+    fn tombstoned_activations_are_refused_others_are_not() {
+        let mut tombstones = BTreeMap::new();
+        assert_eq!(tombstone(&tombstones, "act_1"), Ok(()));
+        tombstones.insert("act_1".to_string(), ());
+        assert_eq!(
+            tombstone(&tombstones, "act_1"),
+            Err(Deactivated {
+                activation_id: "act_1".into()
+            })
+        );
+        assert_eq!(tombstone(&tombstones, "act_2"), Ok(()));
+        assert_eq!(tombstone(&tombstones, "act_"), Ok(()), "exact ids only");
     }
 
     #[test]

@@ -223,26 +223,56 @@ impl Store {
 
     /// The device key, created on first use. A missing key beside an existing state is
     /// tampering (the state could no longer be authenticated or continued).
+    ///
+    /// Reading takes no lock. Creating one takes the store's lock, so that processes
+    /// starting at once on a fresh store end up with one key that all of them use; the
+    /// key file appears complete or not at all (see [`fsutil::write_new`]). A caller that
+    /// holds the lock already must use [`device_key_locked`](Self::device_key_locked)
+    /// (the lock is not re-entrant).
     pub fn device_key(&self) -> Result<SecretKey, StoreError> {
+        match self.read_device_key()? {
+            Some(key) => Ok(key),
+            None => {
+                let lock = self.lock()?;
+                self.device_key_locked(&lock)
+            }
+        }
+    }
+
+    /// [`device_key`](Self::device_key) for a caller that holds the lock already.
+    pub fn device_key_locked(&self, _lock: &StoreLock) -> Result<SecretKey, StoreError> {
+        // Read again under the lock: another process may have made it meanwhile.
+        if let Some(key) = self.read_device_key()? {
+            return Ok(key);
+        }
         let path = self.path(KEY_FILE);
-        match SecretKey::read(&path) {
-            Ok(key) => Ok(key),
+        // Keys are made under the lock, before any state is written, so a state without
+        // a key means the key was removed.
+        if self.path(STATE_FILE).exists() {
+            return Err(StoreError::Tampered {
+                reason: format!(
+                    "the device key {} is missing, but the store has state",
+                    path.display()
+                ),
+            });
+        }
+        let key = SecretKey::generate();
+        let pem = key.to_pem();
+        let hook = |step: &str| crash_point(&format!("key-{step}"));
+        match fsutil::write_new_with_hook(&path, pem.as_bytes(), fsutil::SECRET_MODE, &hook) {
+            Ok(()) => Ok(key),
+            // A writer that does not take the lock (an older lic) was first: use its key.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(SecretKey::read(&path)?),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// The device key if the file exists.
+    fn read_device_key(&self) -> Result<Option<SecretKey>, StoreError> {
+        match SecretKey::read(&self.path(KEY_FILE)) {
+            Ok(key) => Ok(Some(key)),
             Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                if self.path(STATE_FILE).exists() {
-                    return Err(StoreError::Tampered {
-                        reason: format!(
-                            "the device key {} is missing, but the store has state",
-                            path.display()
-                        ),
-                    });
-                }
-                let key = SecretKey::generate();
-                match key.write(&path, false) {
-                    Ok(()) => Ok(key),
-                    // Another process created it first: use that one.
-                    Err(KeyError::Exists { .. }) => Ok(SecretKey::read(&path)?),
-                    Err(e) => Err(e.into()),
-                }
+                Ok(None)
             }
             Err(e) => Err(e.into()),
         }
@@ -257,6 +287,21 @@ impl Store {
             Err(e) => return Err(StoreError::io(&path, e)),
         };
         decode_state(&bytes, key)
+    }
+
+    /// The products the state names, read **without authenticating it** and without the
+    /// device key: only to choose which product to open (the `lic` command's default
+    /// product), since every use of the state authenticates it again. `None` if there is
+    /// no state or it cannot be read as one; the caller then loads it properly, which says
+    /// what is wrong.
+    pub fn peek_products(&self) -> Option<Vec<String>> {
+        let bytes = fs::read(self.path(STATE_FILE)).ok()?;
+        let body = bytes.get(MAGIC.len() + MAC_LEN..)?;
+        if !bytes.starts_with(MAGIC) {
+            return None;
+        }
+        let state: State = ciborium::de::from_reader(body).ok()?;
+        (state.version == STATE_VERSION).then(|| state.products())
     }
 
     /// Write the state atomically. Requires the lock.
@@ -295,7 +340,8 @@ impl Store {
 
     /// Set a state that no longer authenticates aside (renamed, not deleted) so the store
     /// can be used again — and the device key too if it is unreadable. Returns the names
-    /// the files were moved to.
+    /// the files were moved to: `state.bin.reset-NOW` (and `device.key.pem.reset-NOW`),
+    /// with `-2`, `-3`, … added when a reset in the same second took that name.
     pub fn quarantine(&self, _lock: &StoreLock, now: i64) -> Result<Vec<PathBuf>, StoreError> {
         let mut moved = Vec::new();
         let key_path = self.path(KEY_FILE);
@@ -304,12 +350,31 @@ impl Store {
         if key_damaged {
             names.push(KEY_FILE);
         }
+        names.retain(|name| self.path(name).exists());
+        // One suffix for every file set aside together, free for all of them. Only
+        // quarantine makes these names, and the caller holds the lock.
+        let suffix = (1u32..=10_000)
+            .map(|n| match n {
+                1 => format!("reset-{now}"),
+                n => format!("reset-{now}-{n}"),
+            })
+            .find(|suffix| {
+                names.iter().all(|name| {
+                    fs::symlink_metadata(self.path(&format!("{name}.{suffix}"))).is_err()
+                })
+            })
+            .ok_or_else(|| {
+                StoreError::io(
+                    &self.path(&format!("{STATE_FILE}.reset-{now}")),
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "too many states set aside in this second; remove old ones",
+                    ),
+                )
+            })?;
         for name in names {
             let path = self.path(name);
-            if !path.exists() {
-                continue;
-            }
-            let aside = self.path(&format!("{name}.reset-{now}"));
+            let aside = self.path(&format!("{name}.{suffix}"));
             fs::rename(&path, &aside).map_err(|e| StoreError::io(&path, e))?;
             fsutil::sync_parent(&path).map_err(|e| StoreError::io(&path, e))?;
             moved.push(aside);
@@ -484,6 +549,19 @@ mod tests {
     }
 
     #[test]
+    fn peeking_names_the_products_without_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.peek_products(), None, "no state yet");
+        let key = store.device_key().unwrap();
+        let lock = store.lock().unwrap();
+        store.save(&lock, &key, &sample()).unwrap();
+        assert_eq!(store.peek_products(), Some(vec!["p".to_string()]));
+        fs::write(dir.path().join(STATE_FILE), b"LICSTOR1 short").unwrap();
+        assert_eq!(store.peek_products(), None);
+    }
+
+    #[test]
     fn a_missing_device_key_beside_state_is_tampering() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -492,9 +570,111 @@ mod tests {
         store.save(&lock, &key, &sample()).unwrap();
         fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
         assert!(matches!(
+            store.device_key_locked(&lock),
+            Err(StoreError::Tampered { .. })
+        ));
+        drop(lock);
+        assert!(matches!(
             store.device_key(),
             Err(StoreError::Tampered { .. })
         ));
+        assert!(!dir.path().join(KEY_FILE).exists(), "no new key was made");
+    }
+
+    #[test]
+    fn concurrent_first_opens_of_a_fresh_store_share_one_device_key() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fresh");
+            let barrier = std::sync::Barrier::new(8);
+            let keys: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            let store = Store::open(&path).unwrap();
+                            let key = store.device_key().unwrap();
+                            // What the next opener reads is the same key.
+                            assert_eq!(store.device_key().unwrap().public(), key.public());
+                            key.public()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+            let on_disk = SecretKey::read(&path.join(KEY_FILE)).unwrap();
+            assert_eq!(on_disk.public(), keys[0]);
+            let temp_files = fs::read_dir(&path)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(fsutil::TEMP_PREFIX)
+                })
+                .count();
+            assert_eq!(temp_files, 0);
+        }
+    }
+
+    #[test]
+    fn resets_in_the_same_second_keep_every_state_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.device_key().unwrap();
+        let lock = store.lock().unwrap();
+        let mut aside = Vec::new();
+        for counter in 0..3 {
+            let mut state = sample();
+            state.last_seen = Some(counter);
+            store.save(&lock, &key, &state).unwrap();
+            aside.extend(store.quarantine(&lock, 42).unwrap());
+        }
+        let names: Vec<String> = aside
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                format!("{STATE_FILE}.reset-42"),
+                format!("{STATE_FILE}.reset-42-2"),
+                format!("{STATE_FILE}.reset-42-3")
+            ]
+        );
+        for (counter, path) in aside.iter().enumerate() {
+            let state = decode_state(&fs::read(path).unwrap(), &key).unwrap();
+            assert_eq!(state.last_seen, Some(i64::try_from(counter).unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_damaged_key_is_set_aside_with_the_state_under_one_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.device_key().unwrap();
+        let lock = store.lock().unwrap();
+        store.save(&lock, &key, &sample()).unwrap();
+        // A state set aside earlier in the same second takes the plain name.
+        fs::write(dir.path().join(format!("{STATE_FILE}.reset-7")), b"old").unwrap();
+        fs::write(dir.path().join(KEY_FILE), b"").unwrap();
+        let aside = store.quarantine(&lock, 7).unwrap();
+        assert_eq!(
+            aside,
+            [
+                dir.path().join(format!("{STATE_FILE}.reset-7-2")),
+                dir.path().join(format!("{KEY_FILE}.reset-7-2"))
+            ]
+        );
+        assert_eq!(
+            fs::read(dir.path().join(format!("{STATE_FILE}.reset-7"))).unwrap(),
+            b"old"
+        );
+        drop(lock);
+        // A new key is made on next use.
+        assert_ne!(store.device_key().unwrap().public(), key.public());
     }
 
     #[test]

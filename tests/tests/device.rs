@@ -328,7 +328,9 @@ fn refreshes_apply_once_and_never_roll_back() {
     let license = payload(&device.activate(&portal), &portal);
     let client = device.client(&portal);
 
+    // Ten days later, on both sides (a refresh from ahead of this clock is refused).
     portal.now = start() + Duration::days(10);
+    device.clock.set(portal.now);
     portal.valid_for = Some(Duration::days(700));
     let r2 = portal.refresh_for(&license, 2, None);
     let r3 = portal.refresh_for(&license, 3, None);
@@ -358,7 +360,9 @@ fn refreshes_apply_once_and_never_roll_back() {
         ),
         "{err}"
     );
-    let e = client.status().unwrap().entitlements.unwrap();
+    let status = client.status().unwrap();
+    assert!(status.is_valid(), "{:?}", status.violations);
+    let e = status.entitlements.unwrap();
     assert_eq!(e.serial, 3);
     assert_eq!(e.expires, Some(portal.now + Duration::days(700)));
 }
@@ -387,6 +391,165 @@ fn a_license_cannot_be_installed_again_after_deactivation() {
         matches!(err, ClientError::AlreadyDeactivated { .. }),
         "{err}"
     );
+}
+
+#[test]
+fn a_refresh_for_a_deactivated_activation_is_refused_and_changes_nothing() {
+    let mut portal = StandIn::new(start());
+    let device = Device::new();
+    let license = payload(&device.activate(&portal), &portal);
+    let client = device.client(&portal);
+    client.consume("render-minutes", 5).unwrap();
+    client.deactivate().unwrap();
+    portal.now = start() + Duration::days(1);
+    device.clock.set(start() + Duration::days(1));
+    let refresh = portal.refresh_for(&license, 2, None);
+
+    let err = refused(&device, || client.install(refresh.armored().as_bytes()));
+    assert!(
+        matches!(
+            &err,
+            ClientError::AlreadyDeactivated { activation_id, file: format::FileKind::Refresh }
+                if *activation_id == license.activation_id
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "already-deactivated");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "activation {} was deactivated on this device; its refresh cannot be installed here again",
+            license.activation_id
+        )
+    );
+    assert!(
+        err.hint().contains("new activation request"),
+        "{}",
+        err.hint()
+    );
+
+    // Also once the product is activated here again: the old activation's refresh is
+    // still refused as deactivated (not as a refresh for another activation).
+    device.activate(&portal);
+    let err = refused(&device, || client.install(refresh.bytes()));
+    assert_eq!(err.code(), "already-deactivated", "{err}");
+    // And with a clock-floor reset, which would otherwise lower the clock mark.
+    let floor = portal.refresh_for(&license, 3, Some(start()));
+    let err = refused(&device, || client.install(floor.bytes()));
+    assert_eq!(err.code(), "already-deactivated", "{err}");
+}
+
+#[test]
+fn a_license_issued_ahead_of_this_clock_is_refused_until_the_clock_is_right() {
+    // The vendor's clock is two days ahead of this device's (the device's is wrong).
+    let portal = StandIn::new(start() + Duration::days(2));
+    let device = Device::new();
+    let client = device.client(&portal);
+    let request = client
+        .request_activation(Credential::LicenseKey("K".into()))
+        .unwrap();
+    let license = portal.license_for(request.bytes()).unwrap();
+    let err = refused(&device, || client.install(license.bytes()));
+    assert!(
+        matches!(
+            &err,
+            ClientError::ClockBehind { file: format::FileKind::License, now, issued, tolerance_secs: 3600 }
+                if *now == start() && *issued == start() + Duration::days(2)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "clock-behind");
+    assert_eq!(
+        err.to_string(),
+        "this device's clock says 2026-11-20T09:00:00Z, but the license was issued at \
+         2026-11-22T09:00:00Z (more than the 3600 s the license allows)"
+    );
+    assert!(
+        err.hint().contains("set this computer's clock"),
+        "{}",
+        err.hint()
+    );
+    // The request still waits: once the clock is right, the same file installs.
+    device.clock.set(start() + Duration::days(2));
+    client.install(license.bytes()).unwrap();
+    client.check(None).unwrap();
+}
+
+#[test]
+fn a_license_issued_ahead_within_the_tolerance_installs_and_raises_the_mark() {
+    let portal = StandIn::new(start() + Duration::minutes(30));
+    let device = Device::new();
+    let client = device.client(&portal);
+    let request = client
+        .request_activation(Credential::LicenseKey("K".into()))
+        .unwrap();
+    let license = portal.license_for(request.bytes()).unwrap();
+    client.install(license.bytes()).unwrap();
+    let status = client.status().unwrap();
+    assert!(status.is_valid(), "{:?}", status.violations);
+    assert_eq!(status.last_seen, Some(start() + Duration::minutes(30)));
+}
+
+#[test]
+fn a_refresh_issued_ahead_of_this_clock_is_refused() {
+    let mut portal = StandIn::new(start());
+    let device = Device::new();
+    let license = payload(&device.activate(&portal), &portal);
+    let client = device.client(&portal);
+    portal.now = start() + Duration::days(3);
+    let refresh = portal.refresh_for(&license, 2, None);
+    let err = refused(&device, || client.install(refresh.bytes()));
+    assert!(
+        matches!(
+            err,
+            ClientError::ClockBehind {
+                file: format::FileKind::Refresh,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A clock-floor reset that would set the mark well ahead of this clock: the same.
+    let floor = portal.refresh_for(&license, 3, Some(start() + Duration::days(3)));
+    let err = refused(&device, || client.install(floor.bytes()));
+    assert_eq!(err.code(), "clock-behind", "{err}");
+    device.clock.set(start() + Duration::days(3));
+    assert!(matches!(
+        client.install(refresh.bytes()).unwrap(),
+        Installed::Refresh { to_serial: 2, .. }
+    ));
+}
+
+#[test]
+fn concurrent_first_runs_on_a_fresh_store_share_one_device_key() {
+    let portal = StandIn::new(start());
+    for _ in 0..3 {
+        let device = Device::new();
+        let barrier = std::sync::Barrier::new(6);
+        let kids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let (device, barrier, portal) = (&device, &barrier, &portal);
+                    s.spawn(move || {
+                        let client = device.client(portal);
+                        barrier.wait();
+                        if i % 2 == 0 {
+                            client.status().unwrap().device_kid.unwrap()
+                        } else {
+                            client.device_key().unwrap().kid().to_string()
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(kids.iter().all(|k| *k == kids[0]), "{kids:?}");
+        // The key they saw is the one that stays, and it signs what comes next.
+        let client = device.client(&portal);
+        assert_eq!(client.device_key().unwrap().kid().to_string(), kids[0]);
+        device.activate(&portal);
+        client.check(None).unwrap();
+    }
 }
 
 #[test]
@@ -430,7 +593,7 @@ fn edit_state(dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
 fn a_counter_edited_by_hand_is_detected_and_nothing_is_reset() {
     let portal = StandIn::new(start());
     let device = Device::new();
-    device.activate(&portal);
+    let license = device.activate(&portal);
     let client = device.client(&portal);
     client.consume("render-minutes", 90).unwrap();
     // The counter 90 (0x18 0x5a in CBOR) set back to 10 (0x0a0 form is shorter, so keep
@@ -451,17 +614,53 @@ fn a_counter_edited_by_hand_is_detected_and_nothing_is_reset() {
         "{:?}",
         status.violations
     );
+    // Every other call gives the same violation, and changes nothing.
+    let tampered = |err: &ClientError| {
+        matches!(err, ClientError::Violation(Violation::StoreTampered { .. }))
+            && err.code() == "store-tampered"
+            && err.hint().contains("lic store reset")
+    };
+    let err = refused(&device, || client.consume("render-minutes", 1));
+    assert!(tampered(&err), "{err:?}");
+    let err = refused(&device, || client.check(None));
+    assert!(tampered(&err), "{err:?}");
+    let err = refused(&device, || client.deactivate());
+    assert!(tampered(&err), "{err:?}");
+    let err = refused(&device, || client.usage_report());
+    assert!(tampered(&err), "{err:?}");
+    let err = refused(&device, || client.explain_fingerprint(None));
+    assert!(tampered(&err), "{err:?}");
+    let refresh = portal.refresh_for(&payload(&license, &portal), 2, None);
+    let err = refused(&device, || client.install(refresh.bytes()));
+    assert!(tampered(&err), "{err:?}");
+    let err = refused(&device, || {
+        device
+            .client_for("video-pro", home(), portal.keys())
+            .request_activation(Credential::LicenseKey("K".into()))
+    });
+    assert!(tampered(&err), "{err:?}");
+}
+
+#[test]
+fn a_missing_device_key_beside_the_state_is_the_same_violation() {
+    let portal = StandIn::new(start());
+    let device = Device::new();
+    device.activate(&portal);
+    let client = device.client(&portal);
+    std::fs::remove_file(device.dir.path().join(lic_core::store::KEY_FILE)).unwrap();
+    assert!(matches!(
+        client.status().unwrap().violations.as_slice(),
+        [Violation::StoreTampered { .. }]
+    ));
     let err = refused(&device, || client.consume("render-minutes", 1));
     assert!(
-        matches!(
-            &err,
-            ClientError::Store(lic_core::store::StoreError::Tampered { .. })
-        ),
-        "{err}"
+        matches!(err, ClientError::Violation(Violation::StoreTampered { .. })),
+        "{err:?}"
     );
-    assert_eq!(err.code(), "store-tampered");
-    let err = refused(&device, || client.deactivate());
-    assert_eq!(err.code(), "store-tampered");
+    assert!(
+        !device.dir.path().join(lic_core::store::KEY_FILE).exists(),
+        "no new device key was made beside the old state"
+    );
 }
 
 #[test]
