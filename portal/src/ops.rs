@@ -2,7 +2,7 @@
 //! Every state change is one transaction and writes an audit entry (who, what, why,
 //! when, file hash).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -227,7 +227,22 @@ pub struct Portal {
     clock: Arc<dyn Clock>,
     /// SQLite only: the group-commit writer's queue.
     writer: Option<tokio::sync::mpsc::Sender<(Job, Reply)>>,
+    /// Licenses (with their policies) by credential, as activations look them up. What
+    /// is kept never changes once created — a license's product, policy, seats,
+    /// overrides and expiry, and its policy — so an entry is never stale; what does
+    /// change (the status, the seats in use) is read by the write transaction itself.
+    licenses: std::sync::Mutex<HashMap<LicenseLookup, Arc<(LicenseRow, Policy)>>>,
 }
+
+/// How an activation request names its license.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum LicenseLookup {
+    KeyHash(String),
+    User { product: String, user: String },
+}
+
+/// Licenses the lookup cache holds at most (it starts again when full).
+const LICENSE_CACHE: usize = 4096;
 
 impl std::fmt::Debug for Portal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -393,6 +408,7 @@ async fn audit<C: Sql>(
     Ok(())
 }
 
+#[derive(Clone)]
 struct LicenseRow {
     id: String,
     product: String,
@@ -491,6 +507,7 @@ impl Portal {
             signer: RwLock::new((signer, Utc::now())),
             clock: Arc::new(SystemClock),
             writer,
+            licenses: Default::default(),
         })
     }
 
@@ -1203,6 +1220,68 @@ impl Portal {
         }
     }
 
+    /// The license an activation request names, with its policy: from the cache, or
+    /// read once (a license that is not found is looked up again next time: it may be
+    /// created meanwhile).
+    async fn license_for(
+        &self,
+        product: &str,
+        credential: &Credential,
+    ) -> Result<Arc<(LicenseRow, Policy)>, PortalError> {
+        let lookup = match credential {
+            Credential::LicenseKey(key) => LicenseLookup::KeyHash(key_hash(key)),
+            Credential::User(user) => LicenseLookup::User {
+                product: product.into(),
+                user: user.clone(),
+            },
+        };
+        let cached = self
+            .licenses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&lookup)
+            .cloned();
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        // The license and its policy, in one read.
+        let select = "SELECT l.id, l.product, l.policy, l.allow_offline, l.seats, l.features, l.expires, \
+                      l.status, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
+                      p.allow_offline AS p_allow_offline, p.seats AS p_seats, p.validity_days, \
+                      p.features AS p_features, p.match_required, p.match_max_changed, \
+                      p.clock_tolerance_secs, p.max_offline_days, p.inactivity_secs, p.max_deactivations, \
+                      p.deactivation_period_days, p.created AS p_created \
+                      FROM licenses l JOIN policies p ON p.id = l.policy";
+        let row = match &lookup {
+            LicenseLookup::KeyHash(hash) => {
+                sqlx::query(&format!("{select} WHERE l.key_hash = $1"))
+                    .bind(hash)
+                    .fetch_optional(self.db.pool())
+                    .await?
+            }
+            LicenseLookup::User { product, user } => {
+                sqlx::query(&format!("{select} WHERE l.product = $1 AND l.user_id = $2"))
+                    .bind(product)
+                    .bind(user)
+                    .fetch_optional(self.db.pool())
+                    .await?
+            }
+        };
+        let row = row.ok_or_else(|| PortalError::UnknownLicense {
+            product: product.into(),
+        })?;
+        let found = Arc::new((license_row(&row)?, joined_policy_row(&row)?));
+        let mut cache = self
+            .licenses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= LICENSE_CACHE {
+            cache.clear();
+        }
+        cache.insert(lookup, Arc::clone(&found));
+        Ok(found)
+    }
+
     async fn replayed(&self, hash: &str) -> Result<Option<Applied>, PortalError> {
         let r = sqlx::query("SELECT kind, activation, response FROM applied_files WHERE hash = $1")
             .bind(hash)
@@ -1232,56 +1311,31 @@ impl Portal {
         let request: Verified<ActivationRequest> = format::verify(bytes.to_vec(), &Keyring::new())?;
         let hash = request.file_hash().to_string();
         let r = request.payload();
-        // The license and its policy, in one read.
-        let select = "SELECT l.id, l.product, l.policy, l.allow_offline, l.seats, l.features, l.expires, \
-                      l.status, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
-                      p.allow_offline AS p_allow_offline, p.seats AS p_seats, p.validity_days, \
-                      p.features AS p_features, p.match_required, p.match_max_changed, \
-                      p.clock_tolerance_secs, p.max_offline_days, p.inactivity_secs, p.max_deactivations, \
-                      p.deactivation_period_days, p.created AS p_created \
-                      FROM licenses l JOIN policies p ON p.id = l.policy";
-        let row = match &r.credential {
-            Credential::LicenseKey(key) => {
-                sqlx::query(&format!("{select} WHERE l.key_hash = $1"))
-                    .bind(key_hash(key))
-                    .fetch_optional(self.db.pool())
-                    .await?
-            }
-            Credential::User(user) => {
-                sqlx::query(&format!("{select} WHERE l.product = $1 AND l.user_id = $2"))
-                    .bind(&r.product)
-                    .bind(user)
-                    .fetch_optional(self.db.pool())
-                    .await?
-            }
-        };
-        let row = row.ok_or_else(|| PortalError::UnknownLicense {
-            product: r.product.clone(),
-        })?;
-        let lic = license_row(&row)?;
-        let policy = joined_policy_row(&row)?;
+        let found = self.license_for(&r.product, &r.credential).await?;
+        let (lic, policy) = &*found;
         if lic.product != r.product {
             return Err(PortalError::WrongProduct {
                 requested: r.product.clone(),
-                license_product: lic.product,
+                license_product: lic.product.clone(),
             });
         }
         if matches!(r.credential, Credential::User(_)) && actor.is_anonymous() {
             // A user id is no secret: whoever knows it could take the user's seats.
-            return Err(PortalError::UserLicenseNeedsVendor { license: lic.id });
+            return Err(PortalError::UserLicenseNeedsVendor {
+                license: lic.id.clone(),
+            });
         }
-        if lic.status != "active" {
-            // A replay of a request applied before the revocation still gets its license.
-            if let Some(done) = self.replayed(&hash).await? {
-                return Ok(done);
-            }
-            return Err(PortalError::LicenseRevoked { license: lic.id });
-        }
+        // (Whether the license is revoked is decided in the write transaction: a replay
+        // of a request applied before the revocation still gets its license.)
         if !lic.allow_offline.unwrap_or(policy.allow_offline) {
-            return Err(PortalError::OfflineNotAllowed { license: lic.id });
+            return Err(PortalError::OfflineNotAllowed {
+                license: lic.id.clone(),
+            });
         }
         if policy.license_type == LicenseType::Subscription {
-            return Err(PortalError::SubscriptionOffline { license: lic.id });
+            return Err(PortalError::SubscriptionOffline {
+                license: lic.id.clone(),
+            });
         }
 
         let now = self.now();
@@ -1319,7 +1373,7 @@ impl Portal {
         let job = ActivationWrite {
             hash: hash.clone(),
             activation_id,
-            license: license.clone(),
+            license,
             armored,
             lic_id: lic.id.clone(),
             seats: lic.seats,
@@ -1890,15 +1944,21 @@ async fn write_activation<C: Sql>(
     j: ActivationWrite,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
-    if c.row_locks() {
-        // Activations of one license, one at a time: the check for the device's seat
-        // below and the seat taken after it must see each other's effects.
-        c.rows(
-            "SELECT id FROM licenses WHERE id = $1 FOR UPDATE",
+    // The license's status, read here so that a revocation takes effect at once. (On
+    // PostgreSQL the row stays locked to the end: activations of one license, one at a
+    // time, so the check for the device's seat below and the seat taken after it see
+    // each other's effects.)
+    let lock = if c.row_locks() { " FOR UPDATE" } else { "" };
+    let status = first_text(
+        &c.rows(
+            &format!("SELECT status FROM licenses WHERE id = $1{lock}"),
             vec![(&j.lic_id).into()],
         )
-        .await?;
-    }
+        .await?,
+    );
+    let revoked = || PortalError::LicenseRevoked {
+        license: j.lic_id.clone(),
+    };
     let existing = c
         .rows(
             "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
@@ -1912,15 +1972,18 @@ async fn write_activation<C: Sql>(
                 vec![(&j.hash).into()],
             )
             .await?;
-        return Ok(if seen.is_empty() {
-            WriteOutcome::Reissue {
+        return if !seen.is_empty() {
+            // This very request, applied before (even if the license was revoked since).
+            Ok(WriteOutcome::AlreadyApplied)
+        } else if status.as_deref() != Some("active") {
+            Err(revoked())
+        } else {
+            Ok(WriteOutcome::Reissue {
                 id,
                 license: Box::new(j.license),
                 actor: j.actor,
-            }
-        } else {
-            WriteOutcome::AlreadyApplied
-        });
+            })
+        };
     }
     // Claim the request first: a concurrent application of the same request finds it
     // claimed and returns the winner's license.
@@ -1935,6 +1998,10 @@ async fn write_activation<C: Sql>(
     .await?
     {
         return Ok(WriteOutcome::AlreadyApplied);
+    }
+    if status.as_deref() != Some("active") {
+        // (The claim is undone with the rest of this job.)
+        return Err(revoked());
     }
     // Churn control: refuse the next activation after too many deactivations.
     if let Some((max, days)) = j.churn {

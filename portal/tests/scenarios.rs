@@ -1036,3 +1036,63 @@ async fn several_instances_rotate_to_one_key_placed_beforehand() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_takes_effect_at_once_on_every_instance_and_replays_keep_their_license() {
+    for db in backends().await {
+        let first = portal(&db).await;
+        let conn = lic_portal::db::Db::connect(&db.url).await.unwrap();
+        let second = lic_portal::Portal::open(conn, db.keys_dir()).await.unwrap();
+        let (license_id, key) = license(&first, policy(5)).await;
+        let keys = first.trusted_keys().await.unwrap();
+        // Both instances have just used the license (and looked it up).
+        let d1 = tempfile::tempdir().unwrap();
+        let c1 = device(d1.path(), "m1", keys.clone());
+        let req1 = c1
+            .request_activation(Credential::LicenseKey(key.clone()))
+            .unwrap()
+            .armored();
+        let lic1 = second.apply(req1.as_bytes(), &who()).await.unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        first
+            .apply(&request(d2.path(), "m2", &key), &who())
+            .await
+            .unwrap();
+
+        first
+            .revoke_license(&license_id, "chargeback", &who())
+            .await
+            .unwrap();
+        let before = snapshot(first.db()).await;
+        for (instance, portal) in [("first", &first), ("second", &second)] {
+            // A new device: refused.
+            let d = tempfile::tempdir().unwrap();
+            let err = portal
+                .apply(&request(d.path(), "m3", &key), &who())
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "license-revoked", "{}: {instance}", db.name);
+            // The device holding a seat, asking again with a new request (its store
+            // lost, its key kept): refused too.
+            let lost = tempfile::tempdir().unwrap();
+            std::fs::copy(
+                d1.path().join("device.key.pem"),
+                lost.path().join("device.key.pem"),
+            )
+            .unwrap();
+            let again = device(lost.path(), "m1", keys.clone())
+                .request_activation(Credential::LicenseKey(key.clone()))
+                .unwrap();
+            let err = portal
+                .apply(again.armored().as_bytes(), &who())
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "license-revoked", "{}: {instance}", db.name);
+            // The request applied before the revocation: its license, as before.
+            let replay = portal.apply(req1.as_bytes(), &who()).await.unwrap();
+            assert!(replay.replay);
+            assert_eq!(replay.response, lic1.response, "{}: {instance}", db.name);
+        }
+        assert_eq!(snapshot(first.db()).await, before, "{}", db.name);
+    }
+}
