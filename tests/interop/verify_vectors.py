@@ -86,6 +86,10 @@ def trim(line):
 def unarmor(data):
     if len(data) > 65536: raise Refused('too-large')
     if data[:1] == b'\xd2': return None, data
+    if data[:2] in (b'\xff\xfe', b'\xfe\xff'):
+        # R2a: UTF-16 with its byte-order mark, read as the same text in UTF-8.
+        codec = 'utf-16-le' if data[:2] == b'\xff\xfe' else 'utf-16-be'
+        data = data[2:].decode(codec, errors='replace').encode('utf-8')
     sep = b'\n' if b'\n' in data else b'\r'
     lines = [trim(l) for l in data.split(sep)]
     begins = [i for i, l in enumerate(lines) if l.startswith(b'-----BEGIN LIC ')]

@@ -3,7 +3,8 @@
 //!
 //! Reading is tolerant of what mail and editors do to text — CRLF line ends, indentation
 //! and trailing spaces (also Unicode ones such as the no-break spaces of HTML mail), a
-//! byte-order mark, blank lines, text before and after the block — and refuses
+//! byte-order mark, text saved as UTF-16 (with its byte-order mark), blank lines, text
+//! before and after the block — and refuses
 //! everything else: a malformed BEGIN or END line, a label mismatch, a label in the
 //! wrong letter case, an unknown kind, bad or non-canonical base64, two blocks, a block
 //! without its END line.
@@ -53,6 +54,16 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
             limit: MAX_FILE_SIZE,
         });
     }
+    // Text saved as UTF-16 (Windows Notepad's "Unicode") starts with its byte-order mark:
+    // read it as the same text in UTF-8.
+    let utf8;
+    let text = match from_utf16(text) {
+        Some(converted) => {
+            utf8 = converted;
+            utf8.as_bytes()
+        }
+        None => text,
+    };
     // Lines as byte slices: text around the block need not be UTF-8. Lines end in LF or
     // CRLF (the CR is trimmed as white space); text with no LF at all but CRs (old Mac
     // line ends) is split at the CRs. A byte-order mark and Unicode white space (the
@@ -240,6 +251,28 @@ fn last_char(bytes: &[u8]) -> Option<(char, usize)> {
 
 /// Remove white space (ASCII, other Unicode white space, byte-order marks) from both
 /// ends of a line. Bytes that are not UTF-8 are kept as they are.
+/// `text` decoded as UTF-16, if it starts with a UTF-16 byte-order mark (either byte
+/// order). Code units that are not valid UTF-16 become U+FFFD, which no armor line
+/// holds, so they are refused where they matter (in the block) and ignored elsewhere.
+fn from_utf16(text: &[u8]) -> Option<String> {
+    let little = match text {
+        [0xff, 0xfe, ..] => true,
+        [0xfe, 0xff, ..] => false,
+        _ => return None,
+    };
+    let units = text[2..].chunks(2).map(|pair| match (pair, little) {
+        ([a, b], true) => u16::from_le_bytes([*a, *b]),
+        ([a, b], false) => u16::from_be_bytes([*a, *b]),
+        // An odd byte at the end: not a code unit.
+        _ => 0xfffd,
+    });
+    Some(
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect(),
+    )
+}
+
 fn trim_line(mut line: &[u8]) -> &[u8] {
     while let Some((_, n)) = first_char(line).filter(|(c, _)| is_space(*c)) {
         line = &line[n..];
@@ -267,6 +300,38 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         (0..=255u8).cycle().take(300).collect()
+    }
+
+    #[test]
+    fn text_saved_as_utf16_is_read_in_either_byte_order() {
+        let text = format!(
+            "Your license, as Notepad saved it:\r\n{}",
+            encode(FileKind::License, &sample()).replace('\n', "\r\n")
+        );
+        let units: Vec<u16> = text.encode_utf16().collect();
+        let le: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain(units.iter().flat_map(|u| u.to_le_bytes()))
+            .collect();
+        let be: Vec<u8> = [0xfe, 0xff]
+            .into_iter()
+            .chain(units.iter().flat_map(|u| u.to_be_bytes()))
+            .collect();
+        for utf16 in [le, be] {
+            assert_eq!(decode(&utf16).unwrap(), (FileKind::License, sample()));
+        }
+        // Without its byte-order mark UTF-16 is not recognised: NUL bytes everywhere.
+        let bare: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+        assert_eq!(decode(&bare).unwrap_err(), FormatError::ArmorMissing);
+        // A damaged code unit inside the block is refused as bad base64.
+        let mut damaged = units.clone();
+        let at = text.find("\r\n").unwrap() + 2 + "-----BEGIN LIC LICENSE-----\r\n".len() + 5;
+        damaged[at] = 0xd800; // a lone surrogate
+        let le: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain(damaged.iter().flat_map(|u| u.to_le_bytes()))
+            .collect();
+        assert_eq!(decode(&le).unwrap_err().code(), "armor-bad-base64");
     }
 
     #[test]
