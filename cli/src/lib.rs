@@ -542,6 +542,20 @@ fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
             }
         },
     };
+    // A license is bound to the device key of the store that made its request: where
+    // there is no store, it cannot be this machine's (and no store is made for it).
+    if let Some(dir) = missing_store(g)? {
+        return Err(Failure::new(
+            format!(
+                "there is no license store at {}, so this file cannot be installed there: a \
+                 license belongs to the store that made its activation request",
+                dir.display()
+            ),
+            "install it with the store you ran `lic offline-activate` with (--store DIR or \
+             LIC_STORE)",
+            "not-activated",
+        ));
+    }
     let client = client(g, Some(product_name.clone()))?;
     // Refusing a file is an error (exit 2), whatever the reason, unlike a negative check;
     // a store that fails its integrity check is the same answer (1) in every command.

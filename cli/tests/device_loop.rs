@@ -962,6 +962,18 @@ fn read_only_commands_do_not_create_a_missing_store() {
     assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
     let out = run(&["consume", "render-minutes"]);
     assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+    // A license given to a store that does not exist cannot be this store's.
+    let license = lic_fixtures::dir().join("valid/license.lic");
+    let out = env
+        .cmd(&["install", license.to_str().unwrap()])
+        .env("LIC_STORE", &missing)
+        .env("LIC_TRUST", lic_fixtures::dir().join("keys/vendor.pub.pem"))
+        .output()
+        .unwrap();
+    assert!(!missing.exists(), "install created the store");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(error_code(&out).as_deref(), Some("not-activated"));
+    assert!(stderr(&out).contains(&named), "{}", stderr(&out));
 
     // The first activation makes the store, as before.
     let out = env
