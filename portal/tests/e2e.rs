@@ -2,18 +2,51 @@
 //! apply` → `lic install` → `lic consume` → `lic offline-deactivate` → `lic-portal
 //! apply` → the seat is free, the consumption added, the receipt verifies.
 //!
-//! `lic-portal` runs as its real binary; `lic` runs through `lic_cli::run`, the very
-//! function its binary's `main` calls (cargo builds another package's binaries only for
-//! that package's own tests).
+//! Both run as their real binaries. Cargo builds another package's binaries only for
+//! that package's own tests, so the `lic` binary is built here (by `cargo build -p
+//! lic-cli --bin lic`, a no-op when the workspace's tests have built it already).
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
+use std::sync::OnceLock;
 
-use clap::Parser as _;
 use lic_core::format::{self, Receipt};
 use lic_core::keys::Keyring;
+
+/// The `lic` binary of this workspace, built with the profile of these tests.
+fn lic_binary() -> &'static Path {
+    static LIC: OnceLock<PathBuf> = OnceLock::new();
+    LIC.get_or_init(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build.args([
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "lic-cli",
+            "--bin",
+            "lic",
+            "--message-format=json",
+        ]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let out = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo build -p lic-cli: {out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "lic")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the lic binary")
+    })
+}
 
 struct Vendor {
     data: PathBuf,
@@ -44,16 +77,24 @@ impl Vendor {
     }
 }
 
+/// Run the `lic` binary on `store`, trusting `trust`; its exit status (and its output,
+/// on failure, in the test's log).
 fn lic(store: &Path, trust: &Path, args: &[&str]) -> ExitCode {
-    let mut all = vec![
-        "lic",
-        "--store",
-        store.to_str().unwrap(),
-        "--trust",
-        trust.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    lic_cli::run(lic_cli::Cli::try_parse_from(all).unwrap())
+    let out = Command::new(lic_binary())
+        .arg("--store")
+        .arg(store)
+        .arg("--trust")
+        .arg(trust)
+        .args(args)
+        .env_remove("LIC_STORE")
+        .env_remove("LIC_TRUST")
+        .env_remove("LIC_PRODUCT")
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("lic {args:?}: {out:?}");
+    }
+    ExitCode::from(u8::try_from(out.status.code().unwrap_or(255)).unwrap_or(255))
 }
 
 #[test]
