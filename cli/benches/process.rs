@@ -1,5 +1,6 @@
 //! `lic check` as a whole process, next to a minimal process that reads and verifies one
-//! file: `lic-bench-minimal` (cli/bench-support/minimal.rs) reads the same license with
+//! file: `lic-bench-minimal` (tests/src/bin/lic-bench-minimal.rs, built here with the
+//! benchmark's profile) reads the same license with
 //! `std::fs` and verifies it with `format::open::<License>`, nothing else. Target: the
 //! median of `lic check` within 2× of that minimal process. `lic inspect` on the same
 //! license shows what the `lic` binary's own start-up (argument parsing, trust file)
@@ -23,8 +24,8 @@ fn lic(store: &std::path::Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn minimal(license: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic-bench-minimal"));
+fn minimal(binary: &std::path::Path, license: &std::path::Path) -> Command {
+    let mut cmd = Command::new(binary);
     cmd.arg(license).stdout(Stdio::null()).stderr(Stdio::null());
     cmd
 }
@@ -46,6 +47,7 @@ fn bench(c: &mut Criterion) {
         }
         None => temp.path().to_path_buf(),
     };
+    let minimal_bin = lic_fixtures::binaries::workspace_binary("lic-tests", "lic-bench-minimal");
     let store = dir.join("store");
     assert!(!store.exists(), "{} must not exist yet", store.display());
     let request = dir.join("p.req");
@@ -68,12 +70,12 @@ fn bench(c: &mut Criterion) {
     std::fs::write(&license_path, license.armored()).expect("write");
     run(lic(&store, &["install"]).arg(&license_path));
     run(&mut lic(&store, &["check"]));
-    run(&mut minimal(&license_path));
+    run(&mut minimal(&minimal_bin, &license_path));
 
     let mut group = c.benchmark_group("process");
     group.sample_size(50);
     group.bench_function("minimal process: read + verify one license file", |b| {
-        b.iter(|| run(&mut minimal(&license_path)))
+        b.iter(|| run(&mut minimal(&minimal_bin, &license_path)))
     });
     group.bench_function("lic inspect LICENSE (read + verify one file)", |b| {
         b.iter(|| run(lic(&store, &["inspect"]).arg(&license_path)))

@@ -18,34 +18,7 @@ use lic_core::keys::Keyring;
 /// The `lic` binary of this workspace, built with the profile of these tests.
 fn lic_binary() -> &'static Path {
     static LIC: OnceLock<PathBuf> = OnceLock::new();
-    LIC.get_or_init(|| {
-        let mut build = Command::new(env!("CARGO"));
-        build.args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "lic-cli",
-            "--bin",
-            "lic",
-            "--message-format=json",
-        ]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let out = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cargo build -p lic-cli: {out:?}");
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "lic")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the lic binary")
-    })
+    LIC.get_or_init(|| lic_fixtures::binaries::workspace_binary("lic-cli", "lic"))
 }
 
 struct Vendor {

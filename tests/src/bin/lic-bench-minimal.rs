@@ -13,7 +13,7 @@ use lic_core::format::{self, License};
 use lic_core::keys::Keyring;
 
 /// The fixture vendor key (test key; its private half is public).
-const VENDOR_KEY: &str = include_str!("../../fixtures/keys/vendor.pub.pem");
+const VENDOR_KEY: &str = include_str!("../../../fixtures/keys/vendor.pub.pem");
 
 fn main() -> ExitCode {
     let Some(path) = std::env::args_os().nth(1) else {
