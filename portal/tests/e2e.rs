@@ -50,6 +50,21 @@ impl Vendor {
     }
 }
 
+/// `lic offline-activate --product photo-pro --key KEY --out REQUEST` on `store`.
+fn offline_activate(store: &Path, trust: &Path, key: &str, request: &Path) {
+    let out = request.to_str().unwrap();
+    let args = [
+        "offline-activate",
+        "--product",
+        "photo-pro",
+        "--key",
+        key,
+        "--out",
+        out,
+    ];
+    assert_eq!(lic(store, trust, &args), ExitCode::SUCCESS);
+}
+
 /// Run the `lic` binary on `store`, trusting `trust`; its exit status (and its output,
 /// on failure, in the test's log).
 fn lic(store: &Path, trust: &Path, args: &[&str]) -> ExitCode {
@@ -106,22 +121,7 @@ fn the_offline_loop_across_lic_and_lic_portal() {
 
     let store = dir.path().join("store");
     let request = dir.path().join("photo-pro.req");
-    assert_eq!(
-        lic(
-            &store,
-            &trust,
-            &[
-                "offline-activate",
-                "--product",
-                "photo-pro",
-                "--key",
-                &key,
-                "--out",
-                request.to_str().unwrap()
-            ]
-        ),
-        ExitCode::SUCCESS
-    );
+    offline_activate(&store, &trust, &key, &request);
     let out = vendor.ok(&["apply", request.to_str().unwrap()]);
     assert!(out.starts_with("ok "), "{out}");
     let license_file = dir.path().join("photo-pro.lic");
@@ -249,22 +249,7 @@ fn apply_keeps_both_responses_of_requests_named_alike() {
         std::fs::create_dir(&folder).unwrap();
         let request = folder.join("photo-pro.req");
         let store = dir.path().join(format!("store-{machine}"));
-        assert_eq!(
-            lic(
-                &store,
-                &trust,
-                &[
-                    "offline-activate",
-                    "--product",
-                    "photo-pro",
-                    "--key",
-                    &key,
-                    "--out",
-                    request.to_str().unwrap()
-                ]
-            ),
-            ExitCode::SUCCESS
-        );
+        offline_activate(&store, &trust, &key, &request);
         requests.push(request);
     }
     let responses = dir.path().join("responses");
@@ -327,22 +312,7 @@ fn the_demo_prints_the_key_and_the_commands_and_keeps_its_license() {
     // And the printed loop works with that key.
     let store = dir.path().join("store");
     let request = dir.path().join("demo.req");
-    assert_eq!(
-        lic(
-            &store,
-            &trust,
-            &[
-                "offline-activate",
-                "--product",
-                "photo-pro",
-                "--key",
-                &key,
-                "--out",
-                request.to_str().unwrap()
-            ]
-        ),
-        ExitCode::SUCCESS
-    );
+    offline_activate(&store, &trust, &key, &request);
     let out = vendor.ok(&["apply", request.to_str().unwrap()]);
     assert!(out.starts_with("ok "), "{out}");
     assert_eq!(
@@ -456,22 +426,7 @@ fn the_offline_loop_over_http() {
 
     let store = dir.path().join("store");
     let request = dir.path().join("r.req");
-    assert_eq!(
-        lic(
-            &store,
-            &trust,
-            &[
-                "offline-activate",
-                "--product",
-                "photo-pro",
-                "--key",
-                &key,
-                "--out",
-                request.to_str().unwrap()
-            ]
-        ),
-        ExitCode::SUCCESS
-    );
+    offline_activate(&store, &trust, &key, &request);
     // Accept: text/plain gives the license file itself, ready to install.
     let (status, license) = post(
         &server.addr,
