@@ -43,6 +43,26 @@ impl Vendor {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Product `photo-pro`, a policy of it (`policy`: the options after `--product
+    /// photo-pro`) and a license on that policy: (license id, license key).
+    fn license(&self, policy: &[&str]) -> (String, String) {
+        self.ok(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
+        let mut args = vec!["policy", "create", "--product", "photo-pro"];
+        args.extend_from_slice(policy);
+        let out = self.ok(&args);
+        let policy = out.split_whitespace().nth(2).unwrap().to_string();
+        let created = self.json(&["license", "create", "--policy", &policy]);
+        (
+            created["license"]["id"].as_str().unwrap().to_string(),
+            created["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Export the trusted vendor keys to `path`, as the vendor ships them.
+    fn export_trust(&self, path: &Path) {
+        self.ok(&["key", "export", "--out", path.to_str().unwrap()]);
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--format", "json"];
         all.extend_from_slice(args);
@@ -93,12 +113,7 @@ fn the_offline_loop_across_lic_and_lic_portal() {
     };
     let out = vendor.ok(&["init"]);
     assert!(out.contains("vendor key: "), "{out}");
-    vendor.ok(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
-    let out = vendor.ok(&[
-        "policy",
-        "create",
-        "--product",
-        "photo-pro",
+    let (license_id, key) = vendor.license(&[
         "--name",
         "standard",
         "--type",
@@ -112,12 +127,8 @@ fn the_offline_loop_across_lic_and_lic_portal() {
         "--feature",
         "render-minutes=500",
     ]);
-    let policy = out.split_whitespace().nth(2).unwrap().to_string();
-    let created = vendor.json(&["license", "create", "--policy", &policy]);
-    let license_id = created["license"]["id"].as_str().unwrap().to_string();
-    let key = created["key"].as_str().unwrap().to_string();
     let trust = dir.path().join("trusted-keys.pem");
-    vendor.ok(&["key", "export", "--out", trust.to_str().unwrap()]);
+    vendor.export_trust(&trust);
 
     let store = dir.path().join("store");
     let request = dir.path().join("photo-pro.req");
@@ -225,22 +236,9 @@ fn apply_keeps_both_responses_of_requests_named_alike() {
         data: dir.path().join("portal"),
     };
     vendor.ok(&["init"]);
-    vendor.ok(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
-    let out = vendor.ok(&[
-        "policy",
-        "create",
-        "--product",
-        "photo-pro",
-        "--name",
-        "p",
-        "--seats",
-        "3",
-    ]);
-    let policy = out.split_whitespace().nth(2).unwrap().to_string();
-    let created = vendor.json(&["license", "create", "--policy", &policy]);
-    let key = created["key"].as_str().unwrap().to_string();
+    let (_, key) = vendor.license(&["--name", "p", "--seats", "3"]);
     let trust = dir.path().join("trusted-keys.pem");
-    vendor.ok(&["key", "export", "--out", trust.to_str().unwrap()]);
+    vendor.export_trust(&trust);
     // Two machines, each writing the default name `photo-pro.req`, collected in two
     // folders; the responses go into one.
     let mut requests = Vec::new();
@@ -401,12 +399,7 @@ fn the_offline_loop_over_http() {
         data: dir.path().join("portal"),
     };
     vendor.ok(&["init"]);
-    vendor.ok(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
-    let out = vendor.ok(&[
-        "policy",
-        "create",
-        "--product",
-        "photo-pro",
+    let (license_id, key) = vendor.license(&[
         "--name",
         "std",
         "--seats",
@@ -414,14 +407,8 @@ fn the_offline_loop_over_http() {
         "--feature",
         "render-minutes=500",
     ]);
-    let policy = out.split_whitespace().nth(2).unwrap().to_string();
-    let created = vendor.json(&["license", "create", "--policy", &policy]);
-    let (license_id, key) = (
-        created["license"]["id"].as_str().unwrap().to_string(),
-        created["key"].as_str().unwrap().to_string(),
-    );
     let trust = dir.path().join("trust.pem");
-    vendor.ok(&["key", "export", "--out", trust.to_str().unwrap()]);
+    vendor.export_trust(&trust);
     let server = serve(&vendor);
 
     let store = dir.path().join("store");
