@@ -985,7 +985,10 @@ impl Portal {
             .await?;
         // Every license's usage in one query, not one query per license.
         let mut usage = self
-            .usage_by("SELECT license AS owner, feature, total AS amount FROM usage_totals")
+            .usage_by(
+                "SELECT license AS owner, feature, total AS amount FROM usage_totals",
+                None,
+            )
             .await?;
         let mut out = Vec::new();
         for r in &rows {
@@ -1070,15 +1073,8 @@ impl Portal {
     }
 
     /// Usage amounts by owner (license or activation) and feature, from `sql` selecting
-    /// `owner`, `feature` and `amount`.
+    /// `owner`, `feature` and `amount` (with `arg` bound to `$1`, if given).
     async fn usage_by(
-        &self,
-        sql: &str,
-    ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, PortalError> {
-        self.usage_by_with(sql, None).await
-    }
-
-    async fn usage_by_with(
         &self,
         sql: &str,
         arg: Option<&str>,
@@ -1130,7 +1126,7 @@ impl Portal {
         };
         let mut usage = match license {
             Some(l) => {
-                self.usage_by_with(
+                self.usage_by(
                     "SELECT u.activation AS owner, u.feature, u.reported AS amount \
                      FROM usage_reported u JOIN activations a ON a.id = u.activation \
                      WHERE a.license = $1",
@@ -1141,6 +1137,7 @@ impl Portal {
             None => {
                 self.usage_by(
                     "SELECT activation AS owner, feature, reported AS amount FROM usage_reported",
+                    None,
                 )
                 .await?
             }
@@ -1416,15 +1413,9 @@ impl Portal {
                 };
                 match self.write(Job::Reissue(job)).await? {
                     WriteOutcome::Done(applied) => Ok(applied),
-                    WriteOutcome::SeatFreed => Err(PortalError::Conflict {
-                        reason: "the device's seat was freed while its request was applied; \
-                                 upload the request again to take a seat"
-                            .into(),
-                    }),
                     _ => self.replayed(hash).await?.ok_or_else(applied_concurrently),
                 }
             }
-            WriteOutcome::SeatFreed => Err(applied_concurrently()),
             WriteOutcome::AlreadyApplied => {
                 self.replayed(hash).await?.ok_or_else(applied_concurrently)
             }
@@ -1856,8 +1847,6 @@ enum WriteOutcome {
     Done(Applied),
     /// The file was claimed by another application of it: read its response.
     AlreadyApplied,
-    /// The activation to reissue on was deactivated meanwhile.
-    SeatFreed,
     /// The device already holds an active seat of the license.
     Reissue {
         id: String,
@@ -1931,6 +1920,12 @@ async fn claim<C: Sql>(
     Ok(claimed == 1)
 }
 
+/// `FOR UPDATE` where transactions run at once and must lock the rows they will change
+/// (PostgreSQL); nothing on SQLite, which writes one transaction at a time.
+fn for_update(c: &impl Sql) -> &'static str {
+    if c.row_locks() { " FOR UPDATE" } else { "" }
+}
+
 async fn run_job<C: Sql>(c: &mut C, job: Job) -> Result<WriteOutcome, PortalError> {
     match job {
         Job::Activation(j) => write_activation(c, j).await,
@@ -1948,7 +1943,7 @@ async fn write_activation<C: Sql>(
     // PostgreSQL the row stays locked to the end: activations of one license, one at a
     // time, so the check for the device's seat below and the seat taken after it see
     // each other's effects.)
-    let lock = if c.row_locks() { " FOR UPDATE" } else { "" };
+    let lock = for_update(c);
     let status = first_text(
         &c.rows(
             &format!("SELECT status FROM licenses WHERE id = $1{lock}"),
@@ -2100,7 +2095,12 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
         .await?;
     if reissued == 0 {
         // The seat was freed since it was found: the request must take a seat of its own.
-        return Ok(WriteOutcome::SeatFreed);
+        // An error, so that the claim above is undone with the rest of this job.
+        return Err(PortalError::Conflict {
+            reason: "the device's seat was freed while its request was applied; upload the \
+                     request again to take a seat"
+                .into(),
+        });
     }
     // The device's counters start again from zero: so do the last reported values
     // (the totals keep what was counted).
@@ -2138,7 +2138,7 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
     // Read the activation inside the transaction: another file may have changed it.
     // (On PostgreSQL, locked until the end: files of one activation, and a server-side
     // deactivation, are applied one at a time.)
-    let lock = if c.row_locks() { " FOR UPDATE" } else { "" };
+    let lock = for_update(c);
     let current = c
         .rows(
             &format!(
