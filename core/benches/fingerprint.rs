@@ -4,13 +4,15 @@
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use lic_core::fingerprint::{
-    self, FingerprintSource, RawComponents, SystemSource, component, hash_components,
+    self, FingerprintKey, FingerprintSource, RawComponents, SystemSource, component,
+    hash_components,
 };
 use lic_core::format::MatchRule;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 fn bench(c: &mut Criterion) {
     let source = SystemSource::new(Some("bench-device".into()));
+    let key = FingerprintKey::of(&lic_core::keys::SecretKey::from_seed(&[7; 32]));
     let collected = source.collect();
     println!(
         "collected components: {}",
@@ -19,7 +21,7 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function(
         "fingerprint: SystemSource::collect + hash_components",
-        |b| b.iter(|| hash_components(black_box("photo-pro"), &source.collect())),
+        |b| b.iter(|| hash_components(&key, black_box("photo-pro"), &source.collect())),
     );
     c.bench_function("fingerprint: SystemSource::collect", |b| {
         b.iter(|| source.collect())
@@ -44,15 +46,15 @@ fn bench(c: &mut Criterion) {
     // Matching a 6-component fingerprint with 2 changed components.
     let licensed_raw = six_components("host-a", "24 GiB");
     let current_raw = six_components("host-b", "32 GiB");
-    let licensed = hash_components("photo-pro", &licensed_raw);
-    let current = hash_components("photo-pro", &current_raw);
+    let licensed = hash_components(&key, "photo-pro", &licensed_raw);
+    let current = hash_components(&key, "photo-pro", &current_raw);
     let rule = MatchRule {
         required: vec![component::MACHINE_ID.into()],
         max_changed: 2,
     };
     assert!(fingerprint::match_fingerprint(&licensed, &current, &rule).ok);
     c.bench_function("fingerprint: hash_components (6 components)", |b| {
-        b.iter(|| hash_components(black_box("photo-pro"), black_box(&current_raw)))
+        b.iter(|| hash_components(&key, black_box("photo-pro"), black_box(&current_raw)))
     });
     c.bench_function("fingerprint: match_fingerprint (6 components)", |b| {
         b.iter(|| fingerprint::match_fingerprint(black_box(&licensed), black_box(&current), &rule))

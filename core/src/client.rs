@@ -24,14 +24,15 @@ use chrono::{DateTime, Utc};
 use rand_core::RngCore as _;
 
 use crate::clock::{Clock, SystemClock};
-use crate::fingerprint::{self, FingerprintSource, MatchReport, SystemSource};
+use crate::fingerprint::{self, FingerprintKey, FingerprintSource, MatchReport, SystemSource};
 use crate::format::{
     self, ActivationRequest, Bytes32, Credential, Deactivation, Fingerprint, FormatError,
-    JournalHead, License, Nonce, Refresh, SignedFile, UsageReport,
+    JournalHead, License, MAX_COUNTER, Nonce, Refresh, SignedFile, UsageReport,
 };
 use crate::keys::{Keyring, PublicKey, SecretKey};
-use crate::rules::{self, Consumed, Entitlements, SerialDecision, Violation};
+use crate::rules::{self, ConsumeRefused, Consumed, Entitlements, SerialDecision, Violation};
 use crate::store::{Installation, Pending, State, Store, StoreError, StoreLock, Tombstone};
+use crate::trust::{self, KeySetError};
 
 /// How far the clock must have moved past the stored high-water mark before a read-only
 /// call (status, check) writes the new mark. Writes that happen anyway always record it.
@@ -62,6 +63,19 @@ pub enum ClientError {
         used: u64,
         requested: u64,
     },
+    /// The counter would pass the largest counter lic carries ([`MAX_COUNTER`]).
+    #[error(
+        "feature '{feature}' has used {used}; {requested} more would pass the largest counter lic keeps ({max})",
+        max = MAX_COUNTER
+    )]
+    CounterOutOfRange {
+        feature: String,
+        used: u64,
+        requested: u64,
+    },
+    /// A key set was refused.
+    #[error(transparent)]
+    KeySet(KeySetError),
     #[error("the file is for product '{found}', not for '{expected}'")]
     WrongProduct { expected: String, found: String },
     #[error("the file was issued to another device (device key {found}; this device is {this})")]
@@ -132,6 +146,8 @@ impl ClientError {
             ClientError::Violation(v) => v.code(),
             ClientError::FeatureNotLicensed { .. } => "feature-not-licensed",
             ClientError::LimitExceeded { .. } => "limit-exceeded",
+            ClientError::CounterOutOfRange { .. } => "counter-out-of-range",
+            ClientError::KeySet(e) => e.code(),
             ClientError::WrongProduct { .. } => "wrong-product",
             ClientError::NotThisDevice { .. } => "wrong-device",
             ClientError::AlreadyDeactivated { .. } => "already-deactivated",
@@ -159,6 +175,10 @@ impl ClientError {
                 "ask your vendor for a refresh with a higher limit (send a usage report first: \
                  `lic usage-report --out FILE`)"
             }
+            ClientError::CounterOutOfRange { .. } => {
+                "record a smaller amount; counters end at 2^53 - 1 (9007199254740991) units"
+            }
+            ClientError::KeySet(e) => e.hint(),
             ClientError::WrongProduct { .. } => {
                 "install the file with the application it belongs to, or pass the right --product"
             }
@@ -219,6 +239,13 @@ pub enum Installed {
     LicenseAlreadyInstalled { activation_id: String },
     /// This very refresh is already applied: nothing changed.
     RefreshAlreadyApplied { serial: u64 },
+    /// The installed license or refresh, signed again by another vendor key (after a key
+    /// rotation or revocation): the same content, so nothing else changed.
+    Resigned { file: format::FileKind },
+    /// A key set was installed: the trusted vendor keys changed.
+    KeySet { from_version: u64, to_version: u64 },
+    /// This very key set is already installed: nothing changed.
+    KeySetAlreadyInstalled { version: u64 },
 }
 
 /// One feature's entitlement and use.
@@ -271,7 +298,9 @@ impl ClientBuilder {
         self
     }
 
-    /// The vendor keys to trust.
+    /// The vendor keys to trust: the keys the application was built with (its trust
+    /// anchors). Key sets the vendor sends later change them only through
+    /// [`Client::install`], signed by a key trusted here.
     pub fn trust(mut self, keys: Keyring) -> Self {
         self.keys = keys;
         self
@@ -383,9 +412,29 @@ impl Client {
         Ok(self.store.device_key()?.public())
     }
 
-    /// This device's fingerprint for the product (salted component hashes).
-    pub fn fingerprint(&self) -> Fingerprint {
-        fingerprint::hash_components(&self.product, &self.source.collect())
+    /// This device's fingerprint for the product (component hashes keyed by the device
+    /// key: see [`fingerprint::hash_components`]).
+    pub fn fingerprint(&self) -> Result<Fingerprint, ClientError> {
+        Ok(self.fingerprint_of(&self.store.device_key()?))
+    }
+
+    fn fingerprint_of(&self, key: &SecretKey) -> Fingerprint {
+        fingerprint::hash_components(
+            &FingerprintKey::of(key),
+            &self.product,
+            &self.source.collect(),
+        )
+    }
+
+    /// The vendor keys in force with this store's key sets: the application's own keys
+    /// (its anchors), changed only by key sets they signed (see [`trust::effective`]).
+    pub fn trusted_keys(&self) -> Result<Keyring, ClientError> {
+        let key = self.store.device_key()?;
+        Ok(self.keyring(&self.store.load(&key)?))
+    }
+
+    fn keyring(&self, state: &State) -> Keyring {
+        trust::effective(&self.keys, &state.key_sets).keys
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -393,10 +442,10 @@ impl Client {
     }
 
     /// Verify the installation's files and lay the refresh over the license.
-    fn current(&self, inst: &Installation) -> Result<Current, FormatError> {
-        let license = format::verify::<License>(inst.license.clone(), &self.keys)?;
+    fn current(&self, inst: &Installation, keys: &Keyring) -> Result<Current, FormatError> {
+        let license = format::verify::<License>(inst.license.clone(), keys)?;
         let refresh = match &inst.refresh {
-            Some(bytes) => Some(format::verify::<Refresh>(bytes.clone(), &self.keys)?),
+            Some(bytes) => Some(format::verify::<Refresh>(bytes.clone(), keys)?),
             None => None,
         };
         let entitlements =
@@ -424,7 +473,7 @@ impl Client {
         let license = current.license.payload();
         let report = fingerprint::match_fingerprint(
             &license.fingerprint,
-            &self.fingerprint(),
+            &self.fingerprint_of(key),
             &license.match_rule,
         );
         if license.device_key != Bytes32(key.public().to_bytes()) {
@@ -434,15 +483,7 @@ impl Client {
                 max_changed: license.match_rule.max_changed,
             });
         } else if !report.ok {
-            let mut differing = report.differing.clone();
-            differing.extend(report.missing.iter().cloned());
-            differing.retain(|c| !report.required_failed.contains(c));
-            differing.sort();
-            v.push(Violation::WrongDevice {
-                required_failed: report.required_failed.clone(),
-                differing,
-                max_changed: license.match_rule.max_changed,
-            });
+            v.push(wrong_device(&report, &license.match_rule));
         }
         (v, report)
     }
@@ -485,7 +526,7 @@ impl Client {
             });
             return Ok(status);
         };
-        let current = match self.current(inst) {
+        let current = match self.current(inst, &self.keyring(&state)) {
             Ok(current) => current,
             Err(e) => {
                 status.violations.push(Violation::InvalidLicense {
@@ -565,7 +606,7 @@ impl Client {
                     product: self.product.clone(),
                 })
             })?;
-            let current = self.current(inst).map_err(|e| {
+            let current = self.current(inst, &self.keyring(state)).map_err(|e| {
                 ClientError::Violation(Violation::InvalidLicense {
                     reason: e.to_string(),
                 })
@@ -581,13 +622,23 @@ impl Client {
                 }
             })?;
             let used = inst.counters.get(feature).copied().unwrap_or(0);
-            let consumed =
-                rules::consume(f, used, amount).map_err(|e| ClientError::LimitExceeded {
+            let consumed = rules::consume(f, used, amount).map_err(|e| match e {
+                ConsumeRefused::Limit {
+                    limit,
+                    used,
+                    requested,
+                } => ClientError::LimitExceeded {
                     feature: feature.to_string(),
-                    limit: e.limit,
-                    used: e.used,
-                    requested: e.requested,
-                })?;
+                    limit,
+                    used,
+                    requested,
+                },
+                ConsumeRefused::OutOfRange { used, requested } => ClientError::CounterOutOfRange {
+                    feature: feature.to_string(),
+                    used,
+                    requested,
+                },
+            })?;
             if let Some(inst) = state.installations.get_mut(&self.product) {
                 inst.counters.insert(feature.to_string(), consumed.total);
             }
@@ -600,12 +651,9 @@ impl Client {
     /// activation request for the product.
     pub fn request_activation(&self, credential: Credential) -> Result<SignedFile, ClientError> {
         let now = self.now();
-        let fingerprint = self.fingerprint();
         self.update(|state, key, _| {
             if let Some(inst) = state.installations.get(&self.product) {
-                let activation_id = format::verify::<License>(inst.license.clone(), &self.keys)
-                    .map(|l| l.payload().activation_id.clone())
-                    .unwrap_or_else(|_| "unknown".into());
+                let activation_id = self.installed_activation(inst, state);
                 return Err(ClientError::AlreadyActivated {
                     product: self.product.clone(),
                     activation_id,
@@ -626,14 +674,11 @@ impl Client {
             let request = ActivationRequest {
                 product: self.product.clone(),
                 credential: credential.clone(),
-                fingerprint: fingerprint.clone(),
+                fingerprint: self.fingerprint_of(key),
                 nonce: Nonce(nonce),
                 created: now,
                 client: format!("lic {}", env!("CARGO_PKG_VERSION")),
-                journal: JournalHead {
-                    seq: 0,
-                    prev: Bytes32([0; 32]),
-                },
+                journal: JournalHead::first(),
             };
             let file = format::sign(&request, key)?;
             state.pending.insert(
@@ -650,24 +695,27 @@ impl Client {
         })
     }
 
-    /// Verify and install a license or refresh file (armored or binary).
+    /// The activation id of an installation, for messages ("unknown" if its license no
+    /// longer verifies).
+    fn installed_activation(&self, inst: &Installation, state: &State) -> String {
+        format::verify::<License>(inst.license.clone(), &self.keyring(state))
+            .map(|l| l.payload().activation_id.clone())
+            .unwrap_or_else(|_| "unknown".into())
+    }
+
+    /// Verify and install a license, a refresh or a key set (armored or binary).
     pub fn install(&self, input: &[u8]) -> Result<Installed, ClientError> {
         let (kind, bytes) = format::unarmor(input)?;
+        let kind = match kind {
+            Some(kind) => kind,
+            // Binary input has no armor label: the signed content type says what it is.
+            None => format::kind_of(&bytes)?,
+        };
         match kind {
-            Some(format::FileKind::Refresh) => self.install_refresh(bytes),
-            Some(format::FileKind::License) | None => {
-                // Binary input has no armor label: try as a license, and as a refresh if
-                // the signed content type says so.
-                match format::verify::<License>(bytes.clone(), &self.keys) {
-                    Err(FormatError::WrongContentType { found, .. })
-                        if kind.is_none() && found == format::FileKind::Refresh.content_type() =>
-                    {
-                        self.install_refresh(bytes)
-                    }
-                    result => self.install_license(result?),
-                }
-            }
-            Some(other) => Err(FormatError::WrongKind {
+            format::FileKind::License => self.install_license(bytes),
+            format::FileKind::Refresh => self.install_refresh(bytes),
+            format::FileKind::KeySet => self.install_key_set(bytes),
+            other => Err(FormatError::WrongKind {
                 expected: format::FileKind::License,
                 found: other,
             }
@@ -675,20 +723,41 @@ impl Client {
         }
     }
 
-    fn install_license(
-        &self,
-        license: format::Verified<License>,
-    ) -> Result<Installed, ClientError> {
+    /// Install a key set: the vendor keys trusted from now on (see [`trust`]).
+    fn install_key_set(&self, bytes: Vec<u8>) -> Result<Installed, ClientError> {
+        self.update(|state, _, _| {
+            let current = trust::effective(&self.keys, &state.key_sets);
+            let (accepted, set) = trust::accept(&current, &bytes).map_err(ClientError::KeySet)?;
+            match accepted {
+                trust::Accepted::AlreadyInstalled { version } => {
+                    Ok(Installed::KeySetAlreadyInstalled { version })
+                }
+                trust::Accepted::Newer { from, to } => {
+                    state
+                        .key_sets
+                        .push(serde_bytes::ByteBuf::from(set.bytes().to_vec()));
+                    Ok(Installed::KeySet {
+                        from_version: from,
+                        to_version: to,
+                    })
+                }
+            }
+        })
+    }
+
+    fn install_license(&self, bytes: Vec<u8>) -> Result<Installed, ClientError> {
         let now = self.now();
-        let l = license.payload().clone();
-        if l.product != self.product {
-            return Err(ClientError::WrongProduct {
-                expected: self.product.clone(),
-                found: l.product,
-            });
-        }
-        let fingerprint = self.fingerprint();
+        let source = self.source.collect();
         self.update(|state, key, _| {
+            let keys = self.keyring(state);
+            let license = format::verify::<License>(bytes, &keys)?;
+            let l = license.payload();
+            if l.product != self.product {
+                return Err(ClientError::WrongProduct {
+                    expected: self.product.clone(),
+                    found: l.product.clone(),
+                });
+            }
             rules::tombstone(&state.tombstones, &l.activation_id).map_err(|d| {
                 ClientError::AlreadyDeactivated {
                     activation_id: d.activation_id,
@@ -696,25 +765,26 @@ impl Client {
                 }
             })?;
             if l.device_key != Bytes32(key.public().to_bytes()) {
-                return Err(ClientError::NotThisDevice {
-                    this: key.kid().to_string(),
-                    found: PublicKey::from_bytes(&l.device_key.0)
-                        .map(|k| k.kid().to_string())
-                        .unwrap_or_else(|_| "invalid".into()),
-                });
+                return Err(not_this_device(key, &l.device_key));
             }
-            if let Some(inst) = state.installations.get(&self.product) {
+            if let Some(inst) = state.installations.get_mut(&self.product) {
                 if inst.license == license.bytes() {
                     return Ok(Installed::LicenseAlreadyInstalled {
                         activation_id: l.activation_id.clone(),
                     });
                 }
-                let activation_id = format::verify::<License>(inst.license.clone(), &self.keys)
-                    .map(|i| i.payload().activation_id.clone())
-                    .unwrap_or_else(|_| "unknown".into());
+                // The same license signed again by another vendor key (after a rotation or
+                // a revocation): the same payload, so nothing but the signature changes.
+                if format::same_payload(&inst.license, license.bytes()) {
+                    inst.license = license.bytes().to_vec();
+                    return Ok(Installed::Resigned {
+                        file: format::FileKind::License,
+                    });
+                }
+                let inst = inst.clone();
                 return Err(ClientError::AlreadyActivated {
                     product: self.product.clone(),
-                    activation_id,
+                    activation_id: self.installed_activation(&inst, state),
                 });
             }
             let pending =
@@ -729,20 +799,13 @@ impl Client {
                     product: self.product.clone(),
                 });
             }
-            let report =
-                fingerprint::match_fingerprint(&l.fingerprint, &fingerprint, &l.match_rule);
+            let current =
+                fingerprint::hash_components(&FingerprintKey::of(key), &self.product, &source);
+            let report = fingerprint::match_fingerprint(&l.fingerprint, &current, &l.match_rule);
             if !report.ok {
-                let mut differing = report.differing.clone();
-                differing.extend(report.missing.iter().cloned());
-                differing.retain(|c| !report.required_failed.contains(c));
-                differing.sort();
-                return Err(ClientError::Violation(Violation::WrongDevice {
-                    required_failed: report.required_failed,
-                    differing,
-                    max_changed: l.match_rule.max_changed,
-                }));
+                return Err(ClientError::Violation(wrong_device(&report, &l.match_rule)));
             }
-            let e = rules::effective(&l, None);
+            let e = rules::effective(l, None);
             if let Some(v) = rules::clock(now, state.last_seen.map(from_ts), e.clock_tolerance) {
                 return Err(ClientError::Violation(v));
             }
@@ -761,9 +824,12 @@ impl Client {
                 Installation {
                     license: license.bytes().to_vec(),
                     refresh: None,
-                    counters: Default::default(),
+                    // A license issued again for a seat this device held starts from what
+                    // the vendor already counted.
+                    counters: l.counters.clone(),
                     journal_seq: 0,
                     journal_head: request_hash,
+                    journal_trail: Vec::new(),
                     installed: ts(now),
                 },
             );
@@ -776,16 +842,17 @@ impl Client {
     }
 
     fn install_refresh(&self, bytes: Vec<u8>) -> Result<Installed, ClientError> {
-        let refresh = format::verify::<Refresh>(bytes, &self.keys)?;
         let now = self.now();
-        let r = refresh.payload().clone();
-        if r.product != self.product {
-            return Err(ClientError::WrongProduct {
-                expected: self.product.clone(),
-                found: r.product,
-            });
-        }
         self.update(|state, key, _| {
+            let keys = self.keyring(state);
+            let refresh = format::verify::<Refresh>(bytes, &keys)?;
+            let r = refresh.payload().clone();
+            if r.product != self.product {
+                return Err(ClientError::WrongProduct {
+                    expected: self.product.clone(),
+                    found: r.product,
+                });
+            }
             rules::tombstone(&state.tombstones, &r.activation_id).map_err(|d| {
                 ClientError::AlreadyDeactivated {
                     activation_id: d.activation_id,
@@ -797,7 +864,20 @@ impl Client {
                     product: self.product.clone(),
                 })
             })?;
-            let current = self.current(inst)?;
+            // The installed refresh signed again by another vendor key: the same payload
+            // (so the same activation, device and serial), nothing else changes.
+            if let Some(installed) = &inst.refresh
+                && installed.as_slice() != refresh.bytes()
+                && format::same_payload(installed, refresh.bytes())
+            {
+                if let Some(inst) = state.installations.get_mut(&self.product) {
+                    inst.refresh = Some(refresh.bytes().to_vec());
+                }
+                return Ok(Installed::Resigned {
+                    file: format::FileKind::Refresh,
+                });
+            }
+            let current = self.current(inst, &keys)?;
             let installed_id = &current.entitlements.activation_id;
             if *installed_id != r.activation_id {
                 return Err(ClientError::RefreshMismatch {
@@ -806,12 +886,7 @@ impl Client {
                 });
             }
             if r.device_key != Bytes32(key.public().to_bytes()) {
-                return Err(ClientError::NotThisDevice {
-                    this: key.kid().to_string(),
-                    found: PublicKey::from_bytes(&r.device_key.0)
-                        .map(|k| k.kid().to_string())
-                        .unwrap_or_else(|_| "invalid".into()),
-                });
+                return Err(not_this_device(key, &r.device_key));
             }
             let same = inst.refresh.as_deref() == Some(refresh.bytes());
             let from = current.entitlements.serial;
@@ -867,20 +942,26 @@ impl Client {
     pub fn usage_report(&self) -> Result<SignedFile, ClientError> {
         let now = self.now();
         self.update(|state, key, _| {
+            let keys = self.keyring(state);
             let inst = state.installations.get_mut(&self.product).ok_or_else(|| {
                 ClientError::Violation(Violation::NotActivated {
                     product: self.product.clone(),
                 })
             })?;
-            let license = format::verify::<License>(inst.license.clone(), &self.keys)?;
+            let license = format::verify::<License>(inst.license.clone(), &keys)?;
             let report = UsageReport {
                 activation_id: license.payload().activation_id.clone(),
                 product: self.product.clone(),
                 counters: inst.counters.clone(),
-                journal: rules::next_journal(inst.journal_seq, inst.journal_head),
+                journal: rules::next_journal(
+                    inst.journal_seq,
+                    inst.journal_head,
+                    &inst.journal_trail,
+                ),
                 created: now,
             };
             let file = format::sign(&report, key)?;
+            inst.journal_trail = rules::advance_trail(&inst.journal_trail, inst.journal_head);
             inst.journal_seq = report.journal.seq;
             inst.journal_head = file.hash();
             Ok(file)
@@ -910,13 +991,17 @@ impl Client {
                     product: self.product.clone(),
                 }));
             };
-            let license = format::verify::<License>(inst.license.clone(), &self.keys)?;
+            let license = format::verify::<License>(inst.license.clone(), &self.keyring(state))?;
             let activation_id = license.payload().activation_id.clone();
             let deactivation = Deactivation {
                 activation_id: activation_id.clone(),
                 product: self.product.clone(),
                 counters: inst.counters.clone(),
-                journal: rules::next_journal(inst.journal_seq, inst.journal_head),
+                journal: rules::next_journal(
+                    inst.journal_seq,
+                    inst.journal_head,
+                    &inst.journal_trail,
+                ),
                 created: now,
             };
             let file = format::sign(&deactivation, key)?;
@@ -939,22 +1024,22 @@ impl Client {
         &self,
         license: Option<&License>,
     ) -> Result<Option<MatchReport>, ClientError> {
+        let key = self.store.device_key()?;
         let installed;
         let license = match license {
             Some(l) => l,
             None => {
-                let key = self.store.device_key()?;
                 let state = self.store.load(&key)?;
                 let Some(inst) = state.installations.get(&self.product) else {
                     return Ok(None);
                 };
-                installed = format::verify::<License>(inst.license.clone(), &self.keys)?;
+                installed = format::verify::<License>(inst.license.clone(), &self.keyring(&state))?;
                 installed.payload()
             }
         };
         Ok(Some(fingerprint::match_fingerprint(
             &license.fingerprint,
-            &self.fingerprint(),
+            &self.fingerprint_of(&key),
             &license.match_rule,
         )))
     }
@@ -973,6 +1058,28 @@ impl Client {
             self.store.save(&lock, &key, &state)?;
         }
         Ok(result)
+    }
+}
+
+fn not_this_device(key: &SecretKey, found: &Bytes32) -> ClientError {
+    ClientError::NotThisDevice {
+        this: key.kid().to_string(),
+        found: PublicKey::from_bytes(&found.0)
+            .map(|k| k.kid().to_string())
+            .unwrap_or_else(|_| "invalid".into()),
+    }
+}
+
+/// The violation for a fingerprint that does not satisfy the license's rule.
+fn wrong_device(report: &MatchReport, rule: &format::MatchRule) -> Violation {
+    let mut differing = report.differing.clone();
+    differing.extend(report.missing.iter().cloned());
+    differing.retain(|c| !report.required_failed.contains(c));
+    differing.sort();
+    Violation::WrongDevice {
+        required_failed: report.required_failed.clone(),
+        differing,
+        max_changed: rule.max_changed,
     }
 }
 

@@ -4,24 +4,29 @@
 //! - [`SystemSource`] reads the real machine, cheaply and directly (no program is spawned,
 //!   no process list is read); [`StaticSource`] is a fixed set for tests and for
 //!   applications that compute their own components. Both implement [`FingerprintSource`].
-//! - [`hash_components`] turns the raw values into a [`Fingerprint`]: one salted SHA-256
-//!   per component. The raw values ([`RawComponents`]) never leave the machine.
+//! - [`hash_components`] turns the raw values into a [`Fingerprint`]: one keyed hash
+//!   (HMAC-SHA-256) per component, keyed by a secret derived from the device key
+//!   ([`FingerprintKey`]). The raw values ([`RawComponents`]) never leave the machine, and
+//!   the hashes cannot be inverted by guessing without that secret — not even for
+//!   components with few possible values (memory size, CPU model, MAC addresses).
 //! - [`match_fingerprint`] compares the licensed fingerprint with the current one under a
 //!   [`MatchRule`] and says which components differ.
 //!
 //! ```
-//! use lic_core::fingerprint::{self, component, RawComponents, FingerprintSource, StaticSource};
+//! use lic_core::fingerprint::{self, component, FingerprintKey, RawComponents, FingerprintSource, StaticSource};
 //! use lic_core::format::MatchRule;
+//! use lic_core::keys::SecretKey;
 //!
+//! let key = FingerprintKey::of(&SecretKey::generate());
 //! let mut raw = RawComponents::new();
 //! raw.insert(component::MACHINE_ID, "3d1219c7c4c5404aaa1f6d2a48adfda4");
 //! raw.insert(component::HOSTNAME, "build-01");
-//! let licensed = fingerprint::hash_components("photo-pro", &StaticSource(raw).collect());
+//! let licensed = fingerprint::hash_components(&key, "photo-pro", &StaticSource(raw).collect());
 //!
 //! let mut now = RawComponents::new();
 //! now.insert(component::MACHINE_ID, "3d1219c7c4c5404aaa1f6d2a48adfda4");
 //! now.insert(component::HOSTNAME, "renamed");
-//! let current = fingerprint::hash_components("photo-pro", &now);
+//! let current = fingerprint::hash_components(&key, "photo-pro", &now);
 //!
 //! let rule = MatchRule { required: vec![component::MACHINE_ID.into()], max_changed: 1 };
 //! let report = fingerprint::match_fingerprint(&licensed, &current, &rule);
@@ -36,10 +41,13 @@ use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+use zeroize::Zeroizing;
 
 use crate::format::{Bytes32, Fingerprint, MatchRule};
+use crate::keys::SecretKey;
 
 /// Component names: the keys of a [`Fingerprint`] in files.
 pub mod component {
@@ -67,7 +75,33 @@ pub mod component {
 pub const DECLARED_ID_ENV: &str = "LIC_DEVICE_ID";
 
 /// The domain separator at the start of every component hash.
-const HASH_DOMAIN: &[u8] = b"lic fingerprint v1";
+const HASH_DOMAIN: &[u8] = b"lic fingerprint v2";
+
+/// The secret that keys a device's component hashes: derived from the device key
+/// (`SHA-256("lic derive v1" || 00 || "fingerprint" || 00 || seed)`, the seed being the
+/// 32-byte Ed25519 private key), so it stays on the device, is the same for every run
+/// of every program that uses the store, and changes when the device key does. Zeroized
+/// on drop; `Debug` never shows it.
+#[derive(Clone)]
+pub struct FingerprintKey(Zeroizing<[u8; 32]>);
+
+impl FingerprintKey {
+    /// The fingerprint key of the device whose key is `device`.
+    pub fn of(device: &SecretKey) -> Self {
+        FingerprintKey(device.derive("fingerprint"))
+    }
+
+    /// A key from its 32 bytes (tests, and applications that keep their own).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        FingerprintKey(Zeroizing::new(bytes))
+    }
+}
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey(<redacted>)")
+    }
+}
 
 /// Raw component values by name. They never leave the machine: only their salted hashes
 /// ([`hash_components`]) go into files, and `Debug` shows the names only.
@@ -233,28 +267,31 @@ impl FingerprintSource for SystemSource {
     }
 }
 
-/// Hashes each component under a product-specific salt:
-/// `SHA-256("lic fingerprint v1" || 0x00 || product || 0x00 || name || 0x00 || value)`.
+/// Hashes each component with the device's fingerprint key:
+/// `HMAC-SHA-256(key, "lic fingerprint v2" || 0x00 || product || 0x00 || name || 0x00 || value)`.
 ///
-/// The same machine gives unrelated hashes for different products, and a hash does not
-/// reveal its value (short of guessing it).
-pub fn hash_components(product: &str, raw: &RawComponents) -> Fingerprint {
+/// The same machine gives unrelated hashes for different products and for different
+/// device keys, and without the key a hash reveals nothing of its value, however few
+/// values the component can take.
+pub fn hash_components(key: &FingerprintKey, product: &str, raw: &RawComponents) -> Fingerprint {
     raw.0
         .iter()
-        .map(|(name, value)| (name.clone(), component_hash(product, name, value)))
+        .map(|(name, value)| (name.clone(), component_hash(key, product, name, value)))
         .collect()
 }
 
-fn component_hash(product: &str, name: &str, value: &str) -> Bytes32 {
-    let mut hasher = Sha256::new();
-    hasher.update(HASH_DOMAIN);
-    hasher.update([0]);
-    hasher.update(product.as_bytes());
-    hasher.update([0]);
-    hasher.update(name.as_bytes());
-    hasher.update([0]);
-    hasher.update(value.as_bytes());
-    Bytes32(hasher.finalize().into())
+fn component_hash(key: &FingerprintKey, product: &str, name: &str, value: &str) -> Bytes32 {
+    // HMAC takes a key of any length.
+    let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(key.0.as_slice())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(HASH_DOMAIN);
+    mac.update(&[0]);
+    mac.update(product.as_bytes());
+    mac.update(&[0]);
+    mac.update(name.as_bytes());
+    mac.update(&[0]);
+    mac.update(value.as_bytes());
+    Bytes32(mac.finalize().into_bytes().into())
 }
 
 /// The outcome of [`match_fingerprint`]. Every list is sorted by component name.
@@ -658,14 +695,48 @@ mod tests {
 
     // ---- hashing ----
 
+    fn hash_components(product: &str, raw: &RawComponents) -> Fingerprint {
+        super::hash_components(&FingerprintKey::from_bytes([7; 32]), product, raw)
+    }
+
     #[test]
     fn hash_follows_the_documented_construction() {
         let fp = hash_components("photo-pro", &raw(&[("machine-id", "abc")]));
-        // printf 'lic fingerprint v1\0photo-pro\0machine-id\0abc' | sha256sum
+        // python3: hmac.new(bytes([7]*32), b'lic fingerprint v2\0photo-pro\0machine-id\0abc',
+        //                   hashlib.sha256).hexdigest()
         assert_eq!(
             fp["machine-id"].to_string(),
-            "ccd5ee2748aa48d5361b758efab834d28bfc903df94148215ec3c1d522f1d055"
+            "44cd281507669d3b5896742f9528fea8abbf3a26bafd94af36657f9d1bba5fd7"
         );
+        // The key comes from the device key as documented: SHA-256 over
+        // "lic derive v1\0fingerprint\0" and the 32-byte seed.
+        let device = FingerprintKey::of(&SecretKey::from_seed(&[3; 32]));
+        let fp = super::hash_components(&device, "photo-pro", &raw(&[("machine-id", "abc")]));
+        assert_eq!(
+            fp["machine-id"].to_string(),
+            "6dc58a357cee4b94436b9c7d14d91728493339ecfadc94efab064e4d94718003"
+        );
+    }
+
+    #[test]
+    fn hashing_is_keyed_by_the_device() {
+        let a = hash_components("photo-pro", &sample());
+        let other = FingerprintKey::of(&SecretKey::from_seed(&[4; 32]));
+        let b = super::hash_components(&other, "photo-pro", &sample());
+        for name in a.keys() {
+            assert_ne!(
+                a[name], b[name],
+                "{name} hashes the same under two device keys"
+            );
+        }
+        // Guessing a low-entropy value takes the key: every memory size from 1 to 4096
+        // GiB hashed with another key never gives the device's hash.
+        let target = a[component::MEMORY];
+        assert!((1..=4096).all(|gib| {
+            let guess = raw(&[(component::MEMORY, &format!("{gib} GiB"))]);
+            super::hash_components(&other, "photo-pro", &guess)[component::MEMORY] != target
+        }));
+        assert!(!format!("{other:?}").contains("4, 4"));
     }
 
     #[test]

@@ -380,9 +380,14 @@ fn write_key_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<(
 
 /// The vendor keys a reader trusts, looked up by key id. Several keys may be trusted at
 /// once, so a vendor can rotate its signing key without stranding older files.
+///
+/// A keyring also remembers revoked keys (from key sets, see `lic_core::trust`): a
+/// revoked key is never trusted, even if added again, and files it signed are refused
+/// with the reason for its revocation.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Keyring {
     keys: BTreeMap<Kid, PublicKey>,
+    revoked: BTreeMap<Kid, String>,
 }
 
 impl Keyring {
@@ -397,12 +402,34 @@ impl Keyring {
         ring
     }
 
+    /// Trust `key`, unless it was revoked.
     pub fn add(&mut self, key: PublicKey) {
-        self.keys.insert(key.kid(), key);
+        let kid = key.kid();
+        if !self.revoked.contains_key(&kid) {
+            self.keys.insert(kid, key);
+        }
     }
 
+    /// Stop trusting the key with id `kid`, for good: it is removed and cannot be added
+    /// again; files it signed are refused with `reason`. The first reason given is kept.
+    pub fn revoke(&mut self, kid: Kid, reason: impl Into<String>) {
+        self.keys.remove(&kid);
+        self.revoked.entry(kid).or_insert_with(|| reason.into());
+    }
+
+    /// The trusted key with id `kid` (never a revoked one).
     pub fn get(&self, kid: &Kid) -> Option<&PublicKey> {
         self.keys.get(kid)
+    }
+
+    /// Why the key with id `kid` was revoked, if it was.
+    pub fn revocation(&self, kid: &Kid) -> Option<&str> {
+        self.revoked.get(kid).map(String::as_str)
+    }
+
+    /// The revoked key ids, with the reason of each.
+    pub fn revoked(&self) -> impl Iterator<Item = (&Kid, &str)> {
+        self.revoked.iter().map(|(k, r)| (k, r.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -446,7 +473,13 @@ impl Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.keys.keys()).finish()
+        if self.revoked.is_empty() {
+            return f.debug_set().entries(self.keys.keys()).finish();
+        }
+        f.debug_struct("Keyring")
+            .field("trusted", &self.keys.keys().collect::<Vec<_>>())
+            .field("revoked", &self.revoked.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 

@@ -17,7 +17,7 @@
 //!     nonce: Nonce([1; 16]),
 //!     created: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
 //!     client: "lic 0.1.0".into(),
-//!     journal: JournalHead { seq: 0, prev: Bytes32([0; 32]) },
+//!     journal: JournalHead::first(),
 //! };
 //! let file = format::sign(&request, &device).unwrap();
 //! let text = file.armored();
@@ -38,3 +38,4 @@ pub mod fsutil;
 pub mod keys;
 pub mod rules;
 pub mod store;
+pub mod trust;

@@ -8,7 +8,9 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::format::{Bytes32, Feature, Features, JournalHead, License, LicenseType, Refresh};
+use crate::format::{
+    Bytes32, Feature, Features, JournalHead, License, LicenseType, MAX_COUNTER, MAX_TRAIL, Refresh,
+};
 
 /// Something that makes the license unusable right now. Applications react to these
 /// (e.g. shut down gracefully, or ask the user to contact the vendor).
@@ -332,22 +334,34 @@ pub struct Consumed {
 
 /// Why a consumption was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitExceeded {
-    pub limit: u64,
-    pub used: u64,
-    pub requested: u64,
+pub enum ConsumeRefused {
+    /// `used + requested` would pass the feature's limit, and overage is not allowed.
+    Limit {
+        limit: u64,
+        used: u64,
+        requested: u64,
+    },
+    /// `used + requested` would pass [`MAX_COUNTER`], the largest counter lic carries
+    /// (whatever the limit, overage included).
+    OutOfRange { used: u64, requested: u64 },
 }
 
-/// Consumption limits: `used + amount` may not pass the limit unless overage is allowed.
-pub fn consume(feature: &Feature, used: u64, amount: u64) -> Result<Consumed, LimitExceeded> {
-    let refused = || LimitExceeded {
-        limit: feature.limit.unwrap_or(u64::MAX),
-        used,
-        requested: amount,
-    };
-    let total = used.checked_add(amount).ok_or_else(refused)?;
+/// Consumption limits: `used + amount` may not pass the limit unless overage is allowed,
+/// and never [`MAX_COUNTER`].
+pub fn consume(feature: &Feature, used: u64, amount: u64) -> Result<Consumed, ConsumeRefused> {
+    let total = used
+        .checked_add(amount)
+        .filter(|t| *t <= MAX_COUNTER)
+        .ok_or(ConsumeRefused::OutOfRange {
+            used,
+            requested: amount,
+        })?;
     match feature.limit {
-        Some(limit) if total > limit && !feature.overage => Err(refused()),
+        Some(limit) if total > limit && !feature.overage => Err(ConsumeRefused::Limit {
+            limit,
+            used,
+            requested: amount,
+        }),
         Some(limit) => Ok(Consumed {
             total,
             overage: total.saturating_sub(limit),
@@ -356,13 +370,24 @@ pub fn consume(feature: &Feature, used: u64, amount: u64) -> Result<Consumed, Li
     }
 }
 
-/// The journal entry for the next device-signed file after `head` (the sequence number
-/// of the last file and its hash).
-pub fn next_journal(last_seq: u64, last_hash: Bytes32) -> JournalHead {
+/// The journal entry for the next device-signed file: `last_seq` and `last_hash` are the
+/// sequence number and hash of the last file, `trail` the hashes before it, newest
+/// first. The file carries at most [`MAX_TRAIL`] of them.
+pub fn next_journal(last_seq: u64, last_hash: Bytes32, trail: &[Bytes32]) -> JournalHead {
     JournalHead {
-        seq: last_seq + 1,
+        seq: last_seq.saturating_add(1),
         prev: last_hash,
+        trail: trail.iter().take(MAX_TRAIL).copied().collect(),
     }
+}
+
+/// The trail after a file is written: the hash of the file before it (`last_hash`) in
+/// front of the old trail, the oldest dropped beyond [`MAX_TRAIL`].
+pub fn advance_trail(trail: &[Bytes32], last_hash: Bytes32) -> Vec<Bytes32> {
+    std::iter::once(last_hash)
+        .chain(trail.iter().copied())
+        .take(MAX_TRAIL)
+        .collect()
 }
 
 #[cfg(test)]
@@ -514,7 +539,7 @@ mod tests {
         );
         assert_eq!(
             consume(&capped, 8, 3),
-            Err(LimitExceeded {
+            Err(ConsumeRefused::Limit {
                 limit: 10,
                 used: 8,
                 requested: 3
@@ -533,13 +558,32 @@ mod tests {
         );
         let unlimited = Feature::default();
         assert_eq!(
-            consume(&unlimited, u64::MAX - 1, 1),
+            consume(&unlimited, MAX_COUNTER - 1, 1),
             Ok(Consumed {
-                total: u64::MAX,
+                total: MAX_COUNTER,
                 overage: 0
             })
         );
-        assert!(consume(&unlimited, u64::MAX, 1).is_err(), "no wrap-around");
+    }
+
+    #[test]
+    fn no_counter_passes_the_largest_counter_whatever_the_limit() {
+        let out_of_range = |used, requested| Err(ConsumeRefused::OutOfRange { used, requested });
+        let unlimited = Feature::default();
+        assert_eq!(
+            consume(&unlimited, MAX_COUNTER, 1),
+            out_of_range(MAX_COUNTER, 1)
+        );
+        assert_eq!(consume(&unlimited, 0, u64::MAX), out_of_range(0, u64::MAX));
+        assert_eq!(consume(&unlimited, u64::MAX, 1), out_of_range(u64::MAX, 1));
+        let overage = Feature {
+            limit: Some(10),
+            overage: true,
+        };
+        assert_eq!(
+            consume(&overage, 5, MAX_COUNTER),
+            out_of_range(5, MAX_COUNTER)
+        );
     }
 
     #[test]
@@ -563,6 +607,7 @@ mod tests {
             clock_tolerance: 60,
             serial: 1,
             request_nonce: crate::format::Nonce([0; 16]),
+            counters: Default::default(),
         };
         let refresh = Refresh {
             license_id: "l".into(),
@@ -590,9 +635,29 @@ mod tests {
 
     #[test]
     fn the_journal_advances_by_one_and_links_the_previous_file() {
-        let head = next_journal(4, Bytes32([9; 32]));
+        let head = next_journal(4, Bytes32([9; 32]), &[Bytes32([8; 32])]);
         assert_eq!(head.seq, 5);
         assert_eq!(head.prev, Bytes32([9; 32]));
+        assert_eq!(head.trail, [Bytes32([8; 32])]);
+    }
+
+    #[test]
+    fn the_trail_keeps_the_newest_hashes_first_and_at_most_max_trail() {
+        let mut trail = Vec::new();
+        for n in 0..40u8 {
+            trail = advance_trail(&trail, Bytes32([n; 32]));
+        }
+        assert_eq!(trail.len(), MAX_TRAIL);
+        assert_eq!(trail[0], Bytes32([39; 32]));
+        assert_eq!(
+            trail[MAX_TRAIL - 1],
+            Bytes32([39 - (MAX_TRAIL as u8 - 1); 32])
+        );
+        let long: Vec<Bytes32> = (0..40u8).map(|n| Bytes32([n; 32])).collect();
+        assert_eq!(
+            next_journal(1, Bytes32([0; 32]), &long).trail.len(),
+            MAX_TRAIL
+        );
     }
 
     #[test]

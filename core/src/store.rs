@@ -29,6 +29,9 @@ pub const STATE_FILE: &str = "state.bin";
 const LOCK_FILE: &str = "lock";
 const MAGIC: &[u8; 8] = b"LICSTOR1";
 const MAC_LEN: usize = 32;
+/// The largest state file lic reads: far beyond any real store (a few KiB per product),
+/// so that a file put in its place cannot make a read take all memory.
+pub const MAX_STATE_SIZE: u64 = 8 * 1024 * 1024;
 /// The state format version this implementation writes.
 pub const STATE_VERSION: u32 = 1;
 /// Environment variable naming a write step at which to abort (crash-safety tests).
@@ -98,6 +101,10 @@ pub struct Installation {
     pub journal_seq: u64,
     /// SHA-256 of that file.
     pub journal_head: Bytes32,
+    /// The hashes of the files before it, newest first (at most
+    /// [`MAX_TRAIL`](crate::format::MAX_TRAIL)): carried in the next file's journal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal_trail: Vec<Bytes32>,
     /// When it was installed (seconds since the epoch, UTC).
     pub installed: i64,
 }
@@ -139,6 +146,11 @@ pub struct State {
     /// Deactivated activations by activation id.
     #[serde(default)]
     pub tombstones: BTreeMap<String, Tombstone>,
+    /// The key sets installed (binary COSE bytes), in the order they were installed. They
+    /// are verified again, from the application's own trusted keys, on every use (see
+    /// [`crate::trust`]): the store adds no trust of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_sets: Vec<serde_bytes::ByteBuf>,
 }
 
 impl State {
@@ -161,6 +173,7 @@ impl Default for State {
             installations: BTreeMap::new(),
             pending: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            key_sets: Vec::new(),
         }
     }
 }
@@ -221,8 +234,10 @@ impl Store {
         Ok(StoreLock { file })
     }
 
-    /// The device key, created on first use. A missing key beside an existing state is
-    /// tampering (the state could no longer be authenticated or continued).
+    /// The device key, created on first use together with an empty state. A missing key
+    /// beside a state that holds anything is tampering (the state could no longer be
+    /// authenticated or continued); so is a missing state beside the key (see
+    /// [`load`](Self::load)).
     ///
     /// Reading takes no lock. Creating one takes the store's lock, so that processes
     /// starting at once on a fresh store end up with one key that all of them use; the
@@ -246,9 +261,12 @@ impl Store {
             return Ok(key);
         }
         let path = self.path(KEY_FILE);
-        // Keys are made under the lock, before any state is written, so a state without
-        // a key means the key was removed.
-        if self.path(STATE_FILE).exists() {
+        let state_path = self.path(STATE_FILE);
+        // A new store's empty state is written before its key gets its name, so a store
+        // with a key always has a state. A state without a key is therefore either what a
+        // crash between the two left (an empty state: nothing is lost, start again) or a
+        // key that was removed (tampering).
+        if state_path.exists() && !self.holds_only_an_empty_state() {
             return Err(StoreError::Tampered {
                 reason: format!(
                     "the device key {} is missing, but the store has state",
@@ -257,14 +275,32 @@ impl Store {
             });
         }
         let key = SecretKey::generate();
+        crash_point("genesis-before-write");
+        fsutil::replace(
+            &state_path,
+            &encode_state(&State::default(), &key),
+            fsutil::SECRET_MODE,
+        )
+        .map_err(|e| StoreError::io(&state_path, e))?;
         let pem = key.to_pem();
         let hook = |step: &str| crash_point(&format!("key-{step}"));
         match fsutil::write_new_with_hook(&path, pem.as_bytes(), fsutil::SECRET_MODE, &hook) {
             Ok(()) => Ok(key),
-            // A writer that does not take the lock (an older lic) was first: use its key.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(SecretKey::read(&path)?),
             Err(e) => Err(StoreError::io(&path, e)),
         }
+    }
+
+    /// Whether the state file (read without authenticating it: the key is missing) is
+    /// the empty state of a new store.
+    fn holds_only_an_empty_state(&self) -> bool {
+        let Ok(bytes) = read_capped(&self.path(STATE_FILE)) else {
+            return false;
+        };
+        bytes
+            .get(MAGIC.len() + MAC_LEN..)
+            .filter(|_| bytes.starts_with(MAGIC))
+            .and_then(|body| ciborium::de::from_reader::<State, _>(body).ok())
+            .is_some_and(|state| state == State::default())
     }
 
     /// The device key if the file exists.
@@ -278,15 +314,43 @@ impl Store {
         }
     }
 
-    /// Read and authenticate the state; a store without state has the empty state.
+    /// Read and authenticate the state. Every store that has a device key has a state
+    /// (they are made together): a missing state is reported as tampering, never read
+    /// as an empty store — deleting it must not reset the counters, the tombstones or the
+    /// clock mark.
     pub fn load(&self, key: &SecretKey) -> Result<State, StoreError> {
         let path = self.path(STATE_FILE);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_capped(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Tampered {
+                    reason: format!(
+                        "the state file {} is missing, but the device key is there: it was \
+                         deleted or lost",
+                        path.display()
+                    ),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+                return Err(StoreError::Tampered {
+                    reason: format!(
+                        "the state file {} is larger than any lic store ({} MiB at most)",
+                        path.display(),
+                        MAX_STATE_SIZE >> 20
+                    ),
+                });
+            }
             Err(e) => return Err(StoreError::io(&path, e)),
         };
         decode_state(&bytes, key)
+    }
+
+    /// Start the state again, empty, for the device key the store has (after
+    /// [`quarantine`](Self::quarantine) set a state aside, or when it was lost). Requires
+    /// the lock. A request made after it takes the device's seat again at the vendor,
+    /// with the consumption the vendor counted so far.
+    pub fn start_over(&self, lock: &StoreLock, key: &SecretKey) -> Result<(), StoreError> {
+        self.save(lock, key, &State::default())
     }
 
     /// The products the state names, read **without authenticating it** and without the
@@ -295,7 +359,7 @@ impl Store {
     /// no state or it cannot be read as one; the caller then loads it properly, which says
     /// what is wrong.
     pub fn peek_products(&self) -> Option<Vec<String>> {
-        let bytes = fs::read(self.path(STATE_FILE)).ok()?;
+        let bytes = read_capped(&self.path(STATE_FILE)).ok()?;
         let body = bytes.get(MAGIC.len() + MAC_LEN..)?;
         if !bytes.starts_with(MAGIC) {
             return None;
@@ -381,6 +445,19 @@ impl Store {
         }
         Ok(moved)
     }
+}
+
+/// Read a state file, at most [`MAX_STATE_SIZE`] bytes (`FileTooLarge` beyond).
+fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(MAX_STATE_SIZE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STATE_SIZE {
+        return Err(io::Error::from(io::ErrorKind::FileTooLarge));
+    }
+    Ok(bytes)
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -472,6 +549,7 @@ mod tests {
                 counters: [("f".to_string(), 41)].into(),
                 journal_seq: 2,
                 journal_head: Bytes32([5; 32]),
+                journal_trail: vec![Bytes32([4; 32])],
                 installed: 1_700_000_000,
             },
         );
@@ -687,6 +765,63 @@ mod tests {
         let aside = store.quarantine(&lock, 42).unwrap();
         assert_eq!(aside.len(), 1);
         assert!(aside[0].ends_with(format!("{STATE_FILE}.reset-42")));
+        // Set aside is not started over: until then the store says what is wrong.
+        assert!(matches!(store.load(&key), Err(StoreError::Tampered { .. })));
+        store.start_over(&lock, &key).unwrap();
         assert_eq!(store.load(&key).unwrap(), State::default());
+    }
+
+    #[test]
+    fn a_deleted_state_beside_the_device_key_is_tampering_not_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.device_key().unwrap();
+        // A new store has its (empty) state from the start.
+        assert_eq!(store.load(&key).unwrap(), State::default());
+        let lock = store.lock().unwrap();
+        store.save(&lock, &key, &sample()).unwrap();
+        fs::remove_file(dir.path().join(STATE_FILE)).unwrap();
+        let err = store.load(&key).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Tampered { reason } if reason.contains("missing")),
+            "{err}"
+        );
+        // And no new state is made for it behind the user's back.
+        assert_eq!(
+            store.device_key_locked(&lock).unwrap().public(),
+            key.public()
+        );
+        assert!(!dir.path().join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn an_empty_state_left_without_its_key_by_a_crash_is_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lost = SecretKey::from_seed(&[8; 32]);
+        fs::write(
+            dir.path().join(STATE_FILE),
+            encode_state(&State::default(), &lost),
+        )
+        .unwrap();
+        let key = store.device_key().unwrap();
+        assert_ne!(key.public(), lost.public());
+        assert_eq!(store.load(&key).unwrap(), State::default());
+    }
+
+    #[test]
+    fn a_state_file_larger_than_any_store_is_refused_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = store.device_key().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let file = File::options().write(true).open(&path).unwrap();
+        file.set_len(MAX_STATE_SIZE + 1).unwrap();
+        let err = store.load(&key).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Tampered { reason } if reason.contains("larger")),
+            "{err}"
+        );
+        assert_eq!(store.peek_products(), None);
     }
 }

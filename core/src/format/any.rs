@@ -3,7 +3,9 @@
 use super::envelope::{Verified, decode_verified, unarmor, verify_envelope};
 use super::error::FormatError;
 use super::kind::FileKind;
-use super::payload::{ActivationRequest, Deactivation, License, Receipt, Refresh, UsageReport};
+use super::payload::{
+    ActivationRequest, Deactivation, KeySet, License, Receipt, Refresh, UsageReport,
+};
 use crate::keys::Keyring;
 
 /// A verified file of whichever kind it turned out to be.
@@ -16,6 +18,7 @@ pub enum AnyFile {
     Deactivation(Verified<Deactivation>),
     UsageReport(Verified<UsageReport>),
     Receipt(Verified<Receipt>),
+    KeySet(Verified<KeySet>),
 }
 
 impl AnyFile {
@@ -27,6 +30,7 @@ impl AnyFile {
             AnyFile::Deactivation(_) => FileKind::Deactivation,
             AnyFile::UsageReport(_) => FileKind::UsageReport,
             AnyFile::Receipt(_) => FileKind::Receipt,
+            AnyFile::KeySet(_) => FileKind::KeySet,
         }
     }
 }
@@ -43,5 +47,6 @@ pub fn open_any(input: &[u8], keys: &Keyring) -> Result<AnyFile, FormatError> {
         FileKind::Deactivation => AnyFile::Deactivation(decode_verified(checked)?),
         FileKind::UsageReport => AnyFile::UsageReport(decode_verified(checked)?),
         FileKind::Receipt => AnyFile::Receipt(decode_verified(checked)?),
+        FileKind::KeySet => AnyFile::KeySet(decode_verified(checked)?),
     })
 }

@@ -266,6 +266,56 @@ pub fn unarmor(input: &[u8]) -> Result<(Option<FileKind>, Vec<u8>), FormatError>
     Ok((Some(kind), bytes))
 }
 
+/// The COSE_Sign1 structure of binary file bytes, read without verifying anything.
+fn parse_sign1(cose: &[u8]) -> Result<CoseSign1, FormatError> {
+    if cose.len() > armor::MAX_FILE_SIZE {
+        return Err(FormatError::TooLarge {
+            size: cose.len(),
+            limit: armor::MAX_FILE_SIZE,
+        });
+    }
+    match cbor::decode_strict(cose, "file")? {
+        Value::Tag(COSE_SIGN1_TAG, inner) => {
+            CoseSign1::from_cbor_value(*inner).map_err(|e| FormatError::CoseMalformed {
+                reason: e.to_string(),
+            })
+        }
+        _ => Err(FormatError::CoseMalformed {
+            reason: "it is not tagged 18 (COSE_Sign1)".into(),
+        }),
+    }
+}
+
+/// The kind binary file bytes say they are (their protected content type), read
+/// **without verifying** them: only to choose how to verify them next.
+pub fn kind_of(cose: &[u8]) -> Result<FileKind, FormatError> {
+    let sign1 = parse_sign1(cose)?;
+    match &sign1.protected.header.content_type {
+        Some(coset::ContentType::Text(t)) => match FileKind::from_content_type(t) {
+            Some(kind) => Ok(kind),
+            None if is_lic_content_type(t) => {
+                Err(FormatError::UnsupportedKind { found: t.clone() })
+            }
+            None => Err(FormatError::WrongContentType {
+                expected: "a lic content type".into(),
+                found: t.clone(),
+            }),
+        },
+        _ => Err(FormatError::HeaderInvalid {
+            reason: "it has no content type (label 3)".into(),
+        }),
+    }
+}
+
+/// Whether two files (binary COSE bytes) carry the very same payload bytes — the same
+/// content, whoever signed each. Nothing is verified: verify the file you trust first.
+pub fn same_payload(a: &[u8], b: &[u8]) -> bool {
+    match (parse_sign1(a), parse_sign1(b)) {
+        (Ok(a), Ok(b)) => a.payload.is_some() && a.payload == b.payload,
+        _ => false,
+    }
+}
+
 /// What the envelope checks leave: the kind, the key that signed, the payload bytes, and
 /// the binary file they came from. Its fields are private to this module, so only
 /// [`verify_envelope`] makes one.
@@ -401,9 +451,20 @@ pub(super) fn verify_envelope(
         });
     };
     let signer = match kind.signer() {
-        SignerRole::Vendor => *keys.get(&kid).ok_or_else(|| FormatError::UnknownKey {
-            kid: kid.to_string(),
-        })?,
+        SignerRole::Vendor => match (keys.get(&kid), keys.revocation(&kid)) {
+            (Some(key), _) => *key,
+            (None, Some(reason)) => {
+                return Err(FormatError::KeyRevoked {
+                    kid: kid.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+            (None, None) => {
+                return Err(FormatError::UnknownKey {
+                    kid: kid.to_string(),
+                });
+            }
+        },
         SignerRole::Device => {
             let key = device_key_param(header)?;
             if key.kid() != kid {
@@ -495,6 +556,9 @@ fn plain_known(value: &Value, shape: &Shape) -> Result<(), String> {
             plain_values(k)?;
             plain_known(v, inner)
         }),
+        (Shape::List(inner), Value::Array(items)) => {
+            items.iter().try_for_each(|v| plain_known(v, inner))
+        }
         // A plain value, or a structure of the wrong type (which the typed decoding then
         // names, unless it is a tag, a null or a float).
         _ => plain_values(value),
@@ -612,6 +676,7 @@ mod tests {
             clock_tolerance: 3600,
             serial: 1,
             request_nonce: Nonce([9; 16]),
+            counters: Default::default(),
         }
     }
 
@@ -623,6 +688,7 @@ mod tests {
             journal: JournalHead {
                 seq,
                 prev: Bytes32([2; 32]),
+                trail: Vec::new(),
             },
             created: t(3),
         }
@@ -1071,6 +1137,12 @@ mod tests {
                     assert_shape_is(v, inner, &format!("{at}[{k:?}]"));
                 }
             }
+            (Shape::List(inner), Value::Array(items)) => {
+                assert!(!items.is_empty(), "{at} is empty in the sample");
+                for (i, v) in items.iter().enumerate() {
+                    assert_shape_is(v, inner, &format!("{at}[{i}]"));
+                }
+            }
             (shape, value) => panic!("{at}: {value:?} is not a {shape:?}"),
         }
     }
@@ -1094,6 +1166,7 @@ mod tests {
             },
         );
         lic.features.remove("f");
+        lic.counters.insert("g".into(), 3);
         let refresh = Refresh {
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
@@ -1116,17 +1189,32 @@ mod tests {
             nonce: Nonce([1; 16]),
             created: t(1),
             client: "lic".into(),
+            // (Requests carry no trail; the field is the journal's, so it appears here.)
             journal: JournalHead {
-                seq: 0,
-                prev: Bytes32([0; 32]),
+                trail: vec![Bytes32([6; 32])],
+                ..JournalHead::first()
             },
         };
         let deactivation = Deactivation {
             activation_id: "act_1".into(),
             product: "p".into(),
             counters: [("f".to_string(), 1)].into(),
-            journal: request.journal,
+            journal: JournalHead {
+                seq: 3,
+                prev: Bytes32([4; 32]),
+                trail: vec![Bytes32([5; 32])],
+            },
             created: t(4),
+        };
+        let key_set = KeySet {
+            version: 2,
+            keys: vec![Bytes32(device.to_bytes())],
+            revoked: vec![RevokedKey {
+                key: Bytes32(SecretKey::from_seed(&[9; 32]).public().to_bytes()),
+                reason: "leaked".into(),
+                revoked: t(5),
+            }],
+            issued: t(5),
         };
         let receipt = Receipt {
             activation_id: "act_1".into(),
@@ -1140,8 +1228,16 @@ mod tests {
             (FileKind::License, with_v(&lic)),
             (FileKind::Refresh, with_v(&refresh)),
             (FileKind::Deactivation, with_v(&deactivation)),
-            (FileKind::UsageReport, with_v(&usage(1))),
+            (
+                FileKind::UsageReport,
+                with_v(&{
+                    let mut u = usage(2);
+                    u.journal.trail = vec![Bytes32([7; 32])];
+                    u
+                }),
+            ),
             (FileKind::Receipt, with_v(&receipt)),
+            (FileKind::KeySet, with_v(&key_set)),
         ] {
             assert_shape_is(&value, payload_shape(kind), kind.name());
         }

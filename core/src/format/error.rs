@@ -111,6 +111,11 @@ pub enum FormatError {
     #[error("the file is signed by key {kid}, which is not one of the trusted vendor keys")]
     UnknownKey { kid: String },
 
+    /// Signed by a vendor key that a key set revoked: files it signed are no longer trusted,
+    /// whenever they were made.
+    #[error("the file is signed by vendor key {kid}, which the vendor revoked ({reason})")]
+    KeyRevoked { kid: String, reason: String },
+
     /// A device-signed file whose signer key is not a usable Ed25519 key.
     #[error("the file is signed by a weak or invalid device key")]
     WeakKey,
@@ -162,6 +167,7 @@ impl FormatError {
             Self::HeaderInvalid { .. } => "header-invalid",
             Self::UnprotectedHeader => "unprotected-header",
             Self::UnknownKey { .. } => "unknown-key",
+            Self::KeyRevoked { .. } => "key-revoked",
             Self::WeakKey => "weak-key",
             Self::WrongSigner { .. } => "wrong-signer",
             Self::BadSignature => "bad-signature",
@@ -224,6 +230,11 @@ impl FormatError {
                 "the file comes from a vendor key this installation does not trust: update the \
                  trusted vendor keys (the vendor's public key file) or ask the vendor which key \
                  signed it"
+            }
+            Self::KeyRevoked { .. } => {
+                "the vendor no longer trusts the key that signed this file: ask the vendor for \
+                 the same file signed again with its current key (for an installed license: \
+                 `lic-portal activation resign`), and install it"
             }
             Self::WrongSigner { .. } => {
                 "the file was made on another device than the one it is applied to: use the \

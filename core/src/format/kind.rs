@@ -22,17 +22,19 @@ pub enum FileKind {
     Deactivation,
     UsageReport,
     Receipt,
+    KeySet,
 }
 
 impl FileKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FileKind; 6] = [
+    pub const ALL: [FileKind; 7] = [
         FileKind::ActivationRequest,
         FileKind::License,
         FileKind::Refresh,
         FileKind::Deactivation,
         FileKind::UsageReport,
         FileKind::Receipt,
+        FileKind::KeySet,
     ];
 
     /// The word(s) after `LIC ` in the armor lines, e.g. `ACTIVATION REQUEST`.
@@ -44,6 +46,7 @@ impl FileKind {
             Self::Deactivation => "DEACTIVATION",
             Self::UsageReport => "USAGE REPORT",
             Self::Receipt => "RECEIPT",
+            Self::KeySet => "KEY SET",
         }
     }
 
@@ -56,6 +59,7 @@ impl FileKind {
             Self::Deactivation => "deactivation",
             Self::UsageReport => "usage-report",
             Self::Receipt => "receipt",
+            Self::KeySet => "key-set",
         }
     }
 
@@ -68,6 +72,7 @@ impl FileKind {
             Self::Deactivation => "application/vnd.lic.deactivation+cbor",
             Self::UsageReport => "application/vnd.lic.usage-report+cbor",
             Self::Receipt => "application/vnd.lic.receipt+cbor",
+            Self::KeySet => "application/vnd.lic.key-set+cbor",
         }
     }
 
@@ -75,7 +80,7 @@ impl FileKind {
     pub fn signer(self) -> SignerRole {
         match self {
             Self::ActivationRequest | Self::Deactivation | Self::UsageReport => SignerRole::Device,
-            Self::License | Self::Refresh | Self::Receipt => SignerRole::Vendor,
+            Self::License | Self::Refresh | Self::Receipt | Self::KeySet => SignerRole::Vendor,
         }
     }
 
@@ -95,6 +100,7 @@ impl FileKind {
             Self::Deactivation => "deact",
             Self::UsageReport => "usage",
             Self::Receipt => "receipt",
+            Self::KeySet => "keys",
         }
     }
 
@@ -141,6 +147,7 @@ impl fmt::Display for FileKind {
             Self::Deactivation => "deactivation",
             Self::UsageReport => "usage report",
             Self::Receipt => "receipt",
+            Self::KeySet => "key set",
         })
     }
 }
@@ -158,10 +165,11 @@ mod tests {
             assert_eq!(FileKind::from_content_type(kind.content_type()), Some(kind));
             assert_eq!(FileKind::from_name(kind.name()), Some(kind));
         }
-        let distinct = |names: [&str; 6]| names.into_iter().collect::<BTreeSet<_>>().len();
-        assert_eq!(distinct(FileKind::ALL.map(FileKind::content_type)), 6);
-        assert_eq!(distinct(FileKind::ALL.map(FileKind::armor_label)), 6);
-        assert_eq!(distinct(FileKind::ALL.map(FileKind::name)), 6);
+        let n = FileKind::ALL.len();
+        let distinct = |names: [&str; 7]| names.into_iter().collect::<BTreeSet<_>>().len();
+        assert_eq!(distinct(FileKind::ALL.map(FileKind::content_type)), n);
+        assert_eq!(distinct(FileKind::ALL.map(FileKind::armor_label)), n);
+        assert_eq!(distinct(FileKind::ALL.map(FileKind::name)), n);
     }
 
     #[test]

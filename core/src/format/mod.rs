@@ -11,8 +11,8 @@ mod payload;
 
 pub use any::{AnyFile, open_any};
 pub use envelope::{
-    COSE_SIGN1_TAG, HEADER_DEVICE_KEY, SignedFile, Verified, file_hash, open, sign, sign_raw,
-    sign_with_header, unarmor, verify,
+    COSE_SIGN1_TAG, HEADER_DEVICE_KEY, SignedFile, Verified, file_hash, kind_of, open,
+    same_payload, sign, sign_raw, sign_with_header, unarmor, verify,
 };
 pub use error::FormatError;
 pub use kind::{FileKind, SignerRole};

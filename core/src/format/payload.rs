@@ -18,6 +18,15 @@ use super::kind::FileKind;
 /// The payload format version this implementation writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
 
+/// The largest consumption counter, limit or total lic carries: 2^53 − 1, the largest
+/// integer every JSON reader holds exactly. Counters in files, limits in licenses and
+/// refreshes, and the portal's totals stay within `0..=MAX_COUNTER`; a file with a larger
+/// value is refused (`payload-invalid`), and `lic consume` refuses to pass it.
+pub const MAX_COUNTER: u64 = (1 << 53) - 1;
+
+/// The most journal hashes a device-signed file carries in `journal.trail`.
+pub const MAX_TRAIL: usize = 32;
+
 /// The payload of one kind of file.
 pub trait Payload: Serialize + DeserializeOwned + sealed::Sealed {
     /// The kind of file this payload travels in.
@@ -187,10 +196,28 @@ pub enum Credential {
 /// The head of the device journal, carried in every device-signed file: this file's
 /// sequence number and the SHA-256 of the previous device-signed file (all zero for the
 /// first), so that a replayed file, a restored backup or a cloned machine shows as a fork.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `trail` holds the hashes of the files before `prev`, newest first (the file of
+/// sequence `seq − 2` first), at most [`MAX_TRAIL`]: a reader that saw one of them last
+/// can link this file to it across files it never received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalHead {
     pub seq: u64,
     pub prev: Bytes32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<Bytes32>,
+}
+
+impl JournalHead {
+    /// The head of a journal's first file (an activation request): sequence 0, no
+    /// previous file.
+    pub fn first() -> Self {
+        JournalHead {
+            seq: 0,
+            prev: Bytes32([0; 32]),
+            trail: Vec::new(),
+        }
+    }
 }
 
 /// Cumulative consumption per feature, since activation.
@@ -238,6 +265,10 @@ pub struct License {
     pub serial: u64,
     /// The nonce of the activation request this license answers.
     pub request_nonce: Nonce,
+    /// Consumption the vendor has already counted for this activation (a license issued
+    /// again to a device that holds the seat): the device's counters start from these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: Counters,
 }
 
 /// Vendor → device: new entitlements or expiry for one activation.
@@ -306,6 +337,35 @@ pub struct Receipt {
     pub applied: Timestamp,
 }
 
+/// A vendor key that must no longer be trusted, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedKey {
+    /// The revoked Ed25519 public key.
+    pub key: Bytes32,
+    /// Why (e.g. "leaked"), shown with every file it signed.
+    pub reason: String,
+    /// When the vendor revoked it.
+    #[serde(with = "ts")]
+    pub revoked: Timestamp,
+}
+
+/// Vendor → device: the vendor keys to trust from now on, and the revoked ones.
+///
+/// Signed by a key the device already trusts; `version` only goes up. `keys` replaces the
+/// keys an earlier key set added (the keys the application was built with stay trusted
+/// unless revoked); `revoked` adds to every earlier revocation — a revoked key is never
+/// trusted again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySet {
+    pub version: u64,
+    /// Trusted vendor public keys.
+    pub keys: Vec<Bytes32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<RevokedKey>,
+    #[serde(with = "ts")]
+    pub issued: Timestamp,
+}
+
 /// The fields of a payload as a reader checks them (docs/format.md §5.1, §5.9): the type
 /// rules (no tag, null or float) apply to the fields this version knows; a field it does
 /// not know, in the payload or in one of its extensible structures, is ignored whatever
@@ -319,11 +379,13 @@ pub(crate) enum Shape {
     Struct(&'static [(&'static str, Shape)]),
     /// A name-indexed map whose values have one shape (`features`).
     Names(&'static Shape),
+    /// An array whose items have one shape (`revoked`).
+    List(&'static Shape),
 }
 
 use Shape::Plain;
 
-const JOURNAL: Shape = Shape::Struct(&[("seq", Plain), ("prev", Plain)]);
+const JOURNAL: Shape = Shape::Struct(&[("seq", Plain), ("prev", Plain), ("trail", Plain)]);
 const MATCH_RULE: Shape = Shape::Struct(&[("required", Plain), ("max_changed", Plain)]);
 const FEATURE: Shape = Shape::Struct(&[("limit", Plain), ("overage", Plain)]);
 const FEATURES: Shape = Shape::Names(&FEATURE);
@@ -355,6 +417,7 @@ const LICENSE: Shape = Shape::Struct(&[
     ("clock_tolerance", Plain),
     ("serial", Plain),
     ("request_nonce", Plain),
+    ("counters", Plain),
 ]);
 const REFRESH: Shape = Shape::Struct(&[
     ("v", Plain),
@@ -389,6 +452,15 @@ const RECEIPT: Shape = Shape::Struct(&[
     ("applied", Plain),
 ]);
 
+const REVOKED_KEY: Shape = Shape::Struct(&[("key", Plain), ("reason", Plain), ("revoked", Plain)]);
+const KEY_SET: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("version", Plain),
+    ("keys", Plain),
+    ("revoked", Shape::List(&REVOKED_KEY)),
+    ("issued", Plain),
+]);
+
 /// The shape of the payload of `kind`.
 pub(crate) fn payload_shape(kind: FileKind) -> &'static Shape {
     match kind {
@@ -397,6 +469,7 @@ pub(crate) fn payload_shape(kind: FileKind) -> &'static Shape {
         FileKind::Refresh => &REFRESH,
         FileKind::Deactivation | FileKind::UsageReport => &COUNTERS_REPORT,
         FileKind::Receipt => &RECEIPT,
+        FileKind::KeySet => &KEY_SET,
     }
 }
 
@@ -410,6 +483,38 @@ fn non_empty(fields: &[(&str, &str)]) -> Result<(), String> {
 fn valid_features(features: &Features) -> Result<(), String> {
     if features.keys().any(|k| k.trim().is_empty()) {
         return Err("a feature has an empty name".into());
+    }
+    if let Some((name, f)) = features
+        .iter()
+        .find(|(_, f)| f.limit.is_some_and(|l| l > MAX_COUNTER))
+    {
+        return Err(format!(
+            "feature `{name}` has the limit {}, beyond the largest counter ({MAX_COUNTER})",
+            f.limit.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Counters within `0..=MAX_COUNTER`, with non-empty names.
+fn valid_counters(counters: &Counters) -> Result<(), String> {
+    if counters.keys().any(|k| k.trim().is_empty()) {
+        return Err("a counter has an empty feature name".into());
+    }
+    match counters.iter().find(|(_, n)| **n > MAX_COUNTER) {
+        Some((name, n)) => Err(format!(
+            "the counter of `{name}` is {n}, beyond the largest counter ({MAX_COUNTER})"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn valid_journal(journal: &JournalHead) -> Result<(), String> {
+    if journal.trail.len() > MAX_TRAIL {
+        return Err(format!(
+            "`journal.trail` has {} hashes; at most {MAX_TRAIL} are allowed",
+            journal.trail.len()
+        ));
     }
     Ok(())
 }
@@ -458,6 +563,7 @@ impl Payload for License {
         if self.expires.is_some_and(|e| e < self.not_before) {
             return Err("`expires` is before `not_before`".into());
         }
+        valid_counters(&self.counters)?;
         valid_features(&self.features)
     }
 }
@@ -489,7 +595,9 @@ impl Payload for Deactivation {
         non_empty(&[
             ("activation_id", &self.activation_id),
             ("product", &self.product),
-        ])
+        ])?;
+        valid_counters(&self.counters)?;
+        valid_journal(&self.journal)
     }
 }
 
@@ -500,7 +608,45 @@ impl Payload for UsageReport {
         non_empty(&[
             ("activation_id", &self.activation_id),
             ("product", &self.product),
-        ])
+        ])?;
+        valid_counters(&self.counters)?;
+        valid_journal(&self.journal)
+    }
+}
+
+/// The most keys a key set trusts or revokes.
+pub const MAX_KEY_SET_KEYS: usize = 256;
+
+impl sealed::Sealed for KeySet {}
+impl Payload for KeySet {
+    const KIND: FileKind = FileKind::KeySet;
+    fn validate(&self) -> Result<(), String> {
+        if self.version == 0 {
+            return Err("`version` is 0; key sets start at version 1".into());
+        }
+        if self.keys.is_empty() {
+            return Err("`keys` is empty; a key set trusts at least one key".into());
+        }
+        if self.keys.len() + self.revoked.len() > MAX_KEY_SET_KEYS {
+            return Err(format!(
+                "it names {} keys; at most {MAX_KEY_SET_KEYS} are allowed",
+                self.keys.len() + self.revoked.len()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for key in self.keys.iter().chain(self.revoked.iter().map(|r| &r.key)) {
+            crate::keys::PublicKey::from_bytes(&key.0)
+                .map_err(|e| format!("key {key} is not a usable Ed25519 public key: {e}"))?;
+            if !seen.insert(*key) {
+                return Err(format!(
+                    "key {key} is named twice (a key is either trusted or revoked, once)"
+                ));
+            }
+        }
+        if let Some(r) = self.revoked.iter().find(|r| r.reason.trim().is_empty()) {
+            return Err(format!("the revocation of key {} has no reason", r.key));
+        }
+        Ok(())
     }
 }
 
