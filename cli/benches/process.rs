@@ -15,8 +15,9 @@ use lic_fixtures::stand_in::StandIn;
 fn lic(store: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic"));
     cmd.args(args)
+        .arg("--trust")
+        .arg(lic_fixtures::dir().join("keys/vendor.pub.pem"))
         .env("LIC_STORE", store)
-        .env("LIC_TRUST", lic_fixtures::dir().join("keys/vendor.pub.pem"))
         .env_remove("LIC_PRODUCT")
         .env_remove("LIC_DEVICE_ID")
         .stdout(Stdio::null())

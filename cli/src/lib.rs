@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use lic_core::client::{Client, ClientError, Installed, Status};
-use lic_core::fingerprint::{self as fp, FingerprintSource as _, SystemSource};
+use lic_core::fingerprint::{FingerprintSource as _, SystemSource};
 use lic_core::format::{self, AnyFile, Credential, FileKind, FormatError, License, SignedFile};
 use lic_core::keys::{KeyError, Keyring};
 use lic_core::rules::Violation;
@@ -50,8 +50,10 @@ pub struct Cli {
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 not licensed (check, status, and any command on a store that
 fails its integrity check); 2 error.
-Trusted vendor keys: --trust FILE (or LIC_TRUST), else trusted-keys.pem in the store,
-else trusted-keys.pem beside the lic executable.
+Trusted vendor keys: trusted-keys.pem beside the lic executable, as the vendor installed
+it, changed only by key sets the vendor signs (lic install KEYSET-FILE). Nothing in the
+store or the environment adds trust; --trust FILE replaces the installed file for one
+command (for vendors and tests).
 Documentation: docs/user-guide.md";
 
 #[derive(Debug, Args)]
@@ -61,8 +63,10 @@ pub struct Global {
     #[arg(long, global = true, env = "LIC_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
 
-    /// Trusted vendor public keys (SPKI PEM; several blocks allowed).
-    #[arg(long, global = true, env = "LIC_TRUST", value_name = "FILE")]
+    /// Trust these vendor public keys (SPKI PEM; several blocks allowed) instead of the
+    /// trusted-keys.pem installed beside lic. For vendors and tests: an application that
+    /// runs lic must not pass it, and no environment variable sets it.
+    #[arg(long, global = true, value_name = "FILE")]
     pub trust: Option<PathBuf>,
 
     /// The product to act on [default: the only product in the store].
@@ -79,10 +83,14 @@ pub enum Command {
     /// running it again repeats the same request. With --response FILE: installs the
     /// license file the vendor sent back (same as `lic install FILE`).
     OfflineActivate(ActivateArgs),
-    /// Verify and install a license or refresh file.
+    /// Verify and install license, refresh or key set files, in the order given.
+    ///
+    /// A key set (the vendor keys to trust from now on, signed by a key trusted now) is
+    /// installed for every product of the store; install a vendor's key sets oldest first.
     Install {
-        /// The license or refresh file; `-` reads standard input.
-        file: PathBuf,
+        /// The files; `-` reads one file from standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Show the license status. Exit status 1 if the license may not be used.
     Status {
@@ -283,7 +291,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
             Some(file) => install(g, file),
             None => activate(g, args),
         },
-        Command::Install { file } => install(g, file),
+        Command::Install { files } => install_all(g, files),
         Command::Status { format } => status(g, *format),
         Command::Check { feature, quiet } => check(g, feature.as_deref(), *quiet),
         Command::Consume { feature, amount } => consume(g, feature, *amount),
@@ -330,25 +338,38 @@ fn store_dir(g: &Global) -> Result<PathBuf, Failure> {
     }
 }
 
-/// The trusted vendor keys: --trust, else the store's trust file, else the one beside
-/// the executable, else none.
+/// The trust anchors: `--trust FILE`, else the trust file the vendor installed beside the
+/// executable, else none. Never the store, never the environment: whoever can write
+/// those is the customer, who must not choose which vendor keys are trusted. Later
+/// changes of trust arrive as vendor-signed key sets (see [`effective_keyring`]).
 fn keyring(g: &Global) -> Result<Keyring, Failure> {
     if let Some(path) = &g.trust {
         return Ok(Keyring::read(path)?);
     }
-    let mut candidates = vec![store_dir(g)?.join(TRUST_FILE)];
-    if let Some(dir) = std::env::current_exe()
+    match std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .and_then(|e| e.parent().map(|dir| dir.join(TRUST_FILE)))
     {
-        candidates.push(dir.join(TRUST_FILE));
+        Some(path) if path.is_file() => Ok(Keyring::read(&path)?),
+        _ => Ok(Keyring::new()),
     }
-    for path in candidates {
-        if path.is_file() {
-            return Ok(Keyring::read(&path)?);
-        }
+}
+
+/// The anchors with the key sets installed in the store (if there is a store that can be
+/// read): what files are verified against outside a product's client (`inspect`, finding
+/// the product of a file to install).
+fn effective_keyring(g: &Global) -> Result<Keyring, Failure> {
+    let anchors = keyring(g)?;
+    if missing_store(g)?.is_some() {
+        return Ok(anchors);
     }
-    Ok(Keyring::new())
+    let state = Store::open(store_dir(g)?)
+        .and_then(|store| store.device_key().and_then(|key| store.load(&key)));
+    Ok(match state {
+        Ok(state) => lic_core::trust::effective(&anchors, &state.key_sets).keys,
+        // A store that cannot be read adds nothing; the commands that use it say why.
+        Err(_) => anchors,
+    })
 }
 
 /// The store directory, if it does not exist. Commands that would only find that
@@ -524,23 +545,52 @@ fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
+/// Install each file in turn; the first one refused stops the rest.
+fn install_all(g: &Global, files: &[PathBuf]) -> Result<u8, Failure> {
+    if files
+        .iter()
+        .filter(|f| f.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
+        return Err(Failure::new(
+            "standard input (`-`) can be read once",
+            "give `-` at most once",
+            "usage",
+        ));
+    }
+    for file in files {
+        install(g, file).map_err(|f| {
+            if files.len() > 1 {
+                Failure {
+                    message: format!("{}: {}", file.display(), f.message),
+                    ..f
+                }
+            } else {
+                f
+            }
+        })?;
+    }
+    Ok(EXIT_OK)
+}
+
 fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
     let input = read_input(file)?;
-    let keys = keyring(g)?;
+    let keys = effective_keyring(g)?;
     // The file names its product; --product, when given, must agree (the client checks).
-    let product_name = match &g.product {
-        Some(p) => p.clone(),
-        None => match format::open_any(&input, &keys)? {
-            AnyFile::License(l) => l.payload().product.clone(),
-            AnyFile::Refresh(r) => r.payload().product.clone(),
-            other => {
-                return Err(FormatError::WrongKind {
-                    expected: FileKind::License,
-                    found: other.kind(),
-                }
-                .into());
+    // A key set is for every product of the store.
+    let product_name = match format::open_any(&input, &keys)? {
+        AnyFile::KeySet(_) => g.product.clone().unwrap_or_else(|| "*".into()),
+        _ if g.product.is_some() => g.product.clone().unwrap_or_default(),
+        AnyFile::License(l) => l.payload().product.clone(),
+        AnyFile::Refresh(r) => r.payload().product.clone(),
+        other => {
+            return Err(FormatError::WrongKind {
+                expected: FileKind::License,
+                found: other.kind(),
             }
-        },
+            .into());
+        }
     };
     // A license is bound to the device key of the store that made its request: where
     // there is no store, it cannot be this machine's (and no store is made for it).
@@ -583,6 +633,20 @@ fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
         }
         Installed::RefreshAlreadyApplied { serial } => {
             println!("this refresh (serial {serial}) is already applied; nothing changed");
+        }
+        Installed::Resigned { file } => println!(
+            "replaced the installed {file} of '{product_name}' with the same {file} signed \
+             by the vendor's current key; nothing else changed"
+        ),
+        Installed::KeySet {
+            from_version,
+            to_version,
+        } => println!(
+            "installed the vendor's key set version {to_version} (was {from_version}): the \
+             trusted vendor keys changed"
+        ),
+        Installed::KeySetAlreadyInstalled { version } => {
+            println!("this key set (version {version}) is already installed; nothing changed");
         }
         _ => {}
     }
@@ -696,7 +760,7 @@ fn fingerprint(
     license: Option<&Path>,
     fmt: OutputFormat,
 ) -> Result<u8, Failure> {
-    let keys = keyring(g)?;
+    let keys = effective_keyring(g)?;
     let given: Option<License> = match license {
         Some(path) => Some(format::open::<License>(&read_input(path)?, &keys)?.into_payload()),
         None => None,
@@ -706,14 +770,18 @@ fn fingerprint(
         (None, Some(p)) => p.clone(),
         (None, None) => product(g)?,
     };
-    if missing_store(g)?.is_some() {
-        // No store, so no installed license: compare with the given one, if any, without
-        // creating the store.
-        let current = fp::hash_components(&product_name, &SystemSource::from_env().collect());
-        let report = given
-            .as_ref()
-            .map(|l| fp::match_fingerprint(&l.fingerprint, &current, &l.match_rule));
-        output::fingerprint(&product_name, &current, report.as_ref(), explain, fmt)?;
+    if let Some(dir) = missing_store(g)? {
+        // The hashes are keyed by the store's device key: without a store there are none
+        // to show (and none is made for it), only which components this machine has.
+        eprintln!(
+            "note: there is no license store at {}; the component hashes are keyed by a \
+             store's device key, so only the components' names are shown (pass --store DIR \
+             or set LIC_STORE for the store you activate with)",
+            dir.display()
+        );
+        let raw = SystemSource::from_env().collect();
+        let names: Vec<&str> = raw.names().collect();
+        output::fingerprint_names(&product_name, &names, explain, fmt)?;
         return Ok(EXIT_OK);
     }
     let client = client(g, Some(product_name))?;
@@ -724,7 +792,7 @@ fn fingerprint(
     };
     output::fingerprint(
         client.product(),
-        &client.fingerprint(),
+        &client.fingerprint()?,
         report.as_ref(),
         explain,
         fmt,
@@ -733,7 +801,7 @@ fn fingerprint(
 }
 
 fn inspect(g: &Global, file: &Path, fmt: OutputFormat) -> Result<u8, Failure> {
-    let keys = keyring(g)?;
+    let keys = effective_keyring(g)?;
     let input = read_input(file)?;
     let any = format::open_any(&input, &keys)?;
     output::inspect(&any, fmt)?;
@@ -754,6 +822,11 @@ fn store_info(g: &Global) -> Result<u8, Failure> {
                 println!("pending:    {p} (activation request waiting for its license)");
             }
             println!("deactivated activations: {}", state.tombstones.len());
+            let trust = lic_core::trust::effective(&keyring(g)?, &state.key_sets);
+            match trust.version {
+                0 => println!("vendor key sets: none installed"),
+                v => println!("vendor key sets: version {v} in force"),
+            }
             Ok(EXIT_OK)
         }
         Err(e) => Err(e.into()),
@@ -795,6 +868,11 @@ fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {
     let now = chrono::Utc::now().timestamp();
     for moved in store.quarantine(&lock, now)? {
         println!("moved {} aside", moved.display());
+    }
+    // The device key stays when it is intact: the next request from it takes its seat
+    // again at the vendor, who carries over the consumption counted so far.
+    if let Ok(key) = store.device_key_locked(&lock) {
+        store.start_over(&lock, &key)?;
     }
     println!("the store is reset; activate again with lic offline-activate");
     Ok(EXIT_OK)

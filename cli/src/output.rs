@@ -163,7 +163,9 @@ pub fn fingerprint(
             })),
         })),
         OutputFormat::Text => {
-            let mut t = format!("fingerprint of this machine for '{product}' (salted SHA-256):\n");
+            let mut t = format!(
+                "fingerprint of this machine for '{product}' (hashes keyed by the device key):\n"
+            );
             for (name, hash) in fp {
                 let verdict = report.map_or("", |r| {
                     if r.matched.contains(name) {
@@ -224,6 +226,7 @@ pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
         AnyFile::Deactivation(v) => describe(v),
         AnyFile::UsageReport(v) => describe(v),
         AnyFile::Receipt(v) => describe(v),
+        AnyFile::KeySet(v) => describe(v),
         _ => (json!({}), Value::Null),
     };
     let kind = any.kind();
@@ -256,6 +259,35 @@ pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
                 }
             }
             stdout(text.as_bytes())
+        }
+    }
+}
+
+/// The components this machine has, without hashes (there is no store, so no device key
+/// to key them with). In JSON, `components` maps each name to `null`.
+pub fn fingerprint_names(
+    product: &str,
+    names: &[&str],
+    explain: bool,
+    fmt: OutputFormat,
+) -> Result<(), Failure> {
+    match fmt {
+        OutputFormat::Json => json_out(&json!({
+            "format": JSON_FORMAT_VERSION,
+            "product": product,
+            "components": names.iter().map(|n| (n.to_string(), Value::Null)).collect::<serde_json::Map<_, _>>(),
+            "match": Value::Null,
+        })),
+        OutputFormat::Text => {
+            let mut t =
+                format!("components of this machine for '{product}' (no store: no hashes):\n");
+            for name in names {
+                t.push_str(&format!("  {name}\n"));
+            }
+            if explain {
+                t.push_str("no license is installed to compare with\n");
+            }
+            stdout(t.as_bytes())
         }
     }
 }

@@ -36,8 +36,9 @@ impl Env {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic"));
         cmd.args(args)
+            .arg("--trust")
+            .arg(lic_fixtures::dir().join("keys/vendor.pub.pem"))
             .env("LIC_STORE", self.store())
-            .env("LIC_TRUST", lic_fixtures::dir().join("keys/vendor.pub.pem"))
             .env_remove("LIC_PRODUCT")
             .env_remove("LIC_DEVICE_ID")
             .env_remove(lic_core::store::CRASH_ENV)
@@ -432,9 +433,9 @@ fn two_processes_consuming_500_times_each_count_exactly_1000() {
         std::thread::spawn(move || {
             for _ in 0..500 {
                 let out = Command::new(env!("CARGO_BIN_EXE_lic"))
-                    .args(["consume", "export-pdf"])
+                    .args(["consume", "export-pdf", "--trust"])
+                    .arg(lic_fixtures::dir().join("keys/vendor.pub.pem"))
                     .env("LIC_STORE", &env_store)
-                    .env("LIC_TRUST", lic_fixtures::dir().join("keys/vendor.pub.pem"))
                     .env_remove("LIC_DEVICE_ID")
                     .output()
                     .unwrap();
@@ -967,7 +968,6 @@ fn read_only_commands_do_not_create_a_missing_store() {
     let out = env
         .cmd(&["install", license.to_str().unwrap()])
         .env("LIC_STORE", &missing)
-        .env("LIC_TRUST", lic_fixtures::dir().join("keys/vendor.pub.pem"))
         .output()
         .unwrap();
     assert!(!missing.exists(), "install created the store");
