@@ -20,10 +20,7 @@ fn request(key: &str, i: usize) -> Vec<u8> {
         nonce: Nonce([(i % 256) as u8; 16]),
         created: chrono::Utc::now(),
         client: "bench".into(),
-        journal: JournalHead {
-            seq: 0,
-            prev: Bytes32([0; 32]),
-        },
+        journal: JournalHead::first(),
     };
     format::sign(&r, &device).expect("valid").into_bytes()
 }

@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one-active",
         include_str!("../migrations/0003_one_active.sql"),
     ),
+    (
+        4,
+        "evidence",
+        include_str!("../migrations/0004_evidence.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

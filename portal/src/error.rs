@@ -25,6 +25,28 @@ pub enum PortalError {
     UserLicenseNeedsVendor { license: String },
     #[error("license {license} is revoked")]
     LicenseRevoked { license: String },
+    #[error(
+        "the activation request lacks fingerprint component(s) {} that this product's policy \
+         binds licenses to",
+        components.join(", ")
+    )]
+    MissingComponents { components: Vec<String> },
+    #[error(
+        "the {kind} for activation {activation} cannot be counted: the total of '{feature}' \
+         would pass the largest counter lic keeps (2^53 - 1)"
+    )]
+    UsageOutOfRange {
+        kind: String,
+        activation: String,
+        feature: String,
+    },
+    #[error("activation {activation} was closed by the device's deactivation file: {reason}")]
+    ActivationClosed { activation: String, reason: String },
+    #[error(
+        "this {kind} was written before the device's deactivation file of activation \
+         {activation}, which already counted it"
+    )]
+    Superseded { kind: String, activation: String },
     #[error("license {license} may not be activated offline")]
     OfflineNotAllowed { license: String },
     #[error(
@@ -78,6 +100,10 @@ impl PortalError {
             PortalError::WrongProduct { .. } => "wrong-product",
             PortalError::UserLicenseNeedsVendor { .. } => "user-license-needs-vendor",
             PortalError::LicenseRevoked { .. } => "license-revoked",
+            PortalError::MissingComponents { .. } => "missing-component",
+            PortalError::UsageOutOfRange { .. } => "usage-out-of-range",
+            PortalError::ActivationClosed { .. } => "activation-closed",
+            PortalError::Superseded { .. } => "superseded",
             PortalError::OfflineNotAllowed { .. } => "offline-not-allowed",
             PortalError::SubscriptionOffline { .. } => "subscription-offline",
             PortalError::NoSeatLeft { .. } => "no-seat-left",
@@ -102,7 +128,9 @@ impl PortalError {
             PortalError::File(FormatError::TooLarge { .. }) => 413,
             PortalError::File(_)
             | PortalError::Invalid { .. }
-            | PortalError::WrongProduct { .. } => 400,
+            | PortalError::WrongProduct { .. }
+            | PortalError::MissingComponents { .. }
+            | PortalError::UsageOutOfRange { .. } => 400,
             PortalError::UnknownLicense { .. }
             | PortalError::UnknownActivation { .. }
             | PortalError::NotFound { .. } => 404,
@@ -115,6 +143,8 @@ impl PortalError {
             | PortalError::TooManyDeactivations { .. }
             | PortalError::AlreadyExists { .. }
             | PortalError::NotActive { .. }
+            | PortalError::ActivationClosed { .. }
+            | PortalError::Superseded { .. }
             | PortalError::Conflict { .. } => 409,
             PortalError::Unauthenticated => 401,
             PortalError::RateLimited => 429,
@@ -138,6 +168,25 @@ impl PortalError {
                  send the license file back"
             }
             PortalError::LicenseRevoked { .. } => "contact the vendor about this license",
+            PortalError::MissingComponents { .. } => {
+                "make the request with `lic offline-activate` on the machine the license is for: \
+                 it sends every component the machine has (for `declared-id`, set LIC_DEVICE_ID \
+                 to the id your administrator declared for this machine first); a machine that \
+                 cannot provide a component needs a policy that does not require it — ask the \
+                 vendor"
+            }
+            PortalError::UsageOutOfRange { .. } => {
+                "the counters are beyond what the portal counts; do not upload the file again — \
+                 the vendor's support must look at this activation"
+            }
+            PortalError::ActivationClosed { .. } => {
+                "this device's license was deactivated and its final usage counted; files from \
+                 a store restored from a backup are not accepted. Activate again to use the \
+                 product (the attempt was recorded)"
+            }
+            PortalError::Superseded { .. } => {
+                "nothing to do: the deactivation file holds the final counters"
+            }
             PortalError::OfflineNotAllowed { .. } | PortalError::SubscriptionOffline { .. } => {
                 "activate this license online, or ask the vendor for a license that allows offline use"
             }

@@ -524,6 +524,8 @@ routes! {
     GET "/healthz", Public => healthz;
     GET "/openapi.json", Public => openapi;
     GET "/api/v1/keys/trust.pem", Anonymous => trust_pem;
+    GET "/api/v1/keys/keyset", Anonymous => latest_key_set;
+    GET "/api/v1/keys/keysets/{version}", Anonymous => key_set;
     POST "/api/v1/activate", Anonymous => activate;
     POST "/api/v1/deactivate", Anonymous => deactivate;
     POST "/api/v1/usage", Anonymous => usage;
@@ -541,10 +543,12 @@ routes! {
     GET "/api/v1/activations/{id}", Token(Action::Read) => get_activation;
     POST "/api/v1/activations/{id}/refresh", Token(Action::Refresh) => refresh;
     POST "/api/v1/activations/{id}/deactivate", Token(Action::Deactivate) => deactivate_activation;
+    POST "/api/v1/activations/{id}/resign", Token(Action::Refresh) => resign_activation;
     POST "/api/v1/apply", Token(Action::Apply) => apply;
     GET "/api/v1/audit", Token(Action::ReadAudit) => audit;
     GET "/api/v1/keys", Token(Action::Read) => keys;
     POST "/api/v1/keys/rotate", Token(Action::RotateKey) => rotate_key;
+    POST "/api/v1/keys/{kid}/revoke", Token(Action::RotateKey) => revoke_key;
     GET "/api/v1/tokens", Token(Action::ManageTokens) => list_tokens;
     POST "/api/v1/tokens", Token(Action::ManageTokens) => create_token;
     POST "/api/v1/tokens/{id}/revoke", Token(Action::ManageTokens) => revoke_token;
@@ -614,6 +618,42 @@ async fn openapi() -> impl IntoResponse {
 async fn trust_pem(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let pem = s.portal.trusted_keys().await?.to_pem();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], pem))
+}
+
+fn armored(file: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], file).into_response()
+}
+
+/// The newest key set, armored: what a device installs to learn the vendor's keys.
+async fn latest_key_set(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let set = s
+        .portal
+        .key_sets()
+        .await?
+        .pop()
+        .ok_or(PortalError::NotFound {
+            what: "key set",
+            id: "latest (none was published yet)".into(),
+        })?;
+    Ok(armored(set.file))
+}
+
+/// One key set by version: a device that missed some installs them in order.
+async fn key_set(
+    State(s): State<AppState>,
+    Path(version): Path<i64>,
+) -> Result<Response, ApiError> {
+    let set = s
+        .portal
+        .key_sets()
+        .await?
+        .into_iter()
+        .find(|k| k.version == version)
+        .ok_or_else(|| PortalError::NotFound {
+            what: "key set",
+            id: version.to_string(),
+        })?;
+    Ok(armored(set.file))
 }
 
 /// Apply an anonymous upload, which must be a file of `expected` kind.
@@ -967,6 +1007,15 @@ async fn deactivate_activation(
     Ok(Json(s.portal.deactivate(&id, reason, &p.actor()).await?))
 }
 
+async fn resign_activation(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<crate::ops::Resigned> {
+    visible_activation(&s.portal, &p, &id).await?;
+    Ok(Json(s.portal.resign(&id, &p.actor()).await?))
+}
+
 /// Refuse, as if unknown, a device file about a product the token does not see. A file the
 /// portal refuses whatever its product (a kind it makes itself) is left to `apply`.
 async fn check_file_scope(portal: &Portal, p: &Principal, input: &[u8]) -> Result<(), ApiError> {
@@ -1072,6 +1121,16 @@ async fn rotate_key(
         kid: public.kid().to_string(),
         public_pem: public.to_pem(),
     }))
+}
+
+async fn revoke_key(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(kid): Path<String>,
+    Body(reason): Body<Reason>,
+) -> ApiResult<vendor::KeySetInfo> {
+    let reason = reason.required()?;
+    Ok(Json(s.portal.revoke_key(&kid, reason, &p.actor()).await?))
 }
 
 async fn list_tokens(State(s): State<AppState>) -> ApiResult<Vec<auth::TokenInfo>> {

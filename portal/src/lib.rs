@@ -7,6 +7,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ops;
+pub mod rules;
 pub mod sql;
 pub mod vendor;
 

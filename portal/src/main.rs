@@ -248,6 +248,22 @@ enum ActivationCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Sign an activation's license (and last refresh) again with the active key, the
+    /// content unchanged: for devices whose files a revoked key signed. Writes
+    /// ID.lic (and ID.refresh.lic) into --out-dir; the customer installs them with
+    /// `lic install`.
+    Resign {
+        /// The activation; or --signed-by KID for every active activation whose files that
+        /// key signed.
+        #[arg(required_unless_present = "signed_by", conflicts_with = "signed_by")]
+        id: Option<String>,
+        /// Every active activation whose license or refresh this vendor key signed.
+        #[arg(long, value_name = "KID")]
+        signed_by: Option<String>,
+        /// Where to write the files (created if missing).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +291,27 @@ enum KeyCommand {
     },
     /// List the vendor keys.
     List,
+    /// Revoke a vendor key that leaked: publishes a key set (signed by the active key)
+    /// that devices install to stop trusting it. Rotate to a new key first.
+    Revoke {
+        kid: String,
+        /// Why (recorded in the audit log and shown on devices with every file it signed).
+        #[arg(long)]
+        reason: String,
+        /// Also write the new key set to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print a published key set (the newest, or --version N) for devices to install.
+    Keyset {
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Generate a standalone vendor signing key file (PKCS#8 PEM, mode 0600).
     Generate {
         #[arg(long, value_name = "FILE")]
@@ -485,15 +522,19 @@ fn show_license(l: &LicenseInfo) -> String {
 }
 
 fn show_activation(a: &Activation) -> String {
-    let fork = a
-        .fork
-        .as_deref()
-        .map_or(String::new(), |f| format!("  FLAGGED: {f}"));
+    let fork = match (a.fork.as_deref(), a.flags.len()) {
+        (Some(f), n) if n > 1 => format!("  FLAGGED ({n} flags, latest): {f}"),
+        (Some(f), _) => format!("  FLAGGED: {f}"),
+        (None, _) => String::new(),
+    };
+    let state = match a.closed_by.as_deref() {
+        Some(by) => format!("{} by {by}", a.state),
+        None => a.state.clone(),
+    };
     format!(
-        "{}  license {}  {}  device {}  serial {}  last seen {}{}\n",
+        "{}  license {}  {state}  device {}  serial {}  last seen {}{}\n",
         a.id,
         a.license,
-        a.state,
         a.device_kid,
         a.serial,
         when(Some(a.last_accessed)),
@@ -658,6 +699,52 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     portal.deactivate(&id, &reason, &actor).await?;
                     println!("deactivated {id}: its seat is free");
                 }
+                ActivationCommand::Resign {
+                    id,
+                    signed_by,
+                    out_dir,
+                } => {
+                    let ids = match (id, signed_by) {
+                        (Some(id), _) => vec![id],
+                        (None, Some(kid)) => portal.activations_signed_by(&kid).await?,
+                        (None, None) => bail!("give an activation id or --signed-by KID"),
+                    };
+                    std::fs::create_dir_all(&out_dir)
+                        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+                    let mut done = Vec::new();
+                    for id in &ids {
+                        let r = portal.resign(id, &actor).await?;
+                        let license = out_dir.join(format!("{id}.lic"));
+                        write_response(&license, &r.license)?;
+                        let mut files = vec![license.display().to_string()];
+                        if let Some(refresh) = &r.refresh {
+                            let path = out_dir.join(format!("{id}.refresh.lic"));
+                            write_response(&path, refresh)?;
+                            files.push(path.display().to_string());
+                        }
+                        if g.format == Format::Text {
+                            println!(
+                                "{id}: signed again by {} → {}",
+                                r.signed_by,
+                                files.join(", ")
+                            );
+                        }
+                        done.push(serde_json::json!({ "activation": id, "signed_by": r.signed_by, "files": files }));
+                    }
+                    match g.format {
+                        Format::Json => print_json(&done)?,
+                        Format::Text => {
+                            if ids.is_empty() {
+                                println!("no active activation has files signed by that key");
+                            } else {
+                                println!(
+                                    "send each customer their files; they install them with: \
+                                     lic install ID.lic [ID.refresh.lic]"
+                                );
+                            }
+                        }
+                    }
+                }
             }
         }
         Command::Apply { files, out_dir } => {
@@ -708,14 +795,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } => {
                 let pem = match key {
                     Some(file) => lic_portal::vendor::export(&file)?.to_pem(),
-                    // Every key the portal signed with, the active one first.
+                    // Every key the portal signed with and did not revoke.
                     None => {
                         let (db, _) = connect(g).await?;
-                        lic_portal::vendor::list(&db)
-                            .await?
-                            .iter()
-                            .map(|k| k.public_pem.clone())
-                            .collect::<String>()
+                        lic_portal::vendor::keyring(&db).await?.to_pem()
                     }
                 };
                 match path {
@@ -746,9 +829,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => portal.rotate_key(&actor).await?,
                 };
                 println!(
-                    "new active vendor key {}; export the keys again for clients",
+                    "new active vendor key {}; export the keys again for new installations \
+                     (lic-portal key export), and give installed ones the key set that adds it \
+                     (lic-portal key keyset --out FILE; they install it with lic install FILE)",
                     key.kid()
                 );
+            }
+            KeyCommand::Revoke {
+                kid,
+                reason,
+                out: path,
+            } => {
+                let portal = open(g).await?;
+                let set = portal.revoke_key(&kid, &reason, &actor).await?;
+                if let Some(path) = &path {
+                    write_response(path, &set.file)?;
+                }
+                match g.format {
+                    Format::Json => print_json(&set)?,
+                    Format::Text => {
+                        println!(
+                            "revoked vendor key {kid}; published key set version {} (signed by {})",
+                            set.version, set.signed_by
+                        );
+                        if let Some(path) = &path {
+                            println!("wrote it to {}", path.display());
+                        }
+                        println!(
+                            "devices stop trusting the key once they install it (lic install \
+                             FILE; the portal serves it at /api/v1/keys/keyset). Licenses it \
+                             signed stop working there: sign them again with \
+                             `lic-portal activation resign --signed-by {kid} --out-dir DIR`"
+                        );
+                    }
+                }
+            }
+            KeyCommand::Keyset {
+                version,
+                out: path,
+                force,
+            } => {
+                let portal = open(g).await?;
+                let sets = portal.key_sets().await?;
+                let set = match version {
+                    Some(v) => sets.iter().find(|s| s.version == v),
+                    None => sets.last(),
+                }
+                .with_context(|| match version {
+                    Some(v) => format!("there is no key set version {v}"),
+                    None => "no key set was published yet: one is published when the vendor key \
+                             is rotated or a key is revoked"
+                        .to_string(),
+                })?;
+                match path {
+                    Some(path) => {
+                        lic_core::fsutil::write_file(
+                            &path,
+                            set.file.as_bytes(),
+                            lic_core::fsutil::PUBLIC_MODE,
+                            force,
+                        )
+                        .with_context(|| {
+                            format!("cannot write {} (--force replaces it)", path.display())
+                        })?;
+                        println!(
+                            "wrote key set version {} to {}",
+                            set.version,
+                            path.display()
+                        );
+                    }
+                    None => out(&set.file)?,
+                }
             }
             KeyCommand::List => {
                 let (db, _) = connect(g).await?;
@@ -758,12 +909,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Format::Text => out(&keys
                         .iter()
                         .map(|k| {
-                            format!(
-                                "{}  {}  created {}\n",
-                                k.kid,
-                                if k.active { "active" } else { "retired" },
-                                when(Some(k.created))
-                            )
+                            let state = match (k.active, &k.revoked_reason) {
+                                (true, _) => "active".to_string(),
+                                (false, Some(reason)) => {
+                                    format!("REVOKED {} ({reason})", when(k.revoked))
+                                }
+                                (false, None) => "retired".to_string(),
+                            };
+                            format!("{}  {state}  created {}\n", k.kid, when(Some(k.created)))
                         })
                         .collect::<String>())?,
                 }
@@ -923,8 +1076,13 @@ async fn apply(
             } else {
                 ""
             };
+            let flagged: String = applied
+                .flags
+                .iter()
+                .map(|f| format!("\n         FLAGGED: {f}"))
+                .collect();
             Ok(format!(
-                "{activation} → {} {}{replay}",
+                "{activation} → {} {}{replay}{flagged}",
                 applied.response_kind,
                 target.display()
             ))
@@ -1179,22 +1337,23 @@ async fn demo(g: &Global, listen: std::net::SocketAddr, no_serve: bool) -> anyho
     println!("  license key:  {key}");
     println!("  vendor keys:  {trust_path}   (what the lic command trusts)");
     println!();
-    println!("Try the offline loop in another terminal (a demo store in /tmp/lic-demo-store):");
+    println!("Try the offline loop in another terminal (a demo store in /tmp/lic-demo-store).");
+    println!("The demo's lic trusts this portal's keys with --trust (an installed lic trusts the");
+    println!("trusted-keys.pem the vendor puts beside it, and nothing a user can add):");
     println!();
-    println!("  export LIC_STORE=/tmp/lic-demo-store LIC_TRUST={trust_path}");
-    println!(
-        "  cargo run -q -p lic-cli -- offline-activate --product photo-pro --key {key} --out demo.req"
-    );
+    println!("  export LIC_STORE=/tmp/lic-demo-store");
+    println!("  lic() {{ cargo run -q -p lic-cli -- --trust {trust_path} \"$@\"; }}");
+    println!("  lic offline-activate --product photo-pro --key {key} --out demo.req");
     println!(
         "  curl -sf --data-binary @demo.req -H 'Accept: text/plain' http://{listen}/api/v1/activate > demo.lic"
     );
     println!(
         "      (or, without HTTP: cargo run -q -p lic-portal -- --data {data} apply demo.req)"
     );
-    println!("  cargo run -q -p lic-cli -- install demo.lic");
-    println!("  cargo run -q -p lic-cli -- status");
-    println!("  cargo run -q -p lic-cli -- consume render-minutes 42");
-    println!("  cargo run -q -p lic-cli -- offline-deactivate --out demo.deact");
+    println!("  lic install demo.lic");
+    println!("  lic status");
+    println!("  lic consume render-minutes 42");
+    println!("  lic offline-deactivate --out demo.deact");
     println!(
         "  curl -sf --data-binary @demo.deact -H 'Accept: text/plain' http://{listen}/api/v1/deactivate"
     );

@@ -21,6 +21,7 @@ use sqlx::any::AnyRow;
 
 use crate::db::{Db, is_unique_violation};
 use crate::error::PortalError;
+use crate::rules as decide;
 use crate::sql::{Lite, Sql, Val, run_now};
 use crate::vendor;
 
@@ -159,14 +160,36 @@ pub struct Activation {
     pub product: String,
     pub device_kid: String,
     pub state: String,
+    /// Who ended it: `device` (its deactivation file) or `server` (staff); none while active.
+    pub closed_by: Option<String>,
     pub serial: i64,
     pub journal_seq: i64,
+    /// The latest integrity flag, for a one-line view (every flag is in `flags`).
     pub fork: Option<String>,
+    /// How many times the device took its seat again with a new request.
+    pub reactivations: i64,
     pub offline_expiry: Option<i64>,
     pub last_accessed: i64,
     pub created: i64,
     pub deactivated: Option<i64>,
     pub usage: BTreeMap<String, i64>,
+    /// Every integrity flag raised on it, oldest first.
+    pub flags: Vec<Flag>,
+}
+
+/// Evidence recorded on an activation: a journal fork or gap, counters that went back or
+/// could not be counted, a reactivation, a file from a store restored after the account
+/// was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    /// `fork`, `gap`, `counters-went-back`, `counters-refused`, `reactivation` or
+    /// `after-deactivation`.
+    pub kind: String,
+    /// Seconds since the epoch.
+    pub at: i64,
+    pub detail: String,
+    /// The file that raised it, if any.
+    pub file_hash: Option<String>,
 }
 
 /// One audit log entry.
@@ -183,6 +206,18 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+/// An activation's files signed again by the active key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resigned {
+    pub activation: String,
+    /// The key that signed them.
+    pub signed_by: String,
+    /// The license, armored.
+    pub license: String,
+    /// The last refresh, armored, if there was one.
+    pub refresh: Option<String>,
+}
+
 /// What applying a file gave back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Applied {
@@ -195,6 +230,10 @@ pub struct Applied {
     pub replay: bool,
     /// SHA-256 of the applied file's bytes.
     pub file_hash: String,
+    /// What applying it flagged on the activation (a journal fork or gap, counters that
+    /// went back or were not counted, a reactivation); empty when nothing was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 /// Changes a support refresh makes; what is not given stays as it is.
@@ -372,6 +411,76 @@ fn check_days(days: i64, field: &'static str) -> Result<(), PortalError> {
 
 fn flag(b: bool) -> i64 {
     i64::from(b)
+}
+
+/// The longest feature name.
+pub const MAX_FEATURE_NAME: usize = 64;
+
+/// Features a person gave (`field`): names of 1 to [`MAX_FEATURE_NAME`] letters, digits,
+/// `-`, `_` and `.`, limits within the counters' range. Checked when a policy, a license
+/// or a refresh is made, so that no license is ever signed with a name or a limit the
+/// format refuses.
+fn check_features(features: &Features, field: &'static str) -> Result<(), PortalError> {
+    for (name, feature) in features {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_FEATURE_NAME
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(PortalError::Invalid {
+                field,
+                reason: format!(
+                    "feature name {name:?} is not usable: give 1 to {MAX_FEATURE_NAME} \
+                     letters, digits, '-', '_' or '.'"
+                ),
+            });
+        }
+        if let Some(limit) = feature.limit.filter(|l| *l > format::MAX_COUNTER) {
+            return Err(PortalError::Invalid {
+                field,
+                reason: format!(
+                    "feature {name}: the limit {limit} is beyond the largest counter ({})",
+                    format::MAX_COUNTER
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A policy's match rule: components lic collects, each named once.
+fn check_match_rule(rule: &MatchRule) -> Result<(), PortalError> {
+    use lic_core::fingerprint::component;
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &rule.required {
+        if !component::ALL.contains(&name.as_str()) {
+            return Err(PortalError::Invalid {
+                field: "match_required",
+                reason: format!(
+                    "{name:?} is not a fingerprint component; use {}",
+                    component::ALL.join(", ")
+                ),
+            });
+        }
+        if !seen.insert(name) {
+            return Err(PortalError::Invalid {
+                field: "match_required",
+                reason: format!("{name} is named twice"),
+            });
+        }
+    }
+    let others = component::ALL.len() - rule.required.len();
+    if usize::try_from(rule.max_changed).unwrap_or(usize::MAX) > others {
+        return Err(PortalError::Invalid {
+            field: "match_max_changed",
+            reason: format!(
+                "{} is more than the {others} components that are not required",
+                rule.max_changed
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn u64_to_i64(n: u64) -> i64 {
@@ -590,9 +699,185 @@ impl Portal {
         }
     }
 
-    /// The public keys clients must trust (all keys ever active).
+    /// The public keys clients must trust: every key ever active and not revoked (and
+    /// the revoked ones, as revoked).
     pub async fn trusted_keys(&self) -> Result<Keyring, PortalError> {
         vendor::keyring(&self.db).await
+    }
+
+    /// The published key sets, oldest first.
+    pub async fn key_sets(&self) -> Result<Vec<vendor::KeySetInfo>, PortalError> {
+        vendor::key_sets(&self.db).await
+    }
+
+    /// Revoke a vendor key that leaked: it is never trusted again by a device that
+    /// installs the key set this publishes (signed by the active key), and files it
+    /// signed are refused there. The active key cannot be revoked: rotate first. Audited
+    /// with the reason. Returns the new key set.
+    pub async fn revoke_key(
+        &self,
+        kid: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<vendor::KeySetInfo, PortalError> {
+        require_reason(reason, "a key revocation")?;
+        let key = vendor::list(&self.db)
+            .await?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| PortalError::NotFound {
+                what: "vendor key",
+                id: kid.into(),
+            })?;
+        if key.active {
+            return Err(PortalError::Conflict {
+                reason: format!(
+                    "vendor key {kid} is the active signing key: rotate to a new key first \
+                     (`lic-portal key rotate`), then revoke this one"
+                ),
+            });
+        }
+        if key.revoked.is_some() {
+            return Err(PortalError::AlreadyExists {
+                what: "revocation of vendor key",
+                id: kid.into(),
+            });
+        }
+        let now = self.now();
+        vendor::revoke(&self.db, kid, reason.trim(), now.timestamp()).await?;
+        let signer = self.signer().await?;
+        let set = vendor::publish_key_set(&self.db, &signer, now).await?;
+        let mut tx = self.db.begin_write().await?;
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "key.revoke",
+            Some(kid),
+            Some(reason),
+            None,
+            Some(&format!(
+                "key set version {} signed by {}",
+                set.version, set.signed_by
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(set)
+    }
+
+    /// The license (and the last refresh, if any) of an activation signed again by the
+    /// active key, with the very same content: for devices whose files were signed by a
+    /// key that was revoked (or that do not trust an old key). The device installs them
+    /// in place of its own (`lic install`); nothing else changes. The stored copies are
+    /// replaced too, so that a request applied again gets the file signed anew.
+    pub async fn resign(
+        &self,
+        activation_id: &str,
+        actor: &Actor,
+    ) -> Result<Resigned, PortalError> {
+        let row =
+            sqlx::query("SELECT request_hash, license_file, serial FROM activations WHERE id = $1")
+                .bind(activation_id)
+                .fetch_optional(self.db.pool())
+                .await?
+                .ok_or_else(|| PortalError::UnknownActivation {
+                    activation: activation_id.into(),
+                })?;
+        let keys = vendor::own_keys(&self.db).await?;
+        let request_hash: String = row.try_get("request_hash")?;
+        let original: String =
+            sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
+                .bind(&request_hash)
+                .fetch_one(self.db.pool())
+                .await?;
+        let signer = self.signer().await?;
+        let license = format::open::<License>(original.as_bytes(), &keys)?;
+        let license_file = format::sign(license.payload(), &signer)?.armored();
+        let last_refresh: String = row.try_get("license_file")?;
+        let serial: i64 = row.try_get("serial")?;
+        let refresh_file = if last_refresh.is_empty() {
+            None
+        } else {
+            let refresh = format::open::<Refresh>(last_refresh.as_bytes(), &keys)?;
+            Some(format::sign(refresh.payload(), &signer)?.armored())
+        };
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query("UPDATE applied_files SET response = $1 WHERE hash = $2")
+            .bind(&license_file)
+            .bind(&request_hash)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(armored) = &refresh_file {
+            // Only if no other refresh was made meanwhile.
+            let done = sqlx::query(
+                "UPDATE activations SET license_file = $1 WHERE id = $2 AND serial = $3",
+            )
+            .bind(armored)
+            .bind(activation_id)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(PortalError::Conflict {
+                    reason: format!(
+                        "activation {activation_id} was refreshed while its files were signed \
+                         again; do it again"
+                    ),
+                });
+            }
+        }
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "activation.resign",
+            Some(activation_id),
+            None,
+            None,
+            Some(&format!(
+                "license and refresh signed again by {}",
+                signer.kid()
+            )),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Resigned {
+            activation: activation_id.into(),
+            signed_by: signer.kid().to_string(),
+            license: license_file,
+            refresh: refresh_file,
+        })
+    }
+
+    /// The activations whose license or last refresh was signed by the vendor key `kid`
+    /// and that are still active: those to sign again after `kid` is revoked.
+    pub async fn activations_signed_by(&self, kid: &str) -> Result<Vec<String>, PortalError> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.license_file, f.response FROM activations a \
+             JOIN applied_files f ON f.hash = a.request_hash WHERE a.state = 'active' ORDER BY a.id",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let keys = vendor::own_keys(&self.db).await?;
+        let signed_by = |armored: &str, license: bool| -> bool {
+            let signer = if license {
+                format::open::<License>(armored.as_bytes(), &keys).map(|v| v.signer().kid())
+            } else {
+                format::open::<Refresh>(armored.as_bytes(), &keys).map(|v| v.signer().kid())
+            };
+            signer.is_ok_and(|k| k.to_string() == kid)
+        };
+        let mut out = Vec::new();
+        for r in rows {
+            let license: String = r.try_get("response")?;
+            let refresh: String = r.try_get("license_file")?;
+            if signed_by(&license, true) || (!refresh.is_empty() && signed_by(&refresh, false)) {
+                out.push(r.try_get("id")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Make a new vendor key the active one.
@@ -601,16 +886,21 @@ impl Portal {
     }
 
     /// Make `key` (e.g. made by `lic-portal key generate` and placed in every instance's
-    /// key directory beforehand) the active vendor key.
+    /// key directory beforehand) the active vendor key, and publish a key set that adds it,
+    /// signed by the key that was active until now (which devices already trust).
     pub async fn rotate_key_to(
         &self,
         key: SecretKey,
         actor: &Actor,
     ) -> Result<PublicKey, PortalError> {
         let now = self.now();
+        let previous = vendor::active(&self.db, &self.keys_dir).await.ok();
         let public = vendor::rotate_to(&self.db, &self.keys_dir, now.timestamp(), key).await?;
         let key = vendor::active(&self.db, &self.keys_dir).await?;
         self.set_signer(key);
+        if let Some(previous) = previous {
+            vendor::publish_key_set(&self.db, &previous, now).await?;
+        }
         let mut tx = self.db.begin_write().await?;
         let kid = public.kid().to_string();
         audit(
@@ -731,6 +1021,8 @@ impl Portal {
                 reason: "a policy needs a name".into(),
             });
         }
+        check_features(&spec.features, "features")?;
+        check_match_rule(&spec.match_rule)?;
         // Every period within what the files and the clock arithmetic can carry.
         const DAY: i64 = 86_400;
         for (field, value, range) in [
@@ -862,6 +1154,9 @@ impl Portal {
         let now = self.now();
         if let Some(e) = spec.expires {
             given_time(e, now, "expires")?;
+        }
+        if let Some(features) = &spec.features {
+            check_features(features, "features")?;
         }
         if spec
             .user_id
@@ -1054,6 +1349,7 @@ impl Portal {
     fn activation_from(
         r: &AnyRow,
         usage: BTreeMap<String, i64>,
+        flags: Vec<Flag>,
     ) -> Result<Activation, PortalError> {
         Ok(Activation {
             id: r.try_get("id")?,
@@ -1061,15 +1357,42 @@ impl Portal {
             product: r.try_get("product")?,
             device_kid: r.try_get("device_kid")?,
             state: r.try_get("state")?,
+            closed_by: r.try_get("closed_by")?,
             serial: r.try_get("serial")?,
             journal_seq: r.try_get("journal_seq")?,
             fork: r.try_get("fork")?,
+            reactivations: r.try_get("reactivations")?,
             offline_expiry: r.try_get("offline_expiry")?,
             last_accessed: r.try_get("last_accessed")?,
             created: r.try_get("created")?,
             deactivated: r.try_get("deactivated")?,
             usage,
+            flags,
         })
+    }
+
+    /// Flags by activation, oldest first, from `sql` selecting the flag columns (with
+    /// `arg` bound to `$1`, if given).
+    async fn flags_by(
+        &self,
+        sql: &str,
+        arg: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<Flag>>, PortalError> {
+        let mut q = sqlx::query(sql);
+        if let Some(a) = arg {
+            q = q.bind(a);
+        }
+        let mut out: BTreeMap<String, Vec<Flag>> = BTreeMap::new();
+        for r in q.fetch_all(self.db.pool()).await? {
+            let file_hash: String = r.try_get("file_hash")?;
+            out.entry(r.try_get("activation")?).or_default().push(Flag {
+                kind: r.try_get("kind")?,
+                at: r.try_get("at")?,
+                detail: r.try_get("detail")?,
+                file_hash: (!file_hash.is_empty()).then_some(file_hash),
+            });
+        }
+        Ok(out)
     }
 
     /// Usage amounts by owner (license or activation) and feature, from `sql` selecting
@@ -1100,7 +1423,17 @@ impl Portal {
             .ok_or_else(|| PortalError::UnknownActivation {
                 activation: id.into(),
             })?;
-        Self::activation_from(&r, self.activation_usage(id).await?)
+        let mut flags = self
+            .flags_by(
+                "SELECT * FROM activation_flags WHERE activation = $1 ORDER BY at, kind",
+                Some(id),
+            )
+            .await?;
+        Self::activation_from(
+            &r,
+            self.activation_usage(id).await?,
+            flags.remove(id).unwrap_or_default(),
+        )
     }
 
     /// Activations, optionally of one license, newest first.
@@ -1142,10 +1475,28 @@ impl Portal {
                 .await?
             }
         };
+        let mut flags = match license {
+            Some(l) => {
+                self.flags_by(
+                    "SELECT f.* FROM activation_flags f JOIN activations a ON a.id = f.activation \
+                     WHERE a.license = $1 ORDER BY f.at, f.kind",
+                    Some(l),
+                )
+                .await?
+            }
+            None => {
+                self.flags_by("SELECT * FROM activation_flags ORDER BY at, kind", None)
+                    .await?
+            }
+        };
         let mut out = Vec::new();
         for r in &rows {
             let id: String = r.try_get("id")?;
-            let a = Self::activation_from(r, usage.remove(&id).unwrap_or_default())?;
+            let a = Self::activation_from(
+                r,
+                usage.remove(&id).unwrap_or_default(),
+                flags.remove(&id).unwrap_or_default(),
+            )?;
             if scope.is_none_or(|s| s.contains(&a.product)) {
                 out.push(a);
             }
@@ -1293,6 +1644,7 @@ impl Portal {
                 response: r.try_get("response")?,
                 replay: true,
                 file_hash: hash.into(),
+                flags: Vec::new(),
             })
         })
         .transpose()
@@ -1335,11 +1687,18 @@ impl Portal {
             });
         }
 
+        // The license carries the policy's match rule as it is: a request that lacks a
+        // component the rule requires would give a license bound to nothing.
+        let missing = decide::missing_components(&policy.match_rule.required, &r.fingerprint);
+        if !missing.is_empty() {
+            return Err(PortalError::MissingComponents {
+                components: missing,
+            });
+        }
         let now = self.now();
         let device = *request.signer();
         let activation_id = new_id("act");
-        let mut rule = policy.match_rule.clone();
-        rule.required.retain(|c| r.fingerprint.contains_key(c));
+        let rule = policy.match_rule.clone();
         let expires = match (lic.expires, policy.validity_days) {
             (Some(e), _) => Some(time(e)),
             (None, Some(days)) => Some(add_days(now, days, "the policy's validity_days")?),
@@ -1364,6 +1723,7 @@ impl Portal {
             clock_tolerance: u64::try_from(policy.clock_tolerance_secs).unwrap_or(0),
             serial: 1,
             request_nonce: r.nonce,
+            counters: Default::default(),
         };
         let signer = self.signer().await?;
         let armored = format::sign(&license, &signer)?.armored();
@@ -1399,9 +1759,13 @@ impl Portal {
             WriteOutcome::Reissue { id, license, actor } => {
                 // The same device already holds a seat of this license: reissue on it,
                 // with the entitlements in force (the last license or refresh issued for
-                // it), not new ones — a reset store must not restart a trial.
+                // it), not new ones — a reset store must not restart a trial — and with the
+                // consumption counted so far as the device's starting counters, so that a
+                // reset store cannot use a limit twice. (The write checks that no usage
+                // arrived in between.)
                 let mut license = *license;
                 self.carry_entitlements(&id, &mut license).await?;
+                license.counters = self.reported_counters(&id).await?;
                 license.activation_id = id;
                 let armored = format::sign(&license, signer)?.armored();
                 let job = ReissueWrite {
@@ -1413,13 +1777,26 @@ impl Portal {
                 };
                 match self.write(Job::Reissue(job)).await? {
                     WriteOutcome::Done(applied) => Ok(applied),
+                    WriteOutcome::Refused(e) => Err(e),
                     _ => self.replayed(hash).await?.ok_or_else(applied_concurrently),
                 }
             }
             WriteOutcome::AlreadyApplied => {
                 self.replayed(hash).await?.ok_or_else(applied_concurrently)
             }
+            WriteOutcome::Refused(e) => Err(e),
         }
+    }
+
+    /// The activation's last reported cumulative counters.
+    async fn reported_counters(&self, id: &str) -> Result<format::Counters, PortalError> {
+        Ok(self
+            .activation_usage(id)
+            .await?
+            .into_iter()
+            .filter_map(|(feature, n)| Some((feature, u64::try_from(n).ok()?)))
+            .filter(|(_, n)| *n > 0)
+            .collect())
     }
 
     /// Copy the entitlements in force for activation `id` into a reissued `license`.
@@ -1428,7 +1805,7 @@ impl Portal {
             .bind(id)
             .fetch_one(self.db.pool())
             .await?;
-        let keys = self.trusted_keys().await?;
+        let keys = vendor::own_keys(&self.db).await?;
         let original: Option<String> =
             sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
                 .bind(row.try_get::<String, _>("request_hash")?)
@@ -1523,7 +1900,7 @@ impl Portal {
             &d.activation_id,
             license,
             d.counters.clone(),
-            d.journal,
+            d.journal.clone(),
             true,
             actor,
         )
@@ -1547,7 +1924,7 @@ impl Portal {
             &u.activation_id,
             license,
             u.counters.clone(),
-            u.journal,
+            u.journal.clone(),
             false,
             actor,
         )
@@ -1616,6 +1993,9 @@ impl Portal {
         actor: &Actor,
     ) -> Result<String, PortalError> {
         require_reason(&spec.reason, "a refresh")?;
+        if let Some(features) = &spec.features {
+            check_features(features, "features")?;
+        }
         let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
             .bind(activation_id)
             .fetch_optional(self.db.pool())
@@ -1630,7 +2010,7 @@ impl Portal {
                 state,
             });
         }
-        let keys = self.trusted_keys().await?;
+        let keys = vendor::own_keys(&self.db).await?;
         // The license issued for the request, with the last refresh (if any) over it.
         // `license_file` holds the last refresh; the license itself is the response
         // recorded for the activation request.
@@ -1775,7 +2155,7 @@ impl Portal {
         // deactivation file applied at the same moment waits for this row and then finds
         // it deactivated (and the other way round).
         let ended = sqlx::query(
-            "UPDATE activations SET state = 'deactivated', deactivated = $1 \
+            "UPDATE activations SET state = 'deactivated', deactivated = $1, closed_by = 'server' \
              WHERE id = $2 AND state = 'active'",
         )
         .bind(now.timestamp())
@@ -1845,6 +2225,9 @@ type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, PortalError>>;
 
 enum WriteOutcome {
     Done(Applied),
+    /// Refused, with evidence of the attempt written (committed, unlike an error, which
+    /// undoes everything the job wrote).
+    Refused(PortalError),
     /// The file was claimed by another application of it: read its response.
     AlreadyApplied,
     /// The device already holds an active seat of the license.
@@ -2066,6 +2449,7 @@ async fn write_activation<C: Sql>(
         activation: Some(j.activation_id),
         replay: false,
         file_hash: j.hash,
+        flags: Vec::new(),
     }))
 }
 
@@ -2084,16 +2468,17 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
     {
         return Ok(WriteOutcome::AlreadyApplied);
     }
-    let reissued = c
-        .exec(
-            "UPDATE activations SET request_hash = $1, journal_seq = 0, \
-             journal_head = $1, fingerprint = $2, last_accessed = $3, \
-             fork = 'reactivated: the device made a new request for its active seat (store reset or restored)' \
-             WHERE id = $4 AND state = 'active'",
-            vec![(&j.hash).into(), json(&j.license.fingerprint).into(), now.into(), (&id).into()],
+    // The license starts the device's counters from what was reported: no usage may have
+    // arrived since they were read (or the device would count it again).
+    let lock = for_update(c);
+    let state = first_text(
+        &c.rows(
+            &format!("SELECT state FROM activations WHERE id = $1{lock}"),
+            vec![(&id).into()],
         )
-        .await?;
-    if reissued == 0 {
+        .await?,
+    );
+    if state.as_deref() != Some("active") {
         // The seat was freed since it was found: the request must take a seat of its own.
         // An error, so that the claim above is undone with the rest of this job.
         return Err(PortalError::Conflict {
@@ -2102,22 +2487,57 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
                 .into(),
         });
     }
-    // The device's counters start again from zero: so do the last reported values
-    // (the totals keep what was counted).
+    let reported: format::Counters = c
+        .rows(
+            "SELECT feature, reported FROM usage_reported WHERE activation = $1 AND reported > 0",
+            vec![(&id).into()],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let feature = r.first()?.text()?.to_string();
+            let n = u64::try_from(r.get(1)?.int()?).ok()?;
+            Some((feature, n))
+        })
+        .collect();
+    if reported != j.license.counters {
+        return Err(PortalError::Conflict {
+            reason: "a usage report for the device's seat arrived while its request was \
+                     applied; upload the request again"
+                .into(),
+        });
+    }
     c.exec(
-        "UPDATE usage_reported SET reported = 0 WHERE activation = $1",
-        vec![(&id).into()],
+        "UPDATE activations SET request_hash = $1, journal_seq = 0, journal_head = $1, \
+         journal_known = '[]', fingerprint = $2, last_accessed = $3, \
+         reactivations = reactivations + 1 WHERE id = $4",
+        vec![
+            (&j.hash).into(),
+            json(&j.license.fingerprint).into(),
+            now.into(),
+            (&id).into(),
+        ],
     )
     .await?;
+    let detail = format!(
+        "reactivated: the device made a new request for the seat it holds (a store reset, \
+         lost or restored); its counters start from the {} reported",
+        if reported.is_empty() {
+            "nothing".to_string()
+        } else {
+            json(&reported)
+        }
+    );
+    raise_flag(c, &id, "reactivation", &j.hash, now, &detail).await?;
     audit(
         c,
         j.now.timestamp_millis(),
         &j.actor,
-        "activation.reissue",
+        "activation.reactivate",
         Some(&id),
         None,
         Some(&j.hash),
-        Some("the same device requested again while holding the seat"),
+        Some(&detail),
     )
     .await?;
     Ok(WriteOutcome::Done(Applied {
@@ -2127,120 +2547,281 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
         activation: Some(id),
         replay: false,
         file_hash: j.hash,
+        flags: vec![detail],
     }))
+}
+
+/// Record evidence on an activation (once per kind and file) and show it as the
+/// activation's latest flag.
+async fn raise_flag<C: Sql>(
+    c: &mut C,
+    activation: &str,
+    kind: &str,
+    file_hash: &str,
+    at: i64,
+    detail: &str,
+) -> Result<(), PortalError> {
+    c.exec(
+        "INSERT INTO activation_flags (activation, kind, file_hash, at, detail) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (activation, kind, file_hash) DO NOTHING",
+        vec![
+            activation.into(),
+            kind.into(),
+            file_hash.into(),
+            at.into(),
+            detail.into(),
+        ],
+    )
+    .await?;
+    c.exec(
+        "UPDATE activations SET fork = $1 WHERE id = $2",
+        vec![detail.into(), activation.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The activation a device file is about, as the write reads it (locked on PostgreSQL).
+struct DeviceRow {
+    state: String,
+    closed_by: Option<String>,
+    head_seq: u64,
+    head: Bytes32,
+    known: Vec<Bytes32>,
+}
+
+async fn device_row<C: Sql>(c: &mut C, activation: &str) -> Result<DeviceRow, PortalError> {
+    let lock = for_update(c);
+    let rows = c
+        .rows(
+            &format!(
+                "SELECT state, closed_by, journal_seq, journal_head, journal_known \
+                 FROM activations WHERE id = $1{lock}"
+            ),
+            vec![activation.into()],
+        )
+        .await?;
+    let row = rows.first().ok_or_else(|| PortalError::UnknownActivation {
+        activation: activation.into(),
+    })?;
+    let text = |i: usize| {
+        row.get(i)
+            .and_then(Val::text)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let known: Vec<String> = serde_json::from_str(&text(4)).unwrap_or_default();
+    Ok(DeviceRow {
+        state: text(0),
+        closed_by: row.get(1).and_then(Val::text).map(String::from),
+        head_seq: row
+            .get(2)
+            .and_then(Val::int)
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        head: parse_hash(&text(3)).unwrap_or(Bytes32([0; 32])),
+        known: known.iter().filter_map(|h| parse_hash(h)).collect(),
+    })
+}
+
+fn parse_hash(hex_text: &str) -> Option<Bytes32> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).ok()?;
+    Some(Bytes32(out))
+}
+
+/// Counters by feature from `sql` selecting (feature, value) with `$1` bound to `key`.
+async fn counters_of<C: Sql>(
+    c: &mut C,
+    sql: &str,
+    key: &str,
+) -> Result<BTreeMap<String, u64>, PortalError> {
+    Ok(c.rows(sql, vec![key.into()])
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let feature = r.first()?.text()?.to_string();
+            let n = u64::try_from(r.get(1)?.int()?).ok()?;
+            Some((feature, n))
+        })
+        .collect())
 }
 
 async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
-    if !claim(c, &j.hash, j.kind, &j.activation_id, &j.armored, now).await? {
-        return Ok(WriteOutcome::AlreadyApplied);
-    }
+    let hash = parse_hash(&j.hash).unwrap_or(Bytes32([0; 32]));
     // Read the activation inside the transaction: another file may have changed it.
     // (On PostgreSQL, locked until the end: files of one activation, and a server-side
     // deactivation, are applied one at a time.)
-    let lock = for_update(c);
-    let current = c
+    let row = device_row(c, &j.activation_id).await?;
+    // With the activation locked, the same file applied at the same moment is seen here
+    // (on PostgreSQL the other transaction has committed or not started).
+    let seen = c
         .rows(
-            &format!(
-                "SELECT state, journal_seq, journal_head FROM activations WHERE id = $1{lock}"
+            "SELECT hash FROM applied_files WHERE hash = $1",
+            vec![(&j.hash).into()],
+        )
+        .await?;
+    if !seen.is_empty() {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    if row.state != "active" && row.closed_by.as_deref() == Some("device") {
+        // The device's own deactivation closed the account: its final counters are
+        // counted and nothing the device signs later is applied.
+        return match decide::after_close(row.head_seq, &row.known, j.journal.seq, &hash, j.kind) {
+            decide::AfterClose::Superseded => Ok(WriteOutcome::Refused(PortalError::Superseded {
+                kind: j.kind.to_string(),
+                activation: j.activation_id,
+            })),
+            decide::AfterClose::RestoredStore(reason) => {
+                // Evidence, committed though the file is refused.
+                raise_flag(
+                    c,
+                    &j.activation_id,
+                    "after-deactivation",
+                    &j.hash,
+                    now,
+                    &reason,
+                )
+                .await?;
+                audit(
+                    c,
+                    j.now.timestamp_millis(),
+                    &j.actor,
+                    "activation.closed-file-refused",
+                    Some(&j.activation_id),
+                    None,
+                    Some(&j.hash),
+                    Some(&format!("{reason}; counters {}", json(&j.counters))),
+                )
+                .await?;
+                Ok(WriteOutcome::Refused(PortalError::ActivationClosed {
+                    activation: j.activation_id,
+                    reason,
+                }))
+            }
+        };
+    }
+    if !claim(c, &j.hash, j.kind, &j.activation_id, &j.armored, now).await? {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    let link = decide::journal_link(
+        row.head_seq,
+        &row.head,
+        &row.known,
+        &j.journal,
+        &hash,
+        j.kind,
+    );
+    let late = link == decide::Link::Late;
+    match link {
+        decide::Link::Continues | decide::Link::Late => {}
+        decide::Link::Fork(reason) => flags.push(("fork", reason)),
+        decide::Link::Gap { skipped } => flags.push((
+            "gap",
+            format!(
+                "a {} skips {skipped} files since the last one seen, more than its trail \
+                 reaches: whether it continues the device's journal cannot be told",
+                j.kind
             ),
-            vec![(&j.activation_id).into()],
-        )
-        .await?;
-    let row = current
-        .first()
-        .ok_or_else(|| PortalError::UnknownActivation {
-            activation: j.activation_id.clone(),
-        })?;
-    let state = row
-        .first()
-        .and_then(Val::text)
-        .unwrap_or_default()
-        .to_string();
-    let head_seq = row.get(1).and_then(Val::int).unwrap_or(0);
-    let head = row
-        .get(2)
-        .and_then(Val::text)
-        .unwrap_or_default()
-        .to_string();
-    let seq = u64_to_i64(j.journal.seq);
-    let mut fork: Option<String> = None;
-    if seq <= head_seq {
-        fork = Some(format!(
-            "a {} with journal sequence {seq} arrived after sequence {head_seq}: a replayed file, a \
-             restored backup or a cloned machine",
-            j.kind
-        ));
-    } else if seq == head_seq + 1 && j.journal.prev.to_string() != head {
-        fork = Some(format!(
-            "a {} continues the journal from another file than the last one seen (sequence {seq})",
-            j.kind
-        ));
+        )),
     }
-    // Consumption: add what is new since the last report, feature by feature.
-    let mut went_back = Vec::new();
-    for (feature, cumulative) in &j.counters {
-        let cumulative = u64_to_i64(*cumulative);
-        let reported = first_int(
-            &c.rows(
-                "SELECT reported FROM usage_reported WHERE activation = $1 AND feature = $2",
-                vec![(&j.activation_id).into(), feature.into()],
-            )
-            .await?,
-        );
-        let before = reported.unwrap_or(0);
-        if cumulative < before {
-            went_back.push(feature.clone());
-            continue;
+    // Consumption: what is new since the last report, feature by feature, within range.
+    let reported = counters_of(
+        c,
+        "SELECT feature, reported FROM usage_reported WHERE activation = $1",
+        &j.activation_id,
+    )
+    .await?;
+    let totals = counters_of(
+        c,
+        "SELECT feature, total FROM usage_totals WHERE license = $1",
+        &j.license_id,
+    )
+    .await?;
+    match decide::usage(&j.counters, &reported, &totals) {
+        Ok(usage) => {
+            // (A late file's counters are older than the head's: lower is expected.)
+            if !usage.went_back.is_empty() && !late {
+                flags.push((
+                    "counters-went-back",
+                    format!(
+                        "cumulative counters went back ({}): a restored backup or a cloned \
+                         machine",
+                        usage.went_back.join(", ")
+                    ),
+                ));
+            }
+            for (feature, cumulative, delta) in &usage.grows {
+                add_usage(c, &j, feature, *cumulative, *delta).await?;
+            }
         }
-        if cumulative == before {
-            continue;
+        Err(out) if j.deactivate => {
+            // The seat is freed whatever the counters say; they are not counted.
+            flags.push((
+                "counters-refused",
+                format!(
+                    "the deactivation's counters were not counted: the total of '{}' would \
+                     pass the largest counter (2^53 - 1); the seat was freed",
+                    out.feature
+                ),
+            ));
         }
-        let delta = cumulative - before;
-        c.exec(
-            "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3) \
-             ON CONFLICT (activation, feature) DO UPDATE SET reported = excluded.reported",
-            vec![cumulative.into(), (&j.activation_id).into(), feature.into()],
-        )
-        .await?;
-        c.exec(
-            "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
-             ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total",
-            vec![(&j.license_id).into(), feature.into(), delta.into()],
-        )
-        .await?;
+        Err(out) => {
+            return Err(PortalError::UsageOutOfRange {
+                kind: j.kind.to_string(),
+                activation: j.activation_id,
+                feature: out.feature,
+            });
+        }
     }
-    if !went_back.is_empty() && fork.is_none() {
-        fork = Some(format!(
-            "cumulative counters went back ({}): a restored backup or a cloned machine",
-            went_back.join(", ")
-        ));
-    }
-    let deactivating = j.deactivate && state == "active";
+    let deactivating = j.deactivate && row.state == "active";
+    let advances = j.journal.seq > row.head_seq;
+    let known = if advances {
+        json(
+            &decide::known_history(&j.journal)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        String::new()
+    };
     c.exec(
         "UPDATE activations SET last_accessed = $1, \
-         journal_seq = CASE WHEN $2 > journal_seq THEN $2 ELSE journal_seq END, \
-         journal_head = CASE WHEN $2 > journal_seq THEN $3 ELSE journal_head END, \
-         fork = COALESCE($4, fork), \
-         state = CASE WHEN $5 = 1 THEN 'deactivated' ELSE state END, \
-         deactivated = CASE WHEN $5 = 1 THEN $1 ELSE deactivated END \
-         WHERE id = $6",
+         journal_seq = CASE WHEN $2 = 1 THEN $3 ELSE journal_seq END, \
+         journal_head = CASE WHEN $2 = 1 THEN $4 ELSE journal_head END, \
+         journal_known = CASE WHEN $2 = 1 THEN $5 ELSE journal_known END, \
+         state = CASE WHEN $6 = 1 THEN 'deactivated' ELSE state END, \
+         deactivated = CASE WHEN $6 = 1 THEN $1 ELSE deactivated END, \
+         closed_by = CASE WHEN $7 = 1 THEN 'device' ELSE closed_by END \
+         WHERE id = $8",
         vec![
             now.into(),
-            seq.into(),
+            i64::from(advances).into(),
+            u64_to_i64(j.journal.seq).into(),
             (&j.hash).into(),
-            fork.clone().into(),
+            known.into(),
             i64::from(deactivating).into(),
+            // A deactivation file closes the account, also one that follows a server-side
+            // deactivation (the device's final word).
+            i64::from(j.deactivate).into(),
             (&j.activation_id).into(),
         ],
     )
     .await?;
-    if let Some(reason) = &fork {
+    for (kind, reason) in &flags {
+        raise_flag(c, &j.activation_id, kind, &j.hash, now, reason).await?;
         audit(
             c,
             j.now.timestamp_millis(),
             &j.actor,
-            "journal.fork",
+            if *kind == "gap" {
+                "journal.gap"
+            } else {
+                "journal.fork"
+            },
             Some(&j.activation_id),
             None,
             Some(&j.hash),
@@ -2278,7 +2859,53 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
         activation: Some(j.activation_id),
         replay: false,
         file_hash: j.hash,
+        flags: flags.into_iter().map(|(_, reason)| reason).collect(),
     }))
+}
+
+/// Count `delta` more units of `feature`: the activation's reported counter becomes
+/// `cumulative`, the license's total grows by `delta` — only while it stays within the
+/// counters' range (checked again here, atomically, against totals that other
+/// activations' files may have raised since they were read).
+async fn add_usage<C: Sql>(
+    c: &mut C,
+    j: &DeviceWrite,
+    feature: &str,
+    cumulative: u64,
+    delta: u64,
+) -> Result<(), PortalError> {
+    c.exec(
+        "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3) \
+         ON CONFLICT (activation, feature) DO UPDATE SET reported = excluded.reported",
+        vec![
+            u64_to_i64(cumulative).into(),
+            (&j.activation_id).into(),
+            feature.into(),
+        ],
+    )
+    .await?;
+    let counted = c
+        .exec(
+            "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
+             ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total \
+             WHERE usage_totals.total <= $4 - excluded.total",
+            vec![
+                (&j.license_id).into(),
+                feature.into(),
+                u64_to_i64(delta).into(),
+                u64_to_i64(format::MAX_COUNTER).into(),
+            ],
+        )
+        .await?;
+    if counted == 0 {
+        return Err(PortalError::Conflict {
+            reason: format!(
+                "the total of '{feature}' changed while the file was applied and would now pass \
+                 the largest counter; upload the file again"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Most jobs one SQLite commit takes.

@@ -37,7 +37,21 @@ pub struct VendorKeyInfo {
     pub active: bool,
     pub created: i64,
     pub retired: Option<i64>,
+    /// When it was revoked (never trusted again), if it was.
+    pub revoked: Option<i64>,
+    pub revoked_reason: Option<String>,
     pub public_pem: String,
+}
+
+/// A published key set.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeySetInfo {
+    pub version: i64,
+    /// The key that signed it.
+    pub signed_by: String,
+    pub created: i64,
+    /// The key set file, armored.
+    pub file: String,
 }
 
 /// Create a new signing key in `dir`, record it and make it the active one; the previous
@@ -102,34 +116,157 @@ pub async fn rotate_to(
     Ok(key.public())
 }
 
+/// The columns of `vendor_keys` that [`KEY_COLUMNS`] selects, as a [`VendorKeyInfo`].
+fn key_info(r: &sqlx::any::AnyRow) -> Result<VendorKeyInfo, sqlx::Error> {
+    Ok(VendorKeyInfo {
+        kid: r.try_get("kid")?,
+        public_pem: r.try_get("public_pem")?,
+        active: r.try_get::<i64, _>("active")? == 1,
+        created: r.try_get("created")?,
+        retired: r.try_get("retired")?,
+        revoked: r.try_get("revoked")?,
+        revoked_reason: r.try_get("revoked_reason")?,
+    })
+}
+
+/// Every vendor key, active first, newest first.
+const KEY_COLUMNS: &str = "SELECT kid, public_pem, active, created, retired, revoked, \
+                           revoked_reason FROM vendor_keys ORDER BY active DESC, created DESC";
+
 /// All vendor keys, active first.
 pub async fn list(db: &Db) -> Result<Vec<VendorKeyInfo>, PortalError> {
-    let rows = sqlx::query(
-        "SELECT kid, public_pem, active, created, retired FROM vendor_keys ORDER BY active DESC, created DESC",
-    )
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sqlx::query(KEY_COLUMNS).fetch_all(db.pool()).await?;
     rows.iter()
-        .map(|r| {
-            Ok(VendorKeyInfo {
-                kid: r.try_get("kid")?,
-                public_pem: r.try_get("public_pem")?,
-                active: r.try_get::<i64, _>("active")? == 1,
-                created: r.try_get("created")?,
-                retired: r.try_get("retired")?,
-            })
-        })
+        .map(key_info)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(Into::into)
 }
 
-/// The keyring clients should trust: every key the portal has signed with.
+fn public(k: &VendorKeyInfo) -> Result<PublicKey, PortalError> {
+    PublicKey::from_pem(&k.public_pem).map_err(|e| PortalError::Key(e.to_string()))
+}
+
+/// The keyring clients should trust: every key the portal has signed with and not
+/// revoked. (Revoked keys are listed as revoked, so that files they signed are refused
+/// with the reason.)
 pub async fn keyring(db: &Db) -> Result<Keyring, PortalError> {
     let mut ring = Keyring::new();
     for k in list(db).await? {
-        ring.add(PublicKey::from_pem(&k.public_pem).map_err(|e| PortalError::Key(e.to_string()))?);
+        let key = public(&k)?;
+        match &k.revoked_reason {
+            Some(reason) if k.revoked.is_some() => ring.revoke(key.kid(), reason.clone()),
+            _ => ring.add(key),
+        }
     }
     Ok(ring)
+}
+
+/// Every key the portal ever signed with, revoked ones included: for reading the files
+/// the portal itself issued and keeps.
+pub async fn own_keys(db: &Db) -> Result<Keyring, PortalError> {
+    let mut ring = Keyring::new();
+    for k in list(db).await? {
+        ring.add(public(&k)?);
+    }
+    Ok(ring)
+}
+
+/// Record that `kid` is revoked (the caller checked that it may be).
+pub async fn revoke(db: &Db, kid: &str, reason: &str, now: i64) -> Result<(), PortalError> {
+    let done = sqlx::query(
+        "UPDATE vendor_keys SET revoked = $1, revoked_reason = $2 \
+         WHERE kid = $3 AND active = 0 AND revoked IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(kid)
+    .execute(db.pool())
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(PortalError::Conflict {
+            reason: format!("vendor key {kid} changed at the same moment; look at it again"),
+        });
+    }
+    Ok(())
+}
+
+/// Publish the next key set: every key not revoked, and every revoked key with its
+/// reason, signed by `signer` (a key the devices already trust). Returns it.
+pub async fn publish_key_set(
+    db: &Db,
+    signer: &SecretKey,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<KeySetInfo, PortalError> {
+    use lic_core::format::{self, Bytes32, KeySet, RevokedKey};
+    // One publication at a time (rotations or revocations on several instances at once):
+    // each reads the keys and the last version and writes the next one in one transaction.
+    let mut tx = db.begin_write().await?;
+    if db.backend() == crate::db::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7476110002)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let rows = sqlx::query(KEY_COLUMNS).fetch_all(&mut *tx).await?;
+    let keys = rows
+        .iter()
+        .map(key_info)
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let last: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM key_sets")
+        .fetch_one(&mut *tx)
+        .await?;
+    let version = last.unwrap_or(0) + 1;
+    let mut set = KeySet {
+        version: u64::try_from(version).unwrap_or(1),
+        keys: Vec::new(),
+        revoked: Vec::new(),
+        issued: now,
+    };
+    for k in &keys {
+        let key = Bytes32(public(k)?.to_bytes());
+        match (k.revoked, &k.revoked_reason) {
+            (Some(at), Some(reason)) => set.revoked.push(RevokedKey {
+                key,
+                reason: reason.clone(),
+                revoked: chrono::DateTime::from_timestamp(at, 0).unwrap_or(now),
+            }),
+            _ => set.keys.push(key),
+        }
+    }
+    let file = format::sign(&set, signer)?.armored();
+    let info = KeySetInfo {
+        version,
+        signed_by: signer.kid().to_string(),
+        created: now.timestamp(),
+        file,
+    };
+    sqlx::query("INSERT INTO key_sets (version, signed_by, file, created) VALUES ($1, $2, $3, $4)")
+        .bind(info.version)
+        .bind(&info.signed_by)
+        .bind(&info.file)
+        .bind(info.created)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(info)
+}
+
+/// The published key sets, oldest first.
+pub async fn key_sets(db: &Db) -> Result<Vec<KeySetInfo>, PortalError> {
+    let rows =
+        sqlx::query("SELECT version, signed_by, file, created FROM key_sets ORDER BY version")
+            .fetch_all(db.pool())
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(KeySetInfo {
+                version: r.try_get("version")?,
+                signed_by: r.try_get("signed_by")?,
+                file: r.try_get("file")?,
+                created: r.try_get("created")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 /// Load the active signing key from `dir`.

@@ -298,7 +298,7 @@ fn the_demo_prints_the_key_and_the_commands_and_keeps_its_license() {
     // The paths printed are absolute: the commands are for another terminal.
     let trust = dir.path().join("portal").join("trusted-keys.pem");
     assert!(
-        first.contains(&format!("LIC_TRUST={}", trust.display())),
+        first.contains(&format!("--trust {} ", trust.display())),
         "{first}"
     );
     assert!(trust.exists());

@@ -6,7 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{backends, device, license, policy, portal, request, snapshot};
+use common::{
+    backends, copy_store, device, license, policy, portal, request, reset_store, snapshot,
+    store_with_key_of,
+};
 use lic_core::client::Installed;
 use lic_core::format::{self, Credential, Receipt};
 use lic_portal::ops::{NewLicense, RefreshSpec};
@@ -244,6 +247,7 @@ async fn bad_uploads_are_refused_with_a_reason_and_change_nothing() {
                 journal: format::JournalHead {
                     seq: 9,
                     prev: format::Bytes32([0; 32]),
+                    trail: Vec::new(),
                 },
                 created: chrono::Utc::now(),
             };
@@ -327,24 +331,35 @@ async fn usage_reports_replayed_or_out_of_order_never_double_count_and_forks_are
         assert!(again.replay);
         let info = portal.license(&license_id).await.unwrap();
         assert_eq!(info.usage.get("render-minutes"), Some(&15), "{}", db.name);
-        // r1 came after r2 with an older sequence number: flagged as a fork.
-        let activation = portal
-            .activation(lic.activation.as_deref().unwrap())
+        // r1 came after r2, which named it: a late upload of the device's own history,
+        // not a fork — nothing is flagged.
+        let act = lic.activation.as_deref().unwrap();
+        let activation = portal.activation(act).await.unwrap();
+        assert_eq!(activation.flags, [], "{}", db.name);
+        // A report with an older sequence that the device's history does not hold (a
+        // restored backup that wrote its own first report) is a fork.
+        let restored = tempfile::tempdir().unwrap();
+        copy_store(dir.path(), restored.path());
+        c.consume("render-minutes", 1).unwrap();
+        let r3 = c.usage_report().unwrap();
+        portal.apply(r3.armored().as_bytes(), &who()).await.unwrap();
+        let old = device(restored.path(), "m", keys.clone());
+        let forked = old.usage_report().unwrap();
+        portal
+            .apply(forked.armored().as_bytes(), &who())
             .await
             .unwrap();
+        let activation = portal.activation(act).await.unwrap();
         assert!(
             activation
-                .fork
-                .as_deref()
-                .unwrap_or_default()
-                .contains("journal sequence 1"),
-            "{:?}",
-            activation.fork
+                .flags
+                .iter()
+                .any(|f| f.kind == "fork" && f.detail.contains("journal sequence 3")),
+            "{}: {:?}",
+            db.name,
+            activation.flags
         );
-        let audit = portal
-            .audit_log(100, lic.activation.as_deref())
-            .await
-            .unwrap();
+        let audit = portal.audit_log(100, Some(act)).await.unwrap();
         assert!(audit.iter().any(|a| a.action == "journal.fork"));
     }
 }
@@ -618,8 +633,8 @@ async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
         let r2 = portal.refresh(&act, &spec, &who()).await.unwrap();
         c.install(r2.as_bytes()).unwrap();
         let expires_before = c.status().unwrap().entitlements.unwrap().expires;
-        // The store is lost (reset); the same device key asks again for the one seat.
-        std::fs::remove_file(dir.path().join(lic_core::store::STATE_FILE)).unwrap();
+        // The store is reset; the same device key asks again for the one seat.
+        reset_store(dir.path());
         let again = portal
             .apply(
                 c.request_activation(Credential::LicenseKey(key))
@@ -640,6 +655,16 @@ async fn a_device_that_asks_again_for_its_seat_gets_it_reissued_and_flagged() {
             c.install(again.response.as_bytes()).unwrap(),
             Installed::License { .. }
         ));
+        // The device's counters start from what was reported before the reset.
+        let used = |c: &lic_core::client::Client| {
+            c.status()
+                .unwrap()
+                .features
+                .iter()
+                .find(|f| f.name == "render-minutes")
+                .map(|f| f.used)
+        };
+        assert_eq!(used(&c), Some(35), "{}", db.name);
         assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 1);
         let activation = portal
             .activation(first.activation.as_deref().unwrap())
@@ -1074,12 +1099,7 @@ async fn a_revocation_takes_effect_at_once_on_every_instance_and_replays_keep_th
             assert_eq!(err.code(), "license-revoked", "{}: {instance}", db.name);
             // The device holding a seat, asking again with a new request (its store
             // lost, its key kept): refused too.
-            let lost = tempfile::tempdir().unwrap();
-            std::fs::copy(
-                d1.path().join("device.key.pem"),
-                lost.path().join("device.key.pem"),
-            )
-            .unwrap();
+            let lost = store_with_key_of(d1.path());
             let again = device(lost.path(), "m1", keys.clone())
                 .request_activation(Credential::LicenseKey(key.clone()))
                 .unwrap();

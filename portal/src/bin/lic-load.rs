@@ -52,10 +52,7 @@ fn make_request(product: &str, key: &str, i: usize) -> anyhow::Result<Vec<u8>> {
         nonce: Nonce(nonce),
         created: chrono::Utc::now(),
         client: "lic-load".into(),
-        journal: JournalHead {
-            seq: 0,
-            prev: Bytes32([0; 32]),
-        },
+        journal: JournalHead::first(),
     };
     Ok(format::sign(&request, &device)?.armored().into_bytes())
 }

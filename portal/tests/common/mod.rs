@@ -219,3 +219,35 @@ pub fn request(dir: &std::path::Path, machine: &str, key: &str) -> Vec<u8> {
         .armored()
         .into_bytes()
 }
+
+/// What `lic store reset` leaves (or a customer who writes a fresh state with their own
+/// device key): the state in `dir` set aside, an empty one in its place, the key kept.
+pub fn reset_store(dir: &std::path::Path) {
+    let store = lic_core::store::Store::open(dir).unwrap();
+    let lock = store.lock().unwrap();
+    let key = store.device_key_locked(&lock).unwrap();
+    store
+        .quarantine(&lock, chrono::Utc::now().timestamp())
+        .unwrap();
+    store.start_over(&lock, &key).unwrap();
+}
+
+/// A store in a new directory with the device key of the store in `from` and a fresh
+/// state: the device's store lost, its key kept.
+pub fn store_with_key_of(from: &std::path::Path) -> tempfile::TempDir {
+    let lost = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        from.join(lic_core::store::KEY_FILE),
+        lost.path().join(lic_core::store::KEY_FILE),
+    )
+    .unwrap();
+    reset_store(lost.path());
+    lost
+}
+
+/// A copy of the store in `from` (a backup, or a cloned machine's disk) in `to`.
+pub fn copy_store(from: &std::path::Path, to: &std::path::Path) {
+    for name in [lic_core::store::KEY_FILE, lic_core::store::STATE_FILE] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}

@@ -1,0 +1,380 @@
+//! The portal's decisions about device files, as pure functions of what the portal
+//! recorded and what the file says (the way `lic_core::rules` decides a device's
+//! license): does a file continue the device's journal, is it from a store restored after
+//! the account was closed, what usage does it add, may the totals take it, does a request
+//! carry what the policy binds to. The write jobs in `ops` apply these answers; the tests
+//! here hold each rule without a database.
+//!
+//! Everything in a device-signed file is the customer's claim: these functions decide
+//! from the portal's own records and the policy, never from what the file asks for.
+
+use std::collections::BTreeMap;
+
+use lic_core::format::{Bytes32, FileKind, Fingerprint, JournalHead, MAX_COUNTER};
+
+/// How a device file relates to the journal head the portal recorded for its activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// It continues the head: the next file, or a later one whose trail holds the head
+    /// (the files between were not uploaded, which is fine).
+    Continues,
+    /// An older file of the device's own history (the head named it), uploaded late: its
+    /// counters are not newer than the head's, nothing to suspect.
+    Late,
+    /// It cannot continue the head: a replayed or older file, a restored backup or a
+    /// cloned machine. The reason is for staff.
+    Fork(String),
+    /// It is further ahead of the head than its trail reaches, so whether it continues
+    /// the head cannot be told: counted, but flagged.
+    Gap { skipped: u64 },
+}
+
+/// Whether a file (journal `file`, hash `file_hash`) continues the head recorded for its
+/// activation: sequence `head_seq`, hash `head`, and the history the head named (`known`,
+/// see [`known_history`]).
+///
+/// A file of sequence `head_seq + 1` must name the head as `prev`. A later file must hold
+/// the head in its trail, at the place of sequence `head_seq` (the trail's first entry is
+/// the file before `prev`). A file below the head is a late upload if the head named it,
+/// and a fork otherwise; a file at the head's sequence is a fork (the head itself was
+/// applied before and never gets here).
+pub fn journal_link(
+    head_seq: u64,
+    head: &Bytes32,
+    known: &[Bytes32],
+    file: &JournalHead,
+    file_hash: &Bytes32,
+    kind: FileKind,
+) -> Link {
+    if file.seq < head_seq && known.contains(file_hash) {
+        return Link::Late;
+    }
+    if file.seq <= head_seq {
+        return Link::Fork(format!(
+            "a {kind} with journal sequence {} arrived after sequence {head_seq}: a replayed \
+             file, a restored backup or a cloned machine",
+            file.seq
+        ));
+    }
+    let skipped = file.seq - head_seq - 1;
+    if skipped == 0 {
+        return if file.prev == *head {
+            Link::Continues
+        } else {
+            Link::Fork(format!(
+                "a {kind} continues the journal from another file than the last one seen \
+                 (sequence {}): a restored backup or a cloned machine",
+                file.seq
+            ))
+        };
+    }
+    // The hash of sequence `head_seq` is the trail's entry `skipped - 1`.
+    match usize::try_from(skipped - 1)
+        .ok()
+        .and_then(|i| file.trail.get(i))
+    {
+        Some(at_head) if at_head == head => Link::Continues,
+        Some(_) => Link::Fork(format!(
+            "a {kind} of sequence {} descends from another file than the last one seen \
+             (sequence {head_seq}): a restored backup or a cloned machine",
+            file.seq
+        )),
+        None => Link::Gap { skipped },
+    }
+}
+
+/// The hashes the portal learns from a file it accepts as the new head: the files
+/// before it (its `prev`, then its trail), newest first. Kept to recognise a late upload
+/// of one of them.
+pub fn known_history(file: &JournalHead) -> Vec<Bytes32> {
+    std::iter::once(file.prev)
+        .chain(file.trail.iter().copied())
+        .collect()
+}
+
+/// What a device file for an activation the device itself closed (its deactivation file
+/// was applied) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterClose {
+    /// One of the files written before the deactivation, uploaded late: the deactivation's
+    /// final counters already hold what it says. Nothing to do, nothing to suspect.
+    Superseded,
+    /// Written after the deactivation, or not part of the history the deactivation named:
+    /// the store was restored from a backup taken before it (or cloned), and kept using the
+    /// license. The reason is for staff.
+    RestoredStore(String),
+}
+
+/// Decide about a device file (sequence `file_seq`, hash `file_hash`) arriving after the
+/// device's own deactivation file closed the account. `head_seq` is the deactivation's
+/// sequence, `known` the history it named ([`known_history`]).
+pub fn after_close(
+    head_seq: u64,
+    known: &[Bytes32],
+    file_seq: u64,
+    file_hash: &Bytes32,
+    kind: FileKind,
+) -> AfterClose {
+    if file_seq < head_seq && known.contains(file_hash) {
+        return AfterClose::Superseded;
+    }
+    let why = if file_seq > head_seq {
+        format!(
+            "a {kind} of sequence {file_seq} was written after the device's deactivation \
+             (sequence {head_seq}) closed the account: the store was restored from a backup \
+             (or cloned) and the license kept in use"
+        )
+    } else {
+        format!(
+            "a {kind} of sequence {file_seq} is not part of the history the device's \
+             deactivation (sequence {head_seq}) named: a store restored from a backup or \
+             cloned before the deactivation"
+        )
+    };
+    AfterClose::RestoredStore(why)
+}
+
+/// What a feature's cumulative counter in a device file adds to what was reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    /// Nothing new.
+    Same,
+    /// This many units more than last reported.
+    Add(u64),
+    /// Lower than last reported: never subtracted (a restored backup or a cloned machine).
+    WentBack,
+}
+
+/// `cumulative` against the last reported value of the same counter.
+pub fn usage_delta(reported: u64, cumulative: u64) -> Delta {
+    match cumulative.cmp(&reported) {
+        std::cmp::Ordering::Equal => Delta::Same,
+        std::cmp::Ordering::Greater => Delta::Add(cumulative - reported),
+        std::cmp::Ordering::Less => Delta::WentBack,
+    }
+}
+
+/// A counter or total beyond [`MAX_COUNTER`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub feature: String,
+    /// What the value would have become.
+    pub value: u128,
+}
+
+/// The license's new total for a feature: `total + delta`, within [`MAX_COUNTER`].
+pub fn add_total(feature: &str, total: u64, delta: u64) -> Result<u64, OutOfRange> {
+    let sum = u128::from(total) + u128::from(delta);
+    u64::try_from(sum)
+        .ok()
+        .filter(|s| *s <= MAX_COUNTER)
+        .ok_or(OutOfRange {
+            feature: feature.into(),
+            value: sum,
+        })
+}
+
+/// The usage a file adds: per feature, the delta against `reported` (absent: 0), the
+/// features whose counters went back, or the first counter or total that would leave
+/// the range. `totals` are the license's totals now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// (feature, new cumulative reported, delta) for each feature that grew.
+    pub grows: Vec<(String, u64, u64)>,
+    /// Features whose cumulative counter is below the last reported one.
+    pub went_back: Vec<String>,
+}
+
+/// Decide the usage of a file's `counters`, given the activation's last `reported`
+/// counters and the license's `totals`.
+pub fn usage(
+    counters: &BTreeMap<String, u64>,
+    reported: &BTreeMap<String, u64>,
+    totals: &BTreeMap<String, u64>,
+) -> Result<Usage, OutOfRange> {
+    let mut out = Usage::default();
+    for (feature, cumulative) in counters {
+        if *cumulative > MAX_COUNTER {
+            return Err(OutOfRange {
+                feature: feature.clone(),
+                value: u128::from(*cumulative),
+            });
+        }
+        match usage_delta(reported.get(feature).copied().unwrap_or(0), *cumulative) {
+            Delta::Same => {}
+            Delta::WentBack => out.went_back.push(feature.clone()),
+            Delta::Add(delta) => {
+                add_total(feature, totals.get(feature).copied().unwrap_or(0), delta)?;
+                out.grows.push((feature.clone(), *cumulative, delta));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The components the policy's match rule requires that a request's fingerprint lacks.
+/// The license carries the policy's rule as it is, so a request without them is refused:
+/// a license bound to nothing could be copied to any machine.
+pub fn missing_components(required: &[String], fingerprint: &Fingerprint) -> Vec<String> {
+    required
+        .iter()
+        .filter(|c| !fingerprint.contains_key(*c))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: u8) -> Bytes32 {
+        Bytes32([n; 32])
+    }
+
+    fn journal(seq: u64, prev: u8, trail: &[u8]) -> JournalHead {
+        JournalHead {
+            seq,
+            prev: h(prev),
+            trail: trail.iter().map(|n| h(*n)).collect(),
+        }
+    }
+
+    const K: FileKind = FileKind::UsageReport;
+
+    /// `journal_link` for a file whose hash the head never named.
+    fn link(head_seq: u64, head: &Bytes32, file: &JournalHead, kind: FileKind) -> Link {
+        journal_link(head_seq, head, &[], file, &h(200), kind)
+    }
+
+    #[test]
+    fn an_older_file_the_head_named_is_late_not_a_fork() {
+        let known = [h(3), h(2)];
+        assert_eq!(
+            journal_link(4, &h(4), &known, &journal(3, 2, &[]), &h(3), K),
+            Link::Late
+        );
+        // The same sequence, another file: a fork.
+        assert!(matches!(
+            journal_link(4, &h(4), &known, &journal(3, 2, &[]), &h(33), K),
+            Link::Fork(_)
+        ));
+    }
+
+    #[test]
+    fn the_next_file_continues_the_head_it_names() {
+        assert_eq!(link(4, &h(4), &journal(5, 4, &[3, 2]), K), Link::Continues);
+        assert!(matches!(
+            link(4, &h(4), &journal(5, 9, &[]), K),
+            Link::Fork(_)
+        ));
+    }
+
+    #[test]
+    fn a_file_at_or_below_the_head_is_a_fork() {
+        for seq in [1, 4] {
+            assert!(matches!(
+                link(4, &h(4), &journal(seq, 3, &[]), K),
+                Link::Fork(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn skipped_files_link_through_the_trail() {
+        // Head 4; the device wrote 5, 6 and uploads 7: prev = 6, trail = [5, 4, 3, …].
+        assert_eq!(
+            link(4, &h(4), &journal(7, 6, &[5, 4, 3]), K),
+            Link::Continues
+        );
+    }
+
+    #[test]
+    fn a_restored_store_that_wrote_past_the_head_is_a_fork_not_a_gap() {
+        // Head 4 (h4). The store was restored to 3 and wrote 4', 5', 6': the file of
+        // sequence 6 names 5' and carries [4', 3, …] — not h4 where sequence 4 belongs.
+        assert!(matches!(
+            link(4, &h(4), &journal(6, 15, &[14, 3, 2]), K),
+            Link::Fork(_)
+        ));
+    }
+
+    #[test]
+    fn a_file_further_ahead_than_its_trail_reaches_is_a_gap() {
+        assert_eq!(
+            link(4, &h(4), &journal(9, 8, &[7, 6]), K),
+            Link::Gap { skipped: 4 }
+        );
+    }
+
+    #[test]
+    fn late_files_of_the_closed_history_are_superseded_others_are_a_restored_store() {
+        let known = [h(4), h(3)];
+        assert_eq!(after_close(5, &known, 4, &h(4), K), AfterClose::Superseded);
+        assert!(matches!(
+            after_close(5, &known, 4, &h(40), K),
+            AfterClose::RestoredStore(_)
+        ));
+        assert!(matches!(
+            after_close(5, &known, 6, &h(4), K),
+            AfterClose::RestoredStore(_)
+        ));
+        assert!(matches!(
+            after_close(5, &known, 5, &h(5), K),
+            AfterClose::RestoredStore(_)
+        ));
+    }
+
+    #[test]
+    fn usage_adds_what_is_new_and_never_subtracts() {
+        assert_eq!(usage_delta(5, 5), Delta::Same);
+        assert_eq!(usage_delta(5, 8), Delta::Add(3));
+        assert_eq!(usage_delta(8, 5), Delta::WentBack);
+        let counters = [
+            ("a".to_string(), 10),
+            ("b".to_string(), 1),
+            ("c".to_string(), 7),
+        ]
+        .into();
+        let reported = [
+            ("a".to_string(), 4),
+            ("b".to_string(), 3),
+            ("c".to_string(), 7),
+        ]
+        .into();
+        let u = usage(&counters, &reported, &BTreeMap::new()).unwrap();
+        assert_eq!(u.grows, [("a".to_string(), 10, 6)]);
+        assert_eq!(u.went_back, ["b"]);
+    }
+
+    #[test]
+    fn totals_stay_within_the_largest_counter() {
+        assert_eq!(add_total("f", MAX_COUNTER - 1, 1), Ok(MAX_COUNTER));
+        assert_eq!(
+            add_total("f", MAX_COUNTER, 1),
+            Err(OutOfRange {
+                feature: "f".into(),
+                value: u128::from(MAX_COUNTER) + 1
+            })
+        );
+        assert!(add_total("f", u64::MAX, u64::MAX).is_err());
+        let counters = [("f".to_string(), 2)].into();
+        let totals = [("f".to_string(), MAX_COUNTER - 1)].into();
+        assert!(usage(&counters, &BTreeMap::new(), &totals).is_err());
+        let beyond = [("f".to_string(), MAX_COUNTER + 1)].into();
+        assert!(usage(&beyond, &BTreeMap::new(), &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn a_request_must_carry_every_required_component() {
+        let fp: Fingerprint = [("machine-id".to_string(), h(1))].into();
+        assert!(missing_components(&["machine-id".into()], &fp).is_empty());
+        assert_eq!(
+            missing_components(&["machine-id".into(), "declared-id".into()], &fp),
+            ["declared-id"]
+        );
+        assert_eq!(
+            missing_components(&["machine-id".into()], &Fingerprint::new()),
+            ["machine-id"]
+        );
+    }
+}
