@@ -171,23 +171,83 @@ impl Db {
     }
 }
 
-/// A database URL without its password, for messages and logs.
+/// A database URL without its passwords, for messages and logs: the password of the
+/// userinfo (`postgres://user:PASSWORD@host/db`) and the value of every query parameter
+/// whose name contains `password` in any case (`?password=…`, `&sslpassword=…`) become
+/// `***`; everything else is kept as written.
+///
+/// The userinfo ends at the last `@` before the query (`?`) or fragment (`#`), so a
+/// password may contain `@`, `:` and `/` as typed; the user name ends at the first `:`.
+/// A `?` or `#` in a password must be percent-encoded (as the URL syntax requires
+/// anyway), or what follows it is read as the query.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
+    // The query (and fragment) start at the first `?` or `#`.
+    let query_at = url.find(['?', '#']).unwrap_or(url.len());
+    let (head, tail) = url.split_at(query_at);
+    let mut out = String::with_capacity(url.len());
+    let authority_at = head.find("://").map_or(0, |i| i + 3);
+    match head[authority_at..].rfind('@') {
+        Some(at) => {
+            let userinfo = &head[authority_at..authority_at + at];
+            out.push_str(&head[..authority_at]);
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&head[authority_at + at..]);
+        }
+        None => out.push_str(head),
+    }
+    let (query, fragment) = tail.split_at(tail.find('#').unwrap_or(tail.len()));
+    if let Some(params) = query.strip_prefix('?') {
+        out.push('?');
+        for (i, param) in params.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match param.split_once('=') {
+                Some((name, _value)) if is_password_name(name) => {
+                    out.push_str(name);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(param),
             }
         }
-        _ => url.to_string(),
+    } else {
+        out.push_str(query);
     }
+    out.push_str(fragment);
+    out
+}
+
+/// Whether a query parameter's name (percent-decoded, any case) names a password.
+fn is_password_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b'+', _, _) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded)
+        .to_ascii_lowercase()
+        .contains("password")
 }
 
 /// Whether an error is a unique-constraint violation (e.g. the same file applied twice
@@ -228,5 +288,75 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/lic"), "postgres://db/lic");
         assert_eq!(redact("sqlite://portal.db"), "sqlite://portal.db");
+    }
+
+    #[test]
+    fn postgresql_scheme_and_no_password() {
+        assert_eq!(
+            redact("postgresql://lic:s3cret@db/lic"),
+            "postgresql://lic:***@db/lic"
+        );
+        // A user without a password, and no userinfo at all, are shown as they are.
+        assert_eq!(redact("postgres://lic@db/lic"), "postgres://lic@db/lic");
+        assert_eq!(
+            redact("postgresql://db:5432/lic?sslmode=require"),
+            "postgresql://db:5432/lic?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://lic:@db/lic"),
+            "postgres://lic:***@db/lic"
+        );
+        assert_eq!(
+            redact("sqlite://portal.db?mode=rwc"),
+            "sqlite://portal.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn a_password_with_at_colon_and_slash_is_redacted_whole() {
+        // The userinfo ends at the last `@` before the host.
+        assert_eq!(
+            redact("postgres://user:p@ss@host/db"),
+            "postgres://user:***@host/db"
+        );
+        assert_eq!(
+            redact("postgres://user:a/b@c:d@host:5432/db?sslmode=require"),
+            "postgres://user:***@host:5432/db?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql://user:p@ss/w:rd@host/db"),
+            "postgresql://user:***@host/db"
+        );
+    }
+
+    #[test]
+    fn password_query_parameters_are_redacted() {
+        assert_eq!(
+            redact("postgres://db/lic?user=lic&password=s3cret&sslmode=require"),
+            "postgres://db/lic?user=lic&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql:///lic?host=/run/postgresql&PassWord=s3cret"),
+            "postgresql:///lic?host=/run/postgresql&PassWord=***"
+        );
+        assert_eq!(
+            redact("postgres://lic:one@db/lic?sslpassword=two&sslkey=/k.pem"),
+            "postgres://lic:***@db/lic?sslpassword=***&sslkey=/k.pem"
+        );
+        // A percent-encoded name is a password parameter all the same.
+        assert_eq!(
+            redact("postgres://db/lic?pass%77ord=s3cret"),
+            "postgres://db/lic?pass%77ord=***"
+        );
+        // A value with `@` in the query does not make the query a userinfo.
+        assert_eq!(
+            redact("postgres://db/lic?password=a@b&application_name=x"),
+            "postgres://db/lic?password=***&application_name=x"
+        );
+        // A parameter without a value, and a fragment, are kept.
+        assert_eq!(
+            redact("postgres://db/lic?password&x=1#frag"),
+            "postgres://db/lic?password&x=1#frag"
+        );
     }
 }
