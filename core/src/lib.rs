@@ -38,3 +38,4 @@ pub mod fsutil;
 pub mod keys;
 pub mod rules;
 pub mod store;
+pub mod text;

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lic_core::format::{Feature, Features, LicenseType, MatchRule};
 use lic_core::keys::KeyError;
+use lic_core::text::{escape, escape_json};
 use lic_portal::db::{Db, redact};
 use lic_portal::ops::{Activation, Applied, LicenseInfo, NewLicense, Policy, RefreshSpec};
 use lic_portal::{Actor, Portal, PortalError};
@@ -377,11 +378,13 @@ fn main() -> ExitCode {
     finish(runtime.block_on(run(cli)))
 }
 
+/// The exit status; on an error, the report on standard error. A message may quote an
+/// uploaded file's strings: control characters and bidi overrides in it are escaped.
 fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", escape(&format!("{e:#}")));
             if let Some(p) = e.downcast_ref::<PortalError>() {
                 eprintln!("  what to do: {}", p.hint());
                 eprintln!("  (error code: {})", p.code());
@@ -441,8 +444,10 @@ async fn open(g: &Global) -> anyhow::Result<Portal> {
     })
 }
 
+/// JSON on standard output; control and bidi characters in strings as `\uXXXX` escapes.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    out(&format!("{}\n", serde_json::to_string_pretty(value)?))
+    let json = serde_json::to_string_pretty(value)?;
+    out(&format!("{}\n", escape_json(&json)))
 }
 
 /// Standard output; a closed pipe is not an error.
@@ -930,33 +935,33 @@ async fn apply(
             ))
         }
         .await;
-        match result {
+        // A line may quote the file's strings (a product name, an activation id) and
+        // its file name: control characters and bidi overrides are escaped.
+        let line = match result {
             Ok(line) => {
                 ok += 1;
-                bar.suspend(|| println!("ok       {}  {line}", file.display()));
+                format!("ok       {}  {line}", file.display())
             }
             Err(Outcome::NotWritten { activation, error }) => {
                 // Applied: the database has it. Applying the file again gives the same
                 // response, so the operator can fetch it once the path is sorted out.
                 unwritten += 1;
-                bar.suspend(|| {
-                    println!(
-                        "APPLIED  {}  {activation}, but the response was not written: {error:#} \
-                         (apply the file again for the same response)",
-                        file.display()
-                    );
-                });
+                format!(
+                    "APPLIED  {}  {activation}, but the response was not written: {error:#} \
+                     (apply the file again for the same response)",
+                    file.display()
+                )
             }
             Err(Outcome::Read(e)) => {
                 refused += 1;
-                bar.suspend(|| println!("REFUSED  {}  error: {e:#}", file.display()));
+                format!("REFUSED  {}  error: {e:#}", file.display())
             }
             Err(Outcome::Refused(e)) => {
                 refused += 1;
-                let code = e.code();
-                bar.suspend(|| println!("REFUSED  {}  {code}: {e}", file.display()));
+                format!("REFUSED  {}  {}: {e}", file.display(), e.code())
             }
-        }
+        };
+        bar.suspend(|| println!("{}", escape(&line)));
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -1,0 +1,107 @@
+//! The `lic-portal` command as an operator runs it (the real binary): what it prints
+//! about uploaded files, the permissions of what it creates, where `apply` writes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lic_core::format::{self, ActivationRequest, Bytes32, Credential, JournalHead, Nonce};
+use lic_core::keys::SecretKey;
+
+fn portal(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lic-portal"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("LIC_PORTAL_DATABASE")
+        .env_remove("LIC_PORTAL_KEYS")
+        .output()
+        .unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = portal(data, args);
+    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An activation request signed with a throwaway device key, as any customer can make.
+fn request(product: &str, key: &str) -> String {
+    use chrono::TimeZone as _;
+    let request = ActivationRequest {
+        product: product.into(),
+        credential: Credential::LicenseKey(key.into()),
+        fingerprint: [("machine-id".to_string(), Bytes32([7; 32]))].into(),
+        nonce: Nonce([1; 16]),
+        created: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+        client: "lic 0.1.0".into(),
+        journal: JournalHead {
+            seq: 0,
+            prev: Bytes32([0; 32]),
+        },
+    };
+    format::sign(&request, &SecretKey::generate())
+        .unwrap()
+        .armored()
+}
+
+// ----- strings from uploaded files ---------------------------------------------------------
+
+/// Terminal escape sequences (7-bit and 8-bit CSI), BEL and a right-to-left override.
+const RAW: [&str; 4] = ["\u{1b}", "\u{9b}", "\u{202e}", "\u{7}"];
+
+fn assert_no_raw(bytes: &[u8], what: &str) {
+    for raw in RAW {
+        assert!(
+            !bytes.windows(raw.len()).any(|w| w == raw.as_bytes()),
+            "{what} holds {raw:?}: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[test]
+fn a_refusal_quoting_a_crafted_product_is_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    ok(&data, &["init"]);
+    let file = dir.path().join("crafted.req");
+    std::fs::write(
+        &file,
+        request("photo\u{1b}[31mpro\u{9b}2J\u{202e}gpj\u{7}", "NO-SUCH-KEY"),
+    )
+    .unwrap();
+    let out = portal(&data, &["apply", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_no_raw(&out.stdout, "stdout");
+    assert_no_raw(&out.stderr, "stderr");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!(
+            "REFUSED  {}  unknown-license: no license matches this license key or user for \
+             product 'photo\\u{{1b}}[31mpro\\u{{9b}}2J\\u{{202e}}gpj\\u{{7}}'\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn an_error_quoting_a_crafted_id_is_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    ok(&data, &["init"]);
+    let out = portal(
+        &data,
+        &["activation", "show", "act_\u{1b}]0;x\u{7}\u{202e}"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_no_raw(&out.stdout, "stdout");
+    assert_no_raw(&out.stderr, "stderr");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("act_\\u{1b}]0;x\\u{7}\\u{202e}"),
+        "{stderr}"
+    );
+}
