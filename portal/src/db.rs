@@ -63,6 +63,19 @@ impl Db {
             }
             _ => url.to_string(),
         };
+        let sqlite_path = match backend {
+            Backend::Sqlite => {
+                let (path, created_if_missing) = sqlite_file(&url);
+                if created_if_missing {
+                    // SQLite would create the file with the umask's permissions, and its
+                    // -wal and -shm files with the database file's: make it private
+                    // (0600) first.
+                    lic_core::fsutil::create_empty(&path, lic_core::fsutil::SECRET_MODE)?;
+                }
+                Some(path)
+            }
+            Backend::Postgres => None,
+        };
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -85,15 +98,6 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let sqlite_path = match backend {
-            Backend::Sqlite => {
-                let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-                Some(std::path::PathBuf::from(
-                    rest.split('?').next().unwrap_or(rest),
-                ))
-            }
-            Backend::Postgres => None,
-        };
         let db = Db {
             pool,
             backend,
@@ -171,6 +175,19 @@ impl Db {
     }
 }
 
+/// The file of an SQLite URL, read as sqlx reads it (`sqlite://FILE?…` or `sqlite:FILE`,
+/// percent-decoded), and whether SQLite may create it (`mode=rwc`, not in memory).
+fn sqlite_file(url: &str) -> (std::path::PathBuf, bool) {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (file, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let params: Vec<&str> = params.split('&').collect();
+    let on_disk = !file.is_empty() && file != ":memory:" && !params.contains(&"mode=memory");
+    let path = String::from_utf8_lossy(&percent_decode(file)).into_owned();
+    (path.into(), on_disk && params.contains(&"mode=rwc"))
+}
+
 /// A database URL without its passwords, for messages and logs: the password of the
 /// userinfo (`postgres://user:PASSWORD@host/db`) and the value of every query parameter
 /// whose name contains `password` in any case (`?password=…`, `&sslpassword=…`) become
@@ -225,7 +242,14 @@ pub fn redact(url: &str) -> String {
 
 /// Whether a query parameter's name (percent-decoded, any case) names a password.
 fn is_password_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
+    String::from_utf8_lossy(&percent_decode(name))
+        .to_ascii_lowercase()
+        .contains("password")
+}
+
+/// `%XX` sequences decoded (others kept as they are).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
     let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -235,19 +259,13 @@ fn is_password_name(name: &str) -> bool {
                 decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
                 i += 3;
             }
-            (b'+', _, _) => {
-                decoded.push(b' ');
-                i += 1;
-            }
             (b, _, _) => {
                 decoded.push(b);
                 i += 1;
             }
         }
     }
-    String::from_utf8_lossy(&decoded)
-        .to_ascii_lowercase()
-        .contains("password")
+    decoded
 }
 
 /// Whether an error is a unique-constraint violation (e.g. the same file applied twice

@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// The portal's data directory (SQLite database and vendor keys).
+    /// The portal's data directory (SQLite database and vendor keys); created with mode 0700.
     #[arg(
         long,
         global = true,
@@ -37,7 +37,7 @@ struct Global {
     /// The database [default: sqlite://DATA/portal.db]; postgres://… for several instances.
     #[arg(long, global = true, env = "LIC_PORTAL_DATABASE", value_name = "URL")]
     database: Option<String>,
-    /// The directory of vendor private keys [default: DATA/keys].
+    /// The directory of vendor private keys [default: DATA/keys]; created with mode 0700.
     #[arg(long, global = true, env = "LIC_PORTAL_KEYS", value_name = "DIR")]
     keys: Option<PathBuf>,
     /// Output format of list and show commands.
@@ -416,9 +416,11 @@ fn paths(g: &Global) -> anyhow::Result<Paths> {
     let url = match &g.database {
         Some(url) => url.clone(),
         None => {
-            std::fs::create_dir_all(&g.data).with_context(|| {
-                format!("cannot create the data directory {}", g.data.display())
-            })?;
+            // Private (0700) whatever the umask: it holds the database and the keys.
+            lic_core::fsutil::create_dir_all(&g.data, lic_core::fsutil::PRIVATE_DIR_MODE)
+                .with_context(|| {
+                    format!("cannot create the data directory {}", g.data.display())
+                })?;
             format!("sqlite://{}", g.data.join("portal.db").display())
         }
     };

@@ -105,3 +105,75 @@ fn an_error_quoting_a_crafted_id_is_printed_escaped() {
         "{stderr}"
     );
 }
+
+// ----- permissions ---------------------------------------------------------------------------
+
+/// `lic-portal --data DATA ARGS…` run with umask 000, as a careless service manager
+/// might start it.
+#[cfg(unix)]
+fn portal_umask_000(data: &Path, args: &[&str]) -> Output {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_lic-portal"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("LIC_PORTAL_DATABASE")
+        .env_remove("LIC_PORTAL_KEYS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
+    out
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_keys_and_database_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv/portal");
+    portal_umask_000(&data, &["init"]);
+    // A command that writes (the database goes through its write-ahead log).
+    portal_umask_000(
+        &data,
+        &["product", "create", "photo-pro", "--name", "Photo Pro"],
+    );
+    portal_umask_000(&data, &["key", "rotate"]);
+
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&data.join("keys")), 0o700, "key directory");
+    let keys: Vec<_> = std::fs::read_dir(data.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        assert!(key.to_string_lossy().ends_with(".key.pem"), "{key:?}");
+        assert_eq!(mode(key), 0o600, "{key:?}");
+    }
+    assert_eq!(mode(&data.join("portal.db")), 0o600, "portal.db");
+    for side in ["portal.db-wal", "portal.db-shm"] {
+        let path = data.join(side);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{side}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_database_named_by_url_is_created_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = dir.path().join("elsewhere.db");
+    let url = format!("sqlite://{}", db.display());
+    portal_umask_000(&data, &["--database", &url, "init"]);
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&data.join("keys")), 0o700);
+}
