@@ -96,7 +96,8 @@ enum Command {
         /// standard output).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Write responses into this directory.
+        /// Write responses into this directory (created, mode 0755, if missing; if it
+        /// cannot be, nothing is applied).
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
@@ -877,6 +878,19 @@ async fn apply(
     actor: &Actor,
 ) -> anyhow::Result<ExitCode> {
     let portal = open(g).await?;
+    if let Some(dir) = out_dir {
+        // Before anything is applied: a file applied whose response has nowhere to go
+        // takes a seat for nothing until it is applied again.
+        lic_core::fsutil::create_dir_all(dir, lic_core::fsutil::PUBLIC_DIR_MODE).with_context(
+            || {
+                format!(
+                    "cannot create the output directory {}; nothing was applied: create it, \
+                     or choose another directory with --out-dir",
+                    dir.display()
+                )
+            },
+        )?;
+    }
     let bar = if std::io::stderr().is_terminal() && files.len() > 1 {
         indicatif::ProgressBar::new(files.len() as u64)
     } else {

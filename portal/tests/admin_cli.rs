@@ -177,3 +177,102 @@ fn a_database_named_by_url_is_created_private_whatever_the_umask() {
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(&data.join("keys")), 0o700);
 }
+
+// ----- apply --out-dir -----------------------------------------------------------------------
+
+/// A portal with product `photo-pro` and a one-seat license of it: the license key.
+fn one_seat_license(data: &Path) -> String {
+    ok(data, &["init"]);
+    ok(
+        data,
+        &["product", "create", "photo-pro", "--name", "Photo Pro"],
+    );
+    let out = ok(
+        data,
+        &[
+            "policy",
+            "create",
+            "--product",
+            "photo-pro",
+            "--name",
+            "std",
+        ],
+    );
+    let policy = out.split_whitespace().nth(2).unwrap().to_string();
+    let created: serde_json::Value = serde_json::from_str(&ok(
+        data,
+        &["--format", "json", "license", "create", "--policy", &policy],
+    ))
+    .unwrap();
+    created["key"].as_str().unwrap().to_string()
+}
+
+fn seats_used(data: &Path) -> i64 {
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(data, &["--format", "json", "license", "list"])).unwrap();
+    list[0]["seats_used"].as_i64().unwrap()
+}
+
+#[test]
+fn apply_creates_a_missing_out_dir_and_writes_the_response_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let key = one_seat_license(&data);
+    let file = dir.path().join("machine1.req");
+    std::fs::write(&file, request("photo-pro", &key)).unwrap();
+    let out_dir = dir.path().join("out/today");
+    let out = portal(
+        &data,
+        &[
+            "apply",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let license = std::fs::read_to_string(out_dir.join("machine1.lic")).unwrap();
+    assert!(
+        license.starts_with("-----BEGIN LIC LICENSE-----"),
+        "{license}"
+    );
+    #[cfg(unix)]
+    for d in [dir.path().join("out"), out_dir] {
+        assert_eq!(mode(&d), 0o755, "{}", d.display());
+    }
+    assert_eq!(seats_used(&data), 1);
+}
+
+#[test]
+fn apply_refuses_everything_when_the_out_dir_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let key = one_seat_license(&data);
+    let file = dir.path().join("machine1.req");
+    std::fs::write(&file, request("photo-pro", &key)).unwrap();
+    // Under a regular file: no one can create that directory, not even root.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let out_dir = blocker.join("out");
+    let out = portal(
+        &data,
+        &[
+            "apply",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot create the output directory {}; nothing was applied",
+            out_dir.display()
+        )) && stderr.contains("--out-dir"),
+        "{stderr}"
+    );
+    assert_eq!(seats_used(&data), 0, "nothing was applied");
+    assert!(!dir.path().join("machine1.lic").exists());
+}
