@@ -132,7 +132,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Show this machine's fingerprint (salted component hashes).
+    /// Show this machine's fingerprint (component hashes keyed by the device key).
     Fingerprint {
         /// Also compare it with the installed license (or --license FILE).
         #[arg(long)]
@@ -277,11 +277,14 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The error report on standard error. A message may quote a file's strings (a product,
+/// an activation id): control characters and bidi overrides in it are escaped.
 fn report(failure: &Failure) {
+    use lic_core::text::escape;
     let mut err = io::stderr().lock();
-    let _ = writeln!(err, "error: {}", failure.message);
-    let _ = writeln!(err, "  what to do: {}", failure.hint);
-    let _ = writeln!(err, "  (error code: {})", failure.code);
+    let _ = writeln!(err, "error: {}", escape(&failure.message));
+    let _ = writeln!(err, "  what to do: {}", escape(&failure.hint));
+    let _ = writeln!(err, "  (error code: {})", escape(failure.code));
 }
 
 fn dispatch(cli: &Cli) -> Result<u8, Failure> {

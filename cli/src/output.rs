@@ -1,5 +1,10 @@
 //! What `lic` prints: text for people, JSON (versioned, documented in
 //! docs/user-guide.md) for scripts.
+//!
+//! Strings that come from files (product, ids, feature names, reasons…) may hold
+//! terminal escape sequences or bidi overrides: text output writes those characters as
+//! `\u{1b}`-style escapes ([`lic_core::text::escape`]), JSON output as `\u001b`-style
+//! JSON escapes ([`lic_core::text::escape_json`]), which keep the value exact.
 
 use std::io::{self, Write as _};
 
@@ -7,6 +12,7 @@ use clap::ValueEnum;
 use lic_core::client::Status;
 use lic_core::fingerprint::MatchReport;
 use lic_core::format::{AnyFile, Bytes32, Fingerprint, Verified};
+use lic_core::text;
 use serde_json::{Value, json};
 
 use crate::Failure;
@@ -33,9 +39,16 @@ pub fn stdout(bytes: &[u8]) -> Result<(), Failure> {
 }
 
 fn json_out(doc: &Value) -> Result<(), Failure> {
-    let mut text = serde_json::to_string_pretty(doc).unwrap_or_default();
-    text.push('\n');
-    stdout(text.as_bytes())
+    let json = serde_json::to_string_pretty(doc).unwrap_or_default();
+    let mut out = text::escape_json(&json).into_owned();
+    out.push('\n');
+    stdout(out.as_bytes())
+}
+
+/// Add one line of text output, its unsafe characters escaped.
+fn line(out: &mut String, text: &str) {
+    out.push_str(&text::escape(text));
+    out.push('\n');
 }
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> Value {
@@ -97,11 +110,12 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
         OutputFormat::Text => {
             let mut t = String::new();
             if s.is_valid() {
-                t.push_str(&format!("{}: licensed\n", s.product));
+                line(&mut t, &format!("{}: licensed", s.product));
             } else {
-                t.push_str(&format!("{}: NOT licensed\n", s.product));
+                line(&mut t, &format!("{}: NOT licensed", s.product));
                 for v in &s.violations {
-                    t.push_str(&format!("  problem: {v}\n    what to do: {}\n", v.hint()));
+                    line(&mut t, &format!("  problem: {v}"));
+                    line(&mut t, &format!("    what to do: {}", v.hint()));
                 }
             }
             if let Some(e) = &s.entitlements {
@@ -109,19 +123,22 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default();
-                t.push_str(&format!(
-                    "  license:    {} ({ty}, serial {})\n",
-                    e.license_id, e.serial
-                ));
-                t.push_str(&format!("  activation: {}\n", e.activation_id));
+                line(
+                    &mut t,
+                    &format!("  license:    {} ({ty}, serial {})", e.license_id, e.serial),
+                );
+                line(&mut t, &format!("  activation: {}", e.activation_id));
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
                     d.map_or("never".to_string(), |d| {
                         d.format("%Y-%m-%d %H:%M UTC").to_string()
                     })
                 };
-                t.push_str(&format!("  expires:    {}\n", when(e.expires)));
+                line(&mut t, &format!("  expires:    {}", when(e.expires)));
                 if e.offline_expiry.is_some() {
-                    t.push_str(&format!("  offline until: {}\n", when(e.offline_expiry)));
+                    line(
+                        &mut t,
+                        &format!("  offline until: {}", when(e.offline_expiry)),
+                    );
                 }
                 for f in &s.features {
                     let limit = f.limit.map_or("unlimited".to_string(), |l| l.to_string());
@@ -130,10 +147,10 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                     } else {
                         String::new()
                     };
-                    t.push_str(&format!(
-                        "  feature {}: used {} of {limit}{overage}\n",
-                        f.name, f.used
-                    ));
+                    line(
+                        &mut t,
+                        &format!("  feature {}: used {} of {limit}{overage}", f.name, f.used),
+                    );
                 }
             }
             stdout(t.as_bytes())
@@ -163,8 +180,12 @@ pub fn fingerprint(
             })),
         })),
         OutputFormat::Text => {
-            let mut t = format!(
-                "fingerprint of this machine for '{product}' (hashes keyed by the device key):\n"
+            let mut t = String::new();
+            line(
+                &mut t,
+                &format!(
+                    "fingerprint of this machine for '{product}' (hashes keyed by the device key):"
+                ),
             );
             for (name, hash) in fp {
                 let verdict = report.map_or("", |r| {
@@ -176,26 +197,27 @@ pub fn fingerprint(
                         "  not in the license"
                     }
                 });
-                t.push_str(&format!("  {name:<12} {hash}{verdict}\n"));
+                line(&mut t, &format!("  {name:<12} {hash}{verdict}"));
             }
             match report {
                 Some(r) => {
                     for name in &r.missing {
-                        t.push_str(&format!(
-                            "  {name:<12} (not found on this machine)  in the license\n"
-                        ));
+                        line(
+                            &mut t,
+                            &format!("  {name:<12} (not found on this machine)  in the license"),
+                        );
                     }
                     if r.ok {
                         t.push_str("the license's match rule is satisfied\n");
                     } else {
-                        t.push_str("the license's match rule is NOT satisfied");
+                        let mut verdict = "the license's match rule is NOT satisfied".to_string();
                         if !r.required_failed.is_empty() {
-                            t.push_str(&format!(
+                            verdict.push_str(&format!(
                                 " (required and different: {})",
                                 r.required_failed.join(", ")
                             ));
                         }
-                        t.push('\n');
+                        line(&mut t, &verdict);
                     }
                 }
                 None if explain => t.push_str("no license is installed to compare with\n"),
@@ -244,21 +266,34 @@ pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
             "payload": payload,
         })),
         OutputFormat::Text => {
-            let mut text = format!(
-                "{kind} file: signature valid\n  signed by:  {role} key {}\n  file hash:  {}\n",
-                summary["kid"].as_str().unwrap_or_default(),
-                summary["file_hash"].as_str().unwrap_or_default(),
+            let mut t = String::new();
+            line(&mut t, &format!("{kind} file: signature valid"));
+            line(
+                &mut t,
+                &format!(
+                    "  signed by:  {role} key {}",
+                    summary["kid"].as_str().unwrap_or_default()
+                ),
+            );
+            line(
+                &mut t,
+                &format!(
+                    "  file hash:  {}",
+                    summary["file_hash"].as_str().unwrap_or_default()
+                ),
             );
             if let Value::Object(fields) = &payload {
                 for (name, value) in fields {
+                    // Strings as they are (escaped by `line`), other values (maps of
+                    // features, lists…) as compact JSON, with JSON's escapes.
                     let shown = match value {
                         Value::String(s) => s.clone(),
-                        other => other.to_string(),
+                        other => text::escape_json(&other.to_string()).into_owned(),
                     };
-                    text.push_str(&format!("  {name}: {shown}\n"));
+                    line(&mut t, &format!("  {name}: {shown}"));
                 }
             }
-            stdout(text.as_bytes())
+            stdout(t.as_bytes())
         }
     }
 }
@@ -279,13 +314,16 @@ pub fn fingerprint_names(
             "match": Value::Null,
         })),
         OutputFormat::Text => {
-            let mut t =
-                format!("components of this machine for '{product}' (no store: no hashes):\n");
+            let mut t = String::new();
+            line(
+                &mut t,
+                &format!("components of this machine for '{product}' (no store: no hashes):"),
+            );
             for name in names {
-                t.push_str(&format!("  {name}\n"));
+                line(&mut t, &format!("  {name}"));
             }
             if explain {
-                t.push_str("no license is installed to compare with\n");
+                line(&mut t, "no license is installed to compare with");
             }
             stdout(t.as_bytes())
         }

@@ -1,5 +1,5 @@
 //! The device fingerprint: a few identifiers of the machine ("components"), read locally,
-//! salted per product and hashed before they go into any file.
+//! keyed by a secret of the device key and hashed before they go into any file.
 //!
 //! - [`SystemSource`] reads the real machine, cheaply and directly (no program is spawned,
 //!   no process list is read); [`StaticSource`] is a fixed set for tests and for
@@ -103,7 +103,7 @@ impl fmt::Debug for FingerprintKey {
     }
 }
 
-/// Raw component values by name. They never leave the machine: only their salted hashes
+/// Raw component values by name. They never leave the machine: only their keyed hashes
 /// ([`hash_components`]) go into files, and `Debug` shows the names only.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RawComponents(BTreeMap<String, String>);

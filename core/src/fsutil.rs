@@ -17,6 +17,10 @@ use std::path::Path;
 pub const SECRET_MODE: u32 = 0o600;
 /// Permission bits for public files (public keys, armored lic files).
 pub const PUBLIC_MODE: u32 = 0o644;
+/// Permission bits for private directories (a data directory, a key directory).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Permission bits for public directories (where response files go).
+pub const PUBLIC_DIR_MODE: u32 = 0o755;
 
 /// Name prefix of the temporary files [`replace`] and [`write_new`] write beside their
 /// target.
@@ -99,6 +103,84 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> io::Resu
         replace(path, bytes, mode)
     } else {
         write_new(path, bytes, mode)
+    }
+}
+
+/// Create the directory `dir` and any missing parent, each with exactly the permission
+/// bits `mode` whatever the process umask. Directories that exist already, `dir`
+/// included, are left as they are.
+pub fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
+    // The missing directories, innermost first.
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty()) {
+        match fs::metadata(d) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a directory", d.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(d),
+            Err(e) => return Err(e),
+        }
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(mode);
+        }
+        match builder.create(d) {
+            Ok(()) => set_mode(d, mode)?,
+            // Made by someone else meanwhile: theirs.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(())
+}
+
+/// Create an empty file at `path` with exactly the permission bits `mode` whatever the
+/// process umask, unless a file is there already (it is left as it is). Returns whether
+/// it made the file.
+pub fn create_empty(path: &Path, mode: u32) -> io::Result<bool> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    match options.open(path) {
+        Ok(file) => {
+            // The umask may have taken bits away: give them back.
+            set_mode(path, mode)?;
+            file.sync_all()?;
+            sync_parent(path)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Set the permission bits of `path` (not subject to the umask). Nothing elsewhere.
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
     }
 }
 
@@ -190,6 +272,49 @@ mod tests {
             1,
             "no temp files left"
         );
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path)
+            .expect("the path exists")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn create_dir_all_gives_every_new_directory_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_all(&deep, PRIVATE_DIR_MODE).unwrap();
+        for d in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode_of(&dir.path().join(d)), 0o700, "{d}");
+        }
+        // An existing directory is left as it is.
+        fs::set_permissions(&deep, fs::Permissions::from_mode(0o750)).unwrap();
+        create_dir_all(&deep, PRIVATE_DIR_MODE).unwrap();
+        assert_eq!(mode_of(&deep), 0o750);
+        // A file in the way is an error.
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let err = create_dir_all(&file.join("sub"), PUBLIC_DIR_MODE).unwrap_err();
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory
+        ));
+        assert!(create_dir_all(&file, PUBLIC_DIR_MODE).is_err());
+    }
+
+    #[test]
+    fn create_empty_makes_a_file_with_the_mode_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portal.db");
+        assert!(create_empty(&path, SECRET_MODE).unwrap());
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(fs::read(&path).unwrap(), b"");
+        fs::write(&path, b"data").unwrap();
+        assert!(!create_empty(&path, SECRET_MODE).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"data");
     }
 
     #[test]

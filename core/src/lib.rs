@@ -38,4 +38,5 @@ pub mod fsutil;
 pub mod keys;
 pub mod rules;
 pub mod store;
+pub mod text;
 pub mod trust;

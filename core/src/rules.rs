@@ -33,7 +33,7 @@ pub enum Violation {
         tolerance_secs: u64,
     },
     /// This is not the machine the license was issued to: the components listed differ
-    /// (names only; the values are salted hashes and never shown).
+    /// (names only; the values are keyed hashes and never shown).
     WrongDevice {
         required_failed: Vec<String>,
         differing: Vec<String>,

@@ -38,7 +38,7 @@
 //! let now = trust::effective(&anchors, &installed);
 //! assert_eq!(now.version, 2);
 //! assert!(now.keys.get(&new.kid()).is_some());
-//! assert_eq!(now.keys.revocation(&old.kid()), Some("revoked 2026-12-01: leaked"));
+//! assert_eq!(now.keys.revocation(&old.kid()), Some("on 2026-12-01: leaked"));
 //! ```
 
 use crate::format::{self, FormatError, KeySet, Verified};
@@ -108,11 +108,7 @@ fn apply(anchors: &Keyring, before: &Trust, set: &KeySet, bytes: &[u8]) -> Trust
 }
 
 fn revocation_reason(r: &format::RevokedKey) -> String {
-    format!(
-        "revoked {}: {}",
-        r.revoked.format("%Y-%m-%d"),
-        r.reason.trim()
-    )
+    format!("on {}: {}", r.revoked.format("%Y-%m-%d"), r.reason.trim())
 }
 
 /// Why a key set was not accepted.
@@ -144,7 +140,7 @@ impl KeySetError {
             KeySetError::Format(e) => e.code(),
             KeySetError::Rollback { .. } => "rollback",
             KeySetError::Conflict { .. } => "serial-conflict",
-            KeySetError::TrustsRevoked { .. } => "key-revoked",
+            KeySetError::TrustsRevoked { .. } => "key-set-trusts-revoked",
         }
     }
 
@@ -354,7 +350,7 @@ mod tests {
         let (installed, trust) = install(&anchors, &[&v1]);
         // A later key set that trusts the revoked key again is refused…
         let err = accept(&trust, set(2, &[&n, &a], &[], &n).bytes()).unwrap_err();
-        assert_eq!(err.code(), "key-revoked");
+        assert_eq!(err.code(), "key-set-trusts-revoked");
         // …and one that merely forgets the revocation keeps it.
         let v2 = set(2, &[&n, &m], &[], &n);
         accept(&trust, v2.bytes()).unwrap();

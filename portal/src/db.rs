@@ -68,6 +68,19 @@ impl Db {
             }
             _ => url.to_string(),
         };
+        let sqlite_path = match backend {
+            Backend::Sqlite => {
+                let (path, created_if_missing) = sqlite_file(&url);
+                if created_if_missing {
+                    // SQLite would create the file with the umask's permissions, and its
+                    // -wal and -shm files with the database file's: make it private
+                    // (0600) first.
+                    lic_core::fsutil::create_empty(&path, lic_core::fsutil::SECRET_MODE)?;
+                }
+                Some(path)
+            }
+            Backend::Postgres => None,
+        };
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -90,15 +103,6 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let sqlite_path = match backend {
-            Backend::Sqlite => {
-                let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-                Some(std::path::PathBuf::from(
-                    rest.split('?').next().unwrap_or(rest),
-                ))
-            }
-            Backend::Postgres => None,
-        };
         let db = Db {
             pool,
             backend,
@@ -176,23 +180,97 @@ impl Db {
     }
 }
 
-/// A database URL without its password, for messages and logs.
+/// The file of an SQLite URL, read as sqlx reads it (`sqlite://FILE?…` or `sqlite:FILE`,
+/// percent-decoded), and whether SQLite may create it (`mode=rwc`, not in memory).
+fn sqlite_file(url: &str) -> (std::path::PathBuf, bool) {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (file, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let params: Vec<&str> = params.split('&').collect();
+    let on_disk = !file.is_empty() && file != ":memory:" && !params.contains(&"mode=memory");
+    let path = String::from_utf8_lossy(&percent_decode(file)).into_owned();
+    (path.into(), on_disk && params.contains(&"mode=rwc"))
+}
+
+/// A database URL without its passwords, for messages and logs: the password of the
+/// userinfo (`postgres://user:PASSWORD@host/db`) and the value of every query parameter
+/// whose name contains `password` in any case (`?password=…`, `&sslpassword=…`) become
+/// `***`; everything else is kept as written.
+///
+/// The userinfo ends at the last `@` before the query (`?`) or fragment (`#`), so a
+/// password may contain `@`, `:` and `/` as typed; the user name ends at the first `:`.
+/// A `?` or `#` in a password must be percent-encoded (as the URL syntax requires
+/// anyway), or what follows it is read as the query.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
+    // The query (and fragment) start at the first `?` or `#`.
+    let query_at = url.find(['?', '#']).unwrap_or(url.len());
+    let (head, tail) = url.split_at(query_at);
+    let mut out = String::with_capacity(url.len());
+    let authority_at = head.find("://").map_or(0, |i| i + 3);
+    match head[authority_at..].rfind('@') {
+        Some(at) => {
+            let userinfo = &head[authority_at..authority_at + at];
+            out.push_str(&head[..authority_at]);
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&head[authority_at + at..]);
+        }
+        None => out.push_str(head),
+    }
+    let (query, fragment) = tail.split_at(tail.find('#').unwrap_or(tail.len()));
+    if let Some(params) = query.strip_prefix('?') {
+        out.push('?');
+        for (i, param) in params.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match param.split_once('=') {
+                Some((name, _value)) if is_password_name(name) => {
+                    out.push_str(name);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(param),
             }
         }
-        _ => url.to_string(),
+    } else {
+        out.push_str(query);
     }
+    out.push_str(fragment);
+    out
+}
+
+/// Whether a query parameter's name (percent-decoded, any case) names a password.
+fn is_password_name(name: &str) -> bool {
+    String::from_utf8_lossy(&percent_decode(name))
+        .to_ascii_lowercase()
+        .contains("password")
+}
+
+/// `%XX` sequences decoded (others kept as they are).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match (b, hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    decoded
 }
 
 /// Whether an error is a unique-constraint violation (e.g. the same file applied twice
@@ -233,5 +311,75 @@ mod tests {
         );
         assert_eq!(redact("postgres://db/lic"), "postgres://db/lic");
         assert_eq!(redact("sqlite://portal.db"), "sqlite://portal.db");
+    }
+
+    #[test]
+    fn postgresql_scheme_and_no_password() {
+        assert_eq!(
+            redact("postgresql://lic:s3cret@db/lic"),
+            "postgresql://lic:***@db/lic"
+        );
+        // A user without a password, and no userinfo at all, are shown as they are.
+        assert_eq!(redact("postgres://lic@db/lic"), "postgres://lic@db/lic");
+        assert_eq!(
+            redact("postgresql://db:5432/lic?sslmode=require"),
+            "postgresql://db:5432/lic?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://lic:@db/lic"),
+            "postgres://lic:***@db/lic"
+        );
+        assert_eq!(
+            redact("sqlite://portal.db?mode=rwc"),
+            "sqlite://portal.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn a_password_with_at_colon_and_slash_is_redacted_whole() {
+        // The userinfo ends at the last `@` before the host.
+        assert_eq!(
+            redact("postgres://user:p@ss@host/db"),
+            "postgres://user:***@host/db"
+        );
+        assert_eq!(
+            redact("postgres://user:a/b@c:d@host:5432/db?sslmode=require"),
+            "postgres://user:***@host:5432/db?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql://user:p@ss/w:rd@host/db"),
+            "postgresql://user:***@host/db"
+        );
+    }
+
+    #[test]
+    fn password_query_parameters_are_redacted() {
+        assert_eq!(
+            redact("postgres://db/lic?user=lic&password=s3cret&sslmode=require"),
+            "postgres://db/lic?user=lic&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql:///lic?host=/run/postgresql&PassWord=s3cret"),
+            "postgresql:///lic?host=/run/postgresql&PassWord=***"
+        );
+        assert_eq!(
+            redact("postgres://lic:one@db/lic?sslpassword=two&sslkey=/k.pem"),
+            "postgres://lic:***@db/lic?sslpassword=***&sslkey=/k.pem"
+        );
+        // A percent-encoded name is a password parameter all the same.
+        assert_eq!(
+            redact("postgres://db/lic?pass%77ord=s3cret"),
+            "postgres://db/lic?pass%77ord=***"
+        );
+        // A value with `@` in the query does not make the query a userinfo.
+        assert_eq!(
+            redact("postgres://db/lic?password=a@b&application_name=x"),
+            "postgres://db/lic?password=***&application_name=x"
+        );
+        // A parameter without a value, and a fragment, are kept.
+        assert_eq!(
+            redact("postgres://db/lic?password&x=1#frag"),
+            "postgres://db/lic?password&x=1#frag"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The portal's HTTP API: anonymous uploads of device files (rate-limited per client),
 //! and the vendor and support API behind bearer tokens. JSON in and out; every error,
 //! whatever its cause (a refused file, a bad token, bad JSON, a body too large, an
-//! unknown route or method), is `{"error": {"code", "message", "hint"}}`.
+//! unknown route or method, a request hyper cannot parse: see `parse_errors`), is
+//! `{"error": {"code", "message", "hint"}}`.
 //!
 //! The routes, their roles and schemas are described by the OpenAPI document served at
 //! `/openapi.json` (`portal/openapi.json`); [`ROUTES`] lists what the router serves, and a
@@ -49,6 +50,8 @@ use crate::ops::{
     Portal, Product, RefreshSpec,
 };
 use crate::vendor::{self, VendorKeyInfo};
+
+mod parse_errors;
 
 /// The largest request body: a lic file is at most 64 KiB, and so is any JSON request.
 pub const MAX_BODY: usize = format::armor::MAX_FILE_SIZE;
@@ -296,6 +299,9 @@ async fn json_errors(request: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => "not-found",
         StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::URI_TOO_LONG | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            parse_errors::parse_error(status.as_u16()).0
+        }
         s if s.is_server_error() => "internal",
         _ => "bad-request",
     };
@@ -584,9 +590,12 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("lic portal API listening on http://{local}/ (described at /openapi.json)");
-    // Small responses on kept-alive connections: do not let Nagle hold them back.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    // hyper's own answers to requests it cannot parse, in JSON like every other error.
+    let listener = parse_errors::JsonErrorsListener(listener);
+    // Small responses on kept-alive connections: do not let Nagle hold them back. (The
+    // tap also gives the router each connection's peer address as `ConnectInfo`.)
+    let listener = listener.tap_io(|conn| {
+        if let Err(e) = conn.get_ref().set_nodelay(true) {
             tracing::debug!("could not set TCP_NODELAY: {e}");
         }
     });

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lic_core::format::{Feature, Features, LicenseType, MatchRule};
 use lic_core::keys::KeyError;
+use lic_core::text::{escape, escape_json};
 use lic_portal::db::{Db, redact};
 use lic_portal::ops::{Activation, Applied, LicenseInfo, NewLicense, Policy, RefreshSpec};
 use lic_portal::{Actor, Portal, PortalError};
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// The portal's data directory (SQLite database and vendor keys).
+    /// The portal's data directory (SQLite database and vendor keys); created with mode 0700.
     #[arg(
         long,
         global = true,
@@ -36,7 +37,7 @@ struct Global {
     /// The database [default: sqlite://DATA/portal.db]; postgres://… for several instances.
     #[arg(long, global = true, env = "LIC_PORTAL_DATABASE", value_name = "URL")]
     database: Option<String>,
-    /// The directory of vendor private keys [default: DATA/keys].
+    /// The directory of vendor private keys [default: DATA/keys]; created with mode 0700.
     #[arg(long, global = true, env = "LIC_PORTAL_KEYS", value_name = "DIR")]
     keys: Option<PathBuf>,
     /// Output format of list and show commands.
@@ -95,7 +96,8 @@ enum Command {
         /// standard output).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Write responses into this directory.
+        /// Write responses into this directory (created, mode 0755, if missing; if it
+        /// cannot be, nothing is applied).
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
@@ -414,11 +416,13 @@ fn main() -> ExitCode {
     finish(runtime.block_on(run(cli)))
 }
 
+/// The exit status; on an error, the report on standard error. A message may quote an
+/// uploaded file's strings: control characters and bidi overrides in it are escaped.
 fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", escape(&format!("{e:#}")));
             if let Some(p) = e.downcast_ref::<PortalError>() {
                 eprintln!("  what to do: {}", p.hint());
                 eprintln!("  (error code: {})", p.code());
@@ -450,9 +454,11 @@ fn paths(g: &Global) -> anyhow::Result<Paths> {
     let url = match &g.database {
         Some(url) => url.clone(),
         None => {
-            std::fs::create_dir_all(&g.data).with_context(|| {
-                format!("cannot create the data directory {}", g.data.display())
-            })?;
+            // Private (0700) whatever the umask: it holds the database and the keys.
+            lic_core::fsutil::create_dir_all(&g.data, lic_core::fsutil::PRIVATE_DIR_MODE)
+                .with_context(|| {
+                    format!("cannot create the data directory {}", g.data.display())
+                })?;
             format!("sqlite://{}", g.data.join("portal.db").display())
         }
     };
@@ -478,8 +484,10 @@ async fn open(g: &Global) -> anyhow::Result<Portal> {
     })
 }
 
+/// JSON on standard output; control and bidi characters in strings as `\uXXXX` escapes.
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    out(&format!("{}\n", serde_json::to_string_pretty(value)?))
+    let json = serde_json::to_string_pretty(value)?;
+    out(&format!("{}\n", escape_json(&json)))
 }
 
 /// Standard output; a closed pipe is not an error.
@@ -1023,6 +1031,19 @@ async fn apply(
     actor: &Actor,
 ) -> anyhow::Result<ExitCode> {
     let portal = open(g).await?;
+    if let Some(dir) = out_dir {
+        // Before anything is applied: a file applied whose response has nowhere to go
+        // takes a seat for nothing until it is applied again.
+        lic_core::fsutil::create_dir_all(dir, lic_core::fsutil::PUBLIC_DIR_MODE).with_context(
+            || {
+                format!(
+                    "cannot create the output directory {}; nothing was applied: create it, \
+                     or choose another directory with --out-dir",
+                    dir.display()
+                )
+            },
+        )?;
+    }
     let bar = if std::io::stderr().is_terminal() && files.len() > 1 {
         indicatif::ProgressBar::new(files.len() as u64)
     } else {
@@ -1088,33 +1109,33 @@ async fn apply(
             ))
         }
         .await;
-        match result {
+        // A line may quote the file's strings (a product name, an activation id) and
+        // its file name: control characters and bidi overrides are escaped.
+        let line = match result {
             Ok(line) => {
                 ok += 1;
-                bar.suspend(|| println!("ok       {}  {line}", file.display()));
+                format!("ok       {}  {line}", file.display())
             }
             Err(Outcome::NotWritten { activation, error }) => {
                 // Applied: the database has it. Applying the file again gives the same
                 // response, so the operator can fetch it once the path is sorted out.
                 unwritten += 1;
-                bar.suspend(|| {
-                    println!(
-                        "APPLIED  {}  {activation}, but the response was not written: {error:#} \
-                         (apply the file again for the same response)",
-                        file.display()
-                    );
-                });
+                format!(
+                    "APPLIED  {}  {activation}, but the response was not written: {error:#} \
+                     (apply the file again for the same response)",
+                    file.display()
+                )
             }
             Err(Outcome::Read(e)) => {
                 refused += 1;
-                bar.suspend(|| println!("REFUSED  {}  error: {e:#}", file.display()));
+                format!("REFUSED  {}  error: {e:#}", file.display())
             }
             Err(Outcome::Refused(e)) => {
                 refused += 1;
-                let code = e.code();
-                bar.suspend(|| println!("REFUSED  {}  {code}: {e}", file.display()));
+                format!("REFUSED  {}  {}: {e}", file.display(), e.code())
             }
-        }
+        };
+        bar.suspend(|| println!("{}", escape(&line)));
         bar.inc(1);
     }
     bar.finish_and_clear();

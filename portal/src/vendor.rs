@@ -61,15 +61,17 @@ pub async fn rotate(db: &Db, dir: &Path, now: i64) -> Result<PublicKey, PortalEr
 }
 
 /// Make `key` the active signing key (see [`rotate`]). The key file is written into `dir`
-/// unless it is there already — with several instances, put the file into every
-/// instance's key directory first, then rotate to it.
+/// (mode 0600; the directory is created with mode 0700 if missing) unless it is there
+/// already — with several instances, put the file into every instance's key directory
+/// first, then rotate to it.
 pub async fn rotate_to(
     db: &Db,
     dir: &Path,
     now: i64,
     key: SecretKey,
 ) -> Result<PublicKey, PortalError> {
-    std::fs::create_dir_all(dir)
+    // Private (0700) whatever the umask: it holds the private keys.
+    lic_core::fsutil::create_dir_all(dir, lic_core::fsutil::PRIVATE_DIR_MODE)
         .map_err(|e| PortalError::Key(format!("{}: {e}", dir.display())))?;
     let kid = key.kid().to_string();
     let known: Option<i64> = sqlx::query_scalar("SELECT active FROM vendor_keys WHERE kid = $1")

@@ -3,8 +3,10 @@
 libraries (cryptography for Ed25519, cbor2 to encode the Sig_structure) and a small
 CBOR decoder of its own that checks §4's encoding rules on the bytes. It runs every
 vector of fixtures/manifest.json and compares its outcome with the expected error code:
-evidence that the specification is complete enough to implement. Of step 13 it checks
-only the type rules of known fields and the required fields.
+evidence that the specification is complete enough to implement. Step 13 is checked in
+full: the type rules, the CDDL types of the known fields, and each kind's rules (§5.3 to
+§5.9). A vector's key sets are applied to the trust first, as §8.5 says; and the fixture
+fingerprint is recomputed from the manifest's raw components (§5.2).
 
 Usage: verify_vectors.py [FIXTURES_DIR]   (default: the fixtures/ beside tests/)
 Requires: pip install cbor2 cryptography
@@ -12,6 +14,7 @@ Requires: pip install cbor2 cryptography
 import base64, hashlib, json, os, re, struct, sys
 import cbor2
 from collections.abc import Mapping
+import hmac
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.exceptions import InvalidSignature
@@ -26,6 +29,7 @@ KINDS = {  # short name: (armor label, content type, signer)
  'deactivation': ('DEACTIVATION', 'application/vnd.lic.deactivation+cbor', 'device'),
  'usage-report': ('USAGE REPORT', 'application/vnd.lic.usage-report+cbor', 'device'),
  'receipt': ('RECEIPT', 'application/vnd.lic.receipt+cbor', 'vendor'),
+ 'key-set': ('KEY SET', 'application/vnd.lic.key-set+cbor', 'vendor'),
 }
 # The 14 encodings of the 8 small-order points (docs/format.md §3.3).
 SMALL = {bytes.fromhex(h) for h in '''
@@ -279,8 +283,8 @@ LIC_CONTENT_TYPE = re.compile(r'application/vnd\.lic\.[a-z0-9-]+\+cbor')
 # ---- payloads (§5) ----------------------------------------------------------------
 # The fields each version-1 payload knows; None: checked through entirely; a dict: an
 # extensible structure (unknown fields ignored, whatever they hold); ('names', shape):
-# a name-indexed map of values of that shape.
-JOURNAL = {'seq': None, 'prev': None}
+# a name-indexed map of values of that shape; ('list', shape): an array of them.
+JOURNAL = {'seq': None, 'prev': None, 'trail': None}
 FEATURES = ('names', {'limit': None, 'overage': None})
 SHAPES = {
  'activation-request': {'v': None, 'product': None, 'credential': None, 'fingerprint': None,
@@ -290,7 +294,7 @@ SHAPES = {
              'match_rule': {'required': None, 'max_changed': None}, 'features': FEATURES,
              'license_type': None, 'issued': None, 'not_before': None, 'expires': None,
              'offline_expiry': None, 'clock_tolerance': None, 'serial': None,
-             'request_nonce': None},
+             'request_nonce': None, 'counters': None},
  'refresh': {'v': None, 'license_id': None, 'activation_id': None, 'product': None,
              'device_key': None, 'serial': None, 'features': FEATURES, 'license_type': None,
              'expires': None, 'offline_expiry': None, 'clock_tolerance': None,
@@ -301,6 +305,9 @@ SHAPES = {
                   'journal': JOURNAL, 'created': None},
  'receipt': {'v': None, 'activation_id': None, 'file_hash': None, 'file_kind': None,
              'state': None, 'applied': None},
+ 'key-set': {'v': None, 'version': None, 'keys': None,
+             'revoked': ('list', {'key': None, 'reason': None, 'revoked': None}),
+             'issued': None},
 }
 
 def plain(x):
@@ -312,16 +319,173 @@ def plain(x):
         for item in x: plain(item)
 
 def known(x, shape):
-    """§5.1's type rules on the fields this version knows (§5.9)."""
+    """§5.1's type rules on the fields this version knows (§5.10)."""
     if isinstance(shape, dict) and isinstance(x, CMap):
         for k, val in x.pairs:
             if not isinstance(k, str): raise Refused('payload-invalid', 'non-text key')
             if k in shape: known(val, shape[k])
-    elif isinstance(shape, tuple) and isinstance(x, CMap):
+    elif isinstance(shape, tuple) and shape[0] == 'names' and isinstance(x, CMap):
         for k, val in x.pairs: plain(k); known(val, shape[1])
+    elif isinstance(shape, tuple) and shape[0] == 'list' and isinstance(x, list):
+        for item in x: known(item, shape[1])
     else: plain(x)
 
-def verify(data, expected, keyring):
+# -- the CDDL types of §5.1 (each check raises payload-invalid) --
+
+def invalid(why): raise Refused('payload-invalid', why)
+
+def is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+
+def u64(x):
+    if not (is_int(x) and 0 <= x < 2**64): invalid('not a u64')
+def u32(x):
+    if not (is_int(x) and 0 <= x < 2**32): invalid('not a u32')
+def timestamp(x):
+    if not (is_int(x) and -8334601228800 <= x <= 8210266876799): invalid('not a timestamp')
+def tstr(x):
+    if not isinstance(x, str): invalid('not a text string')
+def boolean(x):
+    if not isinstance(x, bool): invalid('not a bool')
+def bstr(n):
+    def check(x):
+        if not (isinstance(x, bytes) and len(x) == n): invalid(f'not {n} bytes')
+    return check
+bytes32, nonce = bstr(32), bstr(16)
+def array(item):
+    def check(x):
+        if not isinstance(x, list): invalid('not an array')
+        for i in x: item(i)
+    return check
+def names(value):
+    def check(x):
+        if not isinstance(x, CMap): invalid('not a map')
+        for k, v in x.pairs: tstr(k); value(v)
+    return check
+def record(fields, optional=()):
+    """A map with text keys: `fields` (name: type) required unless named in `optional`;
+    unknown keys ignored."""
+    def check(x):
+        if not isinstance(x, CMap): invalid('not a map')
+        for name, typ in fields.items():
+            if name in x: typ(x[name])
+            elif name not in optional: invalid(f'missing field `{name}`')
+    return check
+def one_of(*values):
+    def check(x):
+        if not (isinstance(x, str) and x in values): invalid('not one of the values')
+    return check
+def credential(x):
+    if not (isinstance(x, CMap) and len(x.pairs) == 1): invalid('credential: not one entry')
+    k, v = x.pairs[0]
+    if k not in ('license-key', 'user'): invalid('credential: unknown entry')
+    tstr(v)
+
+fingerprint = names(bytes32)
+counters = names(u64)
+features = names(record({'limit': u64, 'overage': boolean}, optional=('limit', 'overage')))
+match_rule = record({'required': array(tstr), 'max_changed': u32})
+journal_head = record({'seq': u64, 'prev': bytes32, 'trail': array(bytes32)}, optional=('trail',))
+license_type = one_of('perpetual', 'time-limited', 'subscription', 'trial', 'floating')
+revoked_key = record({'key': bytes32, 'reason': tstr, 'revoked': timestamp})
+
+TYPES = {
+ 'activation-request': record({'product': tstr, 'credential': credential,
+    'fingerprint': fingerprint, 'nonce': nonce, 'created': timestamp, 'client': tstr,
+    'journal': journal_head}),
+ 'license': record({'license_id': tstr, 'activation_id': tstr, 'product': tstr,
+    'device_key': bytes32, 'fingerprint': fingerprint, 'match_rule': match_rule,
+    'features': features, 'license_type': license_type, 'issued': timestamp,
+    'not_before': timestamp, 'expires': timestamp, 'offline_expiry': timestamp,
+    'clock_tolerance': u64, 'serial': u64, 'request_nonce': nonce, 'counters': counters},
+    optional=('expires', 'offline_expiry', 'counters')),
+ 'refresh': record({'license_id': tstr, 'activation_id': tstr, 'product': tstr,
+    'device_key': bytes32, 'serial': u64, 'features': features,
+    'license_type': license_type, 'expires': timestamp, 'offline_expiry': timestamp,
+    'clock_tolerance': u64, 'clock_floor': timestamp, 'reason': tstr, 'issued': timestamp},
+    optional=('expires', 'offline_expiry', 'clock_floor')),
+ 'deactivation': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
+    'journal': journal_head, 'created': timestamp}),
+ 'usage-report': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
+    'journal': journal_head, 'created': timestamp}),
+ 'receipt': record({'activation_id': tstr, 'file_hash': bytes32, 'file_kind': tstr,
+    'state': tstr, 'applied': timestamp}),
+ 'key-set': record({'version': u64, 'keys': array(bytes32), 'revoked': array(revoked_key),
+    'issued': timestamp}, optional=('revoked',)),
+}
+
+# -- the rules of each kind (§5.3 to §5.9) --
+
+MAX_COUNTER = 2**53 - 1      # §5.2
+MAX_TRAIL = 32               # §5.2
+MAX_KEY_SET_KEYS = 256       # §5.9
+# Unicode White_Space (§5.1, non-blank text).
+WHITE_SPACE = set('\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000'
+                  + ''.join(chr(c) for c in range(0x2000, 0x200b)))
+
+def non_blank(*texts):
+    for t in texts:
+        if all(c in WHITE_SPACE for c in t): invalid('blank text')
+
+def valid_counters(c):
+    for name, n in c.items():
+        non_blank(name)
+        if n > MAX_COUNTER: invalid('counter beyond MAX_COUNTER')
+
+def valid_features(f):
+    for name, feature in f.items():
+        non_blank(name)
+        if 'limit' in feature and feature['limit'] > MAX_COUNTER: invalid('limit beyond MAX_COUNTER')
+
+def valid_journal(j):
+    if len(j.get('trail', [])) > MAX_TRAIL: invalid('trail too long')
+
+def usable_key(key):
+    """§8.1: canonical, a point of the curve, not of small order."""
+    return key not in SMALL and decodes_to_a_point(key)
+
+def rules(kind, p):
+    if kind == 'activation-request':
+        non_blank(p['product'], p['credential'].pairs[0][1])
+        if not p['fingerprint']: invalid('no fingerprint components')
+        valid_journal(p['journal'])
+    elif kind == 'license':
+        non_blank(p['license_id'], p['activation_id'], p['product'])
+        if p['serial'] != 1: invalid('serial')
+        if any(c not in p['fingerprint'] for c in p['match_rule']['required']): invalid('required component')
+        if 'expires' in p and p['expires'] < p['not_before']: invalid('expires before not_before')
+        valid_counters(p.get('counters', {}))
+        valid_features(p['features'])
+    elif kind == 'refresh':
+        non_blank(p['license_id'], p['activation_id'], p['product'], p['reason'])
+        if p['serial'] < 2: invalid('serial')
+        valid_features(p['features'])
+    elif kind in ('deactivation', 'usage-report'):
+        non_blank(p['activation_id'], p['product'])
+        valid_counters(p['counters'])
+        valid_journal(p['journal'])
+    elif kind == 'receipt':
+        non_blank(p['activation_id'], p['file_kind'], p['state'])
+    elif kind == 'key-set':
+        revoked = p.get('revoked', [])
+        if p['version'] == 0: invalid('version 0')
+        if not p['keys']: invalid('no keys')
+        named = list(p['keys']) + [r['key'] for r in revoked]
+        if len(named) > MAX_KEY_SET_KEYS: invalid('too many keys')
+        if not all(usable_key(k) for k in named): invalid('unusable key')
+        if len(set(named)) != len(named): invalid('a key named twice')
+        for r in revoked: non_blank(r['reason'])
+
+# ---- verification (§6) ------------------------------------------------------------
+
+def kid_of(key): return hashlib.sha256(key).digest()[:8]
+
+class Trust:
+    """The keys in force (§8.5): trusted keys by kid, revoked kids with their reason."""
+    def __init__(self, anchors):
+        self.anchors = dict(anchors); self.keys = dict(anchors); self.revoked = {}
+        self.version = 0; self.last = None
+
+def verify(data, expected, trust):
     akind, raw = unarmor(data)
     if expected and akind and akind != expected: raise Refused('wrong-kind')
     exp = expected or akind
@@ -365,8 +529,9 @@ def verify(data, expected, keyring):
     kid = hdr.get(4, b'')
     if len(kid) != 8: raise Refused('header-invalid')
     if KINDS[kind][2] == 'vendor':
-        if kid not in keyring: raise Refused('unknown-key')
-        key = keyring[kid]
+        if kid in trust.keys: key = trust.keys[kid]
+        elif kid in trust.revoked: raise Refused('key-revoked', trust.revoked[kid])
+        else: raise Refused('unknown-key')
     else:
         key = hdr.get(-65537)
         if not isinstance(key, bytes) or len(key) != 32: raise Refused('header-invalid')
@@ -374,7 +539,7 @@ def verify(data, expected, keyring):
         if not decodes_to_a_point(key): raise Refused('weak-key')
         try: Ed25519PublicKey.from_public_bytes(key)
         except Exception: raise Refused('weak-key')
-        if hashlib.sha256(key).digest()[:8] != kid: raise Refused('header-invalid')
+        if kid_of(key) != kid: raise Refused('header-invalid')
     # 9
     tbs = cbor2.dumps(['Signature1', prot, b'', payload])
     if len(sig) != 64 or sig[:32] in SMALL or int.from_bytes(sig[32:], 'little') >= L:
@@ -391,40 +556,81 @@ def verify(data, expected, keyring):
     v = p.get('v')
     if isinstance(v, bool) or not isinstance(v, int) or v < 0: raise Refused('payload-invalid')
     if v != 1: raise Refused('unsupported-version')
-    # 13 (only what the vectors need plus the required-field check)
-    required = {
-      'activation-request': ['product', 'credential', 'fingerprint', 'nonce', 'created', 'client', 'journal'],
-      'license': ['license_id', 'activation_id', 'product', 'device_key', 'fingerprint', 'match_rule', 'features', 'license_type', 'issued', 'not_before', 'clock_tolerance', 'serial', 'request_nonce'],
-      'refresh': ['license_id', 'activation_id', 'product', 'device_key', 'serial', 'features', 'license_type', 'clock_tolerance', 'reason', 'issued'],
-      'deactivation': ['activation_id', 'product', 'counters', 'journal', 'created'],
-      'usage-report': ['activation_id', 'product', 'counters', 'journal', 'created'],
-      'receipt': ['activation_id', 'file_hash', 'file_kind', 'state', 'applied'],
-    }[kind]
+    # 13: type rules of known fields, CDDL types, then the kind's rules
     known(p, SHAPES[kind])
-    for f in required:
-        if f not in p: raise Refused('payload-invalid', f'missing field `{f}`')
+    TYPES[kind](p)
+    rules(kind, p)
     return kind, key, p, hashlib.sha256(raw).hexdigest()
 
+def apply_key_set(trust, data):
+    """§8.5: accept a key set where `trust` is in force, and apply it. Raises Refused."""
+    kind, _, p, _ = verify(data, 'key-set', trust)
+    raw = unarmor(data)[1]
+    if p['version'] <= trust.version:
+        if p['version'] == trust.version and raw == trust.last: return  # already installed
+        raise Refused('rollback' if p['version'] < trust.version else 'serial-conflict')
+    for k in p['keys']:
+        if kid_of(k) in trust.revoked: raise Refused('key-revoked', 'trusts a revoked key')
+    for r in p.get('revoked', []):
+        trust.revoked.setdefault(kid_of(r['key']), r['reason'])
+    keys = {}
+    for k in list(trust.anchors.values()) + list(p['keys']):
+        if kid_of(k) not in trust.revoked: keys[kid_of(k)] = k
+    trust.keys, trust.version, trust.last = keys, p['version'], raw
+
+# ---- the fingerprint (§5.2) --------------------------------------------------------
+
+def fingerprint_key(seed):
+    return hashlib.sha256(b'lic derive v1\0fingerprint\0' + seed).digest()
+
+def component_hash(key, product, name, value):
+    msg = b'\0'.join([b'lic fingerprint v2', product.encode(), name.encode(), value.encode()])
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+# The worked values of §5.2.
+assert component_hash(bytes([7] * 32), 'photo-pro', 'machine-id', 'abc').hex() == \
+    '44cd281507669d3b5896742f9528fea8abbf3a26bafd94af36657f9d1bba5fd7'
+assert component_hash(fingerprint_key(bytes([3] * 32)), 'photo-pro', 'machine-id', 'abc').hex() == \
+    '6dc58a357cee4b94436b9c7d14d91728493339ecfadc94efab064e4d94718003'
+
+# ---- the vectors (§10) -------------------------------------------------------------
+
+def raw_public(pem):
+    return serialization.load_pem_public_key(pem).public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
 man = json.load(open(FIX + 'manifest.json'))
-ring = {}
+anchors = {}
 for blk in open(FIX + man['trust']).read().split('-----BEGIN PUBLIC KEY-----')[1:]:
     pem = '-----BEGIN PUBLIC KEY-----' + blk.split('-----END PUBLIC KEY-----')[0] + '-----END PUBLIC KEY-----\n'
-    raw = serialization.load_pem_public_key(pem.encode()).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    ring[hashlib.sha256(raw).digest()[:8]] = raw
-devpub = serialization.load_pem_public_key(open(FIX + man['keys']['device_public'], 'rb').read()).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-bad = good = 0
+    key = raw_public(pem.encode())
+    anchors[kid_of(key)] = key
+devpub = raw_public(open(FIX + man['keys']['device_public'], 'rb').read())
+device_seed = serialization.load_pem_private_key(
+    open(FIX + man['keys']['device_private'], 'rb').read(), password=None).private_bytes(
+    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+fp = man['fingerprint']
+expected_fingerprint = {name: component_hash(fingerprint_key(device_seed), fp['product'], name, value)
+                        for name, value in fp['components'].items()}
+failed = passed = 0
 for v in man['vectors']:
     data = open(FIX + v['file'], 'rb').read()
+    trust = Trust(anchors)
     try:
-        kind, key, p, h = verify(data, v['read_as'], ring)
+        for f in v.get('key_sets', []):
+            try: apply_key_set(trust, open(FIX + f, 'rb').read())
+            except Refused as r: raise Refused(f'key set {f} refused: {r.code}')
+        kind, key, p, h = verify(data, v['read_as'], trust)
         got = None
         if KINDS[kind][2] == 'device': assert key == devpub
+        if 'fingerprint' in p and p['product'] == fp['product']:
+            if dict(p['fingerprint']) != expected_fingerprint: got = 'fingerprint differs'
     except Refused as r:
         got = r.code
     want = v['error']['code'] if v['error'] else None
     ok = got == want
-    bad += not ok
-    good += ok
+    failed += not ok
+    passed += ok
     print('ok  ' if ok else 'FAIL', v['file'], 'want', want, 'got', got)
-print(f'{good} passed, {bad} failed')
-sys.exit(1 if bad else 0)
+print(f'{passed} passed, {failed} failed')
+sys.exit(1 if failed else 0)

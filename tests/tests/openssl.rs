@@ -28,6 +28,7 @@ fn openssl_loads_the_fixture_keys() {
         "vendor.key.pem",
         "device.key.pem",
         "untrusted-vendor.key.pem",
+        "next-vendor.key.pem",
     ] {
         let out = openssl(&["pkey", "-in", path(&keys.join(private)), "-noout"]);
         assert!(out.status.success(), "{private}: {out:?}");

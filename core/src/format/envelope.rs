@@ -533,7 +533,7 @@ fn plain_values(value: &Value) -> Result<(), String> {
     }
 }
 
-/// Step 13's type rules, applied to the fields this version knows (docs/format.md §5.9):
+/// Step 13's type rules, applied to the fields this version knows (docs/format.md §5.10):
 /// a field it does not know — an optional field added by a newer version — is ignored
 /// whatever it holds (a float, a tag, a null), as long as the payload as a whole is
 /// deterministic CBOR within the nesting limit (step 11). The keys of a structure are

@@ -140,7 +140,7 @@ mod ts {
     }
 }
 
-/// Salted SHA-256 hashes of the device's fingerprint components, by component name
+/// Keyed hashes (HMAC-SHA-256, keyed from the device key) of the device's fingerprint components, by component name
 /// (`machine-id`, `hostname`, `cpu`, `memory`, `mac`, `declared-id`, …). Raw identifiers
 /// never appear in a file.
 pub type Fingerprint = BTreeMap<String, Bytes32>;
@@ -366,7 +366,7 @@ pub struct KeySet {
     pub issued: Timestamp,
 }
 
-/// The fields of a payload as a reader checks them (docs/format.md §5.1, §5.9): the type
+/// The fields of a payload as a reader checks them (docs/format.md §5.1, §5.10): the type
 /// rules (no tag, null or float) apply to the fields this version knows; a field it does
 /// not know, in the payload or in one of its extensible structures, is ignored whatever
 /// it holds. Kept beside the types above; a test checks that the two agree.
@@ -531,7 +531,7 @@ impl Payload for ActivationRequest {
         if self.fingerprint.is_empty() {
             return Err("`fingerprint` has no components".into());
         }
-        Ok(())
+        valid_journal(&self.journal)
     }
 }
 
@@ -635,8 +635,10 @@ impl Payload for KeySet {
         }
         let mut seen = std::collections::BTreeSet::new();
         for key in self.keys.iter().chain(self.revoked.iter().map(|r| &r.key)) {
-            crate::keys::PublicKey::from_bytes(&key.0)
-                .map_err(|e| format!("key {key} is not a usable Ed25519 public key: {e}"))?;
+            crate::keys::PublicKey::from_bytes(&key.0).map_err(|e| match e {
+                crate::keys::KeyError::Weak => format!("key {key} is a weak (small-order) key"),
+                _ => format!("key {key} is not a valid Ed25519 public key"),
+            })?;
             if !seen.insert(*key) {
                 return Err(format!(
                     "key {key} is named twice (a key is either trusted or revoked, once)"

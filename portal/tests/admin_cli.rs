@@ -1,0 +1,275 @@
+//! The `lic-portal` command as an operator runs it (the real binary): what it prints
+//! about uploaded files, the permissions of what it creates, where `apply` writes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use lic_core::format::{self, ActivationRequest, Bytes32, Credential, JournalHead, Nonce};
+use lic_core::keys::SecretKey;
+
+fn portal(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lic-portal"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("LIC_PORTAL_DATABASE")
+        .env_remove("LIC_PORTAL_KEYS")
+        .output()
+        .unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = portal(data, args);
+    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An activation request signed with a throwaway device key, as any customer can make.
+fn request(product: &str, key: &str) -> String {
+    use chrono::TimeZone as _;
+    let request = ActivationRequest {
+        product: product.into(),
+        credential: Credential::LicenseKey(key.into()),
+        fingerprint: [("machine-id".to_string(), Bytes32([7; 32]))].into(),
+        nonce: Nonce([1; 16]),
+        created: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+        client: "lic 0.1.0".into(),
+        journal: JournalHead::first(),
+    };
+    format::sign(&request, &SecretKey::generate())
+        .unwrap()
+        .armored()
+}
+
+// ----- strings from uploaded files ---------------------------------------------------------
+
+/// Terminal escape sequences (7-bit and 8-bit CSI), BEL and a right-to-left override.
+const RAW: [&str; 4] = ["\u{1b}", "\u{9b}", "\u{202e}", "\u{7}"];
+
+fn assert_no_raw(bytes: &[u8], what: &str) {
+    for raw in RAW {
+        assert!(
+            !bytes.windows(raw.len()).any(|w| w == raw.as_bytes()),
+            "{what} holds {raw:?}: {:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
+
+#[test]
+fn a_refusal_quoting_a_crafted_product_is_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    ok(&data, &["init"]);
+    let file = dir.path().join("crafted.req");
+    std::fs::write(
+        &file,
+        request("photo\u{1b}[31mpro\u{9b}2J\u{202e}gpj\u{7}", "NO-SUCH-KEY"),
+    )
+    .unwrap();
+    let out = portal(&data, &["apply", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_no_raw(&out.stdout, "stdout");
+    assert_no_raw(&out.stderr, "stderr");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!(
+            "REFUSED  {}  unknown-license: no license matches this license key or user for \
+             product 'photo\\u{{1b}}[31mpro\\u{{9b}}2J\\u{{202e}}gpj\\u{{7}}'\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn an_error_quoting_a_crafted_id_is_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    ok(&data, &["init"]);
+    let out = portal(
+        &data,
+        &["activation", "show", "act_\u{1b}]0;x\u{7}\u{202e}"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_no_raw(&out.stdout, "stdout");
+    assert_no_raw(&out.stderr, "stderr");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("act_\\u{1b}]0;x\\u{7}\\u{202e}"),
+        "{stderr}"
+    );
+}
+
+// ----- permissions ---------------------------------------------------------------------------
+
+/// `lic-portal --data DATA ARGS…` run with umask 000, as a careless service manager
+/// might start it.
+#[cfg(unix)]
+fn portal_umask_000(data: &Path, args: &[&str]) -> Output {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_lic-portal"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("LIC_PORTAL_DATABASE")
+        .env_remove("LIC_PORTAL_KEYS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
+    out
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_keys_and_database_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv/portal");
+    portal_umask_000(&data, &["init"]);
+    // A command that writes (the database goes through its write-ahead log).
+    portal_umask_000(
+        &data,
+        &["product", "create", "photo-pro", "--name", "Photo Pro"],
+    );
+    portal_umask_000(&data, &["key", "rotate"]);
+
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&data.join("keys")), 0o700, "key directory");
+    let keys: Vec<_> = std::fs::read_dir(data.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        assert!(key.to_string_lossy().ends_with(".key.pem"), "{key:?}");
+        assert_eq!(mode(key), 0o600, "{key:?}");
+    }
+    assert_eq!(mode(&data.join("portal.db")), 0o600, "portal.db");
+    for side in ["portal.db-wal", "portal.db-shm"] {
+        let path = data.join(side);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{side}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_database_named_by_url_is_created_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let db = dir.path().join("elsewhere.db");
+    let url = format!("sqlite://{}", db.display());
+    portal_umask_000(&data, &["--database", &url, "init"]);
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&data.join("keys")), 0o700);
+}
+
+// ----- apply --out-dir -----------------------------------------------------------------------
+
+/// A portal with product `photo-pro` and a one-seat license of it: the license key.
+fn one_seat_license(data: &Path) -> String {
+    ok(data, &["init"]);
+    ok(
+        data,
+        &["product", "create", "photo-pro", "--name", "Photo Pro"],
+    );
+    let out = ok(
+        data,
+        &[
+            "policy",
+            "create",
+            "--product",
+            "photo-pro",
+            "--name",
+            "std",
+        ],
+    );
+    let policy = out.split_whitespace().nth(2).unwrap().to_string();
+    let created: serde_json::Value = serde_json::from_str(&ok(
+        data,
+        &["--format", "json", "license", "create", "--policy", &policy],
+    ))
+    .unwrap();
+    created["key"].as_str().unwrap().to_string()
+}
+
+fn seats_used(data: &Path) -> i64 {
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(data, &["--format", "json", "license", "list"])).unwrap();
+    list[0]["seats_used"].as_i64().unwrap()
+}
+
+#[test]
+fn apply_creates_a_missing_out_dir_and_writes_the_response_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let key = one_seat_license(&data);
+    let file = dir.path().join("machine1.req");
+    std::fs::write(&file, request("photo-pro", &key)).unwrap();
+    let out_dir = dir.path().join("out/today");
+    let out = portal(
+        &data,
+        &[
+            "apply",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let license = std::fs::read_to_string(out_dir.join("machine1.lic")).unwrap();
+    assert!(
+        license.starts_with("-----BEGIN LIC LICENSE-----"),
+        "{license}"
+    );
+    #[cfg(unix)]
+    for d in [dir.path().join("out"), out_dir] {
+        assert_eq!(mode(&d), 0o755, "{}", d.display());
+    }
+    assert_eq!(seats_used(&data), 1);
+}
+
+#[test]
+fn apply_refuses_everything_when_the_out_dir_cannot_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let key = one_seat_license(&data);
+    let file = dir.path().join("machine1.req");
+    std::fs::write(&file, request("photo-pro", &key)).unwrap();
+    // Under a regular file: no one can create that directory, not even root.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let out_dir = blocker.join("out");
+    let out = portal(
+        &data,
+        &[
+            "apply",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!(
+            "error: cannot create the output directory {}; nothing was applied",
+            out_dir.display()
+        )) && stderr.contains("--out-dir"),
+        "{stderr}"
+    );
+    assert_eq!(seats_used(&data), 0, "nothing was applied");
+    assert!(!dir.path().join("machine1.lic").exists());
+}
