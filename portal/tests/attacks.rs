@@ -539,7 +539,8 @@ async fn a_store_restored_after_its_deactivation_cannot_report_or_deactivate_aga
 async fn a_policy_with_an_unknown_component_or_an_unusable_feature_name_is_refused_when_made() {
     for db in backends().await {
         let portal = portal(&db).await;
-        let variants: Vec<(&str, Box<dyn Fn(&mut Policy)>)> = vec![
+        type Change = Box<dyn Fn(&mut Policy)>;
+        let variants: Vec<(&str, Change)> = vec![
             (
                 "an unknown component",
                 Box::new(|p| p.match_rule.required = vec!["machine_id".into()]),
