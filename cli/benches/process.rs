@@ -14,9 +14,9 @@ use lic_fixtures::stand_in::StandIn;
 
 fn lic(store: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic"));
-    cmd.args(args)
-        .arg("--trust")
+    cmd.arg("--trust")
         .arg(lic_fixtures::dir().join("keys/vendor.pub.pem"))
+        .args(args)
         .env("LIC_STORE", store)
         .env_remove("LIC_PRODUCT")
         .env_remove("LIC_DEVICE_ID")

@@ -487,6 +487,33 @@ fn u64_to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Write an audit entry about `subject` in a transaction of its own (for changes made
+/// outside the database, such as a key file, or in a transaction of their own).
+async fn audit_alone(
+    db: &Db,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    reason: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), PortalError> {
+    let mut tx = db.begin_write().await?;
+    audit(
+        &mut *tx,
+        now.timestamp_millis(),
+        actor,
+        action,
+        Some(subject),
+        reason,
+        None,
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Write an audit entry inside `tx`.
 #[allow(clippy::too_many_arguments)] // one argument per audit column
 async fn audit<C: Sql>(
@@ -633,19 +660,7 @@ impl Portal {
                 let now = Utc::now();
                 let public = vendor::rotate(db, keys_dir, now.timestamp()).await?;
                 let kid = public.kid().to_string();
-                let mut tx = db.begin_write().await?;
-                audit(
-                    &mut *tx,
-                    now.timestamp_millis(),
-                    &Actor::cli(),
-                    "key.create",
-                    Some(&kid),
-                    None,
-                    None,
-                    None,
-                )
-                .await?;
-                tx.commit().await?;
+                audit_alone(db, now, &Actor::cli(), "key.create", &kid, None, None).await?;
                 Ok(kid)
             }
         }
@@ -747,22 +762,20 @@ impl Portal {
         vendor::revoke(&self.db, kid, reason.trim(), now.timestamp()).await?;
         let signer = self.signer().await?;
         let set = vendor::publish_key_set(&self.db, &signer, now).await?;
-        let mut tx = self.db.begin_write().await?;
-        audit(
-            &mut *tx,
-            now.timestamp_millis(),
+        let detail = format!(
+            "key set version {} signed by {}",
+            set.version, set.signed_by
+        );
+        audit_alone(
+            &self.db,
+            now,
             actor,
             "key.revoke",
-            Some(kid),
+            kid,
             Some(reason),
-            None,
-            Some(&format!(
-                "key set version {} signed by {}",
-                set.version, set.signed_by
-            )),
+            Some(&detail),
         )
         .await?;
-        tx.commit().await?;
         Ok(set)
     }
 
@@ -901,20 +914,8 @@ impl Portal {
         if let Some(previous) = previous {
             vendor::publish_key_set(&self.db, &previous, now).await?;
         }
-        let mut tx = self.db.begin_write().await?;
         let kid = public.kid().to_string();
-        audit(
-            &mut *tx,
-            now.timestamp_millis(),
-            actor,
-            "key.rotate",
-            Some(&kid),
-            None,
-            None,
-            None,
-        )
-        .await?;
-        tx.commit().await?;
+        audit_alone(&self.db, now, actor, "key.rotate", &kid, None, None).await?;
         Ok(public)
     }
 

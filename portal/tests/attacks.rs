@@ -89,6 +89,36 @@ async fn activate(portal: &Portal, c: &Client, key: &str) -> String {
     applied.activation.unwrap()
 }
 
+/// A portal with a one-seat license of [`policy`] and one device ("m1") activated on it.
+/// (Keep `dir` bound: the device's store goes with it.)
+struct Activated {
+    portal: Portal,
+    license_id: String,
+    key: String,
+    keys: Keyring,
+    dir: tempfile::TempDir,
+    c: Client,
+    act: String,
+}
+
+async fn activated(db: &common::TestDb) -> Activated {
+    let portal = portal(db).await;
+    let (license_id, key) = license(&portal, policy(1)).await;
+    let keys = portal.trusted_keys().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = device(dir.path(), "m1", keys.clone());
+    let act = activate(&portal, &c, &key).await;
+    Activated {
+        portal,
+        license_id,
+        key,
+        keys,
+        dir,
+        c,
+        act,
+    }
+}
+
 async fn upload(portal: &Portal, file: &format::SignedFile) -> Result<(), lic_portal::PortalError> {
     portal
         .apply(file.armored().as_bytes(), &who())
@@ -148,12 +178,9 @@ async fn a_request_re_signed_without_the_required_components_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_copied_to_a_machine_that_differs_in_a_required_component_is_wrong_device() {
     for db in backends().await {
-        let portal = portal(&db).await;
-        let keys = portal.trusted_keys().await.unwrap();
-        let (_, key) = license(&portal, policy(1)).await;
-        let dir = tempfile::tempdir().unwrap();
-        let c = device(dir.path(), "m1", keys.clone());
-        let act = activate(&portal, &c, &key).await;
+        let Activated {
+            keys, dir, c, act, ..
+        } = activated(&db).await;
         let installed = c.status().unwrap();
         assert!(installed.is_valid(), "{:?}", installed.violations);
         // The license carries the policy's rule as it is.
@@ -249,12 +276,15 @@ async fn usage_totals_at_the_limit_never_overflow_and_a_deactivation_still_frees
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_backup_that_uploads_only_its_last_report_is_flagged_as_a_fork() {
     for db in backends().await {
-        let portal = portal(&db).await;
-        let (license_id, key) = license(&portal, policy(1)).await;
-        let keys = portal.trusted_keys().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let c = device(dir.path(), "m1", keys.clone());
-        let act = activate(&portal, &c, &key).await;
+        let Activated {
+            portal,
+            license_id,
+            keys,
+            dir,
+            c,
+            act,
+            ..
+        } = activated(&db).await;
         c.consume("render-minutes", 10).unwrap();
         upload(&portal, &c.usage_report().unwrap()).await.unwrap();
         let backup = tempfile::tempdir().unwrap();
@@ -283,12 +313,14 @@ async fn a_restored_backup_that_uploads_only_its_last_report_is_flagged_as_a_for
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_an_honest_device_never_uploaded_are_skipped_cleanly_or_flagged_as_a_gap() {
     for db in backends().await {
-        let portal = portal(&db).await;
-        let (license_id, key) = license(&portal, policy(1)).await;
-        let keys = portal.trusted_keys().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let c = device(dir.path(), "m1", keys.clone());
-        let act = activate(&portal, &c, &key).await;
+        let Activated {
+            portal,
+            license_id,
+            dir: _dir,
+            c,
+            act,
+            ..
+        } = activated(&db).await;
         // Three reports, only the newest uploaded: it links to the head through its trail.
         for n in 1..=3 {
             c.consume("render-minutes", n).unwrap();
@@ -305,9 +337,7 @@ async fn reports_an_honest_device_never_uploaded_are_skipped_cleanly_or_flagged_
         for _ in 0..40 {
             last = Some(c.usage_report().unwrap());
         }
-        c.consume("render-minutes", 4).unwrap();
-        let last = last.unwrap();
-        upload(&portal, &last).await.unwrap();
+        upload(&portal, &last.unwrap()).await.unwrap();
         let a = portal.activation(&act).await.unwrap();
         assert_eq!(flags(&a), ["gap"], "{}", db.name);
         let audit = portal.audit_log(50, Some(&act)).await.unwrap();
@@ -428,12 +458,15 @@ async fn a_leaked_vendor_key_is_revoked_by_a_key_set_and_its_files_are_refused()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_store_reactivates_with_the_counted_consumption_and_cannot_pass_the_limit() {
     for db in backends().await {
-        let portal = portal(&db).await;
-        let (license_id, key) = license(&portal, policy(1)).await;
-        let keys = portal.trusted_keys().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let c = device(dir.path(), "m1", keys.clone());
-        let act = activate(&portal, &c, &key).await;
+        let Activated {
+            portal,
+            license_id,
+            key,
+            dir,
+            c,
+            act,
+            ..
+        } = activated(&db).await;
         c.consume("render-minutes", 900).unwrap();
         upload(&portal, &c.usage_report().unwrap()).await.unwrap();
         // Deleting state.bin is noticed on the device…
@@ -474,12 +507,15 @@ async fn a_reset_store_reactivates_with_the_counted_consumption_and_cannot_pass_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_restored_after_its_deactivation_cannot_report_or_deactivate_again() {
     for db in backends().await {
-        let portal = portal(&db).await;
-        let (license_id, key) = license(&portal, policy(1)).await;
-        let keys = portal.trusted_keys().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let c = device(dir.path(), "m1", keys.clone());
-        let act = activate(&portal, &c, &key).await;
+        let Activated {
+            portal,
+            license_id,
+            keys,
+            dir,
+            c,
+            act,
+            ..
+        } = activated(&db).await;
         c.consume("render-minutes", 10).unwrap();
         upload(&portal, &c.usage_report().unwrap()).await.unwrap();
         let backup = tempfile::tempdir().unwrap();

@@ -29,12 +29,15 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    /// `lic ARGS` on this store, trusting the fixture vendor key (`--trust`).
+    /// `lic --trust FIXTURE-VENDOR-KEY ARGS` on this store (more arguments may follow).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.bare(args);
-        cmd.arg("--trust")
-            .arg(lic_fixtures::dir().join("keys/vendor.pub.pem"));
-        cmd
+        let trust = lic_fixtures::dir().join("keys/vendor.pub.pem");
+        let trust = trust.to_string_lossy();
+        let with_trust: Vec<&str> = ["--trust", trust.as_ref()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        self.bare(&with_trust)
     }
 
     /// `lic ARGS` on this store, with the trust of a `lic` installed without a trust file.
