@@ -183,8 +183,9 @@ pub struct ActivateArgs {
 pub enum StoreCommand {
     /// Show where the store is and what it holds.
     Info,
-    /// Set aside a store that fails its integrity check, so you can activate again.
-    /// Your vendor sees the reset (the new activation and the old one's usage history).
+    /// Set aside a store that fails its integrity check (or whose state is missing), so
+    /// you can activate again. The device key stays: the vendor gives the same seat back
+    /// with the usage it counted so far, and sees the reset.
     Reset {
         /// Confirm.
         #[arg(long)]
@@ -579,29 +580,41 @@ fn install_all(g: &Global, files: &[PathBuf]) -> Result<u8, Failure> {
 
 fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
     let input = read_input(file)?;
-    let keys = effective_keyring(g)?;
-    // The file names its product; --product, when given, must agree (the client checks).
-    // A key set is for every product of the store.
-    let product_name = match format::open_any(&input, &keys)? {
-        AnyFile::KeySet(_) => g.product.clone().unwrap_or_else(|| "*".into()),
-        _ if g.product.is_some() => g.product.clone().unwrap_or_default(),
-        AnyFile::License(l) => l.payload().product.clone(),
-        AnyFile::Refresh(r) => r.payload().product.clone(),
-        other => {
-            return Err(FormatError::WrongKind {
-                expected: FileKind::License,
-                found: other.kind(),
+    // A key set is for every product of the store, and the client checks it against the
+    // keys in force (and says which earlier key sets to install first): it is not read
+    // here. A license or refresh names its product; --product, when given, must agree
+    // (the client checks).
+    let (armor_kind, bytes) = format::unarmor(&input)?;
+    let key_set = match armor_kind {
+        Some(kind) => kind == FileKind::KeySet,
+        None => format::kind_of(&bytes)? == FileKind::KeySet,
+    };
+    let product_name = match &g.product {
+        Some(p) => p.clone(),
+        None if key_set => "*".into(),
+        None => match format::open_any(&input, &effective_keyring(g)?)? {
+            AnyFile::License(l) => l.payload().product.clone(),
+            AnyFile::Refresh(r) => r.payload().product.clone(),
+            other => {
+                return Err(FormatError::WrongKind {
+                    expected: FileKind::License,
+                    found: other.kind(),
+                }
+                .into());
             }
-            .into());
-        }
+        },
     };
     // A license is bound to the device key of the store that made its request: where
     // there is no store, it cannot be this machine's (and no store is made for it).
     if let Some(dir) = missing_store(g)? {
+        let why = if key_set {
+            "a key set is kept in the license store it changes the trust of"
+        } else {
+            "a license belongs to the store that made its activation request"
+        };
         return Err(Failure::new(
             format!(
-                "there is no license store at {}, so this file cannot be installed there: a \
-                 license belongs to the store that made its activation request",
+                "there is no license store at {}, so this file cannot be installed there: {why}",
                 dir.display()
             ),
             "install it with the store you ran `lic offline-activate` with (--store DIR or \
@@ -812,28 +825,30 @@ fn inspect(g: &Global, file: &Path, fmt: OutputFormat) -> Result<u8, Failure> {
 }
 
 fn store_info(g: &Global) -> Result<u8, Failure> {
+    use std::fmt::Write as _;
     let store = Store::open(store_dir(g)?)?;
     let key = store.device_key()?;
-    println!("store:      {}", store.dir().display());
-    println!("device key: {}", key.kid());
-    match store.load(&key) {
-        Ok(state) => {
-            for p in state.installations.keys() {
-                println!("installed:  {p}");
-            }
-            for p in state.pending.keys() {
-                println!("pending:    {p} (activation request waiting for its license)");
-            }
-            println!("deactivated activations: {}", state.tombstones.len());
-            let trust = lic_core::trust::effective(&keyring(g)?, &state.key_sets);
-            match trust.version {
-                0 => println!("vendor key sets: none installed"),
-                v => println!("vendor key sets: version {v} in force"),
-            }
-            Ok(EXIT_OK)
-        }
-        Err(e) => Err(e.into()),
+    let state = store.load(&key)?;
+    let mut t = String::new();
+    let _ = writeln!(t, "store:      {}", store.dir().display());
+    let _ = writeln!(t, "device key: {}", key.kid());
+    for p in state.installations.keys() {
+        let _ = writeln!(t, "installed:  {p}");
     }
+    for p in state.pending.keys() {
+        let _ = writeln!(
+            t,
+            "pending:    {p} (activation request waiting for its license)"
+        );
+    }
+    let _ = writeln!(t, "deactivated activations: {}", state.tombstones.len());
+    let _ = match lic_core::trust::effective(&keyring(g)?, &state.key_sets).version {
+        0 => writeln!(t, "vendor key sets: none installed"),
+        v => writeln!(t, "vendor key sets: version {v} in force"),
+    };
+    // Through the writer that takes a closed pipe (`lic store info | head -2`) calmly.
+    output::stdout(t.as_bytes())?;
+    Ok(EXIT_OK)
 }
 
 fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {

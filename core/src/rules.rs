@@ -88,8 +88,10 @@ impl Violation {
                  your vendor for help"
             }
             Violation::InvalidLicense { .. } => {
-                "check the trusted vendor keys (--trust); if they are right, ask your vendor for \
-                 a new license file"
+                "the vendor key that signed the license is not trusted here, or was revoked: \
+                 install the key sets your vendor sent (`lic install FILE`, oldest first), and \
+                 ask your vendor for the license (and refresh) signed again with its current \
+                 key, then install those"
             }
             Violation::StoreTampered { .. } => {
                 "the license store was changed outside lic; restore the store directory from a \

@@ -26,8 +26,8 @@ pub enum PortalError {
     #[error("license {license} is revoked")]
     LicenseRevoked { license: String },
     #[error(
-        "the activation request lacks fingerprint component(s) {} that this product's policy \
-         binds licenses to",
+        "the activation request lacks fingerprint component(s) {} that the license's policy \
+         binds it to",
         components.join(", ")
     )]
     MissingComponents { components: Vec<String> },
@@ -77,6 +77,10 @@ pub enum PortalError {
     NotActive { activation: String, state: String },
     #[error("{reason}")]
     Conflict { reason: String },
+    #[error("vendor key {kid} is the active signing key and cannot be revoked")]
+    KeyActive { kid: String },
+    #[error("vendor key {kid} is revoked already")]
+    AlreadyRevoked { kid: String },
     #[error("the vendor signing key could not be used: {0}")]
     Key(String),
     #[error("authentication required: send a bearer token (Authorization: Bearer TOKEN)")]
@@ -114,6 +118,8 @@ impl PortalError {
             PortalError::Invalid { .. } => "invalid",
             PortalError::NotActive { .. } => "not-active",
             PortalError::Conflict { .. } => "conflict",
+            PortalError::KeyActive { .. } => "key-active",
+            PortalError::AlreadyRevoked { .. } => "already-revoked",
             PortalError::Key(_) => "vendor-key",
             PortalError::Unauthenticated => "unauthenticated",
             PortalError::Forbidden { .. } => "forbidden",
@@ -145,6 +151,8 @@ impl PortalError {
             | PortalError::NotActive { .. }
             | PortalError::ActivationClosed { .. }
             | PortalError::Superseded { .. }
+            | PortalError::KeyActive { .. }
+            | PortalError::AlreadyRevoked { .. }
             | PortalError::Conflict { .. } => 409,
             PortalError::Unauthenticated => 401,
             PortalError::RateLimited => 429,
@@ -209,6 +217,13 @@ impl PortalError {
                 "something changed it at the same moment: look at it again, then try again"
             }
             PortalError::Key(_) => "check the portal's key directory and the active vendor key",
+            PortalError::KeyActive { .. } => {
+                "rotate to a new signing key first (`lic-portal key rotate`), then revoke this one"
+            }
+            PortalError::AlreadyRevoked { .. } => {
+                "nothing to do: devices learn of it from the newest key set (`lic-portal key \
+                 keyset`)"
+            }
             PortalError::Unauthenticated => {
                 "create a token with `lic-portal token create` and send it"
             }

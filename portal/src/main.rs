@@ -270,7 +270,8 @@ enum ActivationCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
-    /// Print the public keys clients must trust (SPKI PEM; all keys, active first).
+    /// Print the public keys new installations must trust (SPKI PEM; every key not
+    /// revoked, active first).
     Export {
         /// Export the public key of this standalone private key file instead.
         #[arg(long, value_name = "FILE")]
@@ -296,6 +297,7 @@ enum KeyCommand {
     /// Revoke a vendor key that leaked: publishes a key set (signed by the active key)
     /// that devices install to stop trusting it. Rotate to a new key first.
     Revoke {
+        /// The key id of the key to revoke (`lic-portal key list`).
         kid: String,
         /// Why (recorded in the audit log and shown on devices with every file it signed).
         #[arg(long)]
@@ -306,11 +308,14 @@ enum KeyCommand {
     },
     /// Print a published key set (the newest, or --version N) for devices to install.
     Keyset {
+        /// This version instead of the newest (a device that missed some installs them
+        /// oldest first).
         #[arg(long)]
         version: Option<i64>,
+        /// Write it to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Replace an existing file.
+        /// Replace an existing file with other content.
         #[arg(long)]
         force: bool,
     },
@@ -719,38 +724,61 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     };
                     std::fs::create_dir_all(&out_dir)
                         .with_context(|| format!("cannot create {}", out_dir.display()))?;
+                    // Each activation on its own: one that fails is reported and the others
+                    // go on (signing again is repeatable: the same files come out).
                     let mut done = Vec::new();
+                    let mut failed = Vec::new();
                     for id in &ids {
-                        let r = portal.resign(id, &actor).await?;
-                        let license = out_dir.join(format!("{id}.lic"));
-                        write_response(&license, &r.license)?;
-                        let mut files = vec![license.display().to_string()];
-                        if let Some(refresh) = &r.refresh {
-                            let path = out_dir.join(format!("{id}.refresh.lic"));
-                            write_response(&path, refresh)?;
-                            files.push(path.display().to_string());
+                        let written: anyhow::Result<(String, Vec<String>)> = async {
+                            let r = portal.resign(id, &actor).await?;
+                            let license = out_dir.join(format!("{id}.lic"));
+                            write_response(&license, &r.license)?;
+                            let mut files = vec![license.display().to_string()];
+                            if let Some(refresh) = &r.refresh {
+                                let path = out_dir.join(format!("{id}.refresh.lic"));
+                                write_response(&path, refresh)?;
+                                files.push(path.display().to_string());
+                            }
+                            Ok((r.signed_by, files))
                         }
-                        if g.format == Format::Text {
-                            println!(
-                                "{id}: signed again by {} → {}",
-                                r.signed_by,
-                                files.join(", ")
-                            );
+                        .await;
+                        match written {
+                            Ok((signed_by, files)) => {
+                                if g.format == Format::Text {
+                                    println!(
+                                        "{id}: signed again by {signed_by} → {}",
+                                        files.join(", ")
+                                    );
+                                }
+                                done.push(serde_json::json!({
+                                    "activation": id, "signed_by": signed_by, "files": files
+                                }));
+                            }
+                            Err(e) => {
+                                eprintln!(
+                                    "{id}: NOT done: {} (run `lic-portal activation resign {id}` \
+                                     again once it is sorted out)",
+                                    escape(&format!("{e:#}"))
+                                );
+                                failed.push(id.clone());
+                            }
                         }
-                        done.push(serde_json::json!({ "activation": id, "signed_by": r.signed_by, "files": files }));
                     }
                     match g.format {
                         Format::Json => print_json(&done)?,
                         Format::Text => {
                             if ids.is_empty() {
                                 println!("no active activation has files signed by that key");
-                            } else {
+                            } else if !done.is_empty() {
                                 println!(
                                     "send each customer their files; they install them with: \
                                      lic install ID.lic [ID.refresh.lic]"
                                 );
                             }
                         }
+                    }
+                    if !failed.is_empty() {
+                        return Ok(ExitCode::from(1));
                     }
                 }
             }
@@ -891,15 +919,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })?;
                 match path {
                     Some(path) => {
-                        lic_core::fsutil::write_file(
-                            &path,
-                            set.file.as_bytes(),
-                            lic_core::fsutil::PUBLIC_MODE,
-                            force,
-                        )
-                        .with_context(|| {
-                            format!("cannot write {} (--force replaces it)", path.display())
-                        })?;
+                        if force {
+                            lic_core::fsutil::write_file(
+                                &path,
+                                set.file.as_bytes(),
+                                lic_core::fsutil::PUBLIC_MODE,
+                                true,
+                            )
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        } else {
+                            // The same key set there already is fine; another is kept.
+                            write_response(&path, &set.file).context("--force replaces it")?;
+                        }
                         println!(
                             "wrote key set version {} to {}",
                             set.version,
@@ -1051,7 +1082,7 @@ async fn apply(
     };
     let (mut ok, mut refused, mut unwritten) = (0usize, 0usize, 0usize);
     for file in files {
-        let result: Result<String, Outcome> = async {
+        let result: Result<(String, Vec<String>), Outcome> = async {
             let mut bytes = Vec::new();
             let limit = lic_core::format::armor::MAX_FILE_SIZE as u64 + 1;
             if file == Path::new("-") {
@@ -1097,23 +1128,23 @@ async fn apply(
             } else {
                 ""
             };
-            let flagged: String = applied
-                .flags
-                .iter()
-                .map(|f| format!("\n         FLAGGED: {f}"))
-                .collect();
-            Ok(format!(
-                "{activation} → {} {}{replay}{flagged}",
-                applied.response_kind,
-                target.display()
+            Ok((
+                format!(
+                    "{activation} → {} {}{replay}",
+                    applied.response_kind,
+                    target.display()
+                ),
+                applied.flags,
             ))
         }
         .await;
         // A line may quote the file's strings (a product name, an activation id) and
         // its file name: control characters and bidi overrides are escaped.
+        let mut flags = Vec::new();
         let line = match result {
-            Ok(line) => {
+            Ok((line, raised)) => {
                 ok += 1;
+                flags = raised;
                 format!("ok       {}  {line}", file.display())
             }
             Err(Outcome::NotWritten { activation, error }) => {
@@ -1135,7 +1166,13 @@ async fn apply(
                 format!("REFUSED  {}  {}: {e}", file.display(), e.code())
             }
         };
-        bar.suspend(|| println!("{}", escape(&line)));
+        // Each line escaped on its own: a flag under an applied file keeps its line, and
+        // nothing from a file can start a line of its own.
+        let mut text = format!("{}\n", escape(&line));
+        for flag in &flags {
+            text.push_str(&format!("         FLAGGED: {}\n", escape(flag)));
+        }
+        bar.suspend(|| print!("{text}"));
         bar.inc(1);
     }
     bar.finish_and_clear();

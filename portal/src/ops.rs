@@ -745,18 +745,10 @@ impl Portal {
                 id: kid.into(),
             })?;
         if key.active {
-            return Err(PortalError::Conflict {
-                reason: format!(
-                    "vendor key {kid} is the active signing key: rotate to a new key first \
-                     (`lic-portal key rotate`), then revoke this one"
-                ),
-            });
+            return Err(PortalError::KeyActive { kid: kid.into() });
         }
         if key.revoked.is_some() {
-            return Err(PortalError::AlreadyExists {
-                what: "revocation of vendor key",
-                id: kid.into(),
-            });
+            return Err(PortalError::AlreadyRevoked { kid: kid.into() });
         }
         let now = self.now();
         vendor::revoke(&self.db, kid, reason.trim(), now.timestamp()).await?;
@@ -1828,6 +1820,9 @@ impl Portal {
             license.offline_expiry = r.offline_expiry;
             license.clock_tolerance = r.clock_tolerance;
             license.license_type = r.license_type;
+            // The device's serial goes on from the last refresh: installing an older one
+            // again (with entitlements the vendor has since changed) is a rollback.
+            license.serial = r.serial;
         }
         Ok(())
     }
@@ -2818,10 +2813,11 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
             c,
             j.now.timestamp_millis(),
             &j.actor,
-            if *kind == "gap" {
-                "journal.gap"
-            } else {
-                "journal.fork"
+            match *kind {
+                "gap" => "journal.gap",
+                "counters-went-back" => "usage.went-back",
+                "counters-refused" => "usage.refused",
+                _ => "journal.fork",
             },
             Some(&j.activation_id),
             None,

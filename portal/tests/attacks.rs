@@ -387,9 +387,14 @@ async fn a_leaked_vendor_key_is_revoked_by_a_key_set_and_its_files_are_refused()
             .unwrap_err();
         assert_eq!(
             err.code(),
-            "conflict",
+            "key-active",
             "the active key is not revoked: {err}"
         );
+        let err = portal
+            .revoke_key(&first.kid, "again", &who())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "already-revoked");
         let sets = portal.key_sets().await.unwrap();
         assert_eq!(sets.len(), 2);
         // Out of order: the second is signed by the new key, not trusted yet.
@@ -469,6 +474,22 @@ async fn a_reset_store_reactivates_with_the_counted_consumption_and_cannot_pass_
         } = activated(&db).await;
         c.consume("render-minutes", 900).unwrap();
         upload(&portal, &c.usage_report().unwrap()).await.unwrap();
+        // Support extended the license, then took export-pdf away.
+        let refresh = |features: Option<format::Features>| lic_portal::ops::RefreshSpec {
+            reason: "test".into(),
+            extend_days: Some(30),
+            features,
+            ..Default::default()
+        };
+        let generous = portal.refresh(&act, &refresh(None), &who()).await.unwrap();
+        c.install(generous.as_bytes()).unwrap();
+        let mut fewer = c.status().unwrap().entitlements.unwrap().features;
+        fewer.remove("export-pdf");
+        let current = portal
+            .refresh(&act, &refresh(Some(fewer)), &who())
+            .await
+            .unwrap();
+        c.install(current.as_bytes()).unwrap();
         // Deleting state.bin is noticed on the device…
         std::fs::remove_file(dir.path().join(lic_core::store::STATE_FILE)).unwrap();
         let status = c.status().unwrap();
@@ -483,6 +504,23 @@ async fn a_reset_store_reactivates_with_the_counted_consumption_and_cannot_pass_
         let again = activate(&portal, &c, &key).await;
         assert_eq!(again, act, "{}: the same seat", db.name);
         assert_eq!(used(&c, "render-minutes"), 900, "{}", db.name);
+        // The license issued again goes on from the last refresh: the older one is a
+        // rollback, the last one is already in force.
+        let e = c.status().unwrap().entitlements.unwrap();
+        assert_eq!(
+            (e.serial, e.features.contains_key("export-pdf")),
+            (3, false)
+        );
+        assert_eq!(
+            c.install(generous.as_bytes()).unwrap_err().code(),
+            "rollback",
+            "{}",
+            db.name
+        );
+        assert!(matches!(
+            c.install(current.as_bytes()).unwrap(),
+            Installed::RefreshAlreadyApplied { serial: 3 }
+        ));
         let err = c.consume("render-minutes", 101).unwrap_err();
         assert_eq!(
             err.code(),

@@ -450,7 +450,7 @@ def rules(kind, p):
         valid_journal(p['journal'])
     elif kind == 'license':
         non_blank(p['license_id'], p['activation_id'], p['product'])
-        if p['serial'] != 1: invalid('serial')
+        if p['serial'] < 1: invalid('serial')
         if any(c not in p['fingerprint'] for c in p['match_rule']['required']): invalid('required component')
         if 'expires' in p and p['expires'] < p['not_before']: invalid('expires before not_before')
         valid_counters(p.get('counters', {}))

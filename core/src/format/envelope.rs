@@ -774,14 +774,19 @@ mod tests {
     fn invalid_payloads_are_refused_when_signing() {
         let vendor = SecretKey::from_seed(&[1; 32]);
         let mut payload = license(&SecretKey::from_seed(&[2; 32]).public());
-        payload.serial = 2;
+        payload.serial = 0;
         assert_eq!(
             sign(&payload, &vendor).unwrap_err(),
             FormatError::PayloadInvalid {
                 kind: FileKind::License,
-                reason: "`serial` is 2, but a license has serial 1".into()
+                reason: "`serial` is 0, but a license has serial 1 (or, issued again, the \
+                         serial of the last refresh)"
+                    .into()
             }
         );
+        // A license issued again carries the serial of the last refresh.
+        payload.serial = 3;
+        assert!(sign(&payload, &vendor).is_ok());
         let mut payload = license(&SecretKey::from_seed(&[2; 32]).public());
         payload.match_rule.required.push("mac".into());
         assert!(sign(&payload, &vendor).is_err());

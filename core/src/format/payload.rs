@@ -261,7 +261,9 @@ pub struct License {
     pub offline_expiry: Option<Timestamp>,
     /// How far (seconds) the clock may go back before the last seen time without a violation.
     pub clock_tolerance: u64,
-    /// Always 1 for a license; refreshes carry higher serials.
+    /// 1 for a license; refreshes carry higher serials. A license issued again to a
+    /// device that holds the seat carries the serial of the last refresh issued for it, so
+    /// that older refreshes are rollbacks there too.
     pub serial: u64,
     /// The nonce of the activation request this license answers.
     pub request_nonce: Nonce,
@@ -544,11 +546,12 @@ impl Payload for License {
             ("activation_id", &self.activation_id),
             ("product", &self.product),
         ])?;
-        if self.serial != 1 {
-            return Err(format!(
-                "`serial` is {}, but a license has serial 1",
-                self.serial
-            ));
+        if self.serial == 0 {
+            return Err(
+                "`serial` is 0, but a license has serial 1 (or, issued again, the serial of \
+                 the last refresh)"
+                    .into(),
+            );
         }
         if let Some(missing) = self
             .match_rule
