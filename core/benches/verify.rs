@@ -10,6 +10,7 @@ use lic_core::keys::Keyring;
 const LICENSE: &[u8] = include_bytes!("../../fixtures/valid/license.lic");
 const LICENSE_COSE: &[u8] = include_bytes!("../../fixtures/valid/license.cose");
 const VENDOR_PUB: &str = include_str!("../../fixtures/keys/vendor.pub.pem");
+const KEY_SET: &[u8] = include_bytes!("../../fixtures/valid/key-set.keys");
 
 fn bench(c: &mut Criterion) {
     let keys = Keyring::from_pem(VENDOR_PUB).expect("fixture key");
@@ -23,6 +24,17 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("license: unarmor only", |b| {
         b.iter(|| format::armor::decode(black_box(LICENSE)))
+    });
+
+    // What an installed key set adds to every use of the store: verifying it again from
+    // the anchors (none installed: a copy of the anchors).
+    let installed = [format::unarmor(KEY_SET).expect("fixture key set").1];
+    assert_eq!(lic_core::trust::effective(&keys, &installed).version, 1);
+    c.bench_function("trust: the anchors with one installed key set", |b| {
+        b.iter(|| lic_core::trust::effective(&keys, black_box(&installed)))
+    });
+    c.bench_function("trust: the anchors, no key set", |b| {
+        b.iter(|| lic_core::trust::effective(&keys, black_box(&[] as &[Vec<u8>])))
     });
 
     // The floor: one Ed25519 verify_strict over a message of the license's size.
