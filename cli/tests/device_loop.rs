@@ -851,3 +851,23 @@ fn read_only_commands_do_not_create_a_missing_store() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(missing.join(lic_core::store::KEY_FILE).exists());
 }
+
+#[test]
+fn standard_input_is_read_once_and_a_key_set_needs_a_store() {
+    let env = Env::new();
+    let out = env.lic(&["install", "-", "-"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(error_code(&out).as_deref(), Some("usage"));
+    let key_set = lic_fixtures::dir().join("valid/key-set.keys");
+    let out = env.lic(&["install", key_set.to_str().unwrap()]);
+    assert_eq!(
+        error_code(&out).as_deref(),
+        Some("not-activated"),
+        "{out:?}"
+    );
+    assert!(
+        stderr(&out).contains("a key set is kept in the license store"),
+        "{out:?}"
+    );
+    assert!(!env.store().exists(), "no store was made for it");
+}

@@ -747,7 +747,6 @@ impl Client {
 
     fn install_license(&self, bytes: Vec<u8>) -> Result<Installed, ClientError> {
         let now = self.now();
-        let source = self.source.collect();
         self.update(|state, key, _| {
             let keys = self.keyring(state);
             let license = format::verify::<License>(bytes, &keys)?;
@@ -799,9 +798,11 @@ impl Client {
                     product: self.product.clone(),
                 });
             }
-            let current =
-                fingerprint::hash_components(&FingerprintKey::of(key), &self.product, &source);
-            let report = fingerprint::match_fingerprint(&l.fingerprint, &current, &l.match_rule);
+            let report = fingerprint::match_fingerprint(
+                &l.fingerprint,
+                &self.fingerprint_of(key),
+                &l.match_rule,
+            );
             if !report.ok {
                 return Err(ClientError::Violation(wrong_device(&report, &l.match_rule)));
             }

@@ -293,14 +293,18 @@ impl Store {
     /// Whether the state file (read without authenticating it: the key is missing) is
     /// the empty state of a new store.
     fn holds_only_an_empty_state(&self) -> bool {
-        let Ok(bytes) = read_capped(&self.path(STATE_FILE)) else {
-            return false;
-        };
-        bytes
-            .get(MAGIC.len() + MAC_LEN..)
-            .filter(|_| bytes.starts_with(MAGIC))
-            .and_then(|body| ciborium::de::from_reader::<State, _>(body).ok())
-            .is_some_and(|state| state == State::default())
+        self.peek().is_some_and(|state| state == State::default())
+    }
+
+    /// The state file read **without authenticating it**; `None` if there is none or it
+    /// cannot be read as a state.
+    fn peek(&self) -> Option<State> {
+        let bytes = read_capped(&self.path(STATE_FILE)).ok()?;
+        let body = bytes.get(MAGIC.len() + MAC_LEN..)?;
+        if !bytes.starts_with(MAGIC) {
+            return None;
+        }
+        ciborium::de::from_reader(body).ok()
     }
 
     /// The device key if the file exists.
@@ -359,12 +363,7 @@ impl Store {
     /// no state or it cannot be read as one; the caller then loads it properly, which says
     /// what is wrong.
     pub fn peek_products(&self) -> Option<Vec<String>> {
-        let bytes = read_capped(&self.path(STATE_FILE)).ok()?;
-        let body = bytes.get(MAGIC.len() + MAC_LEN..)?;
-        if !bytes.starts_with(MAGIC) {
-            return None;
-        }
-        let state: State = ciborium::de::from_reader(body).ok()?;
+        let state = self.peek()?;
         (state.version == STATE_VERSION).then(|| state.products())
     }
 

@@ -1966,6 +1966,7 @@ impl Portal {
         let armored = format::sign(&receipt, &signer)?.armored();
         let job = DeviceWrite {
             kind,
+            file_hash,
             hash: hash.clone(),
             activation_id: activation_id.into(),
             license_id,
@@ -2259,6 +2260,8 @@ struct ReissueWrite {
 
 struct DeviceWrite {
     kind: FileKind,
+    /// The file's hash, as the journal names it and as text (the database's form).
+    file_hash: Bytes32,
     hash: String,
     activation_id: String,
     license_id: String,
@@ -2278,6 +2281,17 @@ fn first_text(rows: &[Vec<Val>]) -> Option<String> {
     rows.first()
         .and_then(|r| r.first())
         .and_then(|v| v.text().map(String::from))
+}
+
+/// Whether the file with `hash` was applied already (inside a write: committed before).
+async fn applied_before<C: Sql>(c: &mut C, hash: &str) -> Result<bool, PortalError> {
+    let seen = c
+        .rows(
+            "SELECT hash FROM applied_files WHERE hash = $1",
+            vec![hash.into()],
+        )
+        .await?;
+    Ok(!seen.is_empty())
 }
 
 /// Insert the applied-file row that claims `hash`; false if another application has it.
@@ -2340,13 +2354,7 @@ async fn write_activation<C: Sql>(
         )
         .await?;
     if let Some(id) = first_text(&existing) {
-        let seen = c
-            .rows(
-                "SELECT hash FROM applied_files WHERE hash = $1",
-                vec![(&j.hash).into()],
-            )
-            .await?;
-        return if !seen.is_empty() {
+        return if applied_before(c, &j.hash).await? {
             // This very request, applied before (even if the license was revoked since).
             Ok(WriteOutcome::AlreadyApplied)
         } else if status.as_deref() != Some("active") {
@@ -2645,20 +2653,14 @@ async fn counters_of<C: Sql>(
 
 async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
-    let hash = parse_hash(&j.hash).unwrap_or(Bytes32([0; 32]));
+    let hash = j.file_hash;
     // Read the activation inside the transaction: another file may have changed it.
     // (On PostgreSQL, locked until the end: files of one activation, and a server-side
     // deactivation, are applied one at a time.)
     let row = device_row(c, &j.activation_id).await?;
     // With the activation locked, the same file applied at the same moment is seen here
     // (on PostgreSQL the other transaction has committed or not started).
-    let seen = c
-        .rows(
-            "SELECT hash FROM applied_files WHERE hash = $1",
-            vec![(&j.hash).into()],
-        )
-        .await?;
-    if !seen.is_empty() {
+    if applied_before(c, &j.hash).await? {
         return Ok(WriteOutcome::AlreadyApplied);
     }
     if row.state != "active" && row.closed_by.as_deref() == Some("device") {

@@ -1455,3 +1455,60 @@ async fn an_activation_over_a_real_socket() {
         server.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_sets_are_served_by_version_and_refused_revocations_change_nothing() {
+    for db in backends().await {
+        let w = world(&db).await;
+        // Nothing published before the first rotation.
+        send(&w.app, call("GET", "/api/v1/keys/keyset"))
+            .await
+            .assert_error(404, "not-found", "no key set yet");
+        send(&w.app, call("GET", "/api/v1/keys/keysets/1"))
+            .await
+            .assert_error(404, "not-found", "no version 1");
+        send(&w.app, call("GET", "/api/v1/keys/keysets/one"))
+            .await
+            .assert_error(400, "bad-request", "not a version");
+        let active = w.portal.trusted_keys().await.unwrap();
+        let active = active.iter().next().unwrap().kid().to_string();
+        let before = w.snapshot().await;
+        for (kid, reason, status, code) in [
+            ("0123456789abcdef", "leaked", 404, "not-found"),
+            (active.as_str(), "leaked", 409, "key-active"),
+            (active.as_str(), " ", 400, "invalid"),
+        ] {
+            send(
+                &w.app,
+                call("POST", format!("/api/v1/keys/{kid}/revoke"))
+                    .token(&w.admin)
+                    .json(json!({ "reason": reason })),
+            )
+            .await
+            .assert_error(
+                status,
+                code,
+                &format!("{}: revoke {kid} ({reason:?})", db.name),
+            );
+        }
+        send(
+            &w.app,
+            call("POST", "/api/v1/activations/act_nope/resign").token(&w.admin),
+        )
+        .await
+        .assert_error(404, "unknown-activation", "resign of an unknown activation");
+        assert_eq!(w.snapshot().await, before, "{}", db.name);
+        assert_eq!(w.portal.key_sets().await.unwrap().len(), 0);
+        // A rotation publishes version 1, served as the newest and by its number.
+        w.portal.rotate_key(&Actor::cli()).await.unwrap();
+        for path in ["/api/v1/keys/keyset", "/api/v1/keys/keysets/1"] {
+            let r = send(&w.app, call("GET", path)).await;
+            assert_eq!(r.status, StatusCode::OK, "{path}");
+            let text = r.body.as_str().unwrap_or_default();
+            assert!(
+                text.starts_with("-----BEGIN LIC KEY SET-----"),
+                "{path}: {text}"
+            );
+        }
+    }
+}
