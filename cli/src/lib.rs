@@ -6,14 +6,17 @@
 //! 2 an error (bad arguments, a file refused, the store unreadable) — the message says
 //! what is wrong and what to do next.
 
+mod online;
 mod output;
 
+use std::borrow::Cow;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
-use lic_core::client::{Client, ClientError, Installed, Status};
+use serde_json::json;
+use lic_core::client::{Client, ClientError, Forgotten, Installed, Status};
 use lic_core::fingerprint::{FingerprintSource as _, SystemSource};
 use lic_core::format::{self, AnyFile, Credential, FileKind, FormatError, License, SignedFile};
 use lic_core::keys::{KeyError, Keyring};
@@ -72,6 +75,12 @@ pub struct Global {
     /// The product to act on [default: the only product in the store].
     #[arg(long, global = true, env = "LIC_PRODUCT", value_name = "PRODUCT")]
     pub product: Option<String>,
+
+    /// Output: text for people, or json for scripts (one JSON document on standard
+    /// output; errors as JSON on standard error). The shapes are versioned and
+    /// documented in docs/json-output.md.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +92,12 @@ pub enum Command {
     /// running it again repeats the same request. With --response FILE: installs the
     /// license file the vendor sent back (same as `lic install FILE`).
     OfflineActivate(ActivateArgs),
+    /// Activate over the network in one step: send the activation request to your
+    /// vendor's portal and install the license it answers with.
+    ///
+    /// For a machine with a network. The portal's refusal (no seat left, wrong product…)
+    /// is shown as the portal says it. Without a network use `lic offline-activate`.
+    Activate(OnlineActivateArgs),
     /// Verify and install license, refresh or key set files, in the order given.
     ///
     /// A key set (the vendor keys to trust from now on, signed by a key trusted now) is
@@ -93,12 +108,13 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Show the license status. Exit status 1 if the license may not be used.
-    Status {
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
-    },
+    Status,
     /// Check that the license may be used (and a feature, if given): exit status 0 or 1.
     Check {
+        /// The product to check (the same as --product) [default: the only product in
+        /// the store].
+        #[arg(value_name = "PRODUCT")]
+        product: Option<String>,
         /// A feature that must be licensed and not used up.
         #[arg(long)]
         feature: Option<String>,
@@ -122,6 +138,18 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Give up this machine's activation over the network in one step: removes the
+    /// license, sends the signed deactivation file (with the final counters) to your
+    /// vendor's portal, and shows the vendor's confirmation that the seat is free.
+    ///
+    /// If the portal cannot be reached, the license is removed all the same and the
+    /// deactivation file is kept: run the command again, or write it with `lic
+    /// offline-deactivate --out FILE` and send it to your vendor.
+    Deactivate {
+        /// Your vendor's portal, e.g. https://licensing.example.com
+        #[arg(long, value_name = "URL")]
+        server: String,
+    },
     /// Give up this machine's activation: removes the license and writes the signed
     /// deactivation file (with the final counters) for the vendor.
     OfflineDeactivate {
@@ -140,15 +168,11 @@ pub enum Command {
         /// A license file to compare with.
         #[arg(long, value_name = "FILE")]
         license: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
     },
     /// Verify a lic file of any kind and show what it says.
     Inspect {
         /// The file (armored or binary); `-` reads standard input.
         file: PathBuf,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-        format: OutputFormat,
     },
     /// Manage the license store.
     #[command(subcommand)]
@@ -179,6 +203,19 @@ pub struct ActivateArgs {
     pub response: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct OnlineActivateArgs {
+    /// Your vendor's portal, e.g. https://licensing.example.com
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The license key you received.
+    #[arg(long, value_name = "KEY", conflicts_with = "user")]
+    pub key: Option<String>,
+    /// Your user id, for user-based licenses.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     /// Show where the store is and what it holds.
@@ -191,6 +228,19 @@ pub enum StoreCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Forget a product on this machine: a pending activation request (a mistyped
+    /// product, a request you will not send) or, with --yes, an installed license.
+    ///
+    /// Forgetting an installed license does not give its seat back (use `lic
+    /// offline-deactivate` for that): the license can never be installed here again,
+    /// and the vendor still counts the seat until they deactivate it.
+    Forget {
+        /// The product to forget.
+        product: String,
+        /// Confirm forgetting an installed license.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// A failure to report: what is wrong, what to do, a stable code and the exit status.
@@ -198,16 +248,21 @@ pub enum StoreCommand {
 pub struct Failure {
     pub message: String,
     pub hint: String,
-    pub code: &'static str,
+    /// A stable code: lic's own, or the portal's when it refused a file.
+    pub code: Cow<'static, str>,
     pub exit: u8,
 }
 
 impl Failure {
-    fn new(message: impl Into<String>, hint: impl Into<String>, code: &'static str) -> Self {
+    fn new(
+        message: impl Into<String>,
+        hint: impl Into<String>,
+        code: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Failure {
             message: message.into(),
             hint: hint.into(),
-            code,
+            code: code.into(),
             exit: EXIT_ERROR,
         }
     }
@@ -242,7 +297,7 @@ impl From<ClientError> for Failure {
         Failure {
             message: e.to_string(),
             hint: e.hint().to_string(),
-            code: e.code(),
+            code: e.code().into(),
             exit,
         }
     }
@@ -253,80 +308,153 @@ impl From<&Violation> for Failure {
         Failure {
             message: v.to_string(),
             hint: v.hint().to_string(),
-            code: v.code(),
+            code: v.code().into(),
             exit: EXIT_NO,
         }
     }
 }
 
 fn io_failure(what: String, e: io::Error) -> Failure {
-    Failure::new(
-        format!("{what}: {e}"),
-        "check the path and that you may read and write it",
-        "io",
-    )
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => {
+            "check the file name and the directory you run lic in (`ls` shows what is there)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "you may not use this file: check its permissions, or choose another path"
+        }
+        _ => "check the path and that you may read and write it",
+    };
+    Failure::new(format!("{what}: {e}"), hint, "io")
 }
 
 /// Run `lic` with parsed arguments; returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(failure) => {
-            report(&failure);
+        Err(mut failure) => {
+            if failure.code == "unknown-key" {
+                failure.hint = trust_hint(&cli.global);
+            }
+            report(&failure, cli.global.format);
             ExitCode::from(failure.exit)
         }
     }
 }
 
 /// The error report on standard error. A message may quote a file's strings (a product,
-/// an activation id): control characters and bidi overrides in it are escaped.
-fn report(failure: &Failure) {
+/// an activation id): control characters and bidi overrides in it are escaped. With
+/// `--format json`, one JSON document: `{"format": 1, "error": {code, message, hint}}`.
+fn report(failure: &Failure, fmt: OutputFormat) {
     use lic_core::text::escape;
+    if fmt == OutputFormat::Json {
+        output::json_err(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "error": {
+                "code": failure.code,
+                "message": failure.message,
+                "hint": failure.hint,
+                "exit": failure.exit,
+            },
+        }));
+        return;
+    }
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "error: {}", escape(&failure.message));
     let _ = writeln!(err, "  what to do: {}", escape(&failure.hint));
-    let _ = writeln!(err, "  (error code: {})", escape(failure.code));
+    let _ = writeln!(err, "  (error code: {})", escape(&failure.code));
+}
+
+/// What to do about a file signed by a vendor key lic does not trust: where lic looks
+/// for trusted keys, and what it found there.
+fn trust_hint(g: &Global) -> String {
+    if let Some(path) = &g.trust {
+        return format!(
+            "the file's key is not in {} (given with --trust): use your vendor's current \
+             public key file, or install the key set they sent (lic install KEYSET-FILE)",
+            path.display()
+        );
+    }
+    match installed_trust_file() {
+        Some(path) if path.is_file() => format!(
+            "the file's key is not among the vendor keys in {}: if your vendor changed \
+             keys, install the key set they sent (lic install KEYSET-FILE); otherwise ask \
+             your vendor whether this file is theirs",
+            path.display()
+        ),
+        Some(path) => format!(
+            "no vendor key is trusted: there is no {} (the vendor's public key file, \
+             installed beside lic). Put your vendor's trusted-keys.pem there, or pass \
+             --trust FILE for one command",
+            path.display()
+        ),
+        None => "no vendor key is trusted: put your vendor's trusted-keys.pem beside the \
+                 lic executable, or pass --trust FILE for one command"
+            .to_string(),
+    }
+}
+
+/// The trust file the vendor installs beside the `lic` executable.
+fn installed_trust_file() -> Option<PathBuf> {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|dir| dir.join(TRUST_FILE)))
 }
 
 fn dispatch(cli: &Cli) -> Result<u8, Failure> {
     let g = &cli.global;
     match &cli.command {
         Command::OfflineActivate(args) => match &args.response {
-            Some(file) => install(g, file),
+            Some(file) => install_all(g, std::slice::from_ref(file)),
             None => activate(g, args),
         },
+        Command::Activate(args) => activate_online(g, args),
         Command::Install { files } => install_all(g, files),
-        Command::Status { format } => status(g, *format),
-        Command::Check { feature, quiet } => check(g, feature.as_deref(), *quiet),
-        Command::Consume { feature, amount } => consume(g, feature, *amount),
-        Command::UsageReport { out, force } => {
-            let client = client(g, None)?;
-            // Check the destination before the report is made: making one advances the
-            // device journal, and a report that cannot be written would be lost.
-            check_writable(out, *force)?;
-            let file = client.usage_report()?;
-            write_file(&file, out, *force)?;
-            eprintln!(
-                "wrote the usage report to {}; send it to your vendor (upload it at their portal)",
-                describe_out(out)
-            );
-            Ok(EXIT_OK)
+        Command::Status => status(g),
+        Command::Check {
+            product,
+            feature,
+            quiet,
+        } => {
+            let g = with_product(g, product.as_deref())?;
+            check(&g, feature.as_deref(), *quiet)
         }
+        Command::Consume { feature, amount } => consume(g, feature, *amount),
+        Command::UsageReport { out, force } => usage_report(g, out, *force),
         Command::OfflineDeactivate { out, force } => deactivate(g, out, *force),
-        Command::Fingerprint {
-            explain,
-            license,
-            format,
-        } => fingerprint(g, *explain, license.as_deref(), *format),
-        Command::Inspect { file, format } => inspect(g, file, *format),
+        Command::Deactivate { server } => deactivate_online(g, server),
+        Command::Fingerprint { explain, license } => fingerprint(g, *explain, license.as_deref()),
+        Command::Inspect { file } => inspect(g, file),
         Command::Store(StoreCommand::Info) => store_info(g),
         Command::Store(StoreCommand::Reset { yes }) => store_reset(g, *yes),
+        Command::Store(StoreCommand::Forget { product, yes }) => store_forget(g, product, *yes),
         Command::Completions { shell } => {
             let mut out = io::stdout().lock();
             clap_complete::generate(*shell, &mut Cli::command(), "lic", &mut out);
             Ok(EXIT_OK)
         }
     }
+}
+
+/// The global options with the product a command names in its own argument (`lic check
+/// photo-pro`); it must agree with --product when both are given.
+fn with_product(g: &Global, positional: Option<&str>) -> Result<Global, Failure> {
+    let product = match (positional, g.product.as_deref()) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Failure::new(
+                format!("two products are named: '{a}' and --product '{b}'"),
+                "name the product once",
+                "usage",
+            ));
+        }
+        (Some(p), _) => Some(p.to_string()),
+        (None, p) => p.map(str::to_string),
+    };
+    Ok(Global {
+        store: g.store.clone(),
+        trust: g.trust.clone(),
+        product,
+        format: g.format,
+    })
 }
 
 fn store_dir(g: &Global) -> Result<PathBuf, Failure> {
@@ -350,10 +478,7 @@ fn keyring(g: &Global) -> Result<Keyring, Failure> {
     if let Some(path) = &g.trust {
         return Ok(Keyring::read(path)?);
     }
-    match std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|dir| dir.join(TRUST_FILE)))
-    {
+    match installed_trust_file() {
         Some(path) if path.is_file() => Ok(Keyring::read(&path)?),
         _ => Ok(Keyring::new()),
     }
@@ -417,7 +542,22 @@ fn product(g: &Global) -> Result<String, Failure> {
         return Ok(one.clone());
     }
     let key = store.device_key()?;
-    let products = store.load(&key)?.products();
+    let state = store.load(&key)?;
+    // A product with a license or a pending request is the one meant; a product only
+    // deactivated here is meant only when there is nothing else.
+    let live: Vec<String> = state
+        .installations
+        .keys()
+        .chain(state.pending.keys())
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let products = if live.is_empty() {
+        state.products()
+    } else {
+        live
+    };
     match products.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Failure {
@@ -431,14 +571,35 @@ fn product(g: &Global) -> Result<String, Failure> {
                 "not-activated",
             )
         }),
-        several => Err(Failure::new(
-            format!(
-                "the license store holds several products ({}); say which one",
-                several.join(", ")
-            ),
-            "pass --product PRODUCT (or set LIC_PRODUCT)",
-            "product-ambiguous",
-        )),
+        several => {
+            let described: Vec<String> = several
+                .iter()
+                .map(|p| {
+                    if state.installations.contains_key(p) {
+                        format!("{p} (installed)")
+                    } else if state.pending.contains_key(p) {
+                        format!("{p} (activation request pending)")
+                    } else {
+                        format!("{p} (deactivated)")
+                    }
+                })
+                .collect();
+            let hint = match state.pending.keys().next() {
+                Some(pending) => format!(
+                    "pass --product PRODUCT (or set LIC_PRODUCT); a request made by mistake \
+                     (a mistyped product) is dropped with `lic store forget {pending}`"
+                ),
+                None => "pass --product PRODUCT (or set LIC_PRODUCT)".to_string(),
+            };
+            Err(Failure::new(
+                format!(
+                    "the license store holds several products: {}; say which one",
+                    described.join(", ")
+                ),
+                hint,
+                "product-ambiguous",
+            ))
+        }
     }
 }
 
@@ -509,25 +670,34 @@ fn write_file(file: &SignedFile, out: &Path, force: bool) -> Result<(), Failure>
     }
 }
 
-fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
-    let Some(product_name) = g.product.clone() else {
-        return Err(Failure::new(
+/// The credential named on the command line: a license key or a user id.
+fn credential(key: Option<&str>, user: Option<&str>) -> Result<Credential, Failure> {
+    match (key, user) {
+        (Some(k), None) => Ok(Credential::LicenseKey(k.trim().to_string())),
+        (None, Some(u)) => Ok(Credential::User(u.trim().to_string())),
+        _ => Err(Failure::new(
+            "give either the license key (--key KEY) or your user id (--user USER)",
+            "the license key is in the mail or on the receipt you got with the product",
+            "usage",
+        )),
+    }
+}
+
+/// The product to activate: only --product (a request names one product, and the store
+/// may not know it yet).
+fn product_to_activate(g: &Global) -> Result<String, Failure> {
+    g.product.clone().ok_or_else(|| {
+        Failure::new(
             "which product should be activated?",
             "pass --product PRODUCT (the product code your vendor gave you)",
             "usage",
-        ));
-    };
-    let credential = match (&args.key, &args.user) {
-        (Some(k), None) => Credential::LicenseKey(k.trim().to_string()),
-        (None, Some(u)) => Credential::User(u.trim().to_string()),
-        _ => {
-            return Err(Failure::new(
-                "give either the license key (--key KEY) or your user id (--user USER)",
-                "the license key is in the mail or on the receipt you got with the product",
-                "usage",
-            ));
-        }
-    };
+        )
+    })
+}
+
+fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
+    let product_name = product_to_activate(g)?;
+    let credential = credential(args.key.as_deref(), args.user.as_deref())?;
     let client = client(g, Some(product_name.clone()))?;
     let file = client.request_activation(credential)?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -546,10 +716,59 @@ fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
     );
     eprintln!("next: send this file to your vendor (upload it at their portal, or mail it).");
     eprintln!("when the license file comes back, install it with: lic install FILE");
+    // With `--out -` the request itself is the output.
+    if g.format == OutputFormat::Json && out != Path::new("-") {
+        output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": product_name,
+            "request": out,
+            "file_hash": file.hash().to_string(),
+        }))?;
+    }
     Ok(EXIT_OK)
 }
 
-/// Install each file in turn; the first one refused stops the rest.
+/// `lic activate --server URL`: the request goes to the portal, the license it answers
+/// with is installed, and the portal's refusal is shown as it is.
+fn activate_online(g: &Global, args: &OnlineActivateArgs) -> Result<u8, Failure> {
+    let product_name = product_to_activate(g)?;
+    let credential = credential(args.key.as_deref(), args.user.as_deref())?;
+    let client = client(g, Some(product_name.clone()))?;
+    let had_pending = client.has_pending_request()?;
+    let request = client.request_activation(credential)?;
+    let answer = match online::upload(&args.server, "/api/v1/activate", &request.armored()) {
+        Ok(answer) => answer,
+        Err(refused) => {
+            // A request the portal refused (a mistyped product or key) is not left
+            // pending to confuse the next command — unless it was there before (an
+            // offline request may be on its way to the vendor) or the portal was not
+            // reached at all (running the command again sends the same request).
+            let reached = !matches!(&*refused.code, "portal-unreachable" | "portal-answer");
+            if reached && !had_pending {
+                let _ = client.forget(false);
+            }
+            return Err(refused);
+        }
+    };
+    let installed = client
+        .install(answer.response.as_bytes())
+        .map_err(install_failure)?;
+    report_installed(
+        g,
+        &[(
+            PathBuf::from(&args.server),
+            product_name.clone(),
+            installed,
+        )],
+    )?;
+    for flag in &answer.flags {
+        eprintln!("note: the vendor noted on this activation: {flag}");
+    }
+    Ok(EXIT_OK)
+}
+
+/// Install each file in turn; the first one refused stops the rest (those installed
+/// before it stay installed, and are reported).
 fn install_all(g: &Global, files: &[PathBuf]) -> Result<u8, Failure> {
     if files
         .iter()
@@ -563,23 +782,47 @@ fn install_all(g: &Global, files: &[PathBuf]) -> Result<u8, Failure> {
             "usage",
         ));
     }
+    let mut done = Vec::new();
     for file in files {
-        install(g, file).map_err(|f| {
-            if files.len() > 1 {
-                Failure {
-                    message: format!("{}: {}", file.display(), f.message),
-                    ..f
+        match install(g, file) {
+            Ok((product, installed)) => done.push((file.clone(), product, installed)),
+            Err(f) => {
+                if !done.is_empty() && g.format == OutputFormat::Text {
+                    report_installed(g, &done)?;
                 }
-            } else {
-                f
+                return Err(if files.len() > 1 {
+                    Failure {
+                        message: format!("{}: {}", file.display(), f.message),
+                        ..f
+                    }
+                } else {
+                    f
+                });
             }
-        })?;
+        }
     }
+    report_installed(g, &done)?;
     Ok(EXIT_OK)
 }
 
-fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
+/// A refused file is an error (exit 2), whatever the reason, unlike a negative check; a
+/// store that fails its integrity check is the same answer (1) in every command.
+fn install_failure(e: ClientError) -> Failure {
+    let tampered = matches!(e, ClientError::Violation(Violation::StoreTampered { .. }));
+    Failure {
+        exit: if tampered { EXIT_NO } else { EXIT_ERROR },
+        ..Failure::from(e)
+    }
+}
+
+/// Install one file; the product it was installed for and what happened.
+fn install(g: &Global, file: &Path) -> Result<(String, Installed), Failure> {
     let input = read_input(file)?;
+    // A file that holds the portal's refusal (curl wrote the error body where the
+    // license should be) says so, with the portal's own words.
+    if let Some(refusal) = online::refusal_in(&input) {
+        return Err(refusal);
+    }
     // A key set is for every product of the store, and the client checks it against the
     // keys in force (and says which earlier key sets to install first): it is not read
     // here. A license or refresh names its product; --product, when given, must agree
@@ -623,53 +866,85 @@ fn install(g: &Global, file: &Path) -> Result<u8, Failure> {
         ));
     }
     let client = client(g, Some(product_name.clone()))?;
-    // Refusing a file is an error (exit 2), whatever the reason, unlike a negative check;
-    // a store that fails its integrity check is the same answer (1) in every command.
-    let installed = client.install(&input).map_err(|e| {
-        let tampered = matches!(e, ClientError::Violation(Violation::StoreTampered { .. }));
-        Failure {
-            exit: if tampered { EXIT_NO } else { EXIT_ERROR },
-            ..Failure::from(e)
-        }
-    })?;
-    match installed {
-        Installed::License { activation_id } => {
-            println!("installed the license for '{product_name}' (activation {activation_id})");
-        }
-        Installed::Refresh {
-            from_serial,
-            to_serial,
-        } => println!(
-            "applied the refresh for '{product_name}' (serial {from_serial} → {to_serial})"
-        ),
-        Installed::LicenseAlreadyInstalled { activation_id } => {
-            println!(
-                "this license is already installed (activation {activation_id}); nothing changed"
-            );
-        }
-        Installed::RefreshAlreadyApplied { serial } => {
-            println!("this refresh (serial {serial}) is already applied; nothing changed");
-        }
-        Installed::Resigned { file } => println!(
-            "replaced the installed {file} of '{product_name}' with the same {file} signed \
-             by the vendor's current key; nothing else changed"
-        ),
-        Installed::KeySet {
-            from_version,
-            to_version,
-        } => println!(
-            "installed the vendor's key set version {to_version} (was {from_version}): the \
-             trusted vendor keys changed"
-        ),
-        Installed::KeySetAlreadyInstalled { version } => {
-            println!("this key set (version {version}) is already installed; nothing changed");
-        }
-        _ => {}
-    }
-    Ok(EXIT_OK)
+    let installed = client.install(&input).map_err(install_failure)?;
+    Ok((product_name, installed))
 }
 
-fn status(g: &Global, fmt: OutputFormat) -> Result<u8, Failure> {
+/// What installing files did, as text or one JSON document.
+fn report_installed(g: &Global, done: &[(PathBuf, String, Installed)]) -> Result<(), Failure> {
+    let mut text = String::new();
+    let mut items = Vec::new();
+    for (file, product_name, installed) in done {
+        let (line, doc) = match installed {
+            Installed::License { activation_id } => (
+                format!("installed the license for '{product_name}' (activation {activation_id})"),
+                json!({ "result": "license-installed", "activation_id": activation_id }),
+            ),
+            Installed::Refresh {
+                from_serial,
+                to_serial,
+            } => (
+                format!(
+                    "applied the refresh for '{product_name}' (serial {from_serial} → {to_serial})"
+                ),
+                json!({ "result": "refresh-applied", "from_serial": from_serial, "to_serial": to_serial }),
+            ),
+            Installed::LicenseAlreadyInstalled { activation_id } => (
+                format!(
+                    "this license is already installed (activation {activation_id}); nothing changed"
+                ),
+                json!({ "result": "license-already-installed", "activation_id": activation_id }),
+            ),
+            Installed::RefreshAlreadyApplied { serial } => (
+                format!("this refresh (serial {serial}) is already applied; nothing changed"),
+                json!({ "result": "refresh-already-applied", "serial": serial }),
+            ),
+            Installed::Resigned { file } => (
+                format!(
+                    "replaced the installed {file} of '{product_name}' with the same {file} \
+                     signed by the vendor's current key; nothing else changed"
+                ),
+                json!({ "result": "resigned", "file_kind": file.to_string() }),
+            ),
+            Installed::KeySet {
+                from_version,
+                to_version,
+            } => (
+                format!(
+                    "installed the vendor's key set version {to_version} (was {from_version}): \
+                     the trusted vendor keys changed"
+                ),
+                json!({ "result": "key-set-installed", "from_version": from_version, "to_version": to_version }),
+            ),
+            Installed::KeySetAlreadyInstalled { version } => (
+                format!("this key set (version {version}) is already installed; nothing changed"),
+                json!({ "result": "key-set-already-installed", "version": version }),
+            ),
+            _ => (String::new(), json!({ "result": "installed" })),
+        };
+        if !line.is_empty() {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        let mut doc = doc;
+        doc["file"] = json!(file);
+        doc["product"] = json!(if product_name == "*" {
+            None
+        } else {
+            Some(product_name)
+        });
+        items.push(doc);
+    }
+    match g.format {
+        OutputFormat::Text => output::text(&text),
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "installed": items,
+        })),
+    }
+}
+
+fn status(g: &Global) -> Result<u8, Failure> {
     if let (Some(dir), Some(product)) = (missing_store(g)?, &g.product) {
         // Nothing is activated where there is no store; say so in the usual form (a
         // script reads the JSON), without creating the store.
@@ -690,12 +965,12 @@ fn status(g: &Global, fmt: OutputFormat) -> Result<u8, Failure> {
             fingerprint: None,
             device_kid: None,
         };
-        output::status(&status, fmt)?;
+        output::status(&status, g.format)?;
         return Ok(EXIT_NO);
     }
     let client = client(g, None)?;
     let status = client.status()?;
-    output::status(&status, fmt)?;
+    output::status(&status, g.format)?;
     Ok(if status.is_valid() { EXIT_OK } else { EXIT_NO })
 }
 
@@ -710,10 +985,22 @@ fn check(g: &Global, feature: Option<&str>, quiet: bool) -> Result<u8, Failure> 
     };
     match client.check(feature) {
         Ok(()) => {
-            if !quiet {
-                match feature {
-                    Some(f) => println!("ok: '{}' may use feature '{f}'", client.product()),
-                    None => println!("ok: '{}' is licensed", client.product()),
+            if quiet {
+                return Ok(EXIT_OK);
+            }
+            match g.format {
+                OutputFormat::Json => output::json(&json!({
+                    "format": output::JSON_FORMAT_VERSION,
+                    "product": client.product(),
+                    "feature": feature,
+                    "ok": true,
+                }))?,
+                OutputFormat::Text => {
+                    let line = match feature {
+                        Some(f) => format!("ok: '{}' may use feature '{f}'\n", client.product()),
+                        None => format!("ok: '{}' is licensed\n", client.product()),
+                    };
+                    output::text(&line)?;
                 }
             }
             Ok(EXIT_OK)
@@ -735,17 +1022,65 @@ fn is_negative(e: &ClientError) -> bool {
 fn consume(g: &Global, feature: &str, amount: u64) -> Result<u8, Failure> {
     let client = client(g, None)?;
     let consumed = client.consume(feature, amount)?;
-    if consumed.overage > 0 {
-        println!(
-            "recorded {amount} of '{feature}': {} in total, {} beyond the limit (overage)",
-            consumed.total, consumed.overage
-        );
-    } else {
-        println!(
-            "recorded {amount} of '{feature}': {} in total",
-            consumed.total
-        );
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": client.product(),
+            "feature": feature,
+            "recorded": amount,
+            "total": consumed.total,
+            "overage": consumed.overage,
+        }))?,
+        OutputFormat::Text => {
+            let line = if consumed.overage > 0 {
+                format!(
+                    "recorded {amount} of '{feature}': {} in total, {} beyond the limit (overage)\n",
+                    consumed.total, consumed.overage
+                )
+            } else {
+                format!(
+                    "recorded {amount} of '{feature}': {} in total\n",
+                    consumed.total
+                )
+            };
+            output::text(&line)?;
+        }
     }
+    Ok(EXIT_OK)
+}
+
+/// The JSON document of a device file written to `out` (none when `out` is standard
+/// output: the file itself is the output there).
+fn wrote_json(
+    g: &Global,
+    product_name: &str,
+    what: &str,
+    out: &Path,
+    file: &SignedFile,
+) -> Result<(), Failure> {
+    if g.format == OutputFormat::Json && out != Path::new("-") {
+        output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": product_name,
+            what: out,
+            "file_hash": file.hash().to_string(),
+        }))?;
+    }
+    Ok(())
+}
+
+fn usage_report(g: &Global, out: &Path, force: bool) -> Result<u8, Failure> {
+    let client = client(g, None)?;
+    // Check the destination before the report is made: making one advances the device
+    // journal, and a report that cannot be written would be lost.
+    check_writable(out, force)?;
+    let file = client.usage_report()?;
+    write_file(&file, out, force)?;
+    eprintln!(
+        "wrote the usage report to {}; send it to your vendor (upload it at their portal)",
+        describe_out(out)
+    );
+    wrote_json(g, client.product(), "usage_report", out, &file)?;
     Ok(EXIT_OK)
 }
 
@@ -767,15 +1102,55 @@ fn deactivate(g: &Global, out: &Path, force: bool) -> Result<u8, Failure> {
         "next: send it to your vendor (upload it at their portal) to free the seat; then \
          activate the other machine"
     );
+    wrote_json(g, client.product(), "deactivation", out, &file)?;
     Ok(EXIT_OK)
 }
 
-fn fingerprint(
-    g: &Global,
-    explain: bool,
-    license: Option<&Path>,
-    fmt: OutputFormat,
-) -> Result<u8, Failure> {
+/// `lic deactivate --server URL`: deactivate here, send the deactivation file, show the
+/// vendor's confirmation. The file stays in the store (a tombstone) if sending fails.
+fn deactivate_online(g: &Global, server: &str) -> Result<u8, Failure> {
+    let client = client(g, None)?;
+    let file = client.deactivate()?;
+    let answer = online::upload(server, "/api/v1/deactivate", &file.armored()).map_err(|f| {
+        Failure {
+            hint: format!(
+                "{} — the license is removed from this machine and its deactivation file is \
+                 kept: run this command again later, or write the file with `lic \
+                 offline-deactivate --out FILE` and send it to your vendor",
+                f.hint
+            ),
+            ..f
+        }
+    })?;
+    let activation = answer.activation.clone().unwrap_or_default();
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": client.product(),
+            "activation_id": answer.activation,
+            "seat_freed": true,
+            "replay": answer.replay,
+            "receipt": answer.response,
+            "flags": answer.flags,
+        }))?,
+        OutputFormat::Text => {
+            let mut t = format!(
+                "'{}' is deactivated: the vendor confirmed that the seat of activation {activation} \
+                 is free{}\n",
+                client.product(),
+                if answer.replay { " (it had already)" } else { "" }
+            );
+            for flag in &answer.flags {
+                t.push_str(&format!("note: the vendor noted on this activation: {flag}\n"));
+            }
+            t.push_str("you can now activate the product on another machine\n");
+            output::text(&t)?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn fingerprint(g: &Global, explain: bool, license: Option<&Path>) -> Result<u8, Failure> {
     let keys = effective_keyring(g)?;
     let given: Option<License> = match license {
         Some(path) => Some(format::open::<License>(&read_input(path)?, &keys)?.into_payload()),
@@ -797,7 +1172,7 @@ fn fingerprint(
         );
         let raw = SystemSource::from_env().collect();
         let names: Vec<&str> = raw.names().collect();
-        output::fingerprint_names(&product_name, &names, explain, fmt)?;
+        output::fingerprint_names(&product_name, &names, explain, g.format)?;
         return Ok(EXIT_OK);
     }
     let client = client(g, Some(product_name))?;
@@ -811,16 +1186,19 @@ fn fingerprint(
         &client.fingerprint()?,
         report.as_ref(),
         explain,
-        fmt,
+        g.format,
     )?;
     Ok(EXIT_OK)
 }
 
-fn inspect(g: &Global, file: &Path, fmt: OutputFormat) -> Result<u8, Failure> {
+fn inspect(g: &Global, file: &Path) -> Result<u8, Failure> {
     let keys = effective_keyring(g)?;
     let input = read_input(file)?;
+    if let Some(refusal) = online::refusal_in(&input) {
+        return Err(refusal);
+    }
     let any = format::open_any(&input, &keys)?;
-    output::inspect(&any, fmt)?;
+    output::inspect(&any, g.format)?;
     Ok(EXIT_OK)
 }
 
@@ -829,6 +1207,19 @@ fn store_info(g: &Global) -> Result<u8, Failure> {
     let store = Store::open(store_dir(g)?)?;
     let key = store.device_key()?;
     let state = store.load(&key)?;
+    let key_sets = lic_core::trust::effective(&keyring(g)?, &state.key_sets).version;
+    if g.format == OutputFormat::Json {
+        output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "store": store.dir(),
+            "device_kid": key.kid().to_string(),
+            "installed": state.installations.keys().collect::<Vec<_>>(),
+            "pending": state.pending.keys().collect::<Vec<_>>(),
+            "deactivated": state.tombstones.len(),
+            "key_set_version": key_sets,
+        }))?;
+        return Ok(EXIT_OK);
+    }
     let mut t = String::new();
     let _ = writeln!(t, "store:      {}", store.dir().display());
     let _ = writeln!(t, "device key: {}", key.kid());
@@ -838,16 +1229,17 @@ fn store_info(g: &Global) -> Result<u8, Failure> {
     for p in state.pending.keys() {
         let _ = writeln!(
             t,
-            "pending:    {p} (activation request waiting for its license)"
+            "pending:    {p} (activation request waiting for its license; `lic store forget \
+             {p}` drops it)"
         );
     }
     let _ = writeln!(t, "deactivated activations: {}", state.tombstones.len());
-    let _ = match lic_core::trust::effective(&keyring(g)?, &state.key_sets).version {
+    let _ = match key_sets {
         0 => writeln!(t, "vendor key sets: none installed"),
         v => writeln!(t, "vendor key sets: version {v} in force"),
     };
     // Through the writer that takes a closed pipe (`lic store info | head -2`) calmly.
-    output::stdout(t.as_bytes())?;
+    output::text(&t)?;
     Ok(EXIT_OK)
 }
 
@@ -868,7 +1260,8 @@ fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {
     let Some(problem) = problem else {
         return Err(Failure::new(
             "the license store is intact; there is nothing to reset",
-            "to move a license to another machine use `lic offline-deactivate`",
+            "to move a license to another machine use `lic offline-deactivate`; to drop a \
+             pending request use `lic store forget PRODUCT`",
             "store-intact",
         ));
     };
@@ -884,14 +1277,63 @@ fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {
     }
     let lock = store.lock()?;
     let now = chrono::Utc::now().timestamp();
-    for moved in store.quarantine(&lock, now)? {
-        println!("moved {} aside", moved.display());
-    }
+    let moved = store.quarantine(&lock, now)?;
     // The device key stays when it is intact: the next request from it takes its seat
     // again at the vendor, who carries over the consumption counted so far.
     if let Ok(key) = store.device_key_locked(&lock) {
         store.start_over(&lock, &key)?;
     }
-    println!("the store is reset; activate again with lic offline-activate");
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "reset": true,
+            "moved_aside": moved,
+        }))?,
+        OutputFormat::Text => {
+            let mut t = String::new();
+            for m in &moved {
+                t.push_str(&format!("moved {} aside\n", m.display()));
+            }
+            t.push_str("the store is reset; activate again with lic offline-activate\n");
+            output::text(&t)?;
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn store_forget(g: &Global, product_name: &str, yes: bool) -> Result<u8, Failure> {
+    let client = client(g, Some(product_name.to_string()))?;
+    let forgotten = client.forget(yes).map_err(|e| match e {
+        ClientError::ConfirmForget { .. } => Failure {
+            code: "confirm".into(),
+            ..Failure::from(e)
+        },
+        other => other.into(),
+    })?;
+    let what = match forgotten {
+        Forgotten::Pending => "pending",
+        Forgotten::Installed { .. } => "installed",
+        _ => "forgotten",
+    };
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "forgotten": product_name,
+            "was": what,
+        }))?,
+        OutputFormat::Text => {
+            let line = match forgotten {
+                Forgotten::Installed { activation_id } => format!(
+                    "forgot the license of '{product_name}' (activation {activation_id}); its \
+                     seat stays taken at your vendor until they deactivate it\n"
+                ),
+                _ => format!(
+                    "forgot the pending activation request for '{product_name}'; nothing was \
+                     sent to your vendor\n"
+                ),
+            };
+            output::text(&line)?;
+        }
+    }
     Ok(EXIT_OK)
 }

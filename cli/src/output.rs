@@ -45,6 +45,27 @@ fn json_out(doc: &Value) -> Result<(), Failure> {
     stdout(out.as_bytes())
 }
 
+/// Print text for people on standard output, each line's unsafe characters escaped.
+pub fn text(text: &str) -> Result<(), Failure> {
+    let mut t = String::with_capacity(text.len());
+    for l in text.lines() {
+        line(&mut t, l);
+    }
+    stdout(t.as_bytes())
+}
+
+/// Print one JSON document (a command's result) on standard output.
+pub fn json(doc: &Value) -> Result<(), Failure> {
+    json_out(doc)
+}
+
+/// Print one JSON document (an error) on standard error, on one line.
+pub fn json_err(doc: &Value) {
+    let json = serde_json::to_string(doc).unwrap_or_default();
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{}", text::escape_json(&json));
+}
+
 /// Add one line of text output, its unsafe characters escaped.
 fn line(out: &mut String, text: &str) {
     out.push_str(&text::escape(text));
@@ -141,7 +162,13 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                     );
                 }
                 for f in &s.features {
-                    let limit = f.limit.map_or("unlimited".to_string(), |l| l.to_string());
+                    // The policy's own notation: `100+` is a limit of 100 that use may
+                    // pass, the units beyond it reported as overage.
+                    let limit = match (f.limit, f.overage_allowed) {
+                        (None, _) => "unlimited".to_string(),
+                        (Some(l), false) => l.to_string(),
+                        (Some(l), true) => format!("{l}+ (overage allowed)"),
+                    };
                     let overage = if f.overage > 0 {
                         format!(", {} overage", f.overage)
                     } else {

@@ -126,6 +126,13 @@ pub enum ClientError {
     SerialConflict { serial: u64 },
     #[error("the refresh is for activation {found}, but the installed activation is {installed}")]
     RefreshMismatch { installed: String, found: String },
+    #[error(
+        "product '{product}' has an installed license (activation {activation_id}): forgetting it does not give its seat back"
+    )]
+    ConfirmForget {
+        product: String,
+        activation_id: String,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -158,6 +165,7 @@ impl ClientError {
             ClientError::Rollback { .. } => "rollback",
             ClientError::SerialConflict { .. } => "serial-conflict",
             ClientError::RefreshMismatch { .. } => "refresh-mismatch",
+            ClientError::ConfirmForget { .. } => "confirm-forget",
             ClientError::Io { .. } => "io",
         }
     }
@@ -205,6 +213,12 @@ impl ClientError {
             ClientError::Rollback { .. } | ClientError::SerialConflict { .. } => {
                 "install the newest refresh file your vendor sent; older ones are replaced by it"
             }
+            ClientError::ConfirmForget { .. } => {
+                "to move the license to another machine run `lic offline-deactivate` instead \
+                 (it frees the seat); to forget it anyway, confirm with --yes: the license can \
+                 never be installed here again and the seat stays taken until your vendor \
+                 deactivates it"
+            }
             ClientError::Io { .. } => "check the path and your permissions",
         }
     }
@@ -246,6 +260,16 @@ pub enum Installed {
     KeySet { from_version: u64, to_version: u64 },
     /// This very key set is already installed: nothing changed.
     KeySetAlreadyInstalled { version: u64 },
+}
+
+/// What `forget` removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Forgotten {
+    /// A pending activation request: nothing had been installed.
+    Pending,
+    /// An installed license; its activation id may never be installed here again.
+    Installed { activation_id: String },
 }
 
 /// One feature's entitlement and use.
@@ -946,15 +970,17 @@ impl Client {
     pub fn usage_report(&self) -> Result<SignedFile, ClientError> {
         let now = self.now();
         self.update(|state, key, _| {
-            let keys = self.keyring(state);
             let inst = state.installations.get_mut(&self.product).ok_or_else(|| {
                 ClientError::Violation(Violation::NotActivated {
                     product: self.product.clone(),
                 })
             })?;
-            let license = format::verify::<License>(inst.license.clone(), &keys)?;
+            // The license was verified when it was installed, and the state that keeps
+            // it is authenticated by the device key: writing a device-signed file needs
+            // no vendor trust (a machine that lost its trust file can still report).
+            let license = format::payload_unverified::<License>(&inst.license)?;
             let report = UsageReport {
-                activation_id: license.payload().activation_id.clone(),
+                activation_id: license.activation_id.clone(),
                 product: self.product.clone(),
                 counters: inst.counters.clone(),
                 journal: rules::next_journal(
@@ -983,7 +1009,8 @@ impl Client {
                 if let Some(t) = state
                     .tombstones
                     .values()
-                    .filter(|t| t.product == self.product)
+                    // A forgotten license left no deactivation file to hand out.
+                    .filter(|t| t.product == self.product && !t.deactivation.is_empty())
                     .max_by_key(|t| t.deactivated)
                 {
                     return Ok(signed_again(
@@ -995,8 +1022,11 @@ impl Client {
                     product: self.product.clone(),
                 }));
             };
-            let license = format::verify::<License>(inst.license.clone(), &self.keyring(state))?;
-            let activation_id = license.payload().activation_id.clone();
+            // As for a usage report: the installed license needs no vendor trust here, so
+            // a machine that lost its trust file (or whose license's key was revoked) can
+            // still give its seat back.
+            let activation_id =
+                format::payload_unverified::<License>(&inst.license)?.activation_id;
             let deactivation = Deactivation {
                 activation_id: activation_id.clone(),
                 product: self.product.clone(),
@@ -1020,6 +1050,52 @@ impl Client {
             );
             state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
             Ok(file)
+        })
+    }
+
+    /// Whether an activation request of this product waits for its license here.
+    pub fn has_pending_request(&self) -> Result<bool, ClientError> {
+        let key = self.store.device_key()?;
+        Ok(self.store.load(&key)?.pending.contains_key(&self.product))
+    }
+
+    /// Forget this product on this device: its pending activation request, or (only with
+    /// `confirm_installed`) its installed license.
+    ///
+    /// An installed license is forgotten with a tombstone, as a deactivation leaves: the
+    /// same license cannot be installed again (its counters would start over), and the
+    /// seat stays taken at the vendor — deactivating is what gives it back. Nothing is
+    /// written for the vendor.
+    pub fn forget(&self, confirm_installed: bool) -> Result<Forgotten, ClientError> {
+        let now = self.now();
+        self.update(|state, _, _| {
+            if let Some(inst) = state.installations.get(&self.product) {
+                let activation_id =
+                    format::payload_unverified::<License>(&inst.license)?.activation_id;
+                if !confirm_installed {
+                    return Err(ClientError::ConfirmForget {
+                        product: self.product.clone(),
+                        activation_id,
+                    });
+                }
+                state.installations.remove(&self.product);
+                state.pending.remove(&self.product);
+                state.tombstones.insert(
+                    activation_id.clone(),
+                    Tombstone {
+                        product: self.product.clone(),
+                        deactivated: ts(now),
+                        deactivation: Vec::new(),
+                    },
+                );
+                return Ok(Forgotten::Installed { activation_id });
+            }
+            if state.pending.remove(&self.product).is_some() {
+                return Ok(Forgotten::Pending);
+            }
+            Err(ClientError::Violation(Violation::NotActivated {
+                product: self.product.clone(),
+            }))
         })
     }
 

@@ -125,7 +125,9 @@ pub struct Pending {
 pub struct Tombstone {
     pub product: String,
     pub deactivated: i64,
-    /// The deactivation file (binary COSE bytes), so it can be written out again.
+    /// The deactivation file (binary COSE bytes), so it can be written out again; empty
+    /// when the license was forgotten ([`Client::forget`](crate::client::Client::forget))
+    /// rather than deactivated.
     #[serde(with = "serde_bytes")]
     pub deactivation: Vec<u8>,
 }

@@ -4,7 +4,7 @@
 //!
 //! Both run as their real binaries. Cargo builds another package's binaries only for
 //! that package's own tests, so the `lic` binary is built here (by `cargo build -p
-//! lic-cli --bin lic`, a no-op when the workspace's tests have built it already).
+//! lic --bin lic`, a no-op when the workspace's tests have built it already).
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +18,7 @@ use lic_core::keys::Keyring;
 /// The `lic` binary of this workspace, built with the profile of these tests.
 fn lic_binary() -> &'static Path {
     static LIC: OnceLock<PathBuf> = OnceLock::new();
-    LIC.get_or_init(|| lic_fixtures::binaries::workspace_binary("lic-cli", "lic"))
+    LIC.get_or_init(|| lic_fixtures::binaries::workspace_binary("lic", "lic"))
 }
 
 struct Vendor {
@@ -279,48 +279,6 @@ fn apply_keeps_both_responses_of_requests_named_alike() {
         let text = std::fs::read_to_string(responses.join(name)).unwrap();
         assert!(text.contains("BEGIN LIC LICENSE"), "{name}");
     }
-}
-
-#[test]
-fn the_demo_prints_the_key_and_the_commands_and_keeps_its_license() {
-    let dir = tempfile::tempdir().unwrap();
-    let vendor = Vendor {
-        data: dir.path().join("portal"),
-    };
-    let first = vendor.ok(&["demo", "--no-serve"]);
-    let key_line = first
-        .lines()
-        .find(|l| l.trim_start().starts_with("license key:"))
-        .unwrap_or_else(|| panic!("{first}"));
-    let key = key_line.split_whitespace().last().unwrap().to_string();
-    assert_eq!(key.len(), 23, "{key_line}");
-    assert!(first.contains(&format!("--key {key}")), "{first}");
-    // The paths printed are absolute: the commands are for another terminal.
-    let trust = dir.path().join("portal").join("trusted-keys.pem");
-    assert!(
-        first.contains(&format!("--trust {} ", trust.display())),
-        "{first}"
-    );
-    assert!(trust.exists());
-    // Run again: the same demo license, not a second one.
-    let second = vendor.ok(&["demo", "--no-serve"]);
-    assert!(second.contains(&format!("license key:  {key}")), "{second}");
-    let licenses = vendor.json(&["license", "list"]);
-    assert_eq!(licenses.as_array().unwrap().len(), 1, "{licenses}");
-    // And the printed loop works with that key.
-    let store = dir.path().join("store");
-    let request = dir.path().join("demo.req");
-    offline_activate(&store, &trust, &key, &request);
-    let out = vendor.ok(&["apply", request.to_str().unwrap()]);
-    assert!(out.starts_with("ok "), "{out}");
-    assert_eq!(
-        lic(
-            &store,
-            &trust,
-            &["install", dir.path().join("demo.lic").to_str().unwrap()]
-        ),
-        ExitCode::SUCCESS
-    );
 }
 
 /// A running `lic-portal serve`, stopped on drop.

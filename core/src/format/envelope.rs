@@ -316,6 +316,21 @@ pub fn same_payload(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// The payload of binary `T` file bytes, decoded **without verifying** the signature.
+///
+/// Only for a file whose integrity is established another way: the device store keeps
+/// the licenses it verified when they were installed, in state authenticated by the
+/// device key, and writing a device-signed file (a usage report, a deactivation) needs
+/// only the license's activation id — not the vendor's trust, which a machine may have
+/// lost. Never use it on a file from outside.
+pub fn payload_unverified<T: Payload>(cose: &[u8]) -> Result<T, FormatError> {
+    let sign1 = parse_sign1(cose)?;
+    let payload = sign1.payload.ok_or_else(|| FormatError::CoseMalformed {
+        reason: "it has no payload".into(),
+    })?;
+    decode_payload::<T>(&payload)
+}
+
 /// What the envelope checks leave: the kind, the key that signed, the payload bytes, and
 /// the binary file they came from. Its fields are private to this module, so only
 /// [`verify_envelope`] makes one.

@@ -12,7 +12,7 @@ mod payload;
 pub use any::{AnyFile, open_any};
 pub use envelope::{
     COSE_SIGN1_TAG, HEADER_DEVICE_KEY, SignedFile, Verified, file_hash, kind_of, open,
-    same_payload, sign, sign_raw, sign_with_header, unarmor, verify,
+    payload_unverified, same_payload, sign, sign_raw, sign_with_header, unarmor, verify,
 };
 pub use error::FormatError;
 pub use kind::{FileKind, SignerRole};
