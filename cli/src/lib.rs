@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
-use serde_json::json;
 use lic_core::client::{Client, ClientError, Forgotten, Installed, Status};
 use lic_core::fingerprint::{FingerprintSource as _, SystemSource};
 use lic_core::format::{self, AnyFile, Credential, FileKind, FormatError, License, SignedFile};
 use lic_core::keys::{KeyError, Keyring};
 use lic_core::rules::Violation;
 use lic_core::store::{Store, StoreError};
+use serde_json::json;
 
 pub use output::OutputFormat;
 
@@ -113,7 +113,7 @@ pub enum Command {
     Check {
         /// The product to check (the same as --product) [default: the only product in
         /// the store].
-        #[arg(value_name = "PRODUCT")]
+        #[arg(value_name = "PRODUCT", id = "check_product")]
         product: Option<String>,
         /// A feature that must be licensed and not used up.
         #[arg(long)]
@@ -755,11 +755,7 @@ fn activate_online(g: &Global, args: &OnlineActivateArgs) -> Result<u8, Failure>
         .map_err(install_failure)?;
     report_installed(
         g,
-        &[(
-            PathBuf::from(&args.server),
-            product_name.clone(),
-            installed,
-        )],
+        &[(PathBuf::from(&args.server), product_name.clone(), installed)],
     )?;
     for flag in &answer.flags {
         eprintln!("note: the vendor noted on this activation: {flag}");
@@ -1111,8 +1107,8 @@ fn deactivate(g: &Global, out: &Path, force: bool) -> Result<u8, Failure> {
 fn deactivate_online(g: &Global, server: &str) -> Result<u8, Failure> {
     let client = client(g, None)?;
     let file = client.deactivate()?;
-    let answer = online::upload(server, "/api/v1/deactivate", &file.armored()).map_err(|f| {
-        Failure {
+    let answer =
+        online::upload(server, "/api/v1/deactivate", &file.armored()).map_err(|f| Failure {
             hint: format!(
                 "{} — the license is removed from this machine and its deactivation file is \
                  kept: run this command again later, or write the file with `lic \
@@ -1120,8 +1116,7 @@ fn deactivate_online(g: &Global, server: &str) -> Result<u8, Failure> {
                 f.hint
             ),
             ..f
-        }
-    })?;
+        })?;
     let activation = answer.activation.clone().unwrap_or_default();
     match g.format {
         OutputFormat::Json => output::json(&json!({
@@ -1138,10 +1133,16 @@ fn deactivate_online(g: &Global, server: &str) -> Result<u8, Failure> {
                 "'{}' is deactivated: the vendor confirmed that the seat of activation {activation} \
                  is free{}\n",
                 client.product(),
-                if answer.replay { " (it had already)" } else { "" }
+                if answer.replay {
+                    " (it had already)"
+                } else {
+                    ""
+                }
             );
             for flag in &answer.flags {
-                t.push_str(&format!("note: the vendor noted on this activation: {flag}\n"));
+                t.push_str(&format!(
+                    "note: the vendor noted on this activation: {flag}\n"
+                ));
             }
             t.push_str("you can now activate the product on another machine\n");
             output::text(&t)?;

@@ -116,7 +116,9 @@ pub fn upload(server: &str, path: &str, armored: &str) -> Result<Answer, Failure
     if status.is_success() {
         return serde_json::from_str::<Answer>(&body).map_err(|e| {
             Failure::new(
-                format!("the portal at {url} answered with something that is not a lic answer ({e})"),
+                format!(
+                    "the portal at {url} answered with something that is not a lic answer ({e})"
+                ),
                 "check that --server is your vendor's lic portal (its address, not a web page)",
                 "portal-answer",
             )
@@ -162,7 +164,9 @@ mod tests {
             endpoint(" http://127.0.0.1:8477 ", "/api/v1/activate").ok(),
             Some("http://127.0.0.1:8477/api/v1/activate".to_string())
         );
-        let refused = endpoint("p.example", "/x").err().map(|f| f.code.to_string());
+        let refused = endpoint("p.example", "/x")
+            .err()
+            .map(|f| f.code.to_string());
         assert_eq!(refused.as_deref(), Some("usage"));
     }
 

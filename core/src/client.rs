@@ -1025,8 +1025,7 @@ impl Client {
             // As for a usage report: the installed license needs no vendor trust here, so
             // a machine that lost its trust file (or whose license's key was revoked) can
             // still give its seat back.
-            let activation_id =
-                format::payload_unverified::<License>(&inst.license)?.activation_id;
+            let activation_id = format::payload_unverified::<License>(&inst.license)?.activation_id;
             let deactivation = Deactivation {
                 activation_id: activation_id.clone(),
                 product: self.product.clone(),

@@ -1462,12 +1462,16 @@ async fn demo(
     let listener = if no_serve {
         None
     } else {
-        Some(tokio::net::TcpListener::bind(listen).await.with_context(|| {
-            format!(
-                "cannot serve on {listen} (is another portal or demo running? --listen \
+        Some(
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot serve on {listen} (is another portal or demo running? --listen \
                  chooses another address)"
-            )
-        })?)
+                    )
+                })?,
+        )
     };
     let addr = match &listener {
         Some(l) => l.local_addr()?,

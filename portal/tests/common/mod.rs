@@ -76,7 +76,11 @@ pub async fn backends() -> Vec<TestDb> {
                 std::env::var("LIC_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "LIC_REQUIRE_POSTGRES=1 but PostgreSQL at {PG_URL} is unreachable: {e}"
             );
-            eprintln!("\n*** SKIPPING PostgreSQL: {PG_URL} is unreachable ({e}) ***\n");
+            lic_fixtures::skip::loudly(
+                "the PostgreSQL runs of the portal's tests",
+                &format!("{PG_URL} is unreachable ({e})"),
+                "LIC_REQUIRE_POSTGRES",
+            );
         }
     }
     out
