@@ -708,7 +708,7 @@ fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
     });
     write_file(&file, &out, args.force)?;
     if args.qr {
-        output::qr(&file.armored())?;
+        output::qr(file.bytes())?;
     }
     eprintln!(
         "wrote the activation request for '{product_name}' to {}",

@@ -262,6 +262,10 @@ pub fn unarmor(input: &[u8]) -> Result<(Option<FileKind>, Vec<u8>), FormatError>
     if input.first() == Some(&0xd2) {
         return Ok((None, input.to_vec()));
     }
+    // The QR text form (`LIC1:` + base45) names no kind, like binary bytes.
+    if let Some(bytes) = super::qrtext::decode(input) {
+        return Ok((None, bytes?));
+    }
     let (kind, bytes) = armor::decode(input)?;
     Ok((Some(kind), bytes))
 }

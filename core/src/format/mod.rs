@@ -8,6 +8,7 @@ mod envelope;
 mod error;
 mod kind;
 mod payload;
+pub mod qrtext;
 
 pub use any::{AnyFile, open_any};
 pub use envelope::{
