@@ -327,6 +327,13 @@ fn pem_blocks<'a>(text: &'a str, label: &str) -> Result<Vec<&'a str>, String> {
         let Some(stop) = block.find(&end) else {
             return Err(format!("a {label} block has no END line"));
         };
+        if !base64_lines(&block[begin.len()..stop]) {
+            return Err(format!(
+                "a {label} block is not laid out as PEM: its BEGIN line ends right after \
+                 '{begin}', its END line starts with '{end}', and between them are only \
+                 lines of base64, each ending in a line break, none empty or indented"
+            ));
+        }
         blocks.push(&block[..stop + end.len()]);
         rest = &block[stop + end.len()..];
     }
@@ -334,6 +341,35 @@ fn pem_blocks<'a>(text: &'a str, label: &str) -> Result<Vec<&'a str>, String> {
         return Err(format!("it holds no '{begin}' block"));
     }
     Ok(blocks)
+}
+
+/// Whether the text between a BEGIN and an END marker is a line break, then one or more
+/// lines of base64 characters, each ending in a line break (LF, CRLF or CR): no empty
+/// line, no white space (docs/format.md §8.2). The PEM decoder checks the rest: canonical
+/// padded base64, each line but the last exactly 64 characters.
+fn base64_lines(inner: &str) -> bool {
+    let Some(lines) = strip_eol_start(inner).and_then(strip_eol_end) else {
+        return false;
+    };
+    lines
+        .split("\r\n")
+        .flat_map(|l| l.split(['\n', '\r']))
+        .all(|line| {
+            !line.is_empty()
+                && line
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        })
+}
+
+fn strip_eol_start(s: &str) -> Option<&str> {
+    s.strip_prefix("\r\n")
+        .or_else(|| s.strip_prefix(['\n', '\r']))
+}
+
+fn strip_eol_end(s: &str) -> Option<&str> {
+    s.strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix(['\n', '\r']))
 }
 
 /// Read a key file as text: at most [`MAX_KEY_FILE_SIZE`] bytes are read (a larger file

@@ -8,6 +8,8 @@ full: the type rules, the CDDL types of the known fields, and each kind's rules 
 §5.9). A vector's key sets are applied to the trust first, as §8.5 says; and the fixture
 fingerprint is recomputed from the manifest's raw components (§5.2).
 
+The trust files of the manifest's trust_files are read with the grammar of §8.4.
+
 Usage: verify_vectors.py [FIXTURES_DIR]   (default: the fixtures/ beside tests/)
 Requires: pip install cbor2 cryptography
 """
@@ -227,13 +229,24 @@ def decode(buf, off, depth, st):
         return m, off
     if mt == 6:
         value, end = decode(buf, off, depth + 1, st)
-        if arg in (2, 3) and isinstance(value, bytes) and len(value) <= 16:
+        if arg in (2, 3) and isinstance(value, bytes):
+            # A bignum (§4.1): more than 8 bytes, no leading zero byte. lic's decoder
+            # reads one of at most 16 bytes as an integer, and cannot hold a negative
+            # one below -2^127 (cbor-malformed).
             n = int.from_bytes(value, 'big')
-            if n < 2**64:  # a bignum that fits a plain integer
-                nd('bignum'); return (n if arg == 2 else -1 - n), end
+            if len(value) <= 8 or value[0] == 0: nd('bignum form')
+            if len(value) <= 16:
+                if arg == 3 and n >= 2**127: raise Refused('cbor-malformed', 'integer too large')
+                if n < 2**64: return (n if arg == 2 else -1 - n), end
         return Tag(arg, value), end
-    # mt 7
-    if ai < 20 or ai == 24: raise Refused('cbor-malformed', 'simple')
+    # mt 7: simple values (§4.1). false, true, null; undefined is not deterministic, and
+    # so are the two-byte forms f8 14..f8 17 of these four; every other simple value,
+    # unassigned or not well-formed, is cbor-malformed.
+    if ai == 24:
+        if 20 <= arg <= 23: nd('two-byte simple value')
+        else: raise Refused('cbor-malformed', 'simple')
+        return (False, True, None, UNDEFINED)[arg - 20], off
+    if ai < 20: raise Refused('cbor-malformed', 'simple')
     if ai in (20, 21, 22): return (False, True, None)[ai - 20], off
     if ai == 23: nd('undefined'); return UNDEFINED, off
     width = 1 << (ai - 24)
@@ -260,24 +273,59 @@ def lenient_version(buf):
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**64: return None
     return v
 
+def is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+
+def int64(x): return is_int(x) and -2**63 <= x < 2**63
+
+def registered_or_private(v, registered):
+    """An algorithm or a label in crit: text, or a 64-bit integer that is registered
+    (§3.2's lists) or private-use (below -65536)."""
+    return isinstance(v, str) or (int64(v) and (v in registered or v < -65536))
+
 def header_wellformed(h):
+    """§3.2: a well-formed COSE header map, with the IANA lists of §3.2."""
     if not isinstance(h, Mapping) or h.dup: raise Refused('cose-malformed')
-    for k, v in h.items():
-        if isinstance(k, bool) or not isinstance(k, (int, str)): raise Refused('cose-malformed')
-        if k == 1 and not isinstance(v, (int, str)): raise Refused('cose-malformed')
-        if k == 1 and isinstance(v, int) and not (v < -65536 or v in REGISTERED_ALGS): raise Refused('cose-malformed')
-        if k == 2 and (not isinstance(v, list) or not v): raise Refused('cose-malformed')
+    for k, v in h.pairs:
+        if not (isinstance(k, str) or int64(k)): raise Refused('cose-malformed')
+        if k == 1 and not registered_or_private(v, REGISTERED_ALGS): raise Refused('cose-malformed')
+        if k == 2 and (not isinstance(v, list) or not v
+                       or not all(registered_or_private(l, REGISTERED_HEADER_PARAMETERS) for l in v)):
+            raise Refused('cose-malformed')
         if k == 3:
             if isinstance(v, str):
-                if not v or v.strip() != v or v.count('/') != 1: raise Refused('cose-malformed')
-            elif not isinstance(v, int): raise Refused('cose-malformed')
+                if not v or v.strip(WHITE_SPACE_CHARS) != v or v.count('/') != 1: raise Refused('cose-malformed')
+            elif not (is_int(v) and v in REGISTERED_CONTENT_FORMATS): raise Refused('cose-malformed')
         if k in (4, 5, 6) and (not isinstance(v, bytes) or not v): raise Refused('cose-malformed')
-    if 5 in h and 6 in h: raise Refused('cose-malformed')
-# The COSE algorithms registered with IANA (as coset 0.4, which lic uses, lists them).
+        if k == 7: counter_signatures_wellformed(v)
+        if 5 in h and 6 in h: raise Refused('cose-malformed')
+
+def counter_signatures_wellformed(v):
+    """Label 7: a COSE_Signature, or a non-empty array of them."""
+    if not isinstance(v, list) or not v: raise Refused('cose-malformed')
+    for sig in ([v] if isinstance(v[0], bytes) else v):
+        if not (isinstance(sig, list) and len(sig) == 3 and isinstance(sig[0], bytes)
+                and isinstance(sig[2], bytes)): raise Refused('cose-malformed')
+        if sig[0]:
+            hdr, end = decode(sig[0], 0, -1000, {})
+            if end != len(sig[0]): raise Refused('cose-malformed')
+            header_wellformed(hdr)
+        header_wellformed(sig[1])
+
+# The IANA registries as §3.2 lists them (snapshot of 2025-09-13).
 REGISTERED_ALGS = {
     -65535, -65534, -65533, -65532, -65531, -65530, -65529, -268, -267, -266, -265, -260,
     -259, -258, -257, *range(-53, -24), *range(-19, -2), 0, 1, 2, 3, 4, 5, 6, 7, 10, 11,
     12, 13, 14, 15, 24, 25, 26, 30, 31, 32, 33, 34}
+REGISTERED_HEADER_PARAMETERS = {*range(0, 8), *range(9, 17), 32, 33, 34, 35, 256, 257}
+REGISTERED_CONTENT_FORMATS = {
+    0, 16, 17, 18, 19, 21, 22, 23, 40, 41, 42, 47, 50, 51, 52, 60, 61, 62, 63, 64, 65, 96,
+    97, 98, 101, 102, 110, 111, 112, 113, 114, 115, 140, 256, 257, 258, 259, 260, 261, 262,
+    263, 264, 265, 266, 267, 268, 271, 272, 280, 281, 282, 283, 284, 285, 286, 287, 290,
+    291, 310, 311, 320, 322, 340, 341, 432, 433, 601, 10000, 10001, 10002, 10003, 10004,
+    11050, 11060, 11542, 11543, 11544, 20000, 30000}
+# Unicode White_Space (§3.2's content type, §5.1's non-blank text).
+WHITE_SPACE_CHARS = ('\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000'
+                     + ''.join(chr(c) for c in range(0x2000, 0x200b)))
 LIC_CONTENT_TYPE = re.compile(r'application/vnd\.lic\.[a-z0-9-]+\+cbor')
 
 # ---- payloads (§5) ----------------------------------------------------------------
@@ -333,8 +381,6 @@ def known(x, shape):
 # -- the CDDL types of §5.1 (each check raises payload-invalid) --
 
 def invalid(why): raise Refused('payload-invalid', why)
-
-def is_int(x): return isinstance(x, int) and not isinstance(x, bool)
 
 def u64(x):
     if not (is_int(x) and 0 <= x < 2**64): invalid('not a u64')
@@ -419,8 +465,7 @@ MAX_COUNTER = 2**53 - 1      # §5.2
 MAX_TRAIL = 32               # §5.2
 MAX_KEY_SET_KEYS = 256       # §5.9
 # Unicode White_Space (§5.1, non-blank text).
-WHITE_SPACE = set('\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000'
-                  + ''.join(chr(c) for c in range(0x2000, 0x200b)))
+WHITE_SPACE = set(WHITE_SPACE_CHARS)
 
 def non_blank(*texts):
     for t in texts:
@@ -593,6 +638,38 @@ assert component_hash(bytes([7] * 32), 'photo-pro', 'machine-id', 'abc').hex() =
 assert component_hash(fingerprint_key(bytes([3] * 32)), 'photo-pro', 'machine-id', 'abc').hex() == \
     '6dc58a357cee4b94436b9c7d14d91728493339ecfadc94efab064e4d94718003'
 
+# ---- trust files (§8.2, §8.4) ------------------------------------------------------
+# Read with the grammar of §8.4, not with a PEM library: OpenSSL's reader (behind
+# cryptography's load_pem_public_key) also takes indented, split or re-wrapped base64.
+
+BEGIN, END = '-----BEGIN PUBLIC KEY-----', '-----END PUBLIC KEY-----'
+SPKI_PREFIX = bytes.fromhex('302a300506032b6570032100')
+BLOCK_BODY = re.compile(r'(?:\r\n|\n|\r)((?:[A-Za-z0-9+/=]+(?:\r\n|\n|\r))+)')
+
+def read_trust_file(data):
+    """The keys of a trust file, by kid; ValueError if it is refused (as a whole)."""
+    if len(data) > 65536: raise ValueError('larger than 64 KiB')
+    text = data.decode('utf-8')  # UnicodeDecodeError is a ValueError
+    keys, at = {}, 0
+    while (start := text.find(BEGIN, at)) >= 0:
+        stop = text.find(END, start + len(BEGIN))
+        if stop < 0: raise ValueError('a block without its END marker')
+        body = BLOCK_BODY.fullmatch(text[start + len(BEGIN):stop])
+        if not body: raise ValueError('not laid out as PEM')
+        lines = re.split(r'\r\n|\n|\r', body.group(1))[:-1]
+        if any(len(l) != 64 for l in lines[:-1]) or len(lines[-1]) > 64:
+            raise ValueError('base64 lines are 64 characters, except the last')
+        b64 = ''.join(lines)
+        der = base64.b64decode(b64, validate=True)
+        if base64.b64encode(der).decode() != b64: raise ValueError('non-canonical base64')
+        if len(der) != 44 or not der.startswith(SPKI_PREFIX): raise ValueError('not an Ed25519 SPKI')
+        key = der[12:]
+        if not usable_key(key): raise ValueError('not a usable Ed25519 public key')
+        keys[kid_of(key)] = key
+        at = stop + len(END)
+    if not keys: raise ValueError('no PUBLIC KEY block')
+    return keys
+
 # ---- the vectors (§10) -------------------------------------------------------------
 
 def raw_public(pem):
@@ -600,11 +677,7 @@ def raw_public(pem):
         serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 man = json.load(open(FIX + 'manifest.json'))
-anchors = {}
-for blk in open(FIX + man['trust']).read().split('-----BEGIN PUBLIC KEY-----')[1:]:
-    pem = '-----BEGIN PUBLIC KEY-----' + blk.split('-----END PUBLIC KEY-----')[0] + '-----END PUBLIC KEY-----\n'
-    key = raw_public(pem.encode())
-    anchors[kid_of(key)] = key
+anchors = read_trust_file(open(FIX + man['trust'], 'rb').read())
 devpub = raw_public(open(FIX + man['keys']['device_public'], 'rb').read())
 device_seed = serialization.load_pem_private_key(
     open(FIX + man['keys']['device_private'], 'rb').read(), password=None).private_bytes(
@@ -633,4 +706,23 @@ for v in man['vectors']:
     passed += ok
     print('ok  ' if ok else 'FAIL', v['file'], 'want', want, 'got', got)
 print(f'{passed} passed, {failed} failed')
-sys.exit(1 if failed else 0)
+
+# The trust files: the kids each holds, or None if it is refused.
+trust_failed = trust_passed = 0
+for t in man.get('trust_files', []):
+    try: got = sorted(k.hex() for k in read_trust_file(open(FIX + t['file'], 'rb').read()))
+    except ValueError: got = None
+    ok = got == t['kids']
+    trust_failed += not ok
+    trust_passed += ok
+    print('ok  ' if ok else 'FAIL', t['file'], 'want', t['kids'], 'got', got)
+print(f'trust files: {trust_passed} passed, {trust_failed} failed')
+
+# Why §3.4 makes a reader check the key itself: OpenSSL alone accepts the identity-key
+# forgery (A = R = neutral element, S = 0) for any message.
+try:
+    Ed25519PublicKey.from_public_bytes(bytes([1] + [0] * 31)).verify(bytes([1] + [0] * 63), b'any message')
+    print('note: OpenSSL verifies the identity-key forgery by itself (§3.4)')
+except InvalidSignature:
+    print('note: OpenSSL refuses the identity-key forgery by itself')
+sys.exit(1 if failed or trust_failed else 0)

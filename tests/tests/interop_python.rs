@@ -30,9 +30,15 @@ fn an_implementation_from_the_specification_agrees_on_every_vector() {
         "the independent verifier disagrees:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let vectors = lic_fixtures::generate().manifest.vectors.len();
+    let manifest = lic_fixtures::generate().manifest;
+    let vectors = manifest.vectors.len();
     assert!(
-        stdout.contains(&format!("{vectors} passed, 0 failed")),
+        stdout.contains(&format!("\n{vectors} passed, 0 failed")),
+        "{stdout}"
+    );
+    let trust_files = manifest.trust_files.len();
+    assert!(
+        stdout.contains(&format!("trust files: {trust_files} passed, 0 failed")),
         "{stdout}"
     );
 }

@@ -144,3 +144,56 @@ sys.stdout.write(key.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.Su
         key.public().to_pem()
     );
 }
+
+/// docs/format.md §3.4: a reader must decode and check a device key itself, because
+/// OpenSSL imports keys that are no points of the curve and verifies the identity-key
+/// forgery. If this test fails because OpenSSL became stricter, soften §3.4's warning.
+#[test]
+fn openssl_imports_keys_lic_refuses_and_verifies_the_identity_key_forgery() {
+    let dir = tempfile::tempdir().unwrap();
+    // SPKI PEM of A = 01 00…00 (the neutral element) and of y = 2 (not a point).
+    let identity = "-----BEGIN PUBLIC KEY-----\n\
+                    MCowBQYDK2VwAyEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\
+                    -----END PUBLIC KEY-----\n";
+    let not_a_point = "-----BEGIN PUBLIC KEY-----\n\
+                       MCowBQYDK2VwAyEAAgAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\
+                       -----END PUBLIC KEY-----\n";
+    for (name, pem) in [("identity", identity), ("not-a-point", not_a_point)] {
+        assert!(PublicKey::from_pem(pem).is_err(), "lic reads {name}");
+        let file = dir.path().join(format!("{name}.pem"));
+        std::fs::write(&file, pem).unwrap();
+        let out = openssl(&["pkey", "-pubin", "-in", path(&file), "-noout"]);
+        assert!(out.status.success(), "OpenSSL refuses {name}: {out:?}");
+    }
+    // R = A, S = 0: [S]B - [k]A = R whatever the message.
+    let key = dir.path().join("identity.pem");
+    let (message, signature) = (dir.path().join("msg"), dir.path().join("sig"));
+    std::fs::write(&message, b"any message, say a license").unwrap();
+    let mut forged = vec![0u8; 64];
+    forged[0] = 1;
+    std::fs::write(&signature, &forged).unwrap();
+    let out = openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        path(&key),
+        "-rawin",
+        "-in",
+        path(&message),
+        "-sigfile",
+        path(&signature),
+    ]);
+    assert!(
+        out.status.success(),
+        "OpenSSL no longer verifies the identity-key forgery: {out:?}"
+    );
+    // lic refuses the same forgery in a file, before it verifies anything.
+    let vector = lic_fixtures::dir().join("invalid/identity-key-forgery.req");
+    let err = lic_core::format::open::<lic_core::format::ActivationRequest>(
+        &std::fs::read(vector).unwrap(),
+        &Keyring::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "weak-key");
+}

@@ -85,6 +85,8 @@ pub fn encode_value(value: &Value) -> Vec<u8> {
     out
 }
 
+/// Key order and duplicates in every map, and the forms the re-encoding cannot see: long
+/// bignums and NaNs.
 fn check_map_order(value: &Value, part: &'static str) -> Result<(), FormatError> {
     match value {
         Value::Map(entries) => {
@@ -112,10 +114,34 @@ fn check_map_order(value: &Value, part: &'static str) -> Result<(), FormatError>
             Ok(())
         }
         Value::Array(items) => items.iter().try_for_each(|v| check_map_order(v, part)),
+        // A bignum has one deterministic form (docs/format.md §4.1): more than 8 bytes
+        // (else it fits a plain integer) and no leading zero byte. Bignums of up to 16
+        // bytes are read as integers and their form is checked by the re-encoding; longer
+        // ones are kept as they are, so their form is checked here.
+        Value::Tag(2 | 3, inner) => match inner.as_ref() {
+            Value::Bytes(b) if b.len() <= 8 || b[0] == 0 => {
+                Err(FormatError::CborNotDeterministic {
+                    part,
+                    reason: "a bignum has leading zero bytes or fits a plain integer".into(),
+                })
+            }
+            _ => check_map_order(inner, part),
+        },
         Value::Tag(_, inner) => check_map_order(inner, part),
+        // One NaN only, f9 7e00 (quiet, positive, no payload): the re-encoding keeps a
+        // NaN's sign and payload, so they are checked here.
+        Value::Float(f) if f.is_nan() && f.to_bits() != CANONICAL_NAN => {
+            Err(FormatError::CborNotDeterministic {
+                part,
+                reason: "a NaN is not written f9 7e00".into(),
+            })
+        }
         _ => Ok(()),
     }
 }
+
+/// The bits of the one NaN lic reads, f9 7e00, as a double.
+const CANONICAL_NAN: u64 = 0x7ff8_0000_0000_0000;
 
 fn describe_key(key: &Value) -> String {
     match key {
@@ -237,6 +263,107 @@ mod tests {
             decode_strict(&[0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0], "payload"),
             Err(FormatError::CborNotDeterministic { .. })
         ));
+    }
+
+    #[test]
+    fn one_nan_only() {
+        let nan = |hex: &[u8]| decode_strict(hex, "payload").map_err(|e| e.code());
+        assert!(matches!(nan(&[0xf9, 0x7e, 0x00]), Ok(Value::Float(f)) if f.is_nan()));
+        for other in [
+            &[0xf9, 0x7e, 0x01][..],               // a payload
+            &[0xf9, 0xfe, 0x00],                   // negative
+            &[0xf9, 0x7c, 0x01],                   // signalling
+            &[0xfa, 0x7f, 0xc0, 0x00, 0x00],       // single precision
+            &[0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], // double precision
+        ] {
+            assert_eq!(nan(other), Err("cbor-not-deterministic"), "{other:02x?}");
+        }
+        // Infinities and negative zero have one shortest form, like other floats.
+        for ok in [[0xf9, 0x7c, 0x00], [0xf9, 0xfc, 0x00], [0xf9, 0x80, 0x00]] {
+            assert!(nan(&ok).is_ok(), "{ok:02x?}");
+        }
+    }
+
+    #[test]
+    fn a_bignum_has_more_than_8_bytes_and_no_leading_zero() {
+        let read = |bytes: Vec<u8>| decode_strict(&bytes, "payload").map_err(|e| e.code());
+        let bignum = |tag: u8, content: &[u8]| {
+            let mut b = vec![tag];
+            match content.len() {
+                n @ 0..=23 => b.push(0x40 + n as u8),
+                n => b.extend([0x58, n as u8]),
+            }
+            b.extend_from_slice(content);
+            b
+        };
+        // 2^64 and -1 - 2^64: the smallest bignums that do not fit a plain integer.
+        let two_64 = [1, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(read(bignum(0xc2, &two_64)).is_ok());
+        assert!(read(bignum(0xc3, &two_64)).is_ok());
+        let mut long = vec![0x01; 17];
+        assert!(read(bignum(0xc2, &long)).is_ok());
+        for content in [
+            &[][..],
+            &[1],
+            &[0, 1],
+            &[0xff; 8],
+            &[0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            for tag in [0xc2, 0xc3] {
+                assert_eq!(
+                    read(bignum(tag, content)),
+                    Err("cbor-not-deterministic"),
+                    "{tag:02x} {content:02x?}"
+                );
+            }
+        }
+        // Longer than 16 bytes: kept as a tagged byte string, checked all the same.
+        long[0] = 0;
+        assert_eq!(read(bignum(0xc2, &long)), Err("cbor-not-deterministic"));
+        let mut small = vec![0; 20];
+        small[19] = 1;
+        assert_eq!(read(bignum(0xc3, &small)), Err("cbor-not-deterministic"));
+        // Tag 2 or 3 around something else than a byte string is not a bignum: tags are
+        // not checked for validity.
+        assert!(read(vec![0xc2, 0x01]).is_ok());
+        // A negative bignum below -2^127 in at most 16 bytes is beyond lic's decoder.
+        let mut low = vec![0x80];
+        low.extend([0; 15]);
+        assert_eq!(read(bignum(0xc3, &low)), Err("cbor-malformed"));
+    }
+
+    #[test]
+    fn simple_values_and_text_are_classified_as_the_specification_says() {
+        // docs/format.md §4.1: what cannot be read is malformed, even where RFC 8949
+        // calls it well-formed (unassigned simple values) or well-formed but invalid
+        // (text that is not UTF-8); undefined and the two-byte forms of false, true,
+        // null and undefined are not deterministic.
+        let code = |bytes: &[u8]| decode_strict(bytes, "payload").map_err(|e| e.code());
+        for malformed in [
+            &[0xe0][..],
+            &[0xf3],
+            &[0xf8, 0x00],
+            &[0xf8, 0x13],
+            &[0xf8, 0x18],
+            &[0xf8, 0x1f],
+            &[0xf8, 0x20],
+            &[0xf8, 0xff],
+            &[0x62, 0xc3, 0x28],
+            &[0x61, 0xff],
+            &[0x63, 0xed, 0xa0, 0x80], // a UTF-16 surrogate
+        ] {
+            assert_eq!(code(malformed), Err("cbor-malformed"), "{malformed:02x?}");
+        }
+        for not_deterministic in [&[0xf7][..], &[0xf8, 0x14], &[0xf8, 0x17]] {
+            assert_eq!(
+                code(not_deterministic),
+                Err("cbor-not-deterministic"),
+                "{not_deterministic:02x?}"
+            );
+        }
+        for ok in [[0xf4], [0xf5], [0xf6]] {
+            assert!(code(&ok).is_ok());
+        }
     }
 
     #[test]
