@@ -302,7 +302,10 @@ fn the_portal_takes_a_request_as_the_qr_text_a_phone_scanned() {
     let (status, license) = post(&addr, "/api/v1/activate", format!("{qr_text}\n").as_bytes());
     assert_eq!(status, 200, "{license}");
     std::fs::write(demo_dir.join("customer/demo.lic"), &license).unwrap();
-    let out = bash(&format!("{}\n{}\nlic install demo.lic", commands[0], commands[1]));
+    let out = bash(&format!(
+        "{}\n{}\nlic install demo.lic",
+        commands[0], commands[1]
+    ));
     assert!(out.status.success(), "{}", text(&out));
     // A damaged scan is refused with what is wrong, and takes no seat.
     let damaged = format!("LIC1:{}", qr_text["LIC1:".len()..].to_lowercase());

@@ -15,7 +15,11 @@ fn an_implementation_from_the_specification_agrees_on_every_vector() {
             "LIC_REQUIRE_INTEROP is set but python3 with cbor2 and cryptography is missing \
              (pip install cbor2 cryptography)"
         );
-        eprintln!("SKIPPED: python3 with cbor2 and cryptography is not available");
+        lic_fixtures::skip::loudly(
+            "the Python interoperability test",
+            "python3 with cbor2 and cryptography is not available (python3 -m pip install cbor2 cryptography)",
+            "LIC_REQUIRE_INTEROP",
+        );
         return;
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/verify_vectors.py");

@@ -121,7 +121,11 @@ fn python_cryptography_loads_lic_keys_when_available() {
             std::env::var_os("LIC_REQUIRE_INTEROP").is_none(),
             "LIC_REQUIRE_INTEROP is set but python3 with `cryptography` is not available"
         );
-        eprintln!("SKIPPED: python3 with the `cryptography` package is not available");
+        lic_fixtures::skip::loudly(
+            "the Python key-loading test",
+            "python3 with cryptography is not available (python3 -m pip install cryptography)",
+            "LIC_REQUIRE_INTEROP",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
