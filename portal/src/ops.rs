@@ -298,24 +298,9 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-/// A license key: 20 characters from a 32-letter alphabet without look-alikes (100 bits),
-/// in groups of five.
-fn new_license_key() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut bytes = [0u8; 20];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    let chars: Vec<char> = bytes
-        .iter()
-        .map(|b| ALPHABET[(b % 32) as usize] as char)
-        .collect();
-    chars
-        .chunks(5)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// Keys are compared without case, spaces or dashes, and stored only as this hash.
+/// Keys are compared without case, spaces or dashes, and stored only as this hash. New
+/// keys are [`lic_core::license_key::generate`]'s (5 groups with a check character each);
+/// keys issued before (4 groups of 5) hash as they always did.
 pub fn key_hash(key: &str) -> String {
     let normalized: String = key
         .chars()
@@ -1164,7 +1149,7 @@ impl Portal {
         let (key, key_hash_value, key_hint) = match &spec.user_id {
             Some(_) => (None, None, None),
             None => {
-                let key = new_license_key();
+                let key = lic_core::license_key::generate();
                 let hint = key[key.len() - 4..].to_string();
                 let hash = key_hash(&key);
                 (Some(key), Some(hash), Some(hint))

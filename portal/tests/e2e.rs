@@ -293,7 +293,9 @@ fn the_demo_prints_the_key_and_the_commands_and_keeps_its_license() {
         .find(|l| l.trim_start().starts_with("license key:"))
         .unwrap_or_else(|| panic!("{first}"));
     let key = key_line.split_whitespace().last().unwrap().to_string();
-    assert_eq!(key.len(), 23, "{key_line}");
+    // Five groups of five, each with its check character.
+    assert_eq!(key.len(), 29, "{key_line}");
+    lic_core::license_key::check(&key).unwrap();
     assert!(first.contains(&format!("--key {key}")), "{first}");
     // The paths printed are absolute: the commands are for another terminal.
     let trust = dir.path().join("portal").join("trusted-keys.pem");
