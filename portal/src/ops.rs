@@ -30,12 +30,15 @@ use crate::vendor;
 pub struct Actor(pub String);
 
 impl Actor {
-    /// The operator at the admin command (the login name, if known).
+    /// The operator at the admin command: `cli:` and the login name — `$USER`, else
+    /// `$LOGNAME`, else the name of the process's user id in `/etc/passwd` (a service or
+    /// container often sets neither variable), else `uid:N`; `cli:unknown` only where no
+    /// user id can be read.
     pub fn cli() -> Self {
-        Actor(format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        ))
+        let env = |name: &str| std::env::var(name).ok();
+        let uid = current_uid();
+        let passwd = || std::fs::read_to_string("/etc/passwd").ok();
+        Actor(format!("cli:{}", operator_name(env, uid, passwd)))
     }
     /// An anonymous upload from `source` (the client's address).
     pub fn anonymous(source: &str) -> Self {
@@ -45,6 +48,46 @@ impl Actor {
     pub fn is_anonymous(&self) -> bool {
         self.0.starts_with("upload:")
     }
+}
+
+/// The operator's name from the environment (`USER`, then `LOGNAME`), else from the
+/// passwd file's entry for `uid`, else `uid:N`, else `unknown`. Empty values do not count.
+fn operator_name(
+    env: impl Fn(&str) -> Option<String>,
+    uid: Option<u32>,
+    passwd: impl FnOnce() -> Option<String>,
+) -> String {
+    let named = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    if let Some(name) = named(env("USER")).or_else(|| named(env("LOGNAME"))) {
+        return name;
+    }
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    passwd()
+        .and_then(|text| {
+            // name:password:uid:gid:gecos:home:shell
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let entry_uid = fields.nth(1)?.parse::<u32>().ok()?;
+                (entry_uid == uid && !name.is_empty()).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The process's real user id, where the system tells it without unsafe code (Linux:
+/// `/proc/self/status`).
+fn current_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A product.
@@ -2967,5 +3010,45 @@ fn write_batch(lite: &mut Lite, batch: Vec<(Job, Reply)>) {
                 let _ = reply.send(Err(PortalError::Storage(message.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+                          broken line\n\
+                          :x:7:7::/:/bin/false\n\
+                          vendor:x:1000:1000:Vendor Ops:/home/vendor:/bin/sh\n";
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_operator_is_user_then_logname_then_the_passwd_entry_then_the_uid() {
+        let passwd = || Some(PASSWD.to_string());
+        let name = |vars: &[(&str, &str)], uid| operator_name(env(vars), uid, passwd);
+        assert_eq!(name(&[("USER", "ann"), ("LOGNAME", "bob")], Some(0)), "ann");
+        assert_eq!(name(&[("USER", ""), ("LOGNAME", "bob")], Some(0)), "bob");
+        assert_eq!(name(&[("LOGNAME", "bob")], Some(0)), "bob");
+        assert_eq!(name(&[], Some(1000)), "vendor");
+        assert_eq!(name(&[("USER", " ")], Some(0)), "root");
+        // No entry for the uid (a container's arbitrary uid), or a nameless one.
+        assert_eq!(name(&[], Some(4242)), "uid:4242");
+        assert_eq!(name(&[], Some(7)), "uid:7");
+        assert_eq!(operator_name(env(&[]), Some(1000), || None), "uid:1000");
+        assert_eq!(operator_name(env(&[]), None, || None), "unknown");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_current_uid_is_read_on_linux() {
+        assert!(current_uid().is_some());
     }
 }

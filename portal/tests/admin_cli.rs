@@ -273,3 +273,45 @@ fn apply_refuses_everything_when_the_out_dir_cannot_be_created() {
     assert_eq!(seats_used(&data), 0, "nothing was applied");
     assert!(!dir.path().join("machine1.lic").exists());
 }
+
+// ----- the audit actor --------------------------------------------------------------------
+
+#[cfg(unix)]
+#[test]
+fn without_user_or_logname_the_audit_names_the_system_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lic-portal"))
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .env_remove("LIC_PORTAL_DATABASE")
+            .env_remove("LIC_PORTAL_KEYS")
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["init"]);
+    run(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
+    // What the system calls this user, asked another way.
+    let id = |flag: &str| {
+        let out = Command::new("id").arg(flag).output().unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    };
+    let expected = match id("-un") {
+        Some(name) => format!("cli:{name}"),
+        None => format!("cli:uid:{}", id("-u").unwrap()),
+    };
+    let audit = run(&["audit", "--subject", "photo-pro"]);
+    assert!(
+        audit.contains(&format!("  {expected}  product.create")),
+        "{expected}: {audit}"
+    );
+    assert!(!audit.contains("cli:unknown"), "{audit}");
+}
