@@ -277,6 +277,47 @@ pub struct Applied {
     /// went back or were not counted, a reactivation); empty when nothing was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// What the response is and what to do with it, for the person who sent the file
+    /// (e.g. that a deactivation's receipt is the vendor's signed confirmation, to keep,
+    /// and that nothing needs to be installed).
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Applied {
+    /// This response with its [`note`](Applied::note) for a file of `kind` that carried
+    /// `counters` (a deactivation's final counters, a usage report's).
+    fn noted(mut self, counters: Option<&format::Counters>) -> Applied {
+        let activation = self.activation.as_deref().unwrap_or("-");
+        let counters = match counters {
+            Some(c) if !c.is_empty() => c
+                .iter()
+                .map(|(feature, n)| format!("{feature}={n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "none".into(),
+        };
+        self.note = if self.kind == FileKind::Deactivation.name() {
+            format!(
+                "The seat is free: activation {activation} is deactivated. This receipt is the \
+                 vendor's signed confirmation that the device's deactivation was applied, with \
+                 its final counters ({counters}). Keep it as proof; nothing needs to be \
+                 installed."
+            )
+        } else if self.kind == FileKind::UsageReport.name() {
+            format!(
+                "This receipt is the vendor's signed confirmation that the usage report of \
+                 activation {activation} was counted (counters {counters}). Keep it as proof; \
+                 nothing needs to be installed."
+            )
+        } else {
+            format!(
+                "The license for activation {activation}: install it on the device with \
+                 `lic install FILE`."
+            )
+        };
+        self
+    }
 }
 
 /// Changes a support refresh makes; what is not given stays as it is.
@@ -1666,6 +1707,7 @@ impl Portal {
                 replay: true,
                 file_hash: hash.into(),
                 flags: Vec::new(),
+                note: String::new(),
             })
         })
         .transpose()
@@ -1765,7 +1807,9 @@ impl Portal {
             actor: actor.clone(),
         };
         let outcome = self.write(Job::Activation(job)).await?;
-        self.finish(outcome, &hash, &signer).await
+        self.finish(outcome, &hash, &signer)
+            .await
+            .map(|a| a.noted(None))
     }
 
     /// Turn a write outcome into the response; a lost race reads the winner's.
@@ -1929,6 +1973,7 @@ impl Portal {
             actor,
         )
         .await
+        .map(|a| a.noted(Some(&d.counters)))
     }
 
     /// Apply a usage report: add `new cumulative − last reported` per feature, so replays
@@ -1953,6 +1998,7 @@ impl Portal {
             actor,
         )
         .await
+        .map(|a| a.noted(Some(&u.counters)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2482,6 +2528,7 @@ async fn write_activation<C: Sql>(
         replay: false,
         file_hash: j.hash,
         flags: Vec::new(),
+        note: String::new(),
     }))
 }
 
@@ -2580,6 +2627,7 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
         replay: false,
         file_hash: j.hash,
         flags: vec![detail],
+        note: String::new(),
     }))
 }
 
@@ -2887,6 +2935,7 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
         replay: false,
         file_hash: j.hash,
         flags: flags.into_iter().map(|(_, reason)| reason).collect(),
+        note: String::new(),
     }))
 }
 
