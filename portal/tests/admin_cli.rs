@@ -207,7 +207,7 @@ fn one_seat_license(data: &Path) -> String {
 fn seats_used(data: &Path) -> i64 {
     let list: serde_json::Value =
         serde_json::from_str(&ok(data, &["--format", "json", "license", "list"])).unwrap();
-    list[0]["seats_used"].as_i64().unwrap()
+    list["items"][0]["seats_used"].as_i64().unwrap()
 }
 
 #[test]
