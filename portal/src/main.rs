@@ -446,12 +446,14 @@ fn usage_error(e: clap::Error) -> ExitCode {
     if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }
-    // clap's first line, without its "error: " prefix, names the argument.
+    // clap's report up to its usage line, on one line, without the "error: " prefix.
     let text = e.to_string();
     let message = text
         .lines()
-        .next()
-        .unwrap_or_default()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
         .trim_start_matches("error: ")
         .to_string();
     print_json_error(

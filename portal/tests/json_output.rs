@@ -414,6 +414,10 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
                 .is_some_and(|m| !m.is_empty())
         );
         assert!(err["error"]["hint"].as_str().is_some_and(|h| !h.is_empty()));
+        if code == "usage" {
+            // clap's report names what is missing.
+            assert!(s(&err["error"]["message"]).contains("<ID>"), "{stderr}");
+        }
     }
 
     p.covered.into_keys().collect()
