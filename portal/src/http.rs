@@ -1098,6 +1098,7 @@ async fn check_file_scope(portal: &Portal, p: &Principal, input: &[u8]) -> Resul
             let product = &r.payload().product;
             return visible(p, product, (), || PortalError::UnknownLicense {
                 product: product.clone(),
+                typo: None,
             });
         }
         Ok(AnyFile::Deactivation(d)) => d.payload().activation_id.clone(),

@@ -1679,6 +1679,14 @@ impl Portal {
         };
         let row = row.ok_or_else(|| PortalError::UnknownLicense {
             product: product.into(),
+            // A request from a lic that does not check keys yet: say which group of the
+            // key looks mistyped, for whoever reads the refusal.
+            typo: match credential {
+                Credential::LicenseKey(key) => lic_core::license_key::check(key)
+                    .err()
+                    .map(|e| e.to_string()),
+                Credential::User(_) => None,
+            },
         })?;
         let found = Arc::new((license_row(&row)?, joined_policy_row(&row)?));
         let mut cache = self

@@ -315,3 +315,31 @@ fn without_user_or_logname_the_audit_names_the_system_user() {
     );
     assert!(!audit.contains("cli:unknown"), "{audit}");
 }
+
+// ----- mistyped license keys ----------------------------------------------------------------
+
+#[test]
+fn a_request_with_a_mistyped_key_is_refused_naming_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let key = one_seat_license(&data);
+    // The third character of group 2 typed wrong (a lic that does not check keys yet).
+    let mut typo: Vec<char> = key.chars().collect();
+    typo[8] = if typo[8] == 'X' { 'Y' } else { 'X' };
+    let typo: String = typo.into_iter().collect();
+    let file = dir.path().join("typo.req");
+    std::fs::write(&file, request("photo-pro", &typo)).unwrap();
+    let out = portal(&data, &["apply", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("unknown-license")
+            && stdout.contains("the key looks mistyped: group 2 of the license key"),
+        "{stdout}"
+    );
+    // A key of another shape is refused as before, with nothing about groups.
+    std::fs::write(&file, request("photo-pro", "NO-SUCH-KEY")).unwrap();
+    let out = portal(&data, &["apply", file.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("mistyped"), "{stdout}");
+}
