@@ -673,7 +673,17 @@ fn write_file(file: &SignedFile, out: &Path, force: bool) -> Result<(), Failure>
 /// The credential named on the command line: a license key or a user id.
 fn credential(key: Option<&str>, user: Option<&str>) -> Result<Credential, Failure> {
     match (key, user) {
-        (Some(k), None) => Ok(Credential::LicenseKey(k.trim().to_string())),
+        (Some(k), None) => {
+            // A typo is caught here, before a request travels to the vendor and back.
+            lic_core::license_key::check(k).map_err(|e| {
+                Failure::new(
+                    format!("the license key {}: {e}", k.trim()),
+                    e.hint(),
+                    e.code(),
+                )
+            })?;
+            Ok(Credential::LicenseKey(k.trim().to_string()))
+        }
         (None, Some(u)) => Ok(Credential::User(u.trim().to_string())),
         _ => Err(Failure::new(
             "give either the license key (--key KEY) or your user id (--user USER)",

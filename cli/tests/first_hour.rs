@@ -361,3 +361,35 @@ fn an_unreachable_portal_keeps_the_deactivation_file_to_send_later() {
         serde_json::from_str(&env.ok(&["--format", "json", "inspect", "later.deact"])).unwrap();
     assert_eq!(doc["kind"], "deactivation", "{doc}");
 }
+
+#[test]
+fn a_mistyped_license_key_is_refused_at_once_naming_the_group() {
+    let env = Env::new();
+    let key = lic_core::license_key::generate();
+    // The fourth group's first character typed wrong.
+    let mut chars: Vec<char> = key.chars().collect();
+    let at = 18;
+    chars[at] = if chars[at] == '7' { '8' } else { '7' };
+    let typo: String = chars.into_iter().collect();
+    let out = env.lic(&[
+        "offline-activate",
+        "--product",
+        "photo-pro",
+        "--key",
+        &typo,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(error_code(&out).as_deref(), Some("license-key-checksum"));
+    assert!(stderr(&out).contains("group 4"), "{out:?}");
+    assert!(!env.path("photo-pro.req").exists());
+    assert!(!env.store().exists(), "nothing made for a mistyped key");
+    // The key as issued, and keys of other forms, go through.
+    env.ok(&["offline-activate", "--product", "photo-pro", "--key", &key]);
+    env.ok(&[
+        "offline-activate",
+        "--product",
+        "other",
+        "--key",
+        "PHPRO-7Q2M",
+    ]);
+}

@@ -36,6 +36,7 @@ pub mod fingerprint;
 pub mod format;
 pub mod fsutil;
 pub mod keys;
+pub mod license_key;
 pub mod rules;
 pub mod store;
 pub mod text;

@@ -9,8 +9,16 @@ pub enum PortalError {
     /// The uploaded file was refused by the format checks.
     #[error(transparent)]
     File(#[from] FormatError),
-    #[error("no license matches this license key or user for product '{product}'")]
-    UnknownLicense { product: String },
+    #[error(
+        "no license matches this license key or user for product '{product}'{}",
+        typo.as_ref().map_or(String::new(), |t| format!(" (the key looks mistyped: {t})"))
+    )]
+    UnknownLicense {
+        product: String,
+        /// What [`lic_core::license_key::check`] says of a key of the checksummed shape
+        /// that fails it: which group looks wrong. `None` for other keys and user ids.
+        typo: Option<String>,
+    },
     #[error(
         "this license key belongs to product '{license_product}', not to '{requested}' named in the request"
     )]

@@ -578,8 +578,51 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_on(listener, state, shutdown).await
+    Bound::bind(addr).await?.serve(state, shutdown).await
+}
+
+/// The API's socket, bound but not serving yet: the caller learns the address (the port
+/// the system chose for port 0) and can tell it before the first request is taken.
+///
+/// ```no_run
+/// # async fn f(state: lic_portal::http::AppState) -> std::io::Result<()> {
+/// let bound = lic_portal::http::Bound::bind("127.0.0.1:0".parse().unwrap()).await?;
+/// println!("listening on {}", bound.url());
+/// bound.serve(state, std::future::pending()).await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl Bound {
+    /// Bind `addr` (connections wait in the backlog until [`Bound::serve`]).
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Bound { listener, addr })
+    }
+
+    /// The address bound, with the actual port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDRESS` (no trailing slash), e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serve the API until `shutdown` completes, then finish the requests under way.
+    pub async fn serve(
+        self,
+        state: AppState,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        serve_on(self.listener, state, shutdown).await
+    }
 }
 
 /// [`serve`] on a listener already bound (e.g. to port 0, to learn the port first).
@@ -715,14 +758,36 @@ fn upload_response(headers: &HeaderMap, applied: ApiResult<Applied>) -> Result<R
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json"));
     if wants_text {
-        Ok((
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            applied.response,
-        )
-            .into_response())
+        // A receipt is kept, not installed: say so above it (lic reads the block and
+        // ignores text around it). A license goes as it is, to be saved and installed.
+        let body = if applied.response_kind == FileKind::Receipt.name() {
+            format!("{}\n\n{}", wrap(&applied.note, 78), applied.response)
+        } else {
+            applied.response
+        };
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
     } else {
         Ok(Json(applied).into_response())
     }
+}
+
+/// `text` in lines of at most `width` characters (a longer word on a line of its own).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if line_len > 0 && line_len + 1 + len > width {
+            out.push('\n');
+            line_len = 0;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += len;
+    }
+    out
 }
 
 async fn activate(
@@ -1033,6 +1098,7 @@ async fn check_file_scope(portal: &Portal, p: &Principal, input: &[u8]) -> Resul
             let product = &r.payload().product;
             return visible(p, product, (), || PortalError::UnknownLicense {
                 product: product.clone(),
+                typo: None,
             });
         }
         Ok(AnyFile::Deactivation(d)) => d.payload().activation_id.clone(),

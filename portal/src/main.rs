@@ -40,7 +40,10 @@ struct Global {
     /// The directory of vendor private keys [default: DATA/keys]; created with mode 0700.
     #[arg(long, global = true, env = "LIC_PORTAL_KEYS", value_name = "DIR")]
     keys: Option<PathBuf>,
-    /// Output format of list and show commands.
+    /// Output format. json: every command prints one JSON document on standard output,
+    /// `{"format": 1, …}` (the shape's version, then the command's fields; `serve` prints one
+    /// line when listening), and an error as `{"format": 1, "error": {"code", "message",
+    /// "hint"}}` on standard error; exit statuses are the same. Shapes: docs/json-output.md.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -56,8 +59,12 @@ enum Command {
     /// Create (or check) the database and the first vendor signing key.
     Init,
     /// Serve the HTTP API.
+    ///
+    /// Once listening, prints `listening on http://ADDRESS:PORT` (with --format json,
+    /// `{"format":1,"listening":"http://ADDRESS:PORT"}`) as the first line of standard output;
+    /// logs go to standard error, coloured only on a terminal and without NO_COLOR.
     Serve {
-        /// Address to listen on.
+        /// Address to listen on (port 0: the system chooses; the first line tells which).
         #[arg(long, default_value = "127.0.0.1:8477")]
         listen: std::net::SocketAddr,
         /// Anonymous uploads allowed per client address and minute (0: no limit, e.g.
@@ -96,8 +103,9 @@ enum Command {
     /// Apply uploaded files (activation requests, deactivations, usage reports).
     ///
     /// Writes each response beside its file (a license as NAME.lic, a receipt as
-    /// NAME.receipt) or into --out-dir; prints a line per file and a summary. Exit status
-    /// 0 if every file was applied, 1 if any was refused. Works with `find … | xargs`.
+    /// NAME.receipt) or into --out-dir; prints a line per file (a receipt's with a line
+    /// that says what it is for) and a summary. Exit status 0 if every file was applied,
+    /// 1 if any was refused. Works with `find … | xargs`.
     Apply {
         /// The files; `-` reads one file from standard input (the response goes to
         /// standard output).
@@ -414,47 +422,149 @@ fn parse_time(s: &str) -> anyhow::Result<i64> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let format = cli.global.format;
     if let Command::Key(KeyCommand::Generate { out, force }) = &cli.command {
-        return finish(key_generate(out, *force).map(|()| ExitCode::SUCCESS));
+        return finish(key_generate(out, *force, format), format);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return finish(Err(e.into())),
+        Err(e) => return finish(Err(e.into()), format),
     };
-    finish(runtime.block_on(run(cli)))
+    finish(runtime.block_on(run(cli)), format)
 }
 
-/// The exit status; on an error, the report on standard error. A message may quote an
-/// uploaded file's strings: control characters and bidi overrides in it are escaped.
-fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+/// Arguments clap refused: its report (status 2), or with `--format json` on the command
+/// line a JSON error (code `usage`). `--help` and `--version` print as they always do.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = {
+        let args: Vec<String> = std::env::args().collect();
+        args.windows(2)
+            .any(|w| w[0] == "--format" && w[1] == "json")
+            || args.iter().any(|a| a == "--format=json")
+    };
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    // clap's report up to its usage line, on one line, without the "error: " prefix.
+    let text = e.to_string();
+    let message = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string();
+    print_json_error(
+        "usage",
+        &message,
+        "see lic-portal --help, or lic-portal COMMAND --help",
+    );
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+}
+
+/// The version of every JSON document lic-portal prints (docs/json-output.md).
+const JSON_VERSION: u32 = 1;
+
+/// A JSON document: the shape's version first, then the command's fields.
+#[derive(serde::Serialize)]
+struct Doc<T> {
+    format: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// `{"format": 1, …fields}` on standard output (pretty-printed; strings escaped as in
+/// [`print_json`]).
+fn print_doc(body: serde_json::Value) -> anyhow::Result<()> {
+    print_json(&Doc {
+        format: JSON_VERSION,
+        body,
+    })
+}
+
+/// `{"format": 1, "error": {"code", "message", "hint"}}` on one line of standard error.
+fn print_json_error(code: &str, message: &str, hint: &str) {
+    let doc = Doc {
+        format: JSON_VERSION,
+        body: serde_json::json!({
+            "error": { "code": code, "message": message, "hint": hint }
+        }),
+    };
+    match serde_json::to_string(&doc) {
+        Ok(line) => eprintln!("{}", escape_json(&line)),
+        Err(_) => eprintln!("error: {}", escape(message)),
+    }
+}
+
+/// The code, message and hint of an error, for the text and the JSON report alike.
+fn describe(e: &anyhow::Error) -> (&'static str, String, Option<&'static str>) {
+    let message = format!("{e:#}");
+    if let Some(p) = e.downcast_ref::<PortalError>() {
+        (p.code(), message, Some(p.hint()))
+    } else if let Some(k) = e.downcast_ref::<KeyError>() {
+        ("key", message, Some(k.hint()))
+    } else {
+        ("error", message, None)
+    }
+}
+
+/// The exit status; on an error, the report on standard error (a JSON line with
+/// `--format json`). A message may quote an uploaded file's strings: control characters
+/// and bidi overrides in it are escaped.
+fn finish(result: anyhow::Result<ExitCode>, format: Format) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", escape(&format!("{e:#}")));
-            if let Some(p) = e.downcast_ref::<PortalError>() {
-                eprintln!("  what to do: {}", p.hint());
-                eprintln!("  (error code: {})", p.code());
-            } else if let Some(k) = e.downcast_ref::<KeyError>() {
-                eprintln!("  what to do: {}", k.hint());
+            let (code, message, hint) = describe(&e);
+            match format {
+                Format::Json => print_json_error(
+                    code,
+                    &message,
+                    hint.unwrap_or("see the message; lic-portal COMMAND --help shows the options"),
+                ),
+                Format::Text => {
+                    eprintln!("error: {}", escape(&message));
+                    if let Some(hint) = hint {
+                        eprintln!("  what to do: {hint}");
+                    }
+                    if e.downcast_ref::<PortalError>().is_some() {
+                        eprintln!("  (error code: {code})");
+                    }
+                }
             }
             ExitCode::from(2)
         }
     }
 }
 
-fn key_generate(out: &Path, force: bool) -> anyhow::Result<()> {
+fn key_generate(out: &Path, force: bool, format: Format) -> anyhow::Result<ExitCode> {
     let public = lic_portal::vendor::generate(out, force)?;
-    eprintln!(
-        "wrote vendor signing key {} to {}",
-        public.kid(),
-        out.display()
-    );
-    eprintln!("keep it secret; give clients its public key: lic-portal key export --key FILE");
-    Ok(())
+    match format {
+        Format::Json => print_doc(serde_json::json!({
+            "kid": public.kid().to_string(),
+            "out": out.display().to_string(),
+        }))?,
+        Format::Text => {
+            eprintln!(
+                "wrote vendor signing key {} to {}",
+                public.kid(),
+                out.display()
+            );
+            eprintln!(
+                "keep it secret; give clients its public key: lic-portal key export --key FILE"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct Paths {
@@ -564,14 +674,25 @@ fn show_activation(a: &Activation) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
+    let json = g.format == Format::Json;
     let actor = Actor::cli();
     match cli.command {
         Command::Init => {
             let (db, p) = connect(g).await?;
             let kid = Portal::init(&db, &p.keys).await?;
-            println!("database: {}", redact(&p.url));
-            println!("vendor key: {kid} (private key in {})", p.keys.display());
-            println!("give clients the public key: lic-portal key export --out trusted-keys.pem");
+            if json {
+                print_doc(serde_json::json!({
+                    "database": redact(&p.url),
+                    "vendor_key": kid.to_string(),
+                    "keys_dir": p.keys.display().to_string(),
+                }))?;
+            } else {
+                println!("database: {}", redact(&p.url));
+                println!("vendor key: {kid} (private key in {})", p.keys.display());
+                println!(
+                    "give clients the public key: lic-portal key export --out trusted-keys.pem"
+                );
+            }
         }
         Command::Serve {
             listen,
@@ -587,19 +708,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match c {
                 ProductCommand::Create { code, name } => {
                     let p = portal.create_product(&code, &name, &actor).await?;
-                    println!("created product {} ({})", p.code, p.name);
+                    if json {
+                        print_doc(serde_json::json!({ "product": p }))?;
+                    } else {
+                        println!("created product {} ({})", p.code, p.name);
+                    }
                 }
                 ProductCommand::List => {
                     let list = portal.products(None).await?;
-                    match g.format {
-                        Format::Json => print_json(&list)?,
-                        Format::Text => out(&list
+                    if json {
+                        print_doc(serde_json::json!({ "items": list }))?;
+                    } else {
+                        out(&list
                             .iter()
                             .map(|p| format!("{}  {}\n", p.code, p.name))
-                            .collect::<String>())?,
+                            .collect::<String>())?;
                     }
                 }
-                ProductCommand::Show { code } => print_json(&portal.product(&code).await?)?,
+                ProductCommand::Show { code } => {
+                    let p = portal.product(&code).await?;
+                    if json {
+                        print_doc(serde_json::json!({ "product": p }))?;
+                    } else {
+                        print_json(&p)?;
+                    }
+                }
             }
         }
         Command::Policy(c) => {
@@ -627,13 +760,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         created: 0,
                     };
                     let p = portal.create_policy(spec, &actor).await?;
-                    println!("created policy {} ({} / {})", p.id, p.product, p.name);
+                    if json {
+                        print_doc(serde_json::json!({ "policy": p }))?;
+                    } else {
+                        println!("created policy {} ({} / {})", p.id, p.product, p.name);
+                    }
                 }
                 PolicyCommand::List => {
                     let list = portal.policies(None).await?;
-                    match g.format {
-                        Format::Json => print_json(&list)?,
-                        Format::Text => out(&list
+                    if json {
+                        print_doc(serde_json::json!({ "items": list }))?;
+                    } else {
+                        out(&list
                             .iter()
                             .map(|p| {
                                 format!(
@@ -641,10 +779,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                     p.id, p.product, p.name, p.seats
                                 )
                             })
-                            .collect::<String>())?,
+                            .collect::<String>())?;
                     }
                 }
-                PolicyCommand::Show { id } => print_json(&portal.policy(&id).await?)?,
+                PolicyCommand::Show { id } => {
+                    let p = portal.policy(&id).await?;
+                    if json {
+                        print_doc(serde_json::json!({ "policy": p }))?;
+                    } else {
+                        print_json(&p)?;
+                    }
+                }
             }
         }
         Command::License(c) => {
@@ -671,34 +816,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         expires: expires.as_deref().map(parse_time).transpose()?,
                     };
                     let created = portal.create_license(spec, &actor).await?;
-                    match g.format {
-                        Format::Json => print_json(&created)?,
-                        Format::Text => {
-                            println!("created license {}", created.license.id);
-                            if let Some(key) = &created.key {
-                                println!("license key: {key}");
-                                println!("(shown only now: the portal stores it hashed)");
-                            }
+                    if json {
+                        print_doc(serde_json::json!({
+                            "license": created.license,
+                            "key": created.key,
+                        }))?;
+                    } else {
+                        println!("created license {}", created.license.id);
+                        if let Some(key) = &created.key {
+                            println!("license key: {key}");
+                            println!("(shown only now: the portal stores it hashed)");
                         }
                     }
                 }
                 LicenseCommand::List => {
                     let list = portal.licenses(None).await?;
-                    match g.format {
-                        Format::Json => print_json(&list)?,
-                        Format::Text => out(&list.iter().map(show_license).collect::<String>())?,
+                    if json {
+                        print_doc(serde_json::json!({ "items": list }))?;
+                    } else {
+                        out(&list.iter().map(show_license).collect::<String>())?;
                     }
                 }
                 LicenseCommand::Show { id } => {
                     let l = portal.license(&id).await?;
-                    match g.format {
-                        Format::Json => print_json(&l)?,
-                        Format::Text => out(&show_license(&l))?,
+                    if json {
+                        print_doc(serde_json::json!({ "license": l }))?;
+                    } else {
+                        out(&show_license(&l))?;
                     }
                 }
                 LicenseCommand::Revoke { id, reason } => {
-                    portal.revoke_license(&id, &reason, &actor).await?;
-                    println!("revoked license {id}");
+                    let l = portal.revoke_license(&id, &reason, &actor).await?;
+                    if json {
+                        print_doc(serde_json::json!({ "license": l }))?;
+                    } else {
+                        println!("revoked license {id}");
+                    }
                 }
             }
         }
@@ -707,90 +860,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match c {
                 ActivationCommand::List { license } => {
                     let list = portal.activations(license.as_deref(), None).await?;
-                    match g.format {
-                        Format::Json => print_json(&list)?,
-                        Format::Text => out(&list.iter().map(show_activation).collect::<String>())?,
+                    if json {
+                        print_doc(serde_json::json!({ "items": list }))?;
+                    } else {
+                        out(&list.iter().map(show_activation).collect::<String>())?;
                     }
                 }
                 ActivationCommand::Show { id } => {
                     let a = portal.activation(&id).await?;
-                    match g.format {
-                        Format::Json => print_json(&a)?,
-                        Format::Text => out(&show_activation(&a))?,
+                    if json {
+                        print_doc(serde_json::json!({ "activation": a }))?;
+                    } else {
+                        out(&show_activation(&a))?;
                     }
                 }
                 ActivationCommand::Deactivate { id, reason } => {
-                    portal.deactivate(&id, &reason, &actor).await?;
-                    println!("deactivated {id}: its seat is free");
+                    let a = portal.deactivate(&id, &reason, &actor).await?;
+                    if json {
+                        print_doc(serde_json::json!({ "activation": a }))?;
+                    } else {
+                        println!("deactivated {id}: its seat is free");
+                    }
                 }
                 ActivationCommand::Resign {
                     id,
                     signed_by,
                     out_dir,
                 } => {
-                    let ids = match (id, signed_by) {
-                        (Some(id), _) => vec![id],
-                        (None, Some(kid)) => portal.activations_signed_by(&kid).await?,
-                        (None, None) => bail!("give an activation id or --signed-by KID"),
-                    };
-                    std::fs::create_dir_all(&out_dir)
-                        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-                    // Each activation on its own: one that fails is reported and the others
-                    // go on (signing again is repeatable: the same files come out).
-                    let mut done = Vec::new();
-                    let mut failed = Vec::new();
-                    for id in &ids {
-                        let written: anyhow::Result<(String, Vec<String>)> = async {
-                            let r = portal.resign(id, &actor).await?;
-                            let license = out_dir.join(format!("{id}.lic"));
-                            write_response(&license, &r.license)?;
-                            let mut files = vec![license.display().to_string()];
-                            if let Some(refresh) = &r.refresh {
-                                let path = out_dir.join(format!("{id}.refresh.lic"));
-                                write_response(&path, refresh)?;
-                                files.push(path.display().to_string());
-                            }
-                            Ok((r.signed_by, files))
-                        }
-                        .await;
-                        match written {
-                            Ok((signed_by, files)) => {
-                                if g.format == Format::Text {
-                                    println!(
-                                        "{id}: signed again by {signed_by} → {}",
-                                        files.join(", ")
-                                    );
-                                }
-                                done.push(serde_json::json!({
-                                    "activation": id, "signed_by": signed_by, "files": files
-                                }));
-                            }
-                            Err(e) => {
-                                eprintln!(
-                                    "{id}: NOT done: {} (run `lic-portal activation resign {id}` \
-                                     again once it is sorted out)",
-                                    escape(&format!("{e:#}"))
-                                );
-                                failed.push(id.clone());
-                            }
-                        }
-                    }
-                    match g.format {
-                        Format::Json => print_json(&done)?,
-                        Format::Text => {
-                            if ids.is_empty() {
-                                println!("no active activation has files signed by that key");
-                            } else if !done.is_empty() {
-                                println!(
-                                    "send each customer their files; they install them with: \
-                                     lic install ID.lic [ID.refresh.lic]"
-                                );
-                            }
-                        }
-                    }
-                    if !failed.is_empty() {
-                        return Ok(ExitCode::from(1));
-                    }
+                    return resign(g, &portal, id, signed_by, &out_dir, &actor).await;
                 }
             }
         }
@@ -820,165 +917,56 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             // Refuse an existing output file before the refresh is made: making one uses
             // up a serial and is audited.
-            if path != Path::new("-") && path.exists() {
+            let to_stdout = path == Path::new("-");
+            if !to_stdout && path.exists() {
                 bail!(
                     "{} already exists; choose another file with --out",
                     path.display()
                 );
             }
             let refresh = portal.refresh(&activation, &spec, &actor).await?;
-            write_response(&path, &refresh)?;
-            println!(
-                "wrote the refresh for {activation} to {}; send it to the customer",
-                path.display()
-            );
-            println!("they install it with: lic install {}", path.display());
+            if json {
+                // With `--out -` the file goes into the document, not before it.
+                if !to_stdout {
+                    write_response(&path, &refresh)?;
+                }
+                print_doc(serde_json::json!({
+                    "activation": activation,
+                    "out": (!to_stdout).then(|| path.display().to_string()),
+                    "refresh": refresh,
+                }))?;
+            } else {
+                write_response(&path, &refresh)?;
+                let place = if to_stdout {
+                    "standard output".to_string()
+                } else {
+                    path.display().to_string()
+                };
+                // Beside the file on standard output, the words go to standard error.
+                let say = |line: String| {
+                    if to_stdout {
+                        eprintln!("{line}");
+                    } else {
+                        println!("{line}");
+                    }
+                };
+                say(format!(
+                    "wrote the refresh for {activation} to {place}; send it to the customer"
+                ));
+                say(format!(
+                    "they install it with: lic install {}",
+                    path.display()
+                ));
+            }
         }
-        Command::Key(c) => match c {
-            KeyCommand::Export {
-                key,
-                out: path,
-                force,
-            } => {
-                let pem = match key {
-                    Some(file) => lic_portal::vendor::export(&file)?.to_pem(),
-                    // Every key the portal signed with and did not revoke.
-                    None => {
-                        let (db, _) = connect(g).await?;
-                        lic_portal::vendor::keyring(&db).await?.to_pem()
-                    }
-                };
-                match path {
-                    Some(path) => {
-                        lic_core::fsutil::write_file(
-                            &path,
-                            pem.as_bytes(),
-                            lic_core::fsutil::PUBLIC_MODE,
-                            force,
-                        )
-                        .with_context(|| {
-                            format!("cannot write {} (--force replaces it)", path.display())
-                        })?;
-                        println!("wrote the trusted vendor keys to {}", path.display());
-                    }
-                    None => out(&pem)?,
-                }
-            }
-            KeyCommand::Rotate { key } => {
-                let portal = open(g).await?;
-                let key = match key {
-                    Some(file) => {
-                        let secret = lic_core::keys::SecretKey::read(&file).with_context(|| {
-                            format!("cannot use {} as the new key", file.display())
-                        })?;
-                        portal.rotate_key_to(secret, &actor).await?
-                    }
-                    None => portal.rotate_key(&actor).await?,
-                };
-                println!(
-                    "new active vendor key {}; export the keys again for new installations \
-                     (lic-portal key export), and give installed ones the key set that adds it \
-                     (lic-portal key keyset --out FILE; they install it with lic install FILE)",
-                    key.kid()
-                );
-            }
-            KeyCommand::Revoke {
-                kid,
-                reason,
-                out: path,
-            } => {
-                let portal = open(g).await?;
-                let set = portal.revoke_key(&kid, &reason, &actor).await?;
-                if let Some(path) = &path {
-                    write_response(path, &set.file)?;
-                }
-                match g.format {
-                    Format::Json => print_json(&set)?,
-                    Format::Text => {
-                        println!(
-                            "revoked vendor key {kid}; published key set version {} (signed by {})",
-                            set.version, set.signed_by
-                        );
-                        if let Some(path) = &path {
-                            println!("wrote it to {}", path.display());
-                        }
-                        println!(
-                            "devices stop trusting the key once they install it (lic install \
-                             FILE; the portal serves it at /api/v1/keys/keyset). Licenses it \
-                             signed stop working there: sign them again with \
-                             `lic-portal activation resign --signed-by {kid} --out-dir DIR`"
-                        );
-                    }
-                }
-            }
-            KeyCommand::Keyset {
-                version,
-                out: path,
-                force,
-            } => {
-                let portal = open(g).await?;
-                let sets = portal.key_sets().await?;
-                let set = match version {
-                    Some(v) => sets.iter().find(|s| s.version == v),
-                    None => sets.last(),
-                }
-                .with_context(|| match version {
-                    Some(v) => format!("there is no key set version {v}"),
-                    None => "no key set was published yet: one is published when the vendor key \
-                             is rotated or a key is revoked"
-                        .to_string(),
-                })?;
-                match path {
-                    Some(path) => {
-                        if force {
-                            lic_core::fsutil::write_file(
-                                &path,
-                                set.file.as_bytes(),
-                                lic_core::fsutil::PUBLIC_MODE,
-                                true,
-                            )
-                            .with_context(|| format!("cannot write {}", path.display()))?;
-                        } else {
-                            // The same key set there already is fine; another is kept.
-                            write_response(&path, &set.file).context("--force replaces it")?;
-                        }
-                        println!(
-                            "wrote key set version {} to {}",
-                            set.version,
-                            path.display()
-                        );
-                    }
-                    None => out(&set.file)?,
-                }
-            }
-            KeyCommand::List => {
-                let (db, _) = connect(g).await?;
-                let keys = lic_portal::vendor::list(&db).await?;
-                match g.format {
-                    Format::Json => print_json(&keys)?,
-                    Format::Text => out(&keys
-                        .iter()
-                        .map(|k| {
-                            let state = match (k.active, &k.revoked_reason) {
-                                (true, _) => "active".to_string(),
-                                (false, Some(reason)) => {
-                                    format!("REVOKED {} ({reason})", when(k.revoked))
-                                }
-                                (false, None) => "retired".to_string(),
-                            };
-                            format!("{}  {state}  created {}\n", k.kid, when(Some(k.created)))
-                        })
-                        .collect::<String>())?,
-                }
-            }
-            KeyCommand::Generate { .. } => unreachable!("handled before the runtime starts"),
-        },
+        Command::Key(c) => return key(g, c, &actor).await,
         Command::Audit { limit, subject } => {
             let portal = open(g).await?;
             let entries = portal.audit_log(limit, subject.as_deref()).await?;
-            match g.format {
-                Format::Json => print_json(&entries)?,
-                Format::Text => out(&entries
+            if json {
+                print_doc(serde_json::json!({ "items": entries }))?;
+            } else {
+                out(&entries
                     .iter()
                     .map(|e| {
                         let at = chrono::DateTime::from_timestamp_millis(e.at)
@@ -997,10 +985,267 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             )),
                         )
                     })
-                    .collect::<String>())?,
+                    .collect::<String>())?;
             }
         }
         Command::Token(c) => return token(g, c).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `activation resign`: each activation on its own; one that fails is reported and the
+/// others go on (signing again is repeatable: the same files come out).
+async fn resign(
+    g: &Global,
+    portal: &Portal,
+    id: Option<String>,
+    signed_by: Option<String>,
+    out_dir: &Path,
+    actor: &Actor,
+) -> anyhow::Result<ExitCode> {
+    let json = g.format == Format::Json;
+    let ids = match (id, signed_by) {
+        (Some(id), _) => vec![id],
+        (None, Some(kid)) => portal.activations_signed_by(&kid).await?,
+        (None, None) => bail!("give an activation id or --signed-by KID"),
+    };
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for id in &ids {
+        let written: anyhow::Result<(String, Vec<String>)> = async {
+            let r = portal.resign(id, actor).await?;
+            let license = out_dir.join(format!("{id}.lic"));
+            write_response(&license, &r.license)?;
+            let mut files = vec![license.display().to_string()];
+            if let Some(refresh) = &r.refresh {
+                let path = out_dir.join(format!("{id}.refresh.lic"));
+                write_response(&path, refresh)?;
+                files.push(path.display().to_string());
+            }
+            Ok((r.signed_by, files))
+        }
+        .await;
+        match written {
+            Ok((signed_by, files)) => {
+                if !json {
+                    println!("{id}: signed again by {signed_by} → {}", files.join(", "));
+                }
+                done.push(serde_json::json!({
+                    "activation": id, "signed_by": signed_by, "files": files
+                }));
+            }
+            Err(e) => {
+                let (code, message, hint) = describe(&e);
+                if !json {
+                    eprintln!(
+                        "{id}: NOT done: {} (run `lic-portal activation resign {id}` again once \
+                         it is sorted out)",
+                        escape(&message)
+                    );
+                }
+                failed.push(serde_json::json!({
+                    "activation": id,
+                    "error": { "code": code, "message": message, "hint": hint },
+                }));
+            }
+        }
+    }
+    if json {
+        print_doc(serde_json::json!({ "items": done, "failed": failed }))?;
+    } else if ids.is_empty() {
+        println!("no active activation has files signed by that key");
+    } else if !done.is_empty() {
+        println!(
+            "send each customer their files; they install them with: \
+             lic install ID.lic [ID.refresh.lic]"
+        );
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn key(g: &Global, c: KeyCommand, actor: &Actor) -> anyhow::Result<ExitCode> {
+    let json = g.format == Format::Json;
+    match c {
+        KeyCommand::Export {
+            key,
+            out: path,
+            force,
+        } => {
+            let (pem, kids) = match key {
+                Some(file) => {
+                    let public = lic_portal::vendor::export(&file)?;
+                    (public.to_pem(), vec![public.kid().to_string()])
+                }
+                // Every key the portal signed with and did not revoke.
+                None => {
+                    let (db, _) = connect(g).await?;
+                    let ring = lic_portal::vendor::keyring(&db).await?;
+                    let kids = ring.iter().map(|k| k.kid().to_string()).collect();
+                    (ring.to_pem(), kids)
+                }
+            };
+            if let Some(path) = &path {
+                lic_core::fsutil::write_file(
+                    path,
+                    pem.as_bytes(),
+                    lic_core::fsutil::PUBLIC_MODE,
+                    force,
+                )
+                .with_context(|| {
+                    format!("cannot write {} (--force replaces it)", path.display())
+                })?;
+            }
+            if json {
+                print_doc(serde_json::json!({
+                    "keys": kids,
+                    "pem": pem,
+                    "out": path.as_ref().map(|p| p.display().to_string()),
+                }))?;
+            } else {
+                match &path {
+                    Some(path) => {
+                        println!("wrote the trusted vendor keys to {}", path.display());
+                    }
+                    None => out(&pem)?,
+                }
+            }
+        }
+        KeyCommand::Rotate { key } => {
+            let portal = open(g).await?;
+            let key = match key {
+                Some(file) => {
+                    let secret = lic_core::keys::SecretKey::read(&file)
+                        .with_context(|| format!("cannot use {} as the new key", file.display()))?;
+                    portal.rotate_key_to(secret, actor).await?
+                }
+                None => portal.rotate_key(actor).await?,
+            };
+            if json {
+                let kid = key.kid().to_string();
+                let (db, _) = connect(g).await?;
+                let info = lic_portal::vendor::list(&db)
+                    .await?
+                    .into_iter()
+                    .find(|k| k.kid == kid)
+                    .context("the new key is not in the key list")?;
+                let set = portal.key_sets().await?.pop();
+                print_doc(serde_json::json!({ "key": info, "key_set": set }))?;
+            } else {
+                println!(
+                    "new active vendor key {}; export the keys again for new installations \
+                     (lic-portal key export), and give installed ones the key set that adds it \
+                     (lic-portal key keyset --out FILE; they install it with lic install FILE)",
+                    key.kid()
+                );
+            }
+        }
+        KeyCommand::Revoke {
+            kid,
+            reason,
+            out: path,
+        } => {
+            let portal = open(g).await?;
+            let set = portal.revoke_key(&kid, &reason, actor).await?;
+            if let Some(path) = &path {
+                write_response(path, &set.file)?;
+            }
+            if json {
+                print_doc(serde_json::json!({
+                    "revoked": kid,
+                    "key_set": set,
+                    "out": path.as_ref().map(|p| p.display().to_string()),
+                }))?;
+            } else {
+                println!(
+                    "revoked vendor key {kid}; published key set version {} (signed by {})",
+                    set.version, set.signed_by
+                );
+                if let Some(path) = &path {
+                    println!("wrote it to {}", path.display());
+                }
+                println!(
+                    "devices stop trusting the key once they install it (lic install FILE; the \
+                     portal serves it at /api/v1/keys/keyset). Licenses it signed stop working \
+                     there: sign them again with \
+                     `lic-portal activation resign --signed-by {kid} --out-dir DIR`"
+                );
+            }
+        }
+        KeyCommand::Keyset {
+            version,
+            out: path,
+            force,
+        } => {
+            let portal = open(g).await?;
+            let sets = portal.key_sets().await?;
+            let set = match version {
+                Some(v) => sets.iter().find(|s| s.version == v),
+                None => sets.last(),
+            }
+            .with_context(|| match version {
+                Some(v) => format!("there is no key set version {v}"),
+                None => "no key set was published yet: one is published when the vendor key is \
+                         rotated or a key is revoked"
+                    .to_string(),
+            })?;
+            if let Some(path) = &path {
+                if force {
+                    lic_core::fsutil::write_file(
+                        path,
+                        set.file.as_bytes(),
+                        lic_core::fsutil::PUBLIC_MODE,
+                        true,
+                    )
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                } else {
+                    // The same key set there already is fine; another is kept.
+                    write_response(path, &set.file).context("--force replaces it")?;
+                }
+            }
+            if json {
+                print_doc(serde_json::json!({
+                    "key_set": set,
+                    "out": path.as_ref().map(|p| p.display().to_string()),
+                }))?;
+            } else {
+                match &path {
+                    Some(path) => println!(
+                        "wrote key set version {} to {}",
+                        set.version,
+                        path.display()
+                    ),
+                    None => out(&set.file)?,
+                }
+            }
+        }
+        KeyCommand::List => {
+            let (db, _) = connect(g).await?;
+            let keys = lic_portal::vendor::list(&db).await?;
+            if json {
+                print_doc(serde_json::json!({ "items": keys }))?;
+            } else {
+                out(&keys
+                    .iter()
+                    .map(|k| {
+                        let state = match (k.active, &k.revoked_reason) {
+                            (true, _) => "active".to_string(),
+                            (false, Some(reason)) => {
+                                format!("REVOKED {} ({reason})", when(k.revoked))
+                            }
+                            (false, None) => "retired".to_string(),
+                        };
+                        format!("{}  {state}  created {}\n", k.kid, when(Some(k.created)))
+                    })
+                    .collect::<String>())?;
+            }
+        }
+        KeyCommand::Generate { out, force } => return key_generate(&out, force, g.format),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1072,6 +1317,7 @@ async fn apply(
     out_dir: Option<&Path>,
     actor: &Actor,
 ) -> anyhow::Result<ExitCode> {
+    let json = g.format == Format::Json;
     let portal = open(g).await?;
     if let Some(dir) = out_dir {
         // Before anything is applied: a file applied whose response has nowhere to go
@@ -1092,8 +1338,9 @@ async fn apply(
         indicatif::ProgressBar::hidden()
     };
     let (mut ok, mut refused, mut unwritten) = (0usize, 0usize, 0usize);
+    let mut items = Vec::new();
     for file in files {
-        let result: Result<(String, Vec<String>), Outcome> = async {
+        let result: Result<(Applied, Option<PathBuf>), Outcome> = async {
             let mut bytes = Vec::new();
             let limit = lic_core::format::armor::MAX_FILE_SIZE as u64 + 1;
             if file == Path::new("-") {
@@ -1118,84 +1365,144 @@ async fn apply(
             } else {
                 "receipt"
             };
-            let target = if file == Path::new("-") {
-                PathBuf::from("-")
-            } else {
-                let name = format!(
-                    "{}.{ext}",
-                    file.file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "response".into())
-                );
-                out_dir.map_or_else(|| file.with_file_name(&name), |d| d.join(&name))
-            };
-            let activation = applied.activation.as_deref().unwrap_or("-").to_string();
+            if file == Path::new("-") {
+                // Standard output: the response itself, or (JSON) in the document.
+                if !json {
+                    write_response(Path::new("-"), &applied.response).map_err(|e| {
+                        Outcome::NotWritten {
+                            activation: applied.activation.clone().unwrap_or_default(),
+                            error: e,
+                        }
+                    })?;
+                }
+                return Ok((applied, None));
+            }
+            let name = format!(
+                "{}.{ext}",
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "response".into())
+            );
+            let target = out_dir.map_or_else(|| file.with_file_name(&name), |d| d.join(&name));
             let target = place_response(target, &applied).map_err(|e| Outcome::NotWritten {
-                activation: activation.clone(),
+                activation: applied.activation.clone().unwrap_or_default(),
                 error: e,
             })?;
-            let replay = if applied.replay {
-                " (applied before: same response)"
-            } else {
-                ""
-            };
-            Ok((
-                format!(
-                    "{activation} → {} {}{replay}",
-                    applied.response_kind,
-                    target.display()
-                ),
-                applied.flags,
-            ))
+            Ok((applied, Some(target)))
         }
         .await;
         // A line may quote the file's strings (a product name, an activation id) and
         // its file name: control characters and bidi overrides are escaped.
-        let mut flags = Vec::new();
-        let line = match result {
-            Ok((line, raised)) => {
+        let mut notes = Vec::new();
+        let (line, item) = match result {
+            Ok((applied, target)) => {
                 ok += 1;
-                flags = raised;
-                format!("ok       {}  {line}", file.display())
+                let activation = applied.activation.as_deref().unwrap_or("-");
+                let replay = if applied.replay {
+                    " (applied before: same response)"
+                } else {
+                    ""
+                };
+                let place = target
+                    .as_ref()
+                    .map_or("-".into(), |t| t.display().to_string());
+                let line = format!(
+                    "ok       {}  {activation} → {} {place}{replay}",
+                    file.display(),
+                    applied.response_kind,
+                );
+                notes.extend(applied.flags.iter().map(|f| format!("FLAGGED: {f}")));
+                // A receipt is kept, not installed: say what it is.
+                if applied.response_kind == "receipt" {
+                    notes.push(applied.note.clone());
+                }
+                let item = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "status": "ok",
+                    "kind": applied.kind,
+                    "activation": applied.activation,
+                    "response_kind": applied.response_kind,
+                    "response_file": target.map(|t| t.display().to_string()),
+                    "response": if file == Path::new("-") { Some(&applied.response) } else { None },
+                    "replay": applied.replay,
+                    "file_hash": applied.file_hash,
+                    "flags": applied.flags,
+                    "note": applied.note,
+                });
+                (line, item)
             }
             Err(Outcome::NotWritten { activation, error }) => {
                 // Applied: the database has it. Applying the file again gives the same
                 // response, so the operator can fetch it once the path is sorted out.
                 unwritten += 1;
-                format!(
-                    "APPLIED  {}  {activation}, but the response was not written: {error:#} \
+                let (code, message, hint) = describe(&error);
+                let line = format!(
+                    "APPLIED  {}  {activation}, but the response was not written: {message} \
                      (apply the file again for the same response)",
                     file.display()
-                )
+                );
+                let item = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "status": "not-written",
+                    "activation": activation,
+                    "error": { "code": code, "message": message, "hint": hint },
+                });
+                (line, item)
             }
             Err(Outcome::Read(e)) => {
                 refused += 1;
-                format!("REFUSED  {}  error: {e:#}", file.display())
+                let (code, message, hint) = describe(&e);
+                let line = format!("REFUSED  {}  error: {message}", file.display());
+                let item = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "status": "refused",
+                    "error": { "code": code, "message": message, "hint": hint },
+                });
+                (line, item)
             }
             Err(Outcome::Refused(e)) => {
                 refused += 1;
-                format!("REFUSED  {}  {}: {e}", file.display(), e.code())
+                let line = format!("REFUSED  {}  {}: {e}", file.display(), e.code());
+                let item = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "status": "refused",
+                    "error": { "code": e.code(), "message": e.to_string(), "hint": e.hint() },
+                });
+                (line, item)
             }
         };
-        // Each line escaped on its own: a flag under an applied file keeps its line, and
-        // nothing from a file can start a line of its own.
-        let mut text = format!("{}\n", escape(&line));
-        for flag in &flags {
-            text.push_str(&format!("         FLAGGED: {}\n", escape(flag)));
+        if json {
+            items.push(item);
+        } else {
+            // Each line escaped on its own: a note under an applied file keeps its line,
+            // and nothing from a file can start a line of its own.
+            let mut text = format!("{}\n", escape(&line));
+            for note in &notes {
+                text.push_str(&format!("         {}\n", escape(note)));
+            }
+            bar.suspend(|| print!("{text}"));
         }
-        bar.suspend(|| print!("{text}"));
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let unwritten_note = if unwritten > 0 {
-        format!(" ({unwritten} more applied without their response written)")
+    if json {
+        print_doc(serde_json::json!({
+            "items": items,
+            "applied": ok,
+            "refused": refused,
+            "not_written": unwritten,
+        }))?;
     } else {
-        String::new()
-    };
-    eprintln!(
-        "{} file(s): {ok} applied, {refused} refused{unwritten_note}",
-        files.len()
-    );
+        let unwritten_note = if unwritten > 0 {
+            format!(" ({unwritten} more applied without their response written)")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{} file(s): {ok} applied, {refused} refused{unwritten_note}",
+            files.len()
+        );
+    }
     Ok(if refused == 0 && unwritten == 0 {
         ExitCode::SUCCESS
     } else {
@@ -1223,7 +1530,14 @@ async fn token(g: &Global, c: TokenCommand) -> anyhow::Result<ExitCode> {
             let (id, secret) =
                 auth::create_token(&db, &name, role, scope, chrono::Utc::now().timestamp()).await?;
             match g.format {
-                Format::Json => print_json(&serde_json::json!({ "id": id, "token": secret }))?,
+                Format::Json => {
+                    let info = auth::list_tokens(&db)
+                        .await?
+                        .into_iter()
+                        .find(|t| t.id == id)
+                        .context("the new token is not in the token list")?;
+                    print_doc(serde_json::json!({ "token": info, "secret": secret }))?;
+                }
                 Format::Text => {
                     println!("created token {id} ({role}) for {name}");
                     println!("token: {secret}");
@@ -1236,7 +1550,7 @@ async fn token(g: &Global, c: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::List => {
             let list = auth::list_tokens(&db).await?;
             match g.format {
-                Format::Json => print_json(&list)?,
+                Format::Json => print_doc(serde_json::json!({ "items": list }))?,
                 Format::Text => out(&list
                     .iter()
                     .map(|t| {
@@ -1255,20 +1569,36 @@ async fn token(g: &Global, c: TokenCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TokenCommand::Revoke { id } => {
-            auth::revoke_token(&db, &id, chrono::Utc::now().timestamp()).await?;
-            println!("revoked token {id}");
+            let info = auth::revoke_token(&db, &id, chrono::Utc::now().timestamp()).await?;
+            match g.format {
+                Format::Json => print_doc(serde_json::json!({ "token": info }))?,
+                Format::Text => println!("revoked token {id}"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Log lines on standard error (`LIC_LOG` filters, default `info`), coloured only on a
+/// terminal and never with `NO_COLOR` set (https://no-color.org).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
+}
+
+/// Whether log lines get ANSI colours: on a terminal, unless `NO_COLOR` is set and not
+/// empty.
+fn log_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Ctrl-C or SIGTERM (service managers): stop accepting, finish the requests under way.
@@ -1311,9 +1641,34 @@ async fn serve(
         )
     };
     let state = lic_portal::http::AppState::new(portal).with_limiter(limiter);
-    lic_portal::http::serve(state, listen, shutdown_signal())
+    let bound = lic_portal::http::Bound::bind(listen)
         .await
-        .with_context(|| format!("cannot serve on {listen}"))
+        .with_context(|| {
+            format!(
+                "cannot listen on {listen} (is another portal running? --listen chooses another \
+                 address; port 0 lets the system choose)"
+            )
+        })?;
+    // The first line of standard output, before any request is taken: scripts and tests
+    // that asked for port 0 learn the port here.
+    let url = bound.url();
+    match g.format {
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string(&Doc {
+                format: JSON_VERSION,
+                body: serde_json::json!({ "listening": url }),
+            })?
+        ))?,
+        Format::Text => out(&format!("listening on {url}\n"))?,
+    }
+    std::io::stdout()
+        .flush()
+        .context("cannot write to standard output")?;
+    bound
+        .serve(state, shutdown_signal())
+        .await
+        .with_context(|| format!("cannot serve on {url}"))
 }
 
 /// The quick start: a portal with a demo product, policy and license; prints what to try.
@@ -1532,15 +1887,46 @@ The vendor's side, from any directory:
 Run the demo again to start over: it empties {dir}/ first.
 "
     );
-    out(&text)?;
+    if g.format == Format::Json {
+        print_doc(serde_json::json!({
+            "dir": dir.to_string(),
+            "url": url,
+            "serving": listener.is_some(),
+            "product": "photo-pro",
+            "license_key": key,
+            "trusted_keys": trust.to_string(),
+            "customer_dir": customer.to_string(),
+            "portal_data": portal_data.to_string(),
+            "lic": lic_cmd,
+        }))?;
+    } else {
+        out(&text)?;
+    }
     let Some(listener) = listener else {
         return Ok(());
     };
-    println!("serving on {url}/ — Ctrl-C stops it");
+    if g.format == Format::Text {
+        println!("serving on {url}/ — Ctrl-C stops it");
+    }
     let _ = std::io::stdout().flush();
     init_logging();
     let state = lic_portal::http::AppState::new(std::sync::Arc::new(portal));
     lic_portal::http::serve_on(listener, state, shutdown_signal())
         .await
         .context("the demo portal stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
 }

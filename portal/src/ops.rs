@@ -30,12 +30,15 @@ use crate::vendor;
 pub struct Actor(pub String);
 
 impl Actor {
-    /// The operator at the admin command (the login name, if known).
+    /// The operator at the admin command: `cli:` and the login name — `$USER`, else
+    /// `$LOGNAME`, else the name of the process's user id in `/etc/passwd` (a service or
+    /// container often sets neither variable), else `uid:N`; `cli:unknown` only where no
+    /// user id can be read.
     pub fn cli() -> Self {
-        Actor(format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        ))
+        let env = |name: &str| std::env::var(name).ok();
+        let uid = current_uid();
+        let passwd = || std::fs::read_to_string("/etc/passwd").ok();
+        Actor(format!("cli:{}", operator_name(env, uid, passwd)))
     }
     /// An anonymous upload from `source` (the client's address).
     pub fn anonymous(source: &str) -> Self {
@@ -45,6 +48,46 @@ impl Actor {
     pub fn is_anonymous(&self) -> bool {
         self.0.starts_with("upload:")
     }
+}
+
+/// The operator's name from the environment (`USER`, then `LOGNAME`), else from the
+/// passwd file's entry for `uid`, else `uid:N`, else `unknown`. Empty values do not count.
+fn operator_name(
+    env: impl Fn(&str) -> Option<String>,
+    uid: Option<u32>,
+    passwd: impl FnOnce() -> Option<String>,
+) -> String {
+    let named = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    if let Some(name) = named(env("USER")).or_else(|| named(env("LOGNAME"))) {
+        return name;
+    }
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    passwd()
+        .and_then(|text| {
+            // name:password:uid:gid:gecos:home:shell
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let entry_uid = fields.nth(1)?.parse::<u32>().ok()?;
+                (entry_uid == uid && !name.is_empty()).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The process's real user id, where the system tells it without unsafe code (Linux:
+/// `/proc/self/status`).
+fn current_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A product.
@@ -234,6 +277,47 @@ pub struct Applied {
     /// went back or were not counted, a reactivation); empty when nothing was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// What the response is and what to do with it, for the person who sent the file
+    /// (e.g. that a deactivation's receipt is the vendor's signed confirmation, to keep,
+    /// and that nothing needs to be installed).
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Applied {
+    /// This response with its [`note`](Applied::note) for a file of `kind` that carried
+    /// `counters` (a deactivation's final counters, a usage report's).
+    fn noted(mut self, counters: Option<&format::Counters>) -> Applied {
+        let activation = self.activation.as_deref().unwrap_or("-");
+        let counters = match counters {
+            Some(c) if !c.is_empty() => c
+                .iter()
+                .map(|(feature, n)| format!("{feature}={n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "none".into(),
+        };
+        self.note = if self.kind == FileKind::Deactivation.name() {
+            format!(
+                "The seat is free: activation {activation} is deactivated. This receipt is the \
+                 vendor's signed confirmation that the device's deactivation was applied, with \
+                 its final counters ({counters}). Keep it as proof; nothing needs to be \
+                 installed."
+            )
+        } else if self.kind == FileKind::UsageReport.name() {
+            format!(
+                "This receipt is the vendor's signed confirmation that the usage report of \
+                 activation {activation} was counted (counters {counters}). Keep it as proof; \
+                 nothing needs to be installed."
+            )
+        } else {
+            format!(
+                "The license for activation {activation}: install it on the device with \
+                 `lic install FILE`."
+            )
+        };
+        self
+    }
 }
 
 /// Changes a support refresh makes; what is not given stays as it is.
@@ -298,24 +382,9 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-/// A license key: 20 characters from a 32-letter alphabet without look-alikes (100 bits),
-/// in groups of five.
-fn new_license_key() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut bytes = [0u8; 20];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    let chars: Vec<char> = bytes
-        .iter()
-        .map(|b| ALPHABET[(b % 32) as usize] as char)
-        .collect();
-    chars
-        .chunks(5)
-        .map(|c| c.iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-/// Keys are compared without case, spaces or dashes, and stored only as this hash.
+/// Keys are compared without case, spaces or dashes, and stored only as this hash. New
+/// keys are [`lic_core::license_key::generate`]'s (5 groups with a check character each);
+/// keys issued before (4 groups of 5) hash as they always did.
 pub fn key_hash(key: &str) -> String {
     let normalized: String = key
         .chars()
@@ -1164,7 +1233,7 @@ impl Portal {
         let (key, key_hash_value, key_hint) = match &spec.user_id {
             Some(_) => (None, None, None),
             None => {
-                let key = new_license_key();
+                let key = lic_core::license_key::generate();
                 let hint = key[key.len() - 4..].to_string();
                 let hash = key_hash(&key);
                 (Some(key), Some(hash), Some(hint))
@@ -1610,6 +1679,14 @@ impl Portal {
         };
         let row = row.ok_or_else(|| PortalError::UnknownLicense {
             product: product.into(),
+            // A request from a lic that does not check keys yet: say which group of the
+            // key looks mistyped, for whoever reads the refusal.
+            typo: match credential {
+                Credential::LicenseKey(key) => lic_core::license_key::check(key)
+                    .err()
+                    .map(|e| e.to_string()),
+                Credential::User(_) => None,
+            },
         })?;
         let found = Arc::new((license_row(&row)?, joined_policy_row(&row)?));
         let mut cache = self
@@ -1638,6 +1715,7 @@ impl Portal {
                 replay: true,
                 file_hash: hash.into(),
                 flags: Vec::new(),
+                note: String::new(),
             })
         })
         .transpose()
@@ -1737,7 +1815,9 @@ impl Portal {
             actor: actor.clone(),
         };
         let outcome = self.write(Job::Activation(job)).await?;
-        self.finish(outcome, &hash, &signer).await
+        self.finish(outcome, &hash, &signer)
+            .await
+            .map(|a| a.noted(None))
     }
 
     /// Turn a write outcome into the response; a lost race reads the winner's.
@@ -1901,6 +1981,7 @@ impl Portal {
             actor,
         )
         .await
+        .map(|a| a.noted(Some(&d.counters)))
     }
 
     /// Apply a usage report: add `new cumulative − last reported` per feature, so replays
@@ -1925,6 +2006,7 @@ impl Portal {
             actor,
         )
         .await
+        .map(|a| a.noted(Some(&u.counters)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2454,6 +2536,7 @@ async fn write_activation<C: Sql>(
         replay: false,
         file_hash: j.hash,
         flags: Vec::new(),
+        note: String::new(),
     }))
 }
 
@@ -2552,6 +2635,7 @@ async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcom
         replay: false,
         file_hash: j.hash,
         flags: vec![detail],
+        note: String::new(),
     }))
 }
 
@@ -2859,6 +2943,7 @@ async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOut
         replay: false,
         file_hash: j.hash,
         flags: flags.into_iter().map(|(_, reason)| reason).collect(),
+        note: String::new(),
     }))
 }
 
@@ -2982,5 +3067,45 @@ fn write_batch(lite: &mut Lite, batch: Vec<(Job, Reply)>) {
                 let _ = reply.send(Err(PortalError::Storage(message.clone())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+                          broken line\n\
+                          :x:7:7::/:/bin/false\n\
+                          vendor:x:1000:1000:Vendor Ops:/home/vendor:/bin/sh\n";
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_operator_is_user_then_logname_then_the_passwd_entry_then_the_uid() {
+        let passwd = || Some(PASSWD.to_string());
+        let name = |vars: &[(&str, &str)], uid| operator_name(env(vars), uid, passwd);
+        assert_eq!(name(&[("USER", "ann"), ("LOGNAME", "bob")], Some(0)), "ann");
+        assert_eq!(name(&[("USER", ""), ("LOGNAME", "bob")], Some(0)), "bob");
+        assert_eq!(name(&[("LOGNAME", "bob")], Some(0)), "bob");
+        assert_eq!(name(&[], Some(1000)), "vendor");
+        assert_eq!(name(&[("USER", " ")], Some(0)), "root");
+        // No entry for the uid (a container's arbitrary uid), or a nameless one.
+        assert_eq!(name(&[], Some(4242)), "uid:4242");
+        assert_eq!(name(&[], Some(7)), "uid:7");
+        assert_eq!(operator_name(env(&[]), Some(1000), || None), "uid:1000");
+        assert_eq!(operator_name(env(&[]), None, || None), "unknown");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_current_uid_is_read_on_linux() {
+        assert!(current_uid().is_some());
     }
 }

@@ -207,7 +207,7 @@ fn one_seat_license(data: &Path) -> String {
 fn seats_used(data: &Path) -> i64 {
     let list: serde_json::Value =
         serde_json::from_str(&ok(data, &["--format", "json", "license", "list"])).unwrap();
-    list[0]["seats_used"].as_i64().unwrap()
+    list["items"][0]["seats_used"].as_i64().unwrap()
 }
 
 #[test]
@@ -272,4 +272,74 @@ fn apply_refuses_everything_when_the_out_dir_cannot_be_created() {
     );
     assert_eq!(seats_used(&data), 0, "nothing was applied");
     assert!(!dir.path().join("machine1.lic").exists());
+}
+
+// ----- the audit actor --------------------------------------------------------------------
+
+#[cfg(unix)]
+#[test]
+fn without_user_or_logname_the_audit_names_the_system_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lic-portal"))
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .env_remove("LIC_PORTAL_DATABASE")
+            .env_remove("LIC_PORTAL_KEYS")
+            .env_remove("USER")
+            .env_remove("LOGNAME")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["init"]);
+    run(&["product", "create", "photo-pro", "--name", "Photo Pro"]);
+    // What the system calls this user, asked another way.
+    let id = |flag: &str| {
+        let out = Command::new("id").arg(flag).output().unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    };
+    let expected = match id("-un") {
+        Some(name) => format!("cli:{name}"),
+        None => format!("cli:uid:{}", id("-u").unwrap()),
+    };
+    let audit = run(&["audit", "--subject", "photo-pro"]);
+    assert!(
+        audit.contains(&format!("  {expected}  product.create")),
+        "{expected}: {audit}"
+    );
+    assert!(!audit.contains("cli:unknown"), "{audit}");
+}
+
+// ----- mistyped license keys ----------------------------------------------------------------
+
+#[test]
+fn a_request_with_a_mistyped_key_is_refused_naming_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let key = one_seat_license(&data);
+    // The third character of group 2 typed wrong (a lic that does not check keys yet).
+    let mut typo: Vec<char> = key.chars().collect();
+    typo[8] = if typo[8] == 'X' { 'Y' } else { 'X' };
+    let typo: String = typo.into_iter().collect();
+    let file = dir.path().join("typo.req");
+    std::fs::write(&file, request("photo-pro", &typo)).unwrap();
+    let out = portal(&data, &["apply", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("unknown-license")
+            && stdout.contains("the key looks mistyped: group 2 of the license key"),
+        "{stdout}"
+    );
+    // A key of another shape is refused as before, with nothing about groups.
+    std::fs::write(&file, request("photo-pro", "NO-SUCH-KEY")).unwrap();
+    let out = portal(&data, &["apply", file.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("mistyped"), "{stdout}");
 }

@@ -140,6 +140,7 @@ fn the_demo_prints_commands_that_work_as_printed_twice_and_a_mistake_is_recovera
     let commands = demo.commands();
     let key = demo.value("license key:");
     assert_eq!(key.len(), 29, "a key of five groups: {key}");
+    lic_core::license_key::check(&key).unwrap();
     let url = demo.url();
     // The paths printed are absolute (the commands are for another terminal) and the
     // lic printed is this workspace's, built before the instructions were printed.
@@ -312,4 +313,24 @@ fn the_portal_takes_a_request_as_the_qr_text_a_phone_scanned() {
     let (status, body) = post(&addr, "/api/v1/activate", damaged.as_bytes());
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("upper case"), "{body}");
+}
+
+#[test]
+fn the_demo_answers_in_json_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lic-portal"))
+        .args(["--format", "json", "demo", "--no-serve", "--dir"])
+        .arg(dir.path().join("d"))
+        .env_remove("CARGO")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["format"], 1, "{doc}");
+    assert_eq!(doc["serving"], false, "{doc}");
+    let key = doc["license_key"].as_str().unwrap();
+    lic_core::license_key::check(key).unwrap();
+    for member in ["dir", "url", "trusted_keys", "customer_dir", "portal_data", "lic"] {
+        assert!(doc[member].is_string(), "{member}: {doc}");
+    }
 }

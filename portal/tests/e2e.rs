@@ -145,7 +145,7 @@ fn the_offline_loop_across_lic_and_lic_portal() {
         ExitCode::SUCCESS
     );
     assert_eq!(
-        vendor.json(&["license", "show", &license_id])["seats_used"],
+        vendor.json(&["license", "show", &license_id])["license"]["seats_used"],
         1
     );
 
@@ -172,6 +172,13 @@ fn the_offline_loop_across_lic_and_lic_portal() {
     );
     let out = vendor.ok(&["apply", deactivation.to_str().unwrap()]);
     assert!(out.contains("receipt"), "{out}");
+    // The operator learns what the receipt is for: proof, nothing to install.
+    assert!(
+        out.contains("vendor's signed confirmation")
+            && out.contains("render-minutes=120")
+            && out.contains("nothing needs to be installed"),
+        "{out}"
+    );
     // Applying it again changes nothing and gives the same receipt.
     let receipt_path = dir.path().join("photo-pro.receipt");
     let receipt_text = std::fs::read(&receipt_path).unwrap();
@@ -179,7 +186,7 @@ fn the_offline_loop_across_lic_and_lic_portal() {
     assert!(again.contains("applied before"), "{again}");
     assert_eq!(std::fs::read(&receipt_path).unwrap(), receipt_text);
 
-    let info = vendor.json(&["license", "show", &license_id]);
+    let info = vendor.json(&["license", "show", &license_id])["license"].clone();
     assert_eq!(info["seats_used"], 0, "the seat is free");
     assert_eq!(
         info["usage"]["render-minutes"], 120,
@@ -306,26 +313,20 @@ fn serve(vendor: &Vendor) -> Server {
             "--uploads-per-minute",
             "0",
         ])
-        .env("LIC_LOG", "info")
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    // The portal logs its address once it listens: wait for that line (bounded by the
-    // portal's own start-up; a failure ends the stream and the test).
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the portal logs where it listens")
-            .unwrap();
-        if let Some(at) = line.find("http://") {
-            let rest = &line[at + 7..];
-            break rest[..rest.find('/').unwrap()].to_string();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // The first line of standard output, once it listens: `listening on http://ADDR`.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
     Server { child, addr }
 }
 
@@ -418,6 +419,14 @@ fn the_offline_loop_over_http() {
     assert_eq!(status, 200, "{json}");
     let applied: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(applied["response_kind"], "receipt");
+    let note = applied["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("The seat is free")
+            && note.contains(applied["activation"].as_str().unwrap())
+            && note.contains("render-minutes=9")
+            && note.contains("nothing needs to be installed"),
+        "{note}"
+    );
     let receipt = format::open::<Receipt>(
         applied["response"].as_str().unwrap().as_bytes(),
         &Keyring::read(&trust).unwrap(),
@@ -439,7 +448,7 @@ fn the_offline_loop_over_http() {
     );
     drop(server);
 
-    let info = vendor.json(&["license", "show", &license_id]);
+    let info = vendor.json(&["license", "show", &license_id])["license"].clone();
     assert_eq!(info["seats_used"], 0);
     assert_eq!(info["usage"]["render-minutes"], 9);
 }

@@ -33,6 +33,7 @@ struct Call {
     token: Option<String>,
     body: Option<(&'static str, Vec<u8>)>,
     peer: Option<SocketAddr>,
+    accept: Option<&'static str>,
 }
 
 fn call(method: &'static str, path: impl Into<String>) -> Call {
@@ -42,6 +43,7 @@ fn call(method: &'static str, path: impl Into<String>) -> Call {
         token: None,
         body: None,
         peer: None,
+        accept: None,
     }
 }
 
@@ -56,6 +58,10 @@ impl Call {
     }
     fn file(mut self, bytes: impl Into<Vec<u8>>) -> Call {
         self.body = Some(("text/plain", bytes.into()));
+        self
+    }
+    fn accept(mut self, accept: &'static str) -> Call {
+        self.accept = Some(accept);
         self
     }
     fn from(mut self, peer: &str) -> Call {
@@ -113,6 +119,9 @@ async fn send(app: &Router, c: Call) -> Reply {
     let mut builder = Request::builder().method(c.method).uri(&c.path);
     if let Some(token) = &c.token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(accept) = c.accept {
+        builder = builder.header(header::ACCEPT, accept);
     }
     let body = match c.body {
         Some((content_type, bytes)) => {
@@ -702,6 +711,13 @@ async fn the_anonymous_upload_loop_activate_replay_report_deactivate() {
             .await
             .ok("usage");
         assert_eq!(r["response_kind"], "receipt");
+        let note = r["note"].as_str().unwrap();
+        assert!(
+            note.contains("usage report")
+                && note.contains("render-minutes=5")
+                && note.contains("nothing needs to be installed"),
+            "{note}"
+        );
         c.consume("render-minutes", 2).unwrap();
         let deactivation = c.deactivate().unwrap();
         let r = send(
@@ -716,6 +732,36 @@ async fn the_anonymous_upload_loop_activate_replay_report_deactivate() {
             format::open::<Receipt>(r["response"].as_str().unwrap().as_bytes(), &keys).unwrap();
         assert_eq!(receipt.file_hash, deactivation.hash());
         assert_eq!(receipt.state, "deactivated");
+        // It says what the receipt is: the seat is free, final counters, keep it.
+        let activation = r["activation"].as_str().unwrap();
+        assert_eq!(
+            r["note"],
+            format!(
+                "The seat is free: activation {activation} is deactivated. This receipt is the \
+                 vendor's signed confirmation that the device's deactivation was applied, with \
+                 its final counters (render-minutes=7). Keep it as proof; nothing needs to be \
+                 installed."
+            )
+        );
+        // As text, the same words above the receipt file, which still reads as one.
+        let text = send(
+            &w.app,
+            call("POST", "/api/v1/deactivate")
+                .file(deactivation.armored())
+                .accept("text/plain"),
+        )
+        .await
+        .ok("deactivate as text");
+        let text = text.as_str().unwrap();
+        let (words, file) = text.split_once("\n\n").unwrap();
+        assert_eq!(
+            words.split_whitespace().collect::<Vec<_>>().join(" "),
+            r["note"]
+        );
+        assert!(words.lines().all(|l| l.chars().count() <= 78), "{words}");
+        assert_eq!(file, r["response"].as_str().unwrap());
+        let again = format::open::<Receipt>(text.as_bytes(), &keys).unwrap();
+        assert_eq!(again.file_hash, deactivation.hash());
         let info = w.portal.license(&w.license).await.unwrap();
         assert_eq!(info.seats_used, 1, "{}: the seat is free", db.name);
         assert_eq!(info.usage.get("render-minutes"), Some(&7));

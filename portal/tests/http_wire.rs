@@ -41,23 +41,20 @@ fn serve() -> Server {
     assert!(init.status.success(), "{init:?}");
     let mut child = portal(data.path())
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("LIC_LOG", "info")
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    // The portal logs its address once it listens.
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the portal logs where it listens")
-            .unwrap();
-        if let Some(at) = line.find("http://") {
-            let rest = &line[at + 7..];
-            break rest[..rest.find('/').unwrap()].to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    // The first line of standard output, once it listens: `listening on http://ADDR`.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
     Server { child, addr, data }
 }
 
@@ -71,7 +68,7 @@ impl Server {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-        doc["token"].as_str().unwrap().to_string()
+        doc["secret"].as_str().unwrap().to_string()
     }
 
     /// Send `bytes` (then end the request side if `end`), read until the portal closes.

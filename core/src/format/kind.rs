@@ -87,7 +87,7 @@ impl FileKind {
     /// "a" or "an", for messages.
     pub fn article(self) -> &'static str {
         match self {
-            Self::ActivationRequest | Self::UsageReport => "an",
+            Self::ActivationRequest => "an",
             _ => "a",
         }
     }
