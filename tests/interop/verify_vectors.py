@@ -9,6 +9,7 @@ full: the type rules, the CDDL types of the known fields, and each kind's rules 
 fingerprint is recomputed from the manifest's raw components (§5.2).
 
 The trust files of the manifest's trust_files are read with the grammar of §8.4.
+QR text (§2.4, `LIC1:` and base45) is read with a base45 decoder of its own.
 
 Usage: verify_vectors.py [FIXTURES_DIR]   (default: the fixtures/ beside tests/)
 Requires: pip install cbor2 cryptography
@@ -89,9 +90,48 @@ def trim(line):
             if line.endswith(ws): line = line[:-len(ws)]
         if line == before: return line
 
+# ---- QR text (§2.4) ----------------------------------------------------------------
+# `LIC1:` and the binary file in base45 (RFC 9285): groups of three characters c d e
+# worth c + 45·d + 45²·e, two bytes each (big-endian), and a final pair c d worth
+# c + 45·d, one byte.
+
+BASE45 = b'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:'
+
+def qr_text(data):
+    """The binary file of QR text, or None if `data` is not QR text. Damage is refused
+    with armor-malformed-line (line 1)."""
+    if data.startswith('\ufeff'.encode()): data = data[3:]
+    data = data.lstrip(ASCII_WS)
+    if not data.startswith(b'LIC1:'): return None
+    body = data[5:].rstrip(b'\r\n\t')  # not spaces: a space is a base45 digit
+    digits = []
+    for c in body:
+        d = BASE45.find(bytes([c]))
+        if d < 0: raise Refused('armor-malformed-line', f'{chr(c)!r} is not a base45 character')
+        digits.append(d)
+    if len(digits) % 3 == 1: raise Refused('armor-malformed-line', 'one character over (cut)')
+    out = bytearray()
+    for i in range(0, len(digits), 3):
+        g = digits[i:i + 3]
+        n = sum(d * 45 ** j for j, d in enumerate(g))
+        if len(g) == 3:
+            if n > 65535: raise Refused('armor-malformed-line', f'group worth {n}')
+            out += n.to_bytes(2, 'big')
+        else:
+            if n > 255: raise Refused('armor-malformed-line', f'final pair worth {n}')
+            out.append(n)
+    return bytes(out)
+
+assert qr_text(b'LIC1:QED8WEX0') == b'ietf!'  # RFC 9285 §4.3
+assert qr_text(b'LIC1:%69 VD92EX0') == b'Hello!!'
+assert qr_text(b'LIC1:BB8') == b'AB'
+
 def unarmor(data):
     if len(data) > 65536: raise Refused('too-large')
     if data[:1] == b'\xd2': return None, data
+    # QR text names no kind, like binary input.
+    raw = qr_text(data)
+    if raw is not None: return None, raw
     if data[:2] in (b'\xff\xfe', b'\xfe\xff'):
         # R2a: UTF-16 with its byte-order mark, read as the same text in UTF-8.
         codec = 'utf-16-le' if data[:2] == b'\xff\xfe' else 'utf-16-be'
