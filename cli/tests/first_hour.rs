@@ -371,13 +371,7 @@ fn a_mistyped_license_key_is_refused_at_once_naming_the_group() {
     let at = 18;
     chars[at] = if chars[at] == '7' { '8' } else { '7' };
     let typo: String = chars.into_iter().collect();
-    let out = env.lic(&[
-        "offline-activate",
-        "--product",
-        "photo-pro",
-        "--key",
-        &typo,
-    ]);
+    let out = env.lic(&["offline-activate", "--product", "photo-pro", "--key", &typo]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(error_code(&out).as_deref(), Some("license-key-checksum"));
     assert!(stderr(&out).contains("group 4"), "{out:?}");

@@ -330,7 +330,14 @@ fn the_demo_answers_in_json_too() {
     assert_eq!(doc["serving"], false, "{doc}");
     let key = doc["license_key"].as_str().unwrap();
     lic_core::license_key::check(key).unwrap();
-    for member in ["dir", "url", "trusted_keys", "customer_dir", "portal_data", "lic"] {
+    for member in [
+        "dir",
+        "url",
+        "trusted_keys",
+        "customer_dir",
+        "portal_data",
+        "lic",
+    ] {
         assert!(doc[member].is_string(), "{member}: {doc}");
     }
 }

@@ -42,7 +42,13 @@ fn invalid(reason: String) -> FormatError {
 /// spaces are not (a space is a base45 digit).
 pub fn decode(text: &[u8]) -> Option<Result<Vec<u8>, FormatError>> {
     let text = text.strip_prefix("\u{feff}".as_bytes()).unwrap_or(text);
-    let text = text.trim_ascii_start();
+    // ASCII white space as format.md §2.2 R3 counts it (vertical tab included, which
+    // `trim_ascii_start` leaves).
+    let start = text
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        .unwrap_or(text.len());
+    let text = &text[start..];
     let body = text.strip_prefix(PREFIX.as_bytes())?;
     let end = body
         .iter()
@@ -138,7 +144,7 @@ mod tests {
 
     #[test]
     fn line_ends_around_it_are_ignored() {
-        let text = format!("\u{feff}\n{}\r\n", encode(b"ietf!"));
+        let text = format!("\u{feff}\n\u{b}\u{c} {}\r\n", encode(b"ietf!"));
         assert_eq!(decode(text.as_bytes()).unwrap().unwrap(), b"ietf!");
     }
 
