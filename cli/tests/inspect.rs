@@ -148,6 +148,12 @@ fn every_invalid_vector_is_refused_with_its_code() {
         if expected.code == "wrong-kind" || !v.key_sets.is_empty() {
             continue;
         }
+        // A file that names no kind (binary, QR text) read as another kind is refused by
+        // its content type; `inspect` reads it as the kind it is.
+        let names_no_kind = v.file.ends_with(".qr.txt") || v.file.ends_with(".cose");
+        if expected.code == "wrong-content-type" && names_no_kind {
+            continue;
+        }
         let out = lic(
             &[
                 "inspect",

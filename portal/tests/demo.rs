@@ -183,7 +183,7 @@ fn the_demo_prints_commands_that_work_as_printed_twice_and_a_mistake_is_recovera
         "{shown}"
     );
     // Overage shows in the policy's own notation, as the banner says it.
-    assert!(shown.contains("batch-jobs 100+"), "{}", demo.printed);
+    assert!(demo.printed.contains("batch-jobs 100+"), "{}", demo.printed);
     assert!(
         shown.contains("feature batch-jobs: used 120 of 100+ (overage allowed), 20 overage"),
         "{shown}"

@@ -129,7 +129,7 @@ impl Portal<'_> {
         assert!(
             text.trim_start()
                 .strip_prefix('{')
-                .is_some_and(|rest| rest.trim_start().starts_with("\"v\": 1,")),
+                .is_some_and(|rest| rest.trim_start().starts_with("\"format\": 1,")),
             "{what}: {text}"
         );
         assert_eq!(doc["format"], 1, "{what}");
