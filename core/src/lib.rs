@@ -30,13 +30,25 @@
 //! assert_eq!(read.payload(), &request);
 //! ```
 
+pub mod check;
+#[cfg(feature = "device")]
 pub mod client;
 pub mod clock;
 pub mod fingerprint;
 pub mod format;
+#[cfg(feature = "device")]
 pub mod fsutil;
 pub mod keys;
 pub mod rules;
+#[cfg(feature = "device")]
 pub mod store;
 pub mod text;
 pub mod trust;
+
+/// The CBOR library whose `Value` appears in [`format::cbor`]'s signatures, re-exported
+/// for the same reason.
+pub use ciborium;
+/// The COSE library whose types appear in [`format`]'s signatures (for example
+/// `coset::Header` in [`format::sign_with_header`]), re-exported so that callers use
+/// the very version `lic-core` was built with.
+pub use coset;

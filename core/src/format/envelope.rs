@@ -31,6 +31,7 @@ pub struct SignedFile {
 
 impl SignedFile {
     /// A file this implementation signed earlier, kept as bytes (e.g. in the store).
+    #[cfg_attr(not(feature = "device"), allow(dead_code))]
     pub(crate) fn from_parts(kind: FileKind, bytes: Vec<u8>) -> Self {
         SignedFile { kind, bytes }
     }
@@ -132,6 +133,11 @@ impl<T> std::ops::Deref for Verified<T> {
 
 /// Sign `payload` with `key`. Device-signed kinds carry `key`'s public key in the
 /// protected header.
+///
+/// Times are written as whole seconds since the Unix epoch (docs/format.md): a fraction
+/// of a second in any time of `payload` is dropped (the time is rounded down to its
+/// second), so [`open`] gives back the time truncated, not the one given. Truncate times
+/// yourself (`t.with_nanosecond(0)`) if you compare them with what a file carries.
 pub fn sign<T: Payload>(payload: &T, key: &SecretKey) -> Result<SignedFile, FormatError> {
     payload
         .validate()
