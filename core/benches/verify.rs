@@ -1,21 +1,53 @@
-//! Decoding and verifying a license file (budget: ≤ 60 µs end to end; the Ed25519
-//! `verify_strict` alone is about 37 µs on the project's machine). Results go in
+//! Decoding and verifying a license file, and checking it for this device: the full
+//! `check::license` (open + rules + match) beside its floor, one Ed25519
+//! `verify_strict`, in the same run (budget: ≤ 1.15× the floor). Results go in
 //! `docs/performance.md`.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use ed25519_dalek::{Signer as _, SigningKey};
+use lic_core::check::{self, Device};
+use lic_core::clock::FixedClock;
+use lic_core::fingerprint::RawComponents;
 use lic_core::format::{self, License};
-use lic_core::keys::Keyring;
+use lic_core::keys::{Keyring, SecretKey};
 
 const LICENSE: &[u8] = include_bytes!("../../fixtures/valid/license.lic");
 const LICENSE_COSE: &[u8] = include_bytes!("../../fixtures/valid/license.cose");
 const VENDOR_PUB: &str = include_str!("../../fixtures/keys/vendor.pub.pem");
 const KEY_SET: &[u8] = include_bytes!("../../fixtures/valid/key-set.keys");
+const DEVICE_KEY: &str = include_str!("../../fixtures/keys/device.key.pem");
+const MANIFEST: &str = include_str!("../../fixtures/manifest.json");
+
+/// The fixture device: its key and the components the fixture license was issued for.
+fn fixture_device(product: &str) -> Device {
+    let manifest: serde_json::Value = serde_json::from_str(MANIFEST).expect("manifest");
+    let components: RawComponents = manifest["fingerprint"]["components"]
+        .as_object()
+        .expect("fixture components")
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let key = SecretKey::from_pem(DEVICE_KEY).expect("fixture device key");
+    Device::from_components(&key, product, &components)
+}
 
 fn bench(c: &mut Criterion) {
     let keys = Keyring::from_pem(VENDOR_PUB).expect("fixture key");
     format::open::<License>(LICENSE, &keys).expect("the fixture license verifies");
 
+    // The application's whole check: open (armor, strict CBOR, COSE, verify_strict,
+    // payload), the product, the rules and the fingerprint match.
+    let license = format::open::<License>(LICENSE, &keys).expect("fixture license");
+    let product = license.product.clone();
+    let device = fixture_device(&product);
+    let clock = FixedClock(license.issued);
+    check::license(LICENSE, &keys, &product, &device, &clock).expect("the fixture license checks");
+    c.bench_function("check::license (open + rules + match, armored)", |b| {
+        b.iter(|| check::license(black_box(LICENSE), &keys, &product, &device, &clock))
+    });
+    c.bench_function("check::license (open + rules + match, binary)", |b| {
+        b.iter(|| check::license(black_box(LICENSE_COSE), &keys, &product, &device, &clock))
+    });
     c.bench_function("license: unarmor + verify + decode (end to end)", |b| {
         b.iter(|| format::open::<License>(black_box(LICENSE), &keys))
     });
