@@ -17,15 +17,24 @@ pub fn decode_strict(bytes: &[u8], part: &'static str) -> Result<Value, FormatEr
     // the full checks below accept (for instance no float and no tag other than 18); on
     // anything else the full checks decide, so every refusal and its message are theirs.
     if is_plainly_deterministic(bytes) {
-        let mut rest = bytes;
-        if let Ok(value) = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH) {
-            if rest.is_empty() {
-                return Ok(value);
-            }
+        if let Some(value) = decode_plain(bytes) {
+            return Ok(value);
         }
     }
     decode_strict_full(bytes, part)
 }
+
+/// Decode well-formed `bytes` (plainly deterministic, so nested within the limit) into
+/// one value, all of them. ciborium's scratch buffer is kept small: it is zeroed on every
+/// call, and longer strings are read in pieces (to the same value).
+pub(crate) fn decode_plain(bytes: &[u8]) -> Option<Value> {
+    let mut rest = bytes;
+    let value = ciborium::de::from_reader_with_buffer(&mut rest, &mut [0; SCRATCH]).ok()?;
+    rest.is_empty().then_some(value)
+}
+
+/// The scratch buffer of the fast decoding: lic's names and keys are far shorter.
+pub(crate) const SCRATCH: usize = 256;
 
 /// The full strict decoding: decode, then check the map order and re-encode to compare.
 /// The reference for [`decode_strict`]'s fast path.

@@ -377,7 +377,17 @@ fn plain_sign1(bytes: &[u8]) -> Option<CoseSign1> {
     if !rest.is_empty() {
         return None;
     }
-    let protected = ProtectedHeader::from_cbor_bstr(Value::Bytes(protected.to_vec())).ok()?;
+    // What `ProtectedHeader::from_cbor_bstr` does (an empty header is left to the full
+    // reading), with a small scratch buffer.
+    let mut rest = protected;
+    let value = ciborium::de::from_reader_with_buffer(&mut rest, &mut [0; cbor::SCRATCH]).ok()?;
+    if protected.is_empty() || !rest.is_empty() {
+        return None;
+    }
+    let protected = ProtectedHeader {
+        original_data: Some(protected.to_vec()),
+        header: coset::Header::from_cbor_value(value).ok()?,
+    };
     Some(CoseSign1 {
         protected,
         unprotected: coset::Header::default(),
@@ -728,7 +738,7 @@ fn decode_plain_payload<T: Payload>(bytes: &[u8]) -> Option<T> {
     if !cbor::is_plain_payload(bytes) || !has_version_field(bytes) {
         return None;
     }
-    let payload: T = ciborium::de::from_reader(bytes).ok()?;
+    let payload: T = ciborium::de::from_reader_with_buffer(bytes, &mut [0; cbor::SCRATCH]).ok()?;
     payload.validate().ok()?;
     Some(payload)
 }
