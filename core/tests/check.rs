@@ -1,6 +1,8 @@
 //! `check::license`, the one call: every refusal typed, with the format's and the rules'
 //! codes.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
 use chrono::{DateTime, Duration, TimeZone, Timelike as _, Utc};
 use lic_core::check::{self, Check, CheckError, Device};
 use lic_core::clock::FixedClock;

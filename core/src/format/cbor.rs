@@ -16,10 +16,10 @@ pub fn decode_strict(bytes: &[u8], part: &'static str) -> Result<Value, FormatEr
     // no key encoded again), then they are decoded once. It accepts a subset of what
     // the full checks below accept (for instance no float and no tag other than 18); on
     // anything else the full checks decide, so every refusal and its message are theirs.
-    if is_plainly_deterministic(bytes) {
-        if let Some(value) = decode_plain(bytes) {
-            return Ok(value);
-        }
+    if is_plainly_deterministic(bytes)
+        && let Some(value) = decode_plain(bytes)
+    {
+        return Ok(value);
     }
     decode_strict_full(bytes, part)
 }
