@@ -79,11 +79,12 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-/// The ratio the budget is stated in, robust to a machine shared with other work: the
-/// floor and the check measured in alternation, in batches, each taking the fastest
-/// batch (the least disturbed). Printed after criterion's figures.
+/// The ratio the budget is stated in, robust to a machine shared with other work: in
+/// each round the floor is timed just before and just after the checks, and each check
+/// is divided by the mean of the two; the median over the rounds is printed after
+/// criterion's figures (with the median times, which the load inflates).
 fn interleaved(_: &mut Criterion) {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
     let keys = Keyring::from_pem(VENDOR_PUB).expect("fixture key");
     let license = format::open::<License>(LICENSE, &keys).expect("fixture license");
     let product = license.product.clone();
@@ -93,54 +94,58 @@ fn interleaved(_: &mut Criterion) {
     let message = vec![0x5a; LICENSE_COSE.len()];
     let signature = key.sign(&message);
     let public = key.verifying_key();
-    const BATCH: u32 = 40;
+    const BATCH: u32 = 20;
     let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..BATCH {
             f();
         }
-        start.elapsed() / BATCH
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(BATCH)
     };
-    let mut best = [Duration::MAX; 3];
-    for _ in 0..300 {
-        let t = [
-            time(&mut || {
-                black_box(public.verify_strict(black_box(&message), &signature)).ok();
-            }),
-            time(&mut || {
-                black_box(check::license(
-                    black_box(LICENSE),
-                    &keys,
-                    &product,
-                    &device,
-                    &clock,
-                ))
-                .ok();
-            }),
-            time(&mut || {
-                black_box(check::license(
-                    black_box(LICENSE_COSE),
-                    &keys,
-                    &product,
-                    &device,
-                    &clock,
-                ))
-                .ok();
-            }),
-        ];
-        for (b, t) in best.iter_mut().zip(t) {
-            *b = (*b).min(t);
-        }
+    let mut floor = || {
+        black_box(public.verify_strict(black_box(&message), &signature)).ok();
+    };
+    let mut armored = || {
+        black_box(check::license(
+            black_box(LICENSE),
+            &keys,
+            &product,
+            &device,
+            &clock,
+        ))
+        .ok();
+    };
+    let mut binary = || {
+        black_box(check::license(
+            black_box(LICENSE_COSE),
+            &keys,
+            &product,
+            &device,
+            &clock,
+        ))
+        .ok();
+    };
+    let (mut floors, mut ratios_armored, mut ratios_binary) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..1000 {
+        let before = time(&mut floor);
+        let a = time(&mut armored);
+        let b = time(&mut binary);
+        let after = time(&mut floor);
+        let f = (before + after) / 2.0;
+        floors.push(f);
+        ratios_armored.push(a / f);
+        ratios_binary.push(b / f);
     }
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "interleaved (fastest batch of {BATCH}): verify_strict {:.1} µs; check::license armored \
-         {:.1} µs ({:.2}x), binary {:.1} µs ({:.2}x)",
-        us(best[0]),
-        us(best[1]),
-        us(best[1]) / us(best[0]),
-        us(best[2]),
-        us(best[2]) / us(best[0]),
+        "paired rounds (median of 1000): verify_strict {:.1} µs; check::license / verify_strict: \
+         armored {:.3}x, binary {:.3}x",
+        median(&mut floors),
+        median(&mut ratios_armored),
+        median(&mut ratios_binary),
     );
 }
 
