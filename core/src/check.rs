@@ -6,7 +6,7 @@
 //! verifies the file ([`format::open`]: every strictness check of `docs/format.md`),
 //! checks the product, checks the times ([`rules::validity`]), and checks that the
 //! license names this device's key and that its fingerprint matches under the license's
-//! rule ([`fingerprint::match_fingerprint`]). The [`Client`](crate::client::Client) runs
+//! rule ([`fingerprint::match_fingerprint`]). The `client::Client` runs
 //! the very same code over its store ([`Check`], with the installed refresh and the
 //! store's clock high-water mark).
 //!
@@ -79,7 +79,7 @@ use crate::rules::{self, Entitlements, Violation};
 ///
 /// Build it from the device key and components the application collected itself
 /// ([`Device::from_components`], [`Device::collect`]), from a store
-/// ([`Device::from_store`], with the `device` feature), or from a key and hashes kept
+/// (`Device::from_store`, with the `device` feature), or from a key and hashes kept
 /// elsewhere ([`Device::new`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -110,7 +110,7 @@ impl Device {
 
     /// [`Device::from_components`] with the components read from `source` (a
     /// [`StaticSource`](crate::fingerprint::StaticSource), or with the `device` feature
-    /// the real machine's [`SystemSource`](crate::fingerprint::SystemSource)).
+    /// the real machine's `SystemSource`).
     pub fn collect(device_key: &SecretKey, product: &str, source: &dyn FingerprintSource) -> Self {
         Self::from_components(device_key, product, &source.collect())
     }
@@ -281,7 +281,7 @@ impl CheckError {
 /// With no store there is no clock high-water mark, so a clock turned back is not
 /// detected here (a license that expired still fails, but a clock set back before its
 /// expiry passes); use [`Check::last_seen`] with a mark the application keeps, or the
-/// [`Client`](crate::client::Client), which keeps one in its store.
+/// `client::Client`, which keeps one in its store.
 pub fn license(
     input: &[u8],
     keys: &Keyring,
@@ -295,7 +295,7 @@ pub fn license(
 }
 
 /// The full form of [`license`]: with a refresh laid over the license and the clock's
-/// high-water mark. The [`Client`](crate::client::Client) checks its store with it.
+/// high-water mark. The `client::Client` checks its store with it.
 #[derive(Clone, Copy, Debug)]
 pub struct Check<'a> {
     keys: &'a Keyring,

@@ -1,7 +1,7 @@
 //! The device fingerprint: a few identifiers of the machine ("components"), read locally,
 //! keyed by a secret of the device key and hashed before they go into any file.
 //!
-//! - [`SystemSource`] reads the real machine, cheaply and directly (no program is spawned,
+//! - `SystemSource` (the `device` feature) reads the real machine, cheaply and directly (no program is spawned,
 //!   no process list is read); [`StaticSource`] is a fixed set for tests and for
 //!   applications that compute their own components. Both implement [`FingerprintSource`].
 //! - [`hash_components`] turns the raw values into a [`Fingerprint`]: one keyed hash
@@ -68,11 +68,11 @@ pub mod component {
     /// whose other components are not distinctive.
     pub const DECLARED_ID: &str = "declared-id";
 
-    /// Every component [`SystemSource`](super::SystemSource) may collect.
+    /// Every component `SystemSource` may collect.
     pub const ALL: &[&str] = &[MACHINE_ID, HOSTNAME, CPU, MEMORY, MAC, DECLARED_ID];
 }
 
-/// The environment variable [`SystemSource::from_env`] reads the declared id from.
+/// The environment variable `SystemSource::from_env` reads the declared id from.
 pub const DECLARED_ID_ENV: &str = "LIC_DEVICE_ID";
 
 /// The domain separator at the start of every component hash.
