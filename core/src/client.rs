@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use rand_core::RngCore as _;
 
+use crate::check::{Check, Device, Evaluation, wrong_device};
 use crate::clock::{Clock, SystemClock};
 use crate::fingerprint::{self, FingerprintKey, FingerprintSource, MatchReport, SystemSource};
 use crate::format::{
@@ -480,36 +481,25 @@ impl Client {
         })
     }
 
-    /// Every rule that applies to the installation now.
-    fn violations(
+    /// Every rule that applies to the installation now: [`Check`], the code
+    /// [`check::license`](crate::check::license) runs, with the installed refresh and the store's clock mark.
+    /// A license or refresh that no longer verifies is [`Violation::InvalidLicense`].
+    fn evaluate(
         &self,
         key: &SecretKey,
         state: &State,
-        current: &Current,
+        inst: &Installation,
         now: DateTime<Utc>,
-    ) -> (Vec<Violation>, MatchReport) {
-        let e = &current.entitlements;
-        let mut v = Vec::new();
-        if let Some(clock) = rules::clock(now, state.last_seen.map(from_ts), e.clock_tolerance) {
-            v.push(clock);
-        }
-        v.extend(rules::validity(e, now));
-        let license = current.license.payload();
-        let report = fingerprint::match_fingerprint(
-            &license.fingerprint,
-            &self.fingerprint_of(key),
-            &license.match_rule,
-        );
-        if license.device_key != Bytes32(key.public().to_bytes()) {
-            v.push(Violation::WrongDevice {
-                required_failed: vec!["device-key".into()],
-                differing: Vec::new(),
-                max_changed: license.match_rule.max_changed,
-            });
-        } else if !report.ok {
-            v.push(wrong_device(&report, &license.match_rule));
-        }
-        (v, report)
+    ) -> Result<Evaluation, Violation> {
+        let keys = self.keyring(state);
+        let device = Device::collect(key, &self.product, &*self.source);
+        Check::new(&keys, &self.product, &device)
+            .refresh(inst.refresh.as_deref())
+            .last_seen(state.last_seen.map(from_ts))
+            .evaluate(&inst.license, now)
+            .map_err(|e| Violation::InvalidLicense {
+                reason: e.to_string(),
+            })
     }
 
     /// The license status now. Problems with the license are reported as violations;
@@ -550,20 +540,20 @@ impl Client {
             });
             return Ok(status);
         };
-        let current = match self.current(inst, &self.keyring(&state)) {
-            Ok(current) => current,
-            Err(e) => {
-                status.violations.push(Violation::InvalidLicense {
-                    reason: e.to_string(),
-                });
+        let Evaluation {
+            licensed,
+            violations,
+        } = match self.evaluate(&key, &state, inst, now) {
+            Ok(evaluation) => evaluation,
+            Err(v) => {
+                status.violations.push(v);
                 return Ok(status);
             }
         };
-        let (violations, report) = self.violations(&key, &state, &current, now);
         status.violations = violations;
-        status.fingerprint = Some(report);
-        status.features = current
-            .entitlements
+        status.fingerprint = Some(licensed.fingerprint().clone());
+        let entitlements = licensed.into_entitlements();
+        status.features = entitlements
             .features
             .iter()
             .map(|(name, f)| {
@@ -577,7 +567,7 @@ impl Client {
                 }
             })
             .collect();
-        status.entitlements = Some(current.entitlements);
+        status.entitlements = Some(entitlements);
         // Raise the clock mark when time has moved on noticeably (not on every call: a
         // read-only check should not cost a durable write each time).
         let stale = state
@@ -630,21 +620,21 @@ impl Client {
                     product: self.product.clone(),
                 })
             })?;
-            let current = self.current(inst, &self.keyring(state)).map_err(|e| {
-                ClientError::Violation(Violation::InvalidLicense {
-                    reason: e.to_string(),
-                })
-            })?;
-            let (violations, _) = self.violations(key, state, &current, now);
-            if let Some(v) = violations.into_iter().next() {
+            let evaluation = self
+                .evaluate(key, state, inst, now)
+                .map_err(ClientError::Violation)?;
+            if let Some(v) = evaluation.violations.into_iter().next() {
                 return Err(ClientError::Violation(v));
             }
-            let f = current.entitlements.features.get(feature).ok_or_else(|| {
-                ClientError::FeatureNotLicensed {
+            let f = evaluation
+                .licensed
+                .entitlements()
+                .features
+                .get(feature)
+                .ok_or_else(|| ClientError::FeatureNotLicensed {
                     product: self.product.clone(),
                     feature: feature.to_string(),
-                }
-            })?;
+                })?;
             let used = inst.counters.get(feature).copied().unwrap_or(0);
             let consumed = rules::consume(f, used, amount).map_err(|e| match e {
                 ConsumeRefused::Limit {
@@ -1146,19 +1136,6 @@ fn not_this_device(key: &SecretKey, found: &Bytes32) -> ClientError {
         found: PublicKey::from_bytes(&found.0)
             .map(|k| k.kid().to_string())
             .unwrap_or_else(|_| "invalid".into()),
-    }
-}
-
-/// The violation for a fingerprint that does not satisfy the license's rule.
-fn wrong_device(report: &MatchReport, rule: &format::MatchRule) -> Violation {
-    let mut differing = report.differing.clone();
-    differing.extend(report.missing.iter().cloned());
-    differing.retain(|c| !report.required_failed.contains(c));
-    differing.sort();
-    Violation::WrongDevice {
-        required_failed: report.required_failed.clone(),
-        differing,
-        max_changed: rule.max_changed,
     }
 }
 

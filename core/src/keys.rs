@@ -12,6 +12,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+#[cfg(feature = "device")]
 use crate::fsutil;
 
 /// Length of a key id in bytes.
@@ -179,6 +180,8 @@ impl PublicKey {
     }
 
     /// Write the public key as SPKI PEM (mode 0644); `force` replaces an existing file.
+    /// (With the `device` feature.)
+    #[cfg(feature = "device")]
     pub fn write(&self, path: &Path, force: bool) -> Result<(), KeyError> {
         write_key_file(path, self.to_pem().as_bytes(), fsutil::PUBLIC_MODE, force)
     }
@@ -277,7 +280,9 @@ impl SecretKey {
     }
 
     /// Write the key as PKCS#8 PEM with mode 0600. Without `force` an existing file is
-    /// never touched; with it, the file is replaced atomically.
+    /// never touched; with it, the file is replaced atomically. (With the `device`
+    /// feature.)
+    #[cfg(feature = "device")]
     pub fn write(&self, path: &Path, force: bool) -> Result<(), KeyError> {
         write_key_file(path, self.to_pem().as_bytes(), fsutil::SECRET_MODE, force)
     }
@@ -399,6 +404,7 @@ fn read_text(path: &Path) -> Result<String, KeyError> {
     })
 }
 
+#[cfg(feature = "device")]
 fn write_key_file(path: &Path, bytes: &[u8], mode: u32, force: bool) -> Result<(), KeyError> {
     fsutil::write_file(path, bytes, mode, force).map_err(|source| {
         if source.kind() == io::ErrorKind::AlreadyExists {
@@ -705,6 +711,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
+    #[cfg(feature = "device")]
     fn key_files_are_0600_and_not_overwritten_without_force() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

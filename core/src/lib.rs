@@ -1,8 +1,14 @@
 //! `lic-core`: the lic file format (signed, armored, deterministic CBOR files) and the
 //! device-side licensing logic that applications link.
 //!
-//! The format lives in [`format`]: one type per file kind, [`format::sign`] to make a
+//! The format lives in [`format`](mod@format): one type per file kind, [`format::sign`] to make a
 //! file and [`format::open`] to verify and read one. Keys are in [`keys`].
+//!
+//! An application checks its license with [`check::license`] (one call: the file, the
+//! trusted keys, the product, this device, a clock), or through the store with
+//! `client::Client`, which runs the same check. The default feature `device` adds the
+//! store, the client and the real machine's fingerprint; without it (`default-features =
+//! false`) the crate is verify-only and builds no `sysinfo`, `dirs` or `tempfile`.
 //!
 //! ```
 //! use lic_core::format::{self, Credential, ActivationRequest, JournalHead, Bytes32, Nonce};
@@ -30,14 +36,26 @@
 //! assert_eq!(read.payload(), &request);
 //! ```
 
+pub mod check;
+#[cfg(feature = "device")]
 pub mod client;
 pub mod clock;
 pub mod fingerprint;
 pub mod format;
+#[cfg(feature = "device")]
 pub mod fsutil;
 pub mod keys;
 pub mod license_key;
 pub mod rules;
+#[cfg(feature = "device")]
 pub mod store;
 pub mod text;
 pub mod trust;
+
+/// The CBOR library whose `Value` appears in [`format::cbor`]'s signatures, re-exported
+/// for the same reason.
+pub use ciborium;
+/// The COSE library whose types appear in [`format`](mod@format)'s signatures (for example
+/// `coset::Header` in [`format::sign_with_header`]), re-exported so that callers use
+/// the very version `lic-core` was built with.
+pub use coset;

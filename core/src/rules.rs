@@ -213,11 +213,66 @@ fn tolerance(secs: u64) -> Duration {
     )
 }
 
+/// The times that decide whether a license may be used: what [`validity`] reads. Copied
+/// out of [`Entitlements`], a [`License`] (with a [`Refresh`] laid over it) without
+/// cloning their names and features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Valid from (less the clock tolerance).
+    pub not_before: DateTime<Utc>,
+    /// Expiry, exact.
+    pub expires: Option<DateTime<Utc>>,
+    /// The end of an offline checkout, exact.
+    pub offline_expiry: Option<DateTime<Utc>>,
+    /// The clock tolerance in seconds.
+    pub clock_tolerance: u64,
+}
+
+impl Window {
+    /// The times of `license` with `refresh` (if any) laid over it, as [`effective`]
+    /// lays them.
+    pub fn of(license: &License, refresh: Option<&Refresh>) -> Self {
+        let mut w = Window {
+            not_before: license.not_before,
+            expires: license.expires,
+            offline_expiry: license.offline_expiry,
+            clock_tolerance: license.clock_tolerance,
+        };
+        if let Some(r) = refresh {
+            w.expires = r.expires;
+            w.offline_expiry = r.offline_expiry;
+            w.clock_tolerance = r.clock_tolerance;
+        }
+        w
+    }
+}
+
+impl From<&Entitlements> for Window {
+    fn from(e: &Entitlements) -> Self {
+        Window {
+            not_before: e.not_before,
+            expires: e.expires,
+            offline_expiry: e.offline_expiry,
+            clock_tolerance: e.clock_tolerance,
+        }
+    }
+}
+
+impl From<&License> for Window {
+    fn from(license: &License) -> Self {
+        Window::of(license, None)
+    }
+}
+
 /// Validity in time: not before, expiry, offline expiry. Expiry is exact (no tolerance:
 /// a clock set forward ends a license early, never late); not-before allows the clock
 /// tolerance, since a device clock a little behind the vendor's must not refuse a
 /// license issued a moment ago.
-pub fn validity(e: &Entitlements, now: DateTime<Utc>) -> Vec<Violation> {
+///
+/// Takes the [`Window`] of `&Entitlements`, of a bare `&License`, or one built with
+/// [`Window::of`]: nothing is cloned.
+pub fn validity(window: impl Into<Window>, now: DateTime<Utc>) -> Vec<Violation> {
+    let e = window.into();
     let mut v = Vec::new();
     if now + tolerance(e.clock_tolerance) < e.not_before {
         v.push(Violation::NotYetValid { from: e.not_before });

@@ -54,6 +54,9 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
             limit: MAX_FILE_SIZE,
         });
     }
+    if let Some(decoded) = decode_plain(text) {
+        return Ok(decoded);
+    }
     // Text saved as UTF-16 (Windows Notepad's "Unicode") starts with its byte-order mark:
     // read it as the same text in UTF-8.
     let utf8;
@@ -129,10 +132,7 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
     let mut last_line = begin_index + 1;
     for (i, line) in lines[begin_index + 1..end_index].iter().enumerate() {
         let line_no = begin_index + 2 + i; // 1-based line number in the input
-        if let Some(at) = line
-            .iter()
-            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='))
-        {
+        if let Some(at) = line.iter().position(|&b| !BASE64_CHARS[usize::from(b)]) {
             return Err(FormatError::ArmorBadBase64 {
                 line: line_no,
                 reason: format!("unexpected character {}", describe_char(&line[at..])),
@@ -151,6 +151,47 @@ pub fn decode(text: &[u8]) -> Result<(FileKind, Vec<u8>), FormatError> {
         })?;
     Ok((kind, bytes))
 }
+
+/// The block exactly as [`encode`] writes it — the BEGIN line first, body lines of base64
+/// characters ended by LF, the END line with the same label, at most one LF after it —
+/// read in one pass. `None` for anything else (text around the block, CRs, white space,
+/// a bad label or bad base64 …), which the general reading then reads or refuses with
+/// its own errors: both give the same bytes for every block this accepts.
+fn decode_plain(text: &[u8]) -> Option<(FileKind, Vec<u8>)> {
+    let rest = text.strip_prefix(BEGIN.as_bytes())?;
+    let eol = rest.iter().position(|&b| b == b'\n')?;
+    let label = rest[..eol].strip_suffix(DASHES.as_bytes())?;
+    let kind = FileKind::from_armor_label(std::str::from_utf8(label).ok()?)?;
+    let rest = &rest[eol + 1..];
+    let rest = rest.strip_suffix(b"\n").unwrap_or(rest);
+    let rest = rest.strip_suffix(DASHES.as_bytes())?;
+    let rest = rest.strip_suffix(label)?;
+    let body = rest.strip_suffix(END.as_bytes())?;
+    if body.last().is_some_and(|&b| b != b'\n') {
+        return None;
+    }
+    // The lines joined; any byte outside the alphabet fails the decoding (and the general
+    // reading then names it), so it needs no check of its own here.
+    let mut b64 = Vec::with_capacity(body.len());
+    for line in body.split(|&b| b == b'\n') {
+        b64.extend_from_slice(line);
+    }
+    let bytes = STANDARD.decode(&b64).ok()?;
+    Some((kind, bytes))
+}
+
+/// The bytes a body line may hold: the base64 alphabet and `=` (a table: this test runs
+/// on every byte of every file read).
+const BASE64_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
+        b += 1;
+    }
+    table
+};
 
 /// A BEGIN or END line split into its parts: `<prefix><label>-----<rest>`.
 struct Marker<'a> {
@@ -414,6 +455,37 @@ mod tests {
             decode(html.as_bytes()).unwrap(),
             (FileKind::UsageReport, sample())
         );
+    }
+
+    #[test]
+    fn blocks_as_written_are_read_in_one_pass_to_the_same_bytes() {
+        for len in [0, 1, 2, 3, 47, 48, 49, 700] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let text = encode(FileKind::License, &bytes);
+            assert_eq!(
+                decode_plain(text.as_bytes()),
+                Some((FileKind::License, bytes.clone()))
+            );
+            let without_final_lf = text.trim_end_matches('\n');
+            assert_eq!(
+                decode_plain(without_final_lf.as_bytes()),
+                Some((FileKind::License, bytes.clone()))
+            );
+        }
+        // Anything else goes to the general reading, which decides.
+        let text = encode(FileKind::License, &[1, 2, 3, 4]);
+        for other in [
+            text.replace('\n', "\r\n"),
+            format!("hello\n{text}"),
+            format!("{text}\n"),
+            text.replace("END LIC LICENSE", "END LIC REFRESH"),
+            text.replace("AQIDBA==", "AQIDBA="),
+            text.replace("AQIDBA==", " AQIDBA=="),
+            text.replace("LICENSE", "License"),
+            String::new(),
+        ] {
+            assert_eq!(decode_plain(other.as_bytes()), None, "{other:?}");
+        }
     }
 
     #[test]

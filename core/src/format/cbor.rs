@@ -12,6 +12,33 @@ pub const MAX_DEPTH: usize = 16;
 /// Decode exactly one CBOR item from `bytes`, checking depth, trailing bytes and
 /// deterministic encoding. `part` names the structure in errors ("payload", …).
 pub fn decode_strict(bytes: &[u8], part: &'static str) -> Result<Value, FormatError> {
+    // The fast path: one pass over the bytes proves them deterministic (no re-encoding,
+    // no key encoded again), then they are decoded once. It accepts a subset of what
+    // the full checks below accept (for instance no float and no tag other than 18); on
+    // anything else the full checks decide, so every refusal and its message are theirs.
+    if is_plainly_deterministic(bytes)
+        && let Some(value) = decode_plain(bytes)
+    {
+        return Ok(value);
+    }
+    decode_strict_full(bytes, part)
+}
+
+/// Decode well-formed `bytes` (plainly deterministic, so nested within the limit) into
+/// one value, all of them. ciborium's scratch buffer is kept small: it is zeroed on every
+/// call, and longer strings are read in pieces (to the same value).
+pub(crate) fn decode_plain(bytes: &[u8]) -> Option<Value> {
+    let mut rest = bytes;
+    let value = ciborium::de::from_reader_with_buffer(&mut rest, &mut [0; SCRATCH]).ok()?;
+    rest.is_empty().then_some(value)
+}
+
+/// The scratch buffer of the fast decoding: lic's names and keys are far shorter.
+pub(crate) const SCRATCH: usize = 256;
+
+/// The full strict decoding: decode, then check the map order and re-encode to compare.
+/// The reference for [`decode_strict`]'s fast path.
+fn decode_strict_full(bytes: &[u8], part: &'static str) -> Result<Value, FormatError> {
     let mut rest = bytes;
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH)
         .map_err(|e| match e {
@@ -47,6 +74,117 @@ pub fn decode_strict(bytes: &[u8], part: &'static str) -> Result<Value, FormatEr
         });
     }
     Ok(value)
+}
+
+/// Whether `bytes` are exactly one CBOR item in deterministic encoding made only of
+/// what lic files use: unsigned and negative integers, byte and text strings (UTF-8),
+/// arrays, maps with keys in bytewise order and no duplicates, `false`, `true`, `null`,
+/// and tag 18 — every head in its shortest form, every length definite, nested less
+/// deeply than [`MAX_DEPTH`] with room to spare, nothing after it. One pass, no
+/// allocation. `false` means "not proven", not "refused": floats, other tags, other
+/// simple values and anything malformed are left to the full checks.
+pub(crate) fn is_plainly_deterministic(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    plain_item(bytes, &mut at, 0, false).is_some() && at == bytes.len()
+}
+
+/// [`is_plainly_deterministic`], and holding no tag and no null at all: only the values
+/// the fields of lic payloads take (docs/format.md §5.10), anywhere in the item.
+pub(crate) fn is_plain_payload(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    plain_item(bytes, &mut at, 0, true).is_some() && at == bytes.len()
+}
+
+/// The encoded value under `key` (its encoded bytes) in the map that plainly
+/// deterministic `bytes` ([`is_plainly_deterministic`]) are; `None` if they are not a
+/// map or have no such key.
+pub(crate) fn top_level_value<'a>(bytes: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut at = 0;
+    let (major, entries) = plain_head(bytes, &mut at)?;
+    if major != 5 {
+        return None;
+    }
+    for _ in 0..entries {
+        let start = at;
+        plain_item(bytes, &mut at, 1, false)?;
+        let found = bytes.get(start..at)? == key;
+        let value_start = at;
+        plain_item(bytes, &mut at, 1, false)?;
+        if found {
+            return bytes.get(value_start..at);
+        }
+    }
+    None
+}
+
+/// The argument of the head at `bytes[*at]`, in its shortest form; `None` for an
+/// indefinite or reserved length, a non-shortest head or truncated input.
+fn plain_head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
+    let initial = *bytes.get(*at)?;
+    *at += 1;
+    let (major, info) = (initial >> 5, initial & 0x1f);
+    let width = match info {
+        0..=23 => return Some((major, u64::from(info))),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let end = at.checked_add(width)?;
+    let arg = bytes
+        .get(*at..end)?
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    *at = end;
+    let shortest = match width {
+        1 => arg >= 24,
+        2 => arg > 0xff,
+        4 => arg > 0xffff,
+        _ => arg > 0xffff_ffff,
+    };
+    shortest.then_some((major, arg))
+}
+
+/// One item at `bytes[*at]` (see [`is_plainly_deterministic`]); `Some(())` if plain.
+fn plain_item(bytes: &[u8], at: &mut usize, depth: usize, values_only: bool) -> Option<()> {
+    // Stricter than the decoder's limit: anything near it goes to the full checks.
+    if depth + 2 >= MAX_DEPTH {
+        return None;
+    }
+    let (major, arg) = plain_head(bytes, at)?;
+    match major {
+        0 | 1 => Some(()),
+        2 | 3 => {
+            let len = usize::try_from(arg).ok()?;
+            let end = at.checked_add(len)?;
+            let content = bytes.get(*at..end)?;
+            if major == 3 {
+                std::str::from_utf8(content).ok()?;
+            }
+            *at = end;
+            Some(())
+        }
+        4 => (0..arg).try_for_each(|_| plain_item(bytes, at, depth + 1, values_only)),
+        5 => {
+            let mut previous: Option<&[u8]> = None;
+            for _ in 0..arg {
+                let start = *at;
+                plain_item(bytes, at, depth + 1, values_only)?;
+                let key = bytes.get(start..*at)?;
+                if previous.is_some_and(|p| p >= key) {
+                    return None;
+                }
+                previous = Some(key);
+                plain_item(bytes, at, depth + 1, values_only)?;
+            }
+            Some(())
+        }
+        6 if arg == 18 && !values_only => plain_item(bytes, at, depth + 1, values_only),
+        // false, true, and (unless values only) null.
+        7 if arg == 20 || arg == 21 || (arg == 22 && !values_only) => Some(()),
+        _ => None,
+    }
 }
 
 /// Decode the first CBOR item of `bytes`, well-formed and within the nesting limit but
@@ -188,6 +326,71 @@ mod tests {
         );
         let bytes = encode_value(&v);
         assert_eq!(decode_strict(&bytes, "payload").unwrap(), v);
+    }
+
+    /// The fast path may only accept what the full checks accept: mutate encodings byte
+    /// by byte (and cut them short) and compare the two on every variant.
+    #[test]
+    fn the_fast_path_accepts_nothing_the_full_checks_refuse() {
+        let mut sample = map(vec![
+            (Value::Text("a".into()), Value::Integer(23.into())),
+            (Value::Text("bb".into()), Value::Integer((-25).into())),
+            (Value::Integer(1.into()), Value::Bytes(vec![1; 30])),
+            (
+                Value::Text("list".into()),
+                Value::Array(vec![
+                    Value::Bool(true),
+                    Value::Null,
+                    Value::Integer(300.into()),
+                ]),
+            ),
+            (
+                Value::Text("tagged".into()),
+                Value::Tag(18, Box::new(Value::Text("é".into()))),
+            ),
+            (Value::Text("n".into()), Value::Integer(u64::MAX.into())),
+        ]);
+        canonicalize(&mut sample);
+        let good = encode_value(&sample);
+        assert!(is_plainly_deterministic(&good));
+        assert_eq!(decode_strict(&good, "payload"), Ok(sample));
+        let mut seed: u32 = 1;
+        let mut accepted = 0;
+        for at in 0..good.len() {
+            for _ in 0..24 {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let mut bytes = good.clone();
+                bytes[at] = (seed >> 16) as u8;
+                for cut in [bytes.len(), at + 1] {
+                    let bytes = &bytes[..cut];
+                    if is_plainly_deterministic(bytes) {
+                        accepted += 1;
+                        assert_eq!(
+                            decode_strict(bytes, "payload"),
+                            decode_strict_full(bytes, "payload"),
+                            "{bytes:02x?}"
+                        );
+                        assert!(decode_strict_full(bytes, "payload").is_ok(), "{bytes:02x?}");
+                    }
+                }
+            }
+        }
+        assert!(accepted > 100, "{accepted}");
+        // Refused by the fast path, decided by the full checks: a float, another tag,
+        // a non-shortest head, an indefinite length, keys out of order.
+        for bytes in [
+            &[0xf9, 0x3e, 0x00][..],
+            &[0xc1, 0x01],
+            &[0x18, 0x01],
+            &[0x9f, 0x01, 0xff],
+            &[0xa2, 0x61, b'b', 0x01, 0x61, b'a', 0x02],
+        ] {
+            assert!(!is_plainly_deterministic(bytes));
+            assert_eq!(
+                decode_strict(bytes, "payload"),
+                decode_strict_full(bytes, "payload")
+            );
+        }
     }
 
     #[test]

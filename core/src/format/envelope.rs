@@ -31,6 +31,7 @@ pub struct SignedFile {
 
 impl SignedFile {
     /// A file this implementation signed earlier, kept as bytes (e.g. in the store).
+    #[cfg_attr(not(feature = "device"), allow(dead_code))]
     pub(crate) fn from_parts(kind: FileKind, bytes: Vec<u8>) -> Self {
         SignedFile { kind, bytes }
     }
@@ -71,16 +72,17 @@ pub fn file_hash(cose: &[u8]) -> Bytes32 {
 pub struct Verified<T> {
     payload: T,
     signer: PublicKey,
-    hash: Bytes32,
+    /// The file's SHA-256, computed when first asked for: checking a license needs none.
+    hash: std::sync::OnceLock<Bytes32>,
     bytes: Vec<u8>,
 }
 
 impl<T> Verified<T> {
-    fn new(payload: T, signer: PublicKey, hash: Bytes32, bytes: Vec<u8>) -> Self {
+    fn new(payload: T, signer: PublicKey, bytes: Vec<u8>) -> Self {
         Verified {
             payload,
             signer,
-            hash,
+            hash: std::sync::OnceLock::new(),
             bytes,
         }
     }
@@ -102,7 +104,7 @@ impl<T> Verified<T> {
 
     /// SHA-256 of the exact binary bytes that were verified.
     pub fn file_hash(&self) -> Bytes32 {
-        self.hash
+        *self.hash.get_or_init(|| file_hash(&self.bytes))
     }
 
     /// The exact binary bytes that were verified.
@@ -132,6 +134,11 @@ impl<T> std::ops::Deref for Verified<T> {
 
 /// Sign `payload` with `key`. Device-signed kinds carry `key`'s public key in the
 /// protected header.
+///
+/// Times are written as whole seconds since the Unix epoch (docs/format.md): a fraction
+/// of a second in any time of `payload` is dropped (the time is rounded down to its
+/// second), so [`open`] gives back the time truncated, not the one given. Truncate times
+/// yourself (`t.with_nanosecond(0)`) if you compare them with what a file carries.
 pub fn sign<T: Payload>(payload: &T, key: &SecretKey) -> Result<SignedFile, FormatError> {
     payload
         .validate()
@@ -245,8 +252,7 @@ pub(super) fn decode_verified<T: Payload>(
     checked: CheckedEnvelope,
 ) -> Result<Verified<T>, FormatError> {
     let payload = decode_payload::<T>(&checked.payload)?;
-    let hash = file_hash(&checked.bytes);
-    Ok(Verified::new(payload, checked.signer, hash, checked.bytes))
+    Ok(Verified::new(payload, checked.signer, checked.bytes))
 }
 
 /// Armored text → (kind named by the armor, bytes); binary input (starting with the
@@ -365,7 +371,77 @@ pub(super) fn verify_envelope(
             limit: armor::MAX_FILE_SIZE,
         });
     }
-    let value = cbor::decode_strict(&bytes, "file")?;
+    let sign1 = match plain_sign1(&bytes) {
+        Some(sign1) => sign1,
+        None => parse_sign1_checked(&bytes)?,
+    };
+    verify_sign1(sign1, bytes, expected, keys)
+}
+
+/// The COSE_Sign1 structure of `bytes` read directly, without decoding the whole file
+/// into a CBOR value: for a file that is plainly deterministic CBOR
+/// ([`cbor::is_plainly_deterministic`]) of exactly the shape lic writes — tag 18, an
+/// array of four: a byte string, an empty map, a byte string, a byte string. `None`
+/// for anything else, which [`parse_sign1_checked`] then reads (and refuses, with its
+/// own errors): both give the same structure for every file this accepts.
+fn plain_sign1(bytes: &[u8]) -> Option<CoseSign1> {
+    if !cbor::is_plainly_deterministic(bytes) {
+        return None;
+    }
+    let rest = bytes.strip_prefix(&[0xd2, 0x84])?;
+    let (protected, rest) = plain_bstr(rest)?;
+    let rest = rest.strip_prefix(&[0xa0])?;
+    let (payload, rest) = plain_bstr(rest)?;
+    let (signature, rest) = plain_bstr(rest)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    // What `ProtectedHeader::from_cbor_bstr` does (an empty header is left to the full
+    // reading), with a small scratch buffer.
+    let mut rest = protected;
+    let value = ciborium::de::from_reader_with_buffer(&mut rest, &mut [0; cbor::SCRATCH]).ok()?;
+    if protected.is_empty() || !rest.is_empty() {
+        return None;
+    }
+    let protected = ProtectedHeader {
+        original_data: Some(protected.to_vec()),
+        header: coset::Header::from_cbor_value(value).ok()?,
+    };
+    Some(CoseSign1 {
+        protected,
+        unprotected: coset::Header::default(),
+        payload: Some(payload.to_vec()),
+        signature: signature.to_vec(),
+    })
+}
+
+/// A definite-length byte string at the start of `bytes` (already known to be
+/// well-formed), and what follows it.
+fn plain_bstr(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&initial, rest) = bytes.split_first()?;
+    if initial >> 5 != 2 {
+        return None;
+    }
+    let (len, rest) = match initial & 0x1f {
+        n @ 0..=23 => (usize::from(n), rest),
+        24 => (usize::from(*rest.first()?), rest.get(1..)?),
+        25 => (
+            usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            rest.get(2..)?,
+        ),
+        26 => (
+            usize::try_from(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?)).ok()?,
+            rest.get(4..)?,
+        ),
+        _ => return None,
+    };
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
+
+/// The COSE_Sign1 structure of `bytes`, decoded strictly as CBOR then read by coset:
+/// steps 2–4 with their own errors.
+fn parse_sign1_checked(bytes: &[u8]) -> Result<CoseSign1, FormatError> {
+    let value = cbor::decode_strict(bytes, "file")?;
     let inner = match value {
         Value::Tag(COSE_SIGN1_TAG, inner) => *inner,
         Value::Tag(tag, _) => {
@@ -379,9 +455,18 @@ pub(super) fn verify_envelope(
             });
         }
     };
-    let sign1 = CoseSign1::from_cbor_value(inner).map_err(|e| FormatError::CoseMalformed {
+    CoseSign1::from_cbor_value(inner).map_err(|e| FormatError::CoseMalformed {
         reason: e.to_string(),
-    })?;
+    })
+}
+
+/// Steps 5–9 on the structure read from `bytes`.
+fn verify_sign1(
+    sign1: CoseSign1,
+    bytes: Vec<u8>,
+    expected: Option<FileKind>,
+    keys: &Keyring,
+) -> Result<CheckedEnvelope, FormatError> {
     let protected_bytes = sign1.protected.original_data.as_deref().unwrap_or_default();
     if protected_bytes.is_empty() {
         return Err(FormatError::HeaderInvalid {
@@ -494,16 +579,53 @@ pub(super) fn verify_envelope(
             key
         }
     };
-    let tbs = sign1.tbs_data(&[]);
+    let tbs = sig_structure(protected_bytes, payload);
     if !signer.verify_strict(&tbs, &sign1.signature) {
         return Err(FormatError::BadSignature);
     }
     Ok(CheckedEnvelope {
         kind,
         signer,
-        payload: payload.clone(),
+        payload: sign1.payload.unwrap_or_default(),
         bytes,
     })
+}
+
+/// The bytes a COSE_Sign1 signature covers (RFC 9052 §4.4), with no external data:
+/// `["Signature1", protected, h'', payload]`, written directly rather than built as a
+/// CBOR value and serialized (what `CoseSign1::tbs_data` gives, without the copies).
+fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
+    const CONTEXT: &[u8] = b"Signature1";
+    let mut out = Vec::with_capacity(protected.len() + payload.len() + 32);
+    out.push(0x84); // an array of 4
+    head(&mut out, 3, CONTEXT.len());
+    out.extend_from_slice(CONTEXT);
+    head(&mut out, 2, protected.len());
+    out.extend_from_slice(protected);
+    head(&mut out, 2, 0); // external_aad: empty
+    head(&mut out, 2, payload.len());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A CBOR head of major type `major` with argument `len`, in its shortest form.
+fn head(out: &mut Vec<u8>, major: u8, len: usize) {
+    let major = major << 5;
+    let len = len as u64;
+    if len < 24 {
+        out.push(major | len as u8);
+    } else if len <= 0xff {
+        out.extend_from_slice(&[major | 24, len as u8]);
+    } else if len <= 0xffff {
+        out.push(major | 25);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else if len <= 0xffff_ffff {
+        out.push(major | 26);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    } else {
+        out.push(major | 27);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
 }
 
 fn device_key_param(header: &coset::Header) -> Result<PublicKey, FormatError> {
@@ -619,6 +741,42 @@ fn lenient_version(bytes: &[u8]) -> Option<u64> {
 
 /// Steps 10–13: check the version, decode the verified payload bytes strictly, build `T`.
 fn decode_payload<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
+    match decode_plain_payload(bytes) {
+        Some(payload) => Ok(payload),
+        None => decode_payload_checked(bytes),
+    }
+}
+
+/// Steps 10–13 without a CBOR value in between, for a payload that is plainly
+/// deterministic CBOR holding no tag and no null ([`cbor::is_plain_payload`]: steps 11
+/// and 13's type rules hold then, for every field), a map whose `v` is this version
+/// (step 12): `T` is deserialized straight from the bytes and validated. `None` if any
+/// of it does not hold, and [`decode_payload_checked`] decides (with its own errors):
+/// both give the same payload for every payload this accepts.
+fn decode_plain_payload<T: Payload>(bytes: &[u8]) -> Option<T> {
+    if !cbor::is_plain_payload(bytes) || !has_version_field(bytes) {
+        return None;
+    }
+    let payload: T = ciborium::de::from_reader_with_buffer(bytes, &mut [0; cbor::SCRATCH]).ok()?;
+    payload.validate().ok()?;
+    Some(payload)
+}
+
+/// Whether the top-level map of plainly deterministic `bytes` has the key `v` with the
+/// value [`FORMAT_VERSION`]. Keys are sorted, so `v` (`61 76`) is found by skipping the
+/// entries before it.
+fn has_version_field(bytes: &[u8]) -> bool {
+    const V: &[u8] = &[0x61, b'v'];
+    const VERSION: u8 = FORMAT_VERSION as u8;
+    const _: () = assert!(FORMAT_VERSION < 24);
+    let Some(value) = cbor::top_level_value(bytes, V) else {
+        return false;
+    };
+    value == [VERSION]
+}
+
+/// Steps 10–13 with every check made on a decoded CBOR value: the reference.
+fn decode_payload_checked<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
     // Step 10 (the lenient version check) precedes step 11 (strict CBOR). It can only
     // change the outcome when step 11 fails: when the payload is strict CBOR the lenient
     // reading is the same value, and step 12 gives the same answer. So the lenient
@@ -727,6 +885,54 @@ mod tests {
         assert_eq!(armored.bytes(), file.bytes());
         let binary = open::<License>(file.bytes(), &keys).unwrap();
         assert_eq!(binary.payload(), &payload);
+    }
+
+    /// The fast reading of a file and of its payload gives what the fully checked one
+    /// gives, on every valid fixture (and takes the fast path on each).
+    #[test]
+    fn the_fast_paths_read_the_fixtures_as_the_full_checks_do() {
+        fn same<T: Payload + PartialEq + std::fmt::Debug>(file: &[u8]) {
+            let (_, bytes) = unarmor(file).unwrap();
+            let fast = plain_sign1(&bytes).expect("the fast path reads it");
+            assert_eq!(fast, parse_sign1_checked(&bytes).unwrap());
+            let payload = fast.payload.unwrap();
+            let plain = decode_plain_payload::<T>(&payload).expect("the fast path reads it");
+            assert_eq!(plain, decode_payload_checked::<T>(&payload).unwrap());
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/valid/");
+        let read = |name: &str| std::fs::read(format!("{dir}{name}")).unwrap();
+        same::<License>(&read("license.lic"));
+        same::<License>(&read("license.cose"));
+        same::<Refresh>(&read("refresh.lic"));
+        same::<ActivationRequest>(&read("activation-request.req"));
+        same::<Deactivation>(&read("deactivation.deact"));
+        same::<UsageReport>(&read("usage-report.usage"));
+        same::<Receipt>(&read("receipt.receipt"));
+        same::<KeySet>(&read("key-set.keys"));
+        // Unknown fields with floats, tags and nulls: the full checks decide.
+        let (_, bytes) = unarmor(&read("license-future-fields.lic")).unwrap();
+        let payload = parse_sign1_checked(&bytes).unwrap().payload.unwrap();
+        assert!(decode_plain_payload::<License>(&payload).is_none());
+        assert!(decode_payload_checked::<License>(&payload).is_ok());
+    }
+
+    #[test]
+    fn the_signed_structure_is_what_coset_builds() {
+        for (protected, payload) in [
+            (vec![0xa1, 0x01, 0x27], vec![0xa0]),
+            (vec![0x5a; 30], vec![0x61; 300]),
+            (vec![0x33; 200], vec![0x7b; 70_000]),
+        ] {
+            let sign1 = CoseSign1 {
+                protected: ProtectedHeader {
+                    original_data: Some(protected.clone()),
+                    header: coset::Header::default(),
+                },
+                payload: Some(payload.clone()),
+                ..Default::default()
+            };
+            assert_eq!(sig_structure(&protected, &payload), sign1.tbs_data(&[]));
+        }
     }
 
     #[test]
