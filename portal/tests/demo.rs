@@ -5,10 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+
+use common::post;
 
 /// The `lic` binary of this workspace (the demo prints the one beside `lic-portal`).
 fn lic_binary() -> &'static Path {
@@ -263,27 +267,6 @@ fn the_demo_never_empties_a_directory_it_did_not_make() {
     );
 }
 
-/// POST `body` over a plain HTTP/1.1 connection; returns (status, body).
-fn post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nAccept: \
-         text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[test]
 fn the_portal_takes_a_request_as_the_qr_text_a_phone_scanned() {
     let dir = tempfile::tempdir().unwrap();
@@ -300,7 +283,12 @@ fn the_portal_takes_a_request_as_the_qr_text_a_phone_scanned() {
     let (_, bytes) = lic_core::format::unarmor(&armored).unwrap();
     let qr_text = lic_core::format::qrtext::encode(&bytes);
     let addr = demo.url().trim_start_matches("http://").to_string();
-    let (status, license) = post(&addr, "/api/v1/activate", format!("{qr_text}\n").as_bytes());
+    let (status, license) = post(
+        &addr,
+        "/api/v1/activate",
+        format!("{qr_text}\n").as_bytes(),
+        "text/plain",
+    );
     assert_eq!(status, 200, "{license}");
     std::fs::write(demo_dir.join("customer/demo.lic"), &license).unwrap();
     let out = bash(&format!(
@@ -310,7 +298,7 @@ fn the_portal_takes_a_request_as_the_qr_text_a_phone_scanned() {
     assert!(out.status.success(), "{}", text(&out));
     // A damaged scan is refused with what is wrong, and takes no seat.
     let damaged = format!("LIC1:{}", qr_text["LIC1:".len()..].to_lowercase());
-    let (status, body) = post(&addr, "/api/v1/activate", damaged.as_bytes());
+    let (status, body) = post(&addr, "/api/v1/activate", damaged.as_bytes(), "text/plain");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("upper case"), "{body}");
 }

@@ -8,9 +8,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
 use std::sync::OnceLock;
+
+use common::post;
 
 use lic_core::format::{self, Receipt};
 use lic_core::keys::Keyring;
@@ -302,7 +306,6 @@ impl Drop for Server {
 }
 
 fn serve(vendor: &Vendor) -> Server {
-    use std::io::BufRead as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_lic-portal"))
         .arg("--data")
         .arg(&vendor.data)
@@ -317,38 +320,8 @@ fn serve(vendor: &Vendor) -> Server {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The first line of standard output, once it listens: `listening on http://ADDR`.
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("{first:?}"))
-        .to_string();
+    let addr = common::listening_addr(&mut child);
     Server { child, addr }
-}
-
-/// POST `body` over a plain HTTP/1.1 connection; returns (status, body).
-fn post(addr: &str, path: &str, body: &[u8], accept: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nAccept: {accept}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead as _, Read as _, Write as _};
+mod common;
+
+use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -45,16 +47,7 @@ fn serve() -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The first line of standard output, once it listens: `listening on http://ADDR`.
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("{first:?}"))
-        .to_string();
+    let addr = common::listening_addr(&mut child);
     Server { child, addr, data }
 }
 

@@ -342,15 +342,16 @@ pub fn match_fingerprint(
     report
 }
 
+/// Components for the tests of this module and of `system`.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod samples {
+    use super::{RawComponents, component};
 
-    fn raw(pairs: &[(&str, &str)]) -> RawComponents {
+    pub fn raw(pairs: &[(&str, &str)]) -> RawComponents {
         pairs.iter().copied().collect()
     }
 
-    fn sample() -> RawComponents {
+    pub fn sample() -> RawComponents {
         raw(&[
             (component::MACHINE_ID, "3d1219c7c4c5404aaa1f6d2a48adfda4"),
             (component::HOSTNAME, "build-host-7"),
@@ -360,6 +361,12 @@ mod tests {
             (component::DECLARED_ID, "customer-vm-0042"),
         ])
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::samples::{raw, sample};
+    use super::*;
 
     // ---- hashing ----
 

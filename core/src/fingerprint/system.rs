@@ -348,21 +348,7 @@ mod tests {
     use std::sync::Arc;
 
     use crate::fingerprint::StaticSource;
-
-    fn raw(pairs: &[(&str, &str)]) -> RawComponents {
-        pairs.iter().copied().collect()
-    }
-
-    fn sample() -> RawComponents {
-        raw(&[
-            (component::MACHINE_ID, "3d1219c7c4c5404aaa1f6d2a48adfda4"),
-            (component::HOSTNAME, "build-host-7"),
-            (component::CPU, "AMD EPYC; 2 logical"),
-            (component::MEMORY, "24 GiB"),
-            (component::MAC, "02:fc:00:00:00:01,3c:22:fb:11:22:33"),
-            (component::DECLARED_ID, "customer-vm-0042"),
-        ])
-    }
+    use crate::fingerprint::samples::sample;
 
     // ---- component values ----
 

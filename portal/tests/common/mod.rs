@@ -255,3 +255,40 @@ pub fn copy_store(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(from.join(name), to.join(name)).unwrap();
     }
 }
+
+/// The address a `lic-portal serve` child (standard output piped) prints on its first
+/// line once it listens: `listening on http://ADDR`.
+pub fn listening_addr(child: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string()
+}
+
+/// POST `body` over a plain HTTP/1.1 connection with `Accept: accept`; returns (status,
+/// body).
+pub fn post(addr: &str, path: &str, body: &[u8], accept: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nAccept: {accept}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
