@@ -40,6 +40,7 @@ pub const TRUST_FILE: &str = "trusted-keys.pem";
 ///
 /// Activate a product on a machine without network: `lic offline-activate` writes a
 /// request file for your vendor; `lic install` installs the license file you get back.
+/// With a network, `lic activate --server URL` does both in one step.
 #[derive(Debug, Parser)]
 #[command(name = "lic", version, about, long_about, after_help = AFTER_HELP)]
 pub struct Cli {
