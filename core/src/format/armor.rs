@@ -171,10 +171,19 @@ fn decode_plain(text: &[u8]) -> Option<(FileKind, Vec<u8>)> {
         return None;
     }
     // The lines joined; any byte outside the alphabet fails the decoding (and the general
-    // reading then names it), so it needs no check of its own here.
+    // reading then names it), so it needs no check of its own here. A line of the width
+    // lic writes is taken whole, without looking for its end byte by byte: an LF within
+    // it (a shorter line) stays in the text, fails the decoding, and the general reading
+    // decides.
     let mut b64 = Vec::with_capacity(body.len());
-    for line in body.split(|&b| b == b'\n') {
-        b64.extend_from_slice(line);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let len = match rest.get(LINE_WIDTH) {
+            Some(b'\n') => LINE_WIDTH,
+            _ => rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len()),
+        };
+        b64.extend_from_slice(rest.get(..len)?);
+        rest = rest.get(len + 1..).unwrap_or_default();
     }
     let bytes = STANDARD.decode(&b64).ok()?;
     Some((kind, bytes))
@@ -485,6 +494,59 @@ mod tests {
             String::new(),
         ] {
             assert_eq!(decode_plain(other.as_bytes()), None, "{other:?}");
+        }
+    }
+
+    /// Lines of other widths than lic writes: whichever reading takes them, the bytes (or
+    /// the refusal) are the general reading's.
+    #[test]
+    fn blocks_with_lines_of_other_widths_read_as_the_general_reading_reads_them() {
+        let bytes: Vec<u8> = (0..700).map(|i| (i * 7 % 256) as u8).collect();
+        let b64 = STANDARD.encode(&bytes);
+        // The general reading alone: CRLF line ends keep the one-pass reading out.
+        let general = |text: &[u8]| {
+            let text = String::from_utf8_lossy(text).replace('\n', "\r\n");
+            assert_eq!(decode_plain(text.as_bytes()), None);
+            decode(text.as_bytes())
+        };
+        for widths in [
+            &[64, 10, 64][..],
+            &[10, 64, 64],
+            &[63, 65, 64],
+            &[76],
+            &[4, 4, 60, 64],
+            &[64, 64, 0, 64],
+            &[1000],
+        ] {
+            let mut body = String::new();
+            let mut rest = b64.as_str();
+            for &w in widths.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (line, after) = rest.split_at(w.min(rest.len()));
+                body.push_str(line);
+                body.push('\n');
+                rest = after;
+            }
+            let text = format!("-----BEGIN LIC LICENSE-----\n{body}-----END LIC LICENSE-----\n");
+            let expected = general(text.as_bytes());
+            assert_eq!(
+                expected,
+                Ok((FileKind::License, bytes.clone())),
+                "{widths:?}"
+            );
+            assert_eq!(decode(text.as_bytes()), expected, "{widths:?}");
+            if let Some(read) = decode_plain(text.as_bytes()) {
+                assert_eq!(Ok(read), expected, "{widths:?}");
+            }
+            // A padding character inside a line: refused the same way by both.
+            let bad = text.replacen('A', "=", 1);
+            assert_eq!(
+                decode(bad.as_bytes()),
+                general(bad.as_bytes()),
+                "{widths:?}"
+            );
         }
     }
 

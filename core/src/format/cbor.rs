@@ -88,8 +88,10 @@ pub(crate) fn is_plainly_deterministic(bytes: &[u8]) -> bool {
     plain_item(bytes, &mut at, 0, false).is_some() && at == bytes.len()
 }
 
-/// [`is_plainly_deterministic`], and holding no tag and no null at all: only the values
-/// the fields of lic payloads take (docs/format.md §5.10), anywhere in the item.
+/// [`is_plainly_deterministic`], and holding no tag and no null at all, and no map key
+/// but text strings: only the values the fields of lic payloads take (docs/format.md
+/// §5.1, §5.10), anywhere in the item. (A structure's keys must be text: serde's derived
+/// field names would also match a byte string, which the full checks refuse.)
 pub(crate) fn is_plain_payload(bytes: &[u8]) -> bool {
     let mut at = 0;
     plain_item(bytes, &mut at, 0, true).is_some() && at == bytes.len()
@@ -119,7 +121,7 @@ pub(crate) fn top_level_value<'a>(bytes: &'a [u8], key: &[u8]) -> Option<&'a [u8
 
 /// The argument of the head at `bytes[*at]`, in its shortest form; `None` for an
 /// indefinite or reserved length, a non-shortest head or truncated input.
-fn plain_head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
+pub(crate) fn plain_head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
     let initial = *bytes.get(*at)?;
     *at += 1;
     let (major, info) = (initial >> 5, initial & 0x1f);
@@ -146,7 +148,13 @@ fn plain_head(bytes: &[u8], at: &mut usize) -> Option<(u8, u64)> {
     shortest.then_some((major, arg))
 }
 
+/// Step over the item at `bytes[*at]` of bytes proven [`is_plain_payload`].
+pub(crate) fn skip_plain_payload_item(bytes: &[u8], at: &mut usize) -> Option<()> {
+    plain_item(bytes, at, 0, true)
+}
+
 /// One item at `bytes[*at]` (see [`is_plainly_deterministic`]); `Some(())` if plain.
+/// `values_only`: also no tag, no null and only text map keys ([`is_plain_payload`]).
 fn plain_item(bytes: &[u8], at: &mut usize, depth: usize, values_only: bool) -> Option<()> {
     // Stricter than the decoder's limit: anything near it goes to the full checks.
     if depth + 2 >= MAX_DEPTH {
@@ -170,6 +178,9 @@ fn plain_item(bytes: &[u8], at: &mut usize, depth: usize, values_only: bool) -> 
             let mut previous: Option<&[u8]> = None;
             for _ in 0..arg {
                 let start = *at;
+                if values_only && bytes.get(start)? >> 5 != 3 {
+                    return None;
+                }
                 plain_item(bytes, at, depth + 1, values_only)?;
                 let key = bytes.get(start..*at)?;
                 if previous.is_some_and(|p| p >= key) {

@@ -371,11 +371,12 @@ pub(super) fn verify_envelope(
             limit: armor::MAX_FILE_SIZE,
         });
     }
-    let sign1 = match plain_sign1(&bytes) {
-        Some(sign1) => sign1,
-        None => parse_sign1_checked(&bytes)?,
+    // The fast reading proves the protected header deterministic as it reads it.
+    let (sign1, header_proven) = match plain_sign1(&bytes) {
+        Some(sign1) => (sign1, true),
+        None => (parse_sign1_checked(&bytes)?, false),
     };
-    verify_sign1(sign1, bytes, expected, keys)
+    verify_sign1(sign1, header_proven, bytes, expected, keys)
 }
 
 /// The COSE_Sign1 structure of `bytes` read directly, without decoding the whole file
@@ -396,16 +397,9 @@ fn plain_sign1(bytes: &[u8]) -> Option<CoseSign1> {
     if !rest.is_empty() {
         return None;
     }
-    // What `ProtectedHeader::from_cbor_bstr` does (an empty header is left to the full
-    // reading), with a small scratch buffer.
-    let mut rest = protected;
-    let value = ciborium::de::from_reader_with_buffer(&mut rest, &mut [0; cbor::SCRATCH]).ok()?;
-    if protected.is_empty() || !rest.is_empty() {
-        return None;
-    }
     let protected = ProtectedHeader {
         original_data: Some(protected.to_vec()),
-        header: coset::Header::from_cbor_value(value).ok()?,
+        header: plain_header(protected)?,
     };
     Some(CoseSign1 {
         protected,
@@ -413,6 +407,73 @@ fn plain_sign1(bytes: &[u8]) -> Option<CoseSign1> {
         payload: Some(payload.to_vec()),
         signature: signature.to_vec(),
     })
+}
+
+/// The protected header exactly as lic writes it, read directly (what
+/// `ProtectedHeader::from_cbor_bstr` gives, without a CBOR value in between): plainly
+/// deterministic CBOR ([`cbor::is_plainly_deterministic`], which step 5 asks of the
+/// header), a map of the algorithm EdDSA (1: -8), a lic content type (3), a non-empty
+/// key id (4) and, for device-signed kinds, the device key (-65537: a byte string).
+/// `None` for anything else — an empty header, another label or value — which coset then
+/// reads (and the checks after it refuse, with their own errors).
+fn plain_header(protected: &[u8]) -> Option<coset::Header> {
+    if !cbor::is_plainly_deterministic(protected) {
+        return None;
+    }
+    let mut at = 0;
+    let (5, entries) = cbor::plain_head(protected, &mut at)? else {
+        return None;
+    };
+    let mut header = coset::Header::default();
+    // Keys are sorted and unique (proven): each label is read at most once.
+    for _ in 0..entries {
+        match cbor::plain_head(protected, &mut at)? {
+            // 1: alg, -8 (EdDSA).
+            (0, 1) => {
+                if cbor::plain_head(protected, &mut at)? != (1, 7) {
+                    return None;
+                }
+                header.alg = Some(RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA));
+            }
+            // 3: content type, one of lic's (which coset's checks of a text content type,
+            // non-empty, not padded, one `/`, all pass).
+            (0, 3) => {
+                let text = std::str::from_utf8(plain_content(protected, &mut at, 3)?).ok()?;
+                FileKind::from_content_type(text)?;
+                header.content_type = Some(coset::ContentType::Text(text.to_owned()));
+            }
+            // 4: kid, non-empty (as coset requires).
+            (0, 4) => {
+                let kid = plain_content(protected, &mut at, 2)?;
+                if kid.is_empty() {
+                    return None;
+                }
+                header.key_id = kid.to_vec();
+            }
+            // -65537: the device key (checked later, as coset's reading leaves it).
+            (1, 65536) => {
+                const _: () = assert!(HEADER_DEVICE_KEY == -65537);
+                let key = plain_content(protected, &mut at, 2)?;
+                header
+                    .rest
+                    .push((Label::Int(HEADER_DEVICE_KEY), Value::Bytes(key.to_vec())));
+            }
+            _ => return None,
+        }
+    }
+    (at == protected.len()).then_some(header)
+}
+
+/// The content of the byte (major 2) or text (major 3) string at `bytes[*at]`.
+fn plain_content<'a>(bytes: &'a [u8], at: &mut usize, major: u8) -> Option<&'a [u8]> {
+    let (found, len) = cbor::plain_head(bytes, at)?;
+    if found != major {
+        return None;
+    }
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    let content = bytes.get(*at..end)?;
+    *at = end;
+    Some(content)
 }
 
 /// A definite-length byte string at the start of `bytes` (already known to be
@@ -460,9 +521,11 @@ fn parse_sign1_checked(bytes: &[u8]) -> Result<CoseSign1, FormatError> {
     })
 }
 
-/// Steps 5–9 on the structure read from `bytes`.
+/// Steps 5–9 on the structure read from `bytes`; `header_proven`: the protected header
+/// is already proven plainly deterministic ([`plain_header`]).
 fn verify_sign1(
     sign1: CoseSign1,
+    header_proven: bool,
     bytes: Vec<u8>,
     expected: Option<FileKind>,
     keys: &Keyring,
@@ -473,7 +536,11 @@ fn verify_sign1(
             reason: "the protected header is empty".into(),
         });
     }
-    cbor::decode_strict(protected_bytes, "protected header")?;
+    // Step 5: a header proven plainly deterministic passes the strict decoding (a test
+    // in `cbor` shows it), so only an unproven one is decoded again.
+    if !header_proven {
+        cbor::decode_strict(protected_bytes, "protected header")?;
+    }
     let Some(payload) = &sign1.payload else {
         return Err(FormatError::CoseMalformed {
             reason: "the payload is detached (nil); lic files carry their payload".into(),
@@ -757,7 +824,12 @@ fn decode_plain_payload<T: Payload>(bytes: &[u8]) -> Option<T> {
     if !cbor::is_plain_payload(bytes) || !has_version_field(bytes) {
         return None;
     }
-    let payload: T = ciborium::de::from_reader_with_buffer(bytes, &mut [0; cbor::SCRATCH]).ok()?;
+    // The license and the refresh are read by hand (`format::direct`), the other kinds,
+    // or anything the hand reading leaves, by serde.
+    let payload: T = match T::decode_direct(bytes) {
+        Some(payload) => payload,
+        None => ciborium::de::from_reader_with_buffer(bytes, &mut [0; cbor::SCRATCH]).ok()?,
+    };
     payload.validate().ok()?;
     Some(payload)
 }
@@ -885,6 +957,187 @@ mod tests {
         assert_eq!(armored.bytes(), file.bytes());
         let binary = open::<License>(file.bytes(), &keys).unwrap();
         assert_eq!(binary.payload(), &payload);
+    }
+
+    /// Every fixture file that unarmors (valid and invalid), as binary bytes, by name.
+    fn fixture_files() -> Vec<(String, Vec<u8>)> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/");
+        let mut files = Vec::new();
+        for dir in ["valid", "invalid"] {
+            let mut entries: Vec<_> = std::fs::read_dir(format!("{root}{dir}"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            for path in entries {
+                if let Ok((_, bytes)) = unarmor(&std::fs::read(&path).unwrap()) {
+                    files.push((path.display().to_string(), bytes));
+                }
+            }
+        }
+        assert!(files.len() > 80, "{}", files.len());
+        files
+    }
+
+    /// A simple deterministic generator for the mutation tests.
+    fn next(seed: &mut u32) -> u8 {
+        *seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (*seed >> 16) as u8
+    }
+
+    /// `payload` read as a `T` the way `open` reads it gives what the full checks give
+    /// (the same value or the same error); where the direct reading applies (bytes proven
+    /// plain, of this version) and reads a value, serde reads the same. Whether it did.
+    fn reads_as_the_full_checks<T>(payload: &[u8], what: &str) -> bool
+    where
+        T: Payload + PartialEq + std::fmt::Debug,
+    {
+        let reference = decode_payload_checked::<T>(payload);
+        assert_eq!(decode_payload::<T>(payload), reference, "{what}");
+        if !(cbor::is_plain_payload(payload) && has_version_field(payload)) {
+            return false;
+        }
+        let Some(direct) = T::decode_direct(payload) else {
+            return false;
+        };
+        let serde: Option<T> =
+            ciborium::de::from_reader_with_buffer(payload, &mut [0; cbor::SCRATCH]).ok();
+        assert_eq!(serde.as_ref(), Some(&direct), "{what}");
+        if direct.validate().is_ok() {
+            assert_eq!(reference, Ok(direct), "{what}");
+        } else {
+            assert!(reference.is_err(), "{what}");
+        }
+        true
+    }
+
+    /// The hand-written reading of license and refresh payloads (`format::direct`) reads
+    /// every valid vector as serde and the full checks do, and leaves every invalid one to
+    /// them (the same error); on encodings mutated byte by byte, it never reads what they
+    /// refuse, nor reads a value they read differently.
+    #[test]
+    fn the_direct_payload_reading_agrees_with_serde_and_the_full_checks() {
+        let mut direct = 0;
+        let mut samples = Vec::new();
+        for (name, cose) in fixture_files() {
+            let Ok(CoseSign1 {
+                payload: Some(payload),
+                ..
+            }) = parse_sign1_checked(&cose)
+            else {
+                continue;
+            };
+            let license = reads_as_the_full_checks::<License>(&payload, &name);
+            let refresh = reads_as_the_full_checks::<Refresh>(&payload, &name);
+            if name.contains("/valid/")
+                && (name.ends_with("license.lic") || name.ends_with("refresh.lic"))
+            {
+                assert!(license || refresh, "{name}: the direct reading reads it");
+            }
+            direct += usize::from(license) + usize::from(refresh);
+            if name.ends_with("/valid/license.lic") || name.ends_with("/valid/refresh.lic") {
+                samples.push(payload);
+            }
+        }
+        assert!(direct >= 4, "{direct}");
+        assert_eq!(samples.len(), 2);
+        let mut seed = 7;
+        let mut mutated_direct = 0;
+        for sample in &samples {
+            for at in 0..sample.len() {
+                for _ in 0..12 {
+                    let mut bytes = sample.clone();
+                    bytes[at] = next(&mut seed);
+                    for cut in [bytes.len(), at + 1] {
+                        let what = format!("{:02x?}", &bytes[..cut]);
+                        mutated_direct +=
+                            usize::from(reads_as_the_full_checks::<License>(&bytes[..cut], &what));
+                        mutated_direct +=
+                            usize::from(reads_as_the_full_checks::<Refresh>(&bytes[..cut], &what));
+                    }
+                }
+            }
+        }
+        assert!(mutated_direct > 1000, "{mutated_direct}");
+    }
+
+    /// docs/format.md §5.1: the keys of a structure are text strings. serde's derived
+    /// field names would match a byte string too; no fast reading may accept one.
+    #[test]
+    fn a_field_named_by_a_byte_string_is_refused_on_every_path() {
+        let mut value = license_value(1);
+        for (k, _) in entries(&mut value).iter_mut() {
+            if k.as_text() == Some("product") {
+                *k = Value::Bytes(b"product".to_vec());
+            }
+        }
+        cbor::canonicalize(&mut value);
+        let bytes = cbor::encode_value(&value);
+        assert!(!cbor::is_plain_payload(&bytes));
+        let expected = FormatError::PayloadInvalid {
+            kind: FileKind::License,
+            reason: "a map key is a byte string; the keys of lic structures are text strings"
+                .into(),
+        };
+        assert_eq!(decode_payload::<License>(&bytes), Err(expected.clone()));
+        assert_eq!(read_license(value, false).unwrap_err(), expected);
+    }
+
+    /// Steps 1–9 as `verify_envelope` makes them (the direct reading of the envelope and
+    /// its protected header where it applies) against coset's reading and the strict
+    /// decoding of the header: the same outcome.
+    fn verifies_as_the_full_checks(bytes: &[u8], keys: &Keyring, what: &str) -> bool {
+        let outcome = |r: Result<CheckedEnvelope, FormatError>| {
+            r.map(|c| (c.kind, c.signer, c.payload, c.bytes))
+        };
+        let fast = plain_sign1(bytes);
+        if let Some(fast) = &fast {
+            assert_eq!(Ok(fast), parse_sign1_checked(bytes).as_ref(), "{what}");
+        }
+        let reference = parse_sign1_checked(bytes)
+            .and_then(|s| verify_sign1(s, false, bytes.to_vec(), None, keys));
+        assert_eq!(
+            outcome(verify_envelope(bytes.to_vec(), None, keys)),
+            outcome(reference),
+            "{what}"
+        );
+        fast.is_some()
+    }
+
+    #[test]
+    fn the_direct_header_reading_agrees_with_coset_and_the_strict_decoding() {
+        let keys =
+            Keyring::from_pem(include_str!("../../../fixtures/keys/vendor.pub.pem")).unwrap();
+        let mut samples = Vec::new();
+        for (name, cose) in fixture_files() {
+            if cose.len() > armor::MAX_FILE_SIZE {
+                continue;
+            }
+            let fast = verifies_as_the_full_checks(&cose, &keys, &name);
+            if name.contains("/valid/") && !name.contains("extra-header") {
+                assert!(fast, "{name}: read directly");
+            }
+            if name.ends_with("/valid/license.cose")
+                || name.ends_with("/valid/activation-request.req")
+            {
+                samples.push(cose);
+            }
+        }
+        assert_eq!(samples.len(), 2);
+        // The header (and the start of the payload) mutated byte by byte.
+        let mut seed = 11;
+        let mut fast = 0;
+        for sample in &samples {
+            for at in 0..80.min(sample.len()) {
+                for _ in 0..8 {
+                    let mut bytes = sample.clone();
+                    bytes[at] = next(&mut seed);
+                    let what = format!("{at}: {:02x?}", &bytes[..80]);
+                    fast += usize::from(verifies_as_the_full_checks(&bytes, &keys, &what));
+                }
+            }
+        }
+        assert!(fast > 100, "{fast}");
     }
 
     /// The fast reading of a file and of its payload gives what the fully checked one

@@ -4,6 +4,7 @@
 mod any;
 pub mod armor;
 pub mod cbor;
+mod direct;
 mod envelope;
 mod error;
 mod kind;

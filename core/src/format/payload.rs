@@ -39,7 +39,17 @@ pub trait Payload: Serialize + DeserializeOwned + sealed::Sealed {
 }
 
 mod sealed {
-    pub trait Sealed {}
+    pub trait Sealed {
+        /// The payload read straight from bytes proven plain (see `format::direct`), or
+        /// `None` to leave them to serde. Outside this crate the trait cannot be named,
+        /// so neither can this.
+        fn decode_direct(_bytes: &[u8]) -> Option<Self>
+        where
+            Self: Sized,
+        {
+            None
+        }
+    }
 }
 
 /// A UTC time, encoded as whole seconds since the Unix epoch.
@@ -537,7 +547,11 @@ impl Payload for ActivationRequest {
     }
 }
 
-impl sealed::Sealed for License {}
+impl sealed::Sealed for License {
+    fn decode_direct(bytes: &[u8]) -> Option<Self> {
+        super::direct::license(bytes)
+    }
+}
 impl Payload for License {
     const KIND: FileKind = FileKind::License;
     fn validate(&self) -> Result<(), String> {
@@ -571,7 +585,11 @@ impl Payload for License {
     }
 }
 
-impl sealed::Sealed for Refresh {}
+impl sealed::Sealed for Refresh {
+    fn decode_direct(bytes: &[u8]) -> Option<Self> {
+        super::direct::refresh(bytes)
+    }
+}
 impl Payload for Refresh {
     const KIND: FileKind = FileKind::Refresh;
     fn validate(&self) -> Result<(), String> {
