@@ -1,0 +1,9 @@
+//! The admin command's rooms: a module per command group, beside the argument
+//! definitions and the dispatch in `main.rs`.
+
+pub(crate) mod apply;
+pub(crate) mod demo;
+pub(crate) mod keys;
+pub(crate) mod output;
+pub(crate) mod serve;
+pub(crate) mod tokens;
