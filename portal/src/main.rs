@@ -15,7 +15,10 @@ use lic_portal::{Actor, Portal, PortalError};
 
 mod admin;
 
+use admin::activations::*;
 use admin::apply::*;
+use admin::audit::*;
+use admin::catalog::*;
 use admin::demo::*;
 use admin::keys::*;
 use admin::output::*;
@@ -126,42 +129,48 @@ enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Support: write a refresh file for one activation (serial + 1; the reason is audited).
-    Refresh {
-        #[arg(long, value_name = "ID")]
-        activation: String,
-        /// Why (ticket, order); recorded in the audit log.
-        #[arg(long)]
-        reason: String,
-        /// Extend the expiry by this many days (from the current expiry, or from now).
-        #[arg(long, value_name = "DAYS")]
-        extend_days: Option<i64>,
-        /// A new expiry date (YYYY-MM-DD or RFC 3339).
-        #[arg(long, value_name = "DATE")]
-        expires: Option<String>,
-        /// Reset the device's clock floor to this time (`now`, YYYY-MM-DD or RFC 3339).
-        #[arg(long, value_name = "TIME")]
-        clock_floor: Option<String>,
-        /// Replace the features: NAME, NAME=LIMIT or NAME=LIMIT+ (overage allowed); repeat.
-        #[arg(long = "feature", value_name = "SPEC")]
-        features: Vec<String>,
-        /// Where to write the refresh file.
-        #[arg(long, value_name = "FILE", default_value = "license_refresh.lic")]
-        out: PathBuf,
-    },
+    Refresh(RefreshArgs),
     /// Vendor signing keys.
     #[command(subcommand)]
     Key(KeyCommand),
     /// Show the audit log, newest first.
-    Audit {
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        /// Only entries about this object (license, activation, key…).
-        #[arg(long, value_name = "ID")]
-        subject: Option<String>,
-    },
+    Audit(AuditArgs),
     /// API tokens for vendor and support staff.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RefreshArgs {
+    #[arg(long, value_name = "ID")]
+    pub(crate) activation: String,
+    /// Why (ticket, order); recorded in the audit log.
+    #[arg(long)]
+    pub(crate) reason: String,
+    /// Extend the expiry by this many days (from the current expiry, or from now).
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) extend_days: Option<i64>,
+    /// A new expiry date (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub(crate) expires: Option<String>,
+    /// Reset the device's clock floor to this time (`now`, YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) clock_floor: Option<String>,
+    /// Replace the features: NAME, NAME=LIMIT or NAME=LIMIT+ (overage allowed); repeat.
+    #[arg(long = "feature", value_name = "SPEC")]
+    pub(crate) features: Vec<String>,
+    /// Where to write the refresh file.
+    #[arg(long, value_name = "FILE", default_value = "license_refresh.lic")]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: i64,
+    /// Only entries about this object (license, activation, key…).
+    #[arg(long, value_name = "ID")]
+    pub(crate) subject: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -591,291 +600,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             no_serve,
         } => demo(g, listen, &dir, no_serve).await?,
-        Command::Product(c) => {
-            let portal = open(g).await?;
-            match c {
-                ProductCommand::Create { code, name } => {
-                    let p = portal.create_product(&code, &name, &actor).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "product": p }))?;
-                    } else {
-                        println!("created product {} ({})", p.code, p.name);
-                    }
-                }
-                ProductCommand::List => {
-                    let list = portal.products(None).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "items": list }))?;
-                    } else {
-                        out(&list
-                            .iter()
-                            .map(|p| format!("{}  {}\n", p.code, p.name))
-                            .collect::<String>())?;
-                    }
-                }
-                ProductCommand::Show { code } => {
-                    let p = portal.product(&code).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "product": p }))?;
-                    } else {
-                        print_json(&p)?;
-                    }
-                }
-            }
-        }
-        Command::Policy(c) => {
-            let portal = open(g).await?;
-            match c {
-                PolicyCommand::Create(a) => {
-                    let spec = Policy {
-                        id: String::new(),
-                        product: a.product,
-                        name: a.name,
-                        license_type: a.license_type,
-                        allow_offline: !a.no_offline,
-                        seats: a.seats,
-                        validity_days: a.validity_days,
-                        features: parse_features(&a.features)?,
-                        match_rule: MatchRule {
-                            required: a.match_required,
-                            max_changed: a.match_max_changed,
-                        },
-                        clock_tolerance_secs: a.clock_tolerance,
-                        max_offline_days: a.max_offline_days,
-                        inactivity_secs: a.inactivity_secs,
-                        max_deactivations: a.max_deactivations,
-                        deactivation_period_days: a.deactivation_period_days,
-                        created: 0,
-                    };
-                    let p = portal.create_policy(spec, &actor).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "policy": p }))?;
-                    } else {
-                        println!("created policy {} ({} / {})", p.id, p.product, p.name);
-                    }
-                }
-                PolicyCommand::List => {
-                    let list = portal.policies(None).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "items": list }))?;
-                    } else {
-                        out(&list
-                            .iter()
-                            .map(|p| {
-                                format!(
-                                    "{}  {}  {}  {} seat(s)\n",
-                                    p.id, p.product, p.name, p.seats
-                                )
-                            })
-                            .collect::<String>())?;
-                    }
-                }
-                PolicyCommand::Show { id } => {
-                    let p = portal.policy(&id).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "policy": p }))?;
-                    } else {
-                        print_json(&p)?;
-                    }
-                }
-            }
-        }
-        Command::License(c) => {
-            let portal = open(g).await?;
-            match c {
-                LicenseCommand::Create {
-                    policy,
-                    user,
-                    seats,
-                    offline,
-                    expires,
-                    features,
-                } => {
-                    let spec = NewLicense {
-                        policy,
-                        user_id: user,
-                        seats,
-                        allow_offline: offline,
-                        features: if features.is_empty() {
-                            None
-                        } else {
-                            Some(parse_features(&features)?)
-                        },
-                        expires: expires.as_deref().map(parse_time).transpose()?,
-                    };
-                    let created = portal.create_license(spec, &actor).await?;
-                    if json {
-                        print_doc(serde_json::json!({
-                            "license": created.license,
-                            "key": created.key,
-                        }))?;
-                    } else {
-                        println!("created license {}", created.license.id);
-                        if let Some(key) = &created.key {
-                            println!("license key: {key}");
-                            println!("(shown only now: the portal stores it hashed)");
-                        }
-                    }
-                }
-                LicenseCommand::List => {
-                    let list = portal.licenses(None).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "items": list }))?;
-                    } else {
-                        out(&list.iter().map(show_license).collect::<String>())?;
-                    }
-                }
-                LicenseCommand::Show { id } => {
-                    let l = portal.license(&id).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "license": l }))?;
-                    } else {
-                        out(&show_license(&l))?;
-                    }
-                }
-                LicenseCommand::Revoke { id, reason } => {
-                    let l = portal.revoke_license(&id, &reason, &actor).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "license": l }))?;
-                    } else {
-                        println!("revoked license {id}");
-                    }
-                }
-            }
-        }
-        Command::Activation(c) => {
-            let portal = open(g).await?;
-            match c {
-                ActivationCommand::List { license } => {
-                    let list = portal.activations(license.as_deref(), None).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "items": list }))?;
-                    } else {
-                        out(&list.iter().map(show_activation).collect::<String>())?;
-                    }
-                }
-                ActivationCommand::Show { id } => {
-                    let a = portal.activation(&id).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "activation": a }))?;
-                    } else {
-                        out(&show_activation(&a))?;
-                    }
-                }
-                ActivationCommand::Deactivate { id, reason } => {
-                    let a = portal.deactivate(&id, &reason, &actor).await?;
-                    if json {
-                        print_doc(serde_json::json!({ "activation": a }))?;
-                    } else {
-                        println!("deactivated {id}: its seat is free");
-                    }
-                }
-                ActivationCommand::Resign {
-                    id,
-                    signed_by,
-                    out_dir,
-                } => {
-                    return resign(g, &portal, id, signed_by, &out_dir, &actor).await;
-                }
-            }
-        }
+        Command::Product(c) => return product(g, c, &actor, json).await,
+        Command::Policy(c) => return policy(g, c, &actor, json).await,
+        Command::License(c) => return license(g, c, &actor, json).await,
+        Command::Activation(c) => return activation(g, c, &actor, json).await,
         Command::Apply { files, out_dir } => {
             return apply(g, &files, out_dir.as_deref(), &actor).await;
         }
-        Command::Refresh {
-            activation,
-            reason,
-            extend_days,
-            expires,
-            clock_floor,
-            features,
-            out: path,
-        } => {
-            let portal = open(g).await?;
-            let spec = RefreshSpec {
-                reason,
-                features: if features.is_empty() {
-                    None
-                } else {
-                    Some(parse_features(&features)?)
-                },
-                expires: expires.as_deref().map(parse_time).transpose()?,
-                extend_days,
-                clock_floor: clock_floor.as_deref().map(parse_time).transpose()?,
-            };
-            // Refuse an existing output file before the refresh is made: making one uses
-            // up a serial and is audited.
-            let to_stdout = path == Path::new("-");
-            if !to_stdout && path.exists() {
-                bail!(
-                    "{} already exists; choose another file with --out",
-                    path.display()
-                );
-            }
-            let refresh = portal.refresh(&activation, &spec, &actor).await?;
-            if json {
-                // With `--out -` the file goes into the document, not before it.
-                if !to_stdout {
-                    write_response(&path, &refresh)?;
-                }
-                print_doc(serde_json::json!({
-                    "activation": activation,
-                    "out": (!to_stdout).then(|| path.display().to_string()),
-                    "refresh": refresh,
-                }))?;
-            } else {
-                write_response(&path, &refresh)?;
-                let place = if to_stdout {
-                    "standard output".to_string()
-                } else {
-                    path.display().to_string()
-                };
-                // Beside the file on standard output, the words go to standard error.
-                let say = |line: String| {
-                    if to_stdout {
-                        eprintln!("{line}");
-                    } else {
-                        println!("{line}");
-                    }
-                };
-                say(format!(
-                    "wrote the refresh for {activation} to {place}; send it to the customer"
-                ));
-                say(format!(
-                    "they install it with: lic install {}",
-                    path.display()
-                ));
-            }
-        }
+        Command::Refresh(args) => return refresh(g, args, &actor, json).await,
         Command::Key(c) => return key(g, c, &actor).await,
-        Command::Audit { limit, subject } => {
-            let portal = open(g).await?;
-            let entries = portal.audit_log(limit, subject.as_deref()).await?;
-            if json {
-                print_doc(serde_json::json!({ "items": entries }))?;
-            } else {
-                out(&entries
-                    .iter()
-                    .map(|e| {
-                        let at = chrono::DateTime::from_timestamp_millis(e.at)
-                            .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-                        format!(
-                            "{at}  {}  {}  {}{}{}\n",
-                            e.actor,
-                            e.action,
-                            e.subject.as_deref().unwrap_or("-"),
-                            e.reason
-                                .as_deref()
-                                .map_or(String::new(), |r| format!("  reason: {r}")),
-                            e.file_hash.as_deref().map_or(String::new(), |h| format!(
-                                "  file {}",
-                                &h[..16.min(h.len())]
-                            )),
-                        )
-                    })
-                    .collect::<String>())?;
-            }
-        }
+        Command::Audit(args) => return audit(g, args, json).await,
         Command::Token(c) => return token(g, c).await,
     }
     Ok(ExitCode::SUCCESS)
