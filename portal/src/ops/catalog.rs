@@ -1,0 +1,417 @@
+//! The catalog: products, policies and licenses.
+
+use super::*;
+
+impl Portal {
+    pub async fn create_product(
+        &self,
+        code: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Product, PortalError> {
+        if code.is_empty()
+            || !code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(PortalError::Invalid {
+                field: "product code",
+                reason: "use letters, digits, '-' and '_' only".into(),
+            });
+        }
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let inserted =
+            sqlx::query("INSERT INTO products (code, name, created) VALUES ($1, $2, $3)")
+                .bind(code)
+                .bind(name)
+                .bind(now.timestamp())
+                .execute(&mut *tx)
+                .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(PortalError::AlreadyExists {
+                    what: "product",
+                    id: code.into(),
+                });
+            }
+            r => r?,
+        };
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "product.create",
+            Some(code),
+            None,
+            None,
+            Some(name),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Product {
+            code: code.into(),
+            name: name.into(),
+            created: now.timestamp(),
+        })
+    }
+
+    pub async fn products(&self, scope: Option<&[String]>) -> Result<Vec<Product>, PortalError> {
+        let rows = sqlx::query("SELECT code, name, created FROM products ORDER BY code")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let p = Product {
+                code: r.try_get("code")?,
+                name: r.try_get("name")?,
+                created: r.try_get("created")?,
+            };
+            if scope.is_none_or(|s| s.contains(&p.code)) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn product(&self, code: &str) -> Result<Product, PortalError> {
+        let r = sqlx::query("SELECT code, name, created FROM products WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "product",
+                id: code.into(),
+            })?;
+        Ok(Product {
+            code: r.try_get("code")?,
+            name: r.try_get("name")?,
+            created: r.try_get("created")?,
+        })
+    }
+
+    pub async fn create_policy(&self, spec: Policy, actor: &Actor) -> Result<Policy, PortalError> {
+        self.product(&spec.product).await?;
+        if spec.seats < 1 {
+            return Err(PortalError::Invalid {
+                field: "seats",
+                reason: "a policy has at least one seat".into(),
+            });
+        }
+        if spec.name.trim().is_empty() {
+            return Err(PortalError::Invalid {
+                field: "name",
+                reason: "a policy needs a name".into(),
+            });
+        }
+        check_features(&spec.features, "features")?;
+        check_match_rule(&spec.match_rule)?;
+        // Every period within what the files and the clock arithmetic can carry.
+        const DAY: i64 = 86_400;
+        for (field, value, range) in [
+            ("validity_days", spec.validity_days, 1..=MAX_DAYS),
+            (
+                "clock_tolerance_secs",
+                Some(spec.clock_tolerance_secs),
+                0..=365 * DAY,
+            ),
+            ("max_offline_days", spec.max_offline_days, 1..=MAX_DAYS),
+            ("inactivity_secs", spec.inactivity_secs, 1..=MAX_DAYS * DAY),
+            ("max_deactivations", spec.max_deactivations, 0..=1_000_000),
+            (
+                "deactivation_period_days",
+                spec.deactivation_period_days,
+                1..=MAX_DAYS,
+            ),
+        ] {
+            if let Some(v) = value
+                && !range.contains(&v)
+            {
+                return Err(PortalError::Invalid {
+                    field: "policy",
+                    reason: format!("{field} is {v}; give {} to {}", range.start(), range.end()),
+                });
+            }
+        }
+        if spec.max_deactivations.is_some() != spec.deactivation_period_days.is_some() {
+            return Err(PortalError::Invalid {
+                field: "policy",
+                reason: "churn control needs both max_deactivations and deactivation_period_days"
+                    .into(),
+            });
+        }
+        let now = self.now();
+        let policy = Policy {
+            id: new_id("pol"),
+            created: now.timestamp(),
+            ..spec
+        };
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO policies (id, product, name, license_type, allow_offline, seats, validity_days, \
+             features, match_required, match_max_changed, clock_tolerance_secs, max_offline_days, \
+             inactivity_secs, max_deactivations, deactivation_period_days, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(&policy.id)
+        .bind(&policy.product)
+        .bind(&policy.name)
+        .bind(license_type_name(policy.license_type))
+        .bind(flag(policy.allow_offline))
+        .bind(policy.seats)
+        .bind(policy.validity_days)
+        .bind(json(&policy.features))
+        .bind(json(&policy.match_rule.required))
+        .bind(i64::from(policy.match_rule.max_changed))
+        .bind(policy.clock_tolerance_secs)
+        .bind(policy.max_offline_days)
+        .bind(policy.inactivity_secs)
+        .bind(policy.max_deactivations)
+        .bind(policy.deactivation_period_days)
+        .bind(policy.created)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(PortalError::AlreadyExists {
+                    what: "policy",
+                    id: format!("{}/{}", policy.product, policy.name),
+                });
+            }
+            r => r?,
+        };
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "policy.create",
+            Some(&policy.id),
+            None,
+            None,
+            Some(&json(&policy)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(policy)
+    }
+
+    pub async fn policy(&self, id: &str) -> Result<Policy, PortalError> {
+        let r = sqlx::query("SELECT * FROM policies WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "policy",
+                id: id.into(),
+            })?;
+        policy_row(&r)
+    }
+
+    pub async fn policies(&self, scope: Option<&[String]>) -> Result<Vec<Policy>, PortalError> {
+        let rows = sqlx::query("SELECT * FROM policies ORDER BY product, name")
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let p = policy_row(r)?;
+            if scope.is_none_or(|s| s.contains(&p.product)) {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn create_license(
+        &self,
+        spec: NewLicense,
+        actor: &Actor,
+    ) -> Result<CreatedLicense, PortalError> {
+        let policy = self.policy(&spec.policy).await?;
+        let seats = spec.seats.unwrap_or(policy.seats);
+        if seats < 1 {
+            return Err(PortalError::Invalid {
+                field: "seats",
+                reason: "a license has at least one seat".into(),
+            });
+        }
+        let now = self.now();
+        if let Some(e) = spec.expires {
+            given_time(e, now, "expires")?;
+        }
+        if let Some(features) = &spec.features {
+            check_features(features, "features")?;
+        }
+        if spec
+            .user_id
+            .as_ref()
+            .is_some_and(|u| u.trim().is_empty() || u.len() > 256)
+        {
+            return Err(PortalError::Invalid {
+                field: "user_id",
+                reason: "a user id is 1 to 256 characters".into(),
+            });
+        }
+        let (key, key_hash_value, key_hint) = match &spec.user_id {
+            Some(_) => (None, None, None),
+            None => {
+                let key = lic_core::license_key::generate();
+                let hint = key[key.len() - 4..].to_string();
+                let hash = key_hash(&key);
+                (Some(key), Some(hash), Some(hint))
+            }
+        };
+        let id = new_id("lic");
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (id, product, policy, key_hash, key_hint, user_id, allow_offline, seats, \
+             seats_used, features, expires, status, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11)",
+        )
+        .bind(&id)
+        .bind(&policy.product)
+        .bind(&policy.id)
+        .bind(&key_hash_value)
+        .bind(&key_hint)
+        .bind(&spec.user_id)
+        .bind(spec.allow_offline.map(flag))
+        .bind(seats)
+        .bind(spec.features.as_ref().map(json))
+        .bind(spec.expires)
+        .bind(now.timestamp())
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(PortalError::AlreadyExists {
+                    what: "license for user",
+                    id: spec.user_id.clone().unwrap_or_default(),
+                });
+            }
+            r => r?,
+        };
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "license.create",
+            Some(&id),
+            None,
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CreatedLicense {
+            license: self.license(&id).await?,
+            key,
+        })
+    }
+
+    pub async fn license(&self, id: &str) -> Result<LicenseInfo, PortalError> {
+        let r = sqlx::query("SELECT * FROM licenses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "license",
+                id: id.into(),
+            })?;
+        self.license_info(&r).await
+    }
+
+    pub(super) async fn license_info(&self, r: &AnyRow) -> Result<LicenseInfo, PortalError> {
+        let id: String = r.try_get("id")?;
+        let usage_rows = sqlx::query("SELECT feature, total FROM usage_totals WHERE license = $1")
+            .bind(&id)
+            .fetch_all(self.db.pool())
+            .await?;
+        let usage = usage_rows
+            .iter()
+            .map(|u| Ok((u.try_get("feature")?, u.try_get("total")?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        Self::license_info_with(r, usage)
+    }
+
+    pub(super) fn license_info_with(
+        r: &AnyRow,
+        usage: BTreeMap<String, i64>,
+    ) -> Result<LicenseInfo, PortalError> {
+        let row = license_row(r)?;
+        Ok(LicenseInfo {
+            id: row.id,
+            product: row.product,
+            policy: row.policy,
+            key_hint: r.try_get("key_hint")?,
+            user_id: r.try_get("user_id")?,
+            allow_offline: row.allow_offline,
+            seats: row.seats,
+            seats_used: r.try_get("seats_used")?,
+            features: row.features,
+            expires: row.expires,
+            status: row.status,
+            created: r.try_get("created")?,
+            usage,
+        })
+    }
+
+    pub async fn licenses(
+        &self,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<LicenseInfo>, PortalError> {
+        let rows = sqlx::query("SELECT * FROM licenses ORDER BY created, id")
+            .fetch_all(self.db.pool())
+            .await?;
+        // Every license's usage in one query, not one query per license.
+        let mut usage = self
+            .usage_by(
+                "SELECT license AS owner, feature, total AS amount FROM usage_totals",
+                None,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            let info = Self::license_info_with(r, usage.remove(&id).unwrap_or_default())?;
+            if scope.is_none_or(|s| s.contains(&info.product)) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Revoke a license: no new activations (existing license files keep working offline
+    /// until they expire; refreshes are no longer issued).
+    pub async fn revoke_license(
+        &self,
+        id: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<LicenseInfo, PortalError> {
+        require_reason(reason, "a revocation")?;
+        let now = self.now();
+        let mut tx = self.db.begin_write().await?;
+        let done = sqlx::query("UPDATE licenses SET status = 'revoked' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(PortalError::NotFound {
+                what: "license",
+                id: id.into(),
+            });
+        }
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "license.revoke",
+            Some(id),
+            Some(reason),
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        self.license(id).await
+    }
+}

@@ -1,0 +1,1598 @@
+//! The portal's operations, as library functions: the CLI and the HTTP API call these.
+//! Every state change is one transaction and writes an audit entry (who, what, why,
+//! when, file hash).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+use lic_core::clock::{Clock, SystemClock};
+use lic_core::format::{
+    self, ActivationRequest, Bytes32, Credential, Deactivation, Features, FileKind, License,
+    LicenseType, MatchRule, Receipt, Refresh, UsageReport, Verified,
+};
+use lic_core::keys::{Keyring, PublicKey, SecretKey};
+use rand_core::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, is_unique_violation};
+use crate::error::PortalError;
+use crate::rules as decide;
+use crate::sql::{Lite, Sql, Val, run_now};
+use crate::vendor;
+
+mod activations;
+mod catalog;
+mod device_files;
+mod keys;
+mod refreshes;
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The operator at the admin command: `cli:` and the login name — `$USER`, else
+    /// `$LOGNAME`, else the name of the process's user id in `/etc/passwd` (a service or
+    /// container often sets neither variable), else `uid:N`; `cli:unknown` only where no
+    /// user id can be read.
+    pub fn cli() -> Self {
+        let env = |name: &str| std::env::var(name).ok();
+        let uid = current_uid();
+        let passwd = || std::fs::read_to_string("/etc/passwd").ok();
+        Actor(format!("cli:{}", operator_name(env, uid, passwd)))
+    }
+    /// An anonymous upload from `source` (the client's address).
+    pub fn anonymous(source: &str) -> Self {
+        Actor(format!("upload:{source}"))
+    }
+    /// Whether this is an anonymous upload (no token, no operator).
+    pub fn is_anonymous(&self) -> bool {
+        self.0.starts_with("upload:")
+    }
+}
+
+/// The operator's name from the environment (`USER`, then `LOGNAME`), else from the
+/// passwd file's entry for `uid`, else `uid:N`, else `unknown`. Empty values do not count.
+fn operator_name(
+    env: impl Fn(&str) -> Option<String>,
+    uid: Option<u32>,
+    passwd: impl FnOnce() -> Option<String>,
+) -> String {
+    let named = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    if let Some(name) = named(env("USER")).or_else(|| named(env("LOGNAME"))) {
+        return name;
+    }
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    passwd()
+        .and_then(|text| {
+            // name:password:uid:gid:gecos:home:shell
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let entry_uid = fields.nth(1)?.parse::<u32>().ok()?;
+                (entry_uid == uid && !name.is_empty()).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The process's real user id, where the system tells it without unsafe code (Linux:
+/// `/proc/self/status`).
+fn current_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub created: i64,
+}
+
+/// A policy: how licenses of a product behave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub id: String,
+    pub product: String,
+    pub name: String,
+    pub license_type: LicenseType,
+    #[serde(default = "yes")]
+    pub allow_offline: bool,
+    #[serde(default = "one")]
+    pub seats: i64,
+    /// Days a license is valid from activation; `None`: no expiry.
+    #[serde(default)]
+    pub validity_days: Option<i64>,
+    #[serde(default)]
+    pub features: Features,
+    #[serde(default = "default_match")]
+    pub match_rule: MatchRule,
+    #[serde(default = "default_tolerance")]
+    pub clock_tolerance_secs: i64,
+    #[serde(default)]
+    pub max_offline_days: Option<i64>,
+    #[serde(default)]
+    pub inactivity_secs: Option<i64>,
+    /// Churn control: at most this many deactivations per period.
+    #[serde(default)]
+    pub max_deactivations: Option<i64>,
+    #[serde(default)]
+    pub deactivation_period_days: Option<i64>,
+    #[serde(default)]
+    pub created: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> i64 {
+    1
+}
+fn default_match() -> MatchRule {
+    MatchRule {
+        required: vec!["machine-id".into()],
+        max_changed: 2,
+    }
+}
+fn default_tolerance() -> i64 {
+    86_400
+}
+
+/// A license as the vendor sees it (never with its key: only a hint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseInfo {
+    pub id: String,
+    pub product: String,
+    pub policy: String,
+    pub key_hint: Option<String>,
+    pub user_id: Option<String>,
+    pub allow_offline: Option<bool>,
+    pub seats: i64,
+    pub seats_used: i64,
+    pub features: Option<Features>,
+    pub expires: Option<i64>,
+    pub status: String,
+    pub created: i64,
+    /// Consumption reported so far, per feature.
+    pub usage: BTreeMap<String, i64>,
+}
+
+/// What to create a license with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLicense {
+    pub policy: String,
+    /// For a user-based license; otherwise a license key is generated.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub seats: Option<i64>,
+    #[serde(default)]
+    pub allow_offline: Option<bool>,
+    #[serde(default)]
+    pub features: Option<Features>,
+    #[serde(default)]
+    pub expires: Option<i64>,
+}
+
+/// A new license, with its key shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedLicense {
+    pub license: LicenseInfo,
+    /// The license key to give the customer (stored only hashed).
+    pub key: Option<String>,
+}
+
+/// An activation: one device holding (or having held) a seat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Activation {
+    pub id: String,
+    pub license: String,
+    pub product: String,
+    pub device_kid: String,
+    pub state: String,
+    /// Who ended it: `device` (its deactivation file) or `server` (staff); none while active.
+    pub closed_by: Option<String>,
+    pub serial: i64,
+    pub journal_seq: i64,
+    /// The latest integrity flag, for a one-line view (every flag is in `flags`).
+    pub fork: Option<String>,
+    /// How many times the device took its seat again with a new request.
+    pub reactivations: i64,
+    pub offline_expiry: Option<i64>,
+    pub last_accessed: i64,
+    pub created: i64,
+    pub deactivated: Option<i64>,
+    pub usage: BTreeMap<String, i64>,
+    /// Every integrity flag raised on it, oldest first.
+    pub flags: Vec<Flag>,
+}
+
+/// Evidence recorded on an activation: a journal fork or gap, counters that went back or
+/// could not be counted, a reactivation, a file from a store restored after the account
+/// was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flag {
+    /// `fork`, `gap`, `counters-went-back`, `counters-refused`, `reactivation` or
+    /// `after-deactivation`.
+    pub kind: String,
+    /// Seconds since the epoch.
+    pub at: i64,
+    pub detail: String,
+    /// The file that raised it, if any.
+    pub file_hash: Option<String>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<String>,
+    pub reason: Option<String>,
+    pub file_hash: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// An activation's files signed again by the active key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resigned {
+    pub activation: String,
+    /// The key that signed them.
+    pub signed_by: String,
+    /// The license, armored.
+    pub license: String,
+    /// The last refresh, armored, if there was one.
+    pub refresh: Option<String>,
+}
+
+/// What applying a file gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub kind: String,
+    /// The response file (license or receipt), armored.
+    pub response: String,
+    pub response_kind: String,
+    pub activation: Option<String>,
+    /// The file had been applied before: this is the same response, nothing changed.
+    pub replay: bool,
+    /// SHA-256 of the applied file's bytes.
+    pub file_hash: String,
+    /// What applying it flagged on the activation (a journal fork or gap, counters that
+    /// went back or were not counted, a reactivation); empty when nothing was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// What the response is and what to do with it, for the person who sent the file
+    /// (e.g. that a deactivation's receipt is the vendor's signed confirmation, to keep,
+    /// and that nothing needs to be installed).
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Applied {
+    /// This response with its [`note`](Applied::note) for a file of `kind` that carried
+    /// `counters` (a deactivation's final counters, a usage report's).
+    fn noted(mut self, counters: Option<&format::Counters>) -> Applied {
+        let activation = self.activation.as_deref().unwrap_or("-");
+        let counters = match counters {
+            Some(c) if !c.is_empty() => c
+                .iter()
+                .map(|(feature, n)| format!("{feature}={n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => "none".into(),
+        };
+        self.note = if self.kind == FileKind::Deactivation.name() {
+            format!(
+                "The seat is free: activation {activation} is deactivated. This receipt is the \
+                 vendor's signed confirmation that the device's deactivation was applied, with \
+                 its final counters ({counters}). Keep it as proof; nothing needs to be \
+                 installed."
+            )
+        } else if self.kind == FileKind::UsageReport.name() {
+            format!(
+                "This receipt is the vendor's signed confirmation that the usage report of \
+                 activation {activation} was counted (counters {counters}). Keep it as proof; \
+                 nothing needs to be installed."
+            )
+        } else {
+            format!(
+                "The license for activation {activation}: install it on the device with \
+                 `lic install FILE`."
+            )
+        };
+        self
+    }
+}
+
+/// Changes a support refresh makes; what is not given stays as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSpec {
+    pub reason: String,
+    #[serde(default)]
+    pub features: Option<Features>,
+    /// New expiry (seconds since the epoch).
+    #[serde(default)]
+    pub expires: Option<i64>,
+    /// Extend the current expiry (or now, if none) by this many days.
+    #[serde(default)]
+    pub extend_days: Option<i64>,
+    /// Reset the device's clock high-water mark to this time (seconds since the epoch).
+    #[serde(default)]
+    pub clock_floor: Option<i64>,
+}
+
+/// How often the active vendor key is looked up again (rotations by other instances).
+const KEY_RECHECK: Duration = Duration::seconds(10);
+
+/// The portal: database, vendor key, clock.
+pub struct Portal {
+    db: Db,
+    keys_dir: PathBuf,
+    /// The active signing key, and when the database was last asked which key is active.
+    signer: RwLock<(Arc<SecretKey>, DateTime<Utc>)>,
+    clock: Arc<dyn Clock>,
+    /// SQLite only: the group-commit writer's queue.
+    writer: Option<tokio::sync::mpsc::Sender<(Job, Reply)>>,
+    /// Licenses (with their policies) by credential, as activations look them up. What
+    /// is kept never changes once created — a license's product, policy, seats,
+    /// overrides and expiry, and its policy — so an entry is never stale; what does
+    /// change (the status, the seats in use) is read by the write transaction itself.
+    licenses: std::sync::Mutex<HashMap<LicenseLookup, Arc<(LicenseRow, Policy)>>>,
+}
+
+/// How an activation request names its license.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum LicenseLookup {
+    KeyHash(String),
+    User { product: String, user: String },
+}
+
+/// Licenses the lookup cache holds at most (it starts again when full).
+const LICENSE_CACHE: usize = 4096;
+
+impl std::fmt::Debug for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Portal")
+            .field("backend", &self.db.backend())
+            .field("keys_dir", &self.keys_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 10];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// Keys are compared without case, spaces or dashes, and stored only as this hash. New
+/// keys are [`lic_core::license_key::generate`]'s (5 groups with a check character each);
+/// keys issued before (4 groups of 5) hash as they always did.
+pub fn key_hash(key: &str) -> String {
+    let normalized: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    hex::encode(Sha256::digest(normalized.as_bytes()))
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    what: &'static str,
+) -> Result<T, PortalError> {
+    serde_json::from_str(text).map_err(|e| PortalError::Invalid {
+        field: what,
+        reason: e.to_string(),
+    })
+}
+
+/// Changes made by people say why: an empty reason is refused.
+fn require_reason(reason: &str, what: &str) -> Result<(), PortalError> {
+    if reason.trim().is_empty() {
+        return Err(PortalError::Invalid {
+            field: "reason",
+            reason: format!("{what} needs a reason (it is audited)"),
+        });
+    }
+    Ok(())
+}
+
+/// A time the portal itself stored (checked when it was given).
+fn time(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The latest time the portal accepts: 9999-12-31T23:59:59Z.
+const MAX_TIME: i64 = 253_402_300_799;
+
+/// Longest period, in days, a policy or a refresh may give (100 years).
+pub const MAX_DAYS: i64 = 36_500;
+
+/// A time given by a person (`field`), checked: after `not_before`, before year 10000.
+fn given_time(
+    secs: i64,
+    not_before: DateTime<Utc>,
+    field: &'static str,
+) -> Result<DateTime<Utc>, PortalError> {
+    let t = DateTime::from_timestamp(secs, 0)
+        .filter(|_| secs <= MAX_TIME)
+        .ok_or_else(|| PortalError::Invalid {
+            field,
+            reason: format!("{secs} is not a time the portal can use (seconds since 1970, before the year 10000)"),
+        })?;
+    if t < not_before {
+        return Err(PortalError::Invalid {
+            field,
+            reason: format!(
+                "{} is in the past (before {})",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                not_before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        });
+    }
+    Ok(t)
+}
+
+/// `t` + `days`, or a clear error naming `what` when that leaves the range of times.
+fn add_days(t: DateTime<Utc>, days: i64, what: &str) -> Result<DateTime<Utc>, PortalError> {
+    Duration::try_days(days)
+        .and_then(|d| t.checked_add_signed(d))
+        .filter(|t| t.timestamp() <= MAX_TIME)
+        .ok_or_else(|| PortalError::Invalid {
+            field: "days",
+            reason: format!("{what} ({days} days) goes beyond the year 9999"),
+        })
+}
+
+/// A number of days given by a person: 1 to [`MAX_DAYS`].
+fn check_days(days: i64, field: &'static str) -> Result<(), PortalError> {
+    if (1..=MAX_DAYS).contains(&days) {
+        Ok(())
+    } else {
+        Err(PortalError::Invalid {
+            field,
+            reason: format!("{days} is out of range: give 1 to {MAX_DAYS} days"),
+        })
+    }
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+/// The longest feature name.
+pub const MAX_FEATURE_NAME: usize = 64;
+
+/// Features a person gave (`field`): names of 1 to [`MAX_FEATURE_NAME`] letters, digits,
+/// `-`, `_` and `.`, limits within the counters' range. Checked when a policy, a license
+/// or a refresh is made, so that no license is ever signed with a name or a limit the
+/// format refuses.
+fn check_features(features: &Features, field: &'static str) -> Result<(), PortalError> {
+    for (name, feature) in features {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_FEATURE_NAME
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(PortalError::Invalid {
+                field,
+                reason: format!(
+                    "feature name {name:?} is not usable: give 1 to {MAX_FEATURE_NAME} \
+                     letters, digits, '-', '_' or '.'"
+                ),
+            });
+        }
+        if let Some(limit) = feature.limit.filter(|l| *l > format::MAX_COUNTER) {
+            return Err(PortalError::Invalid {
+                field,
+                reason: format!(
+                    "feature {name}: the limit {limit} is beyond the largest counter ({})",
+                    format::MAX_COUNTER
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A policy's match rule: components lic collects, each named once.
+fn check_match_rule(rule: &MatchRule) -> Result<(), PortalError> {
+    use lic_core::fingerprint::component;
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &rule.required {
+        if !component::ALL.contains(&name.as_str()) {
+            return Err(PortalError::Invalid {
+                field: "match_required",
+                reason: format!(
+                    "{name:?} is not a fingerprint component; use {}",
+                    component::ALL.join(", ")
+                ),
+            });
+        }
+        if !seen.insert(name) {
+            return Err(PortalError::Invalid {
+                field: "match_required",
+                reason: format!("{name} is named twice"),
+            });
+        }
+    }
+    let others = component::ALL.len() - rule.required.len();
+    if usize::try_from(rule.max_changed).unwrap_or(usize::MAX) > others {
+        return Err(PortalError::Invalid {
+            field: "match_max_changed",
+            reason: format!(
+                "{} is more than the {others} components that are not required",
+                rule.max_changed
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn u64_to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Write an audit entry about `subject` in a transaction of its own (for changes made
+/// outside the database, such as a key file, or in a transaction of their own).
+async fn audit_alone(
+    db: &Db,
+    now: DateTime<Utc>,
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    reason: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), PortalError> {
+    let mut tx = db.begin_write().await?;
+    audit(
+        &mut *tx,
+        now.timestamp_millis(),
+        actor,
+        action,
+        Some(subject),
+        reason,
+        None,
+        detail,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Write an audit entry inside `tx`.
+#[allow(clippy::too_many_arguments)] // one argument per audit column
+async fn audit<C: Sql>(
+    c: &mut C,
+    now_ms: i64,
+    actor: &Actor,
+    action: &str,
+    subject: Option<&str>,
+    reason: Option<&str>,
+    file_hash: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), PortalError> {
+    c.exec(
+        "INSERT INTO audit (id, at, actor, action, subject, reason, file_hash, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            new_id("aud").into(),
+            now_ms.into(),
+            (&actor.0).into(),
+            action.into(),
+            subject.into(),
+            reason.into(),
+            file_hash.into(),
+            detail.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct LicenseRow {
+    id: String,
+    product: String,
+    policy: String,
+    allow_offline: Option<bool>,
+    seats: i64,
+    features: Option<Features>,
+    expires: Option<i64>,
+    status: String,
+}
+
+fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
+    let features: Option<String> = r.try_get("features")?;
+    Ok(LicenseRow {
+        id: r.try_get("id")?,
+        product: r.try_get("product")?,
+        policy: r.try_get("policy")?,
+        allow_offline: r
+            .try_get::<Option<i64>, _>("allow_offline")?
+            .map(|v| v == 1),
+        seats: r.try_get("seats")?,
+        features: features.map(|f| from_json(&f, "features")).transpose()?,
+        expires: r.try_get("expires")?,
+        status: r.try_get("status")?,
+    })
+}
+
+fn policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
+    policy_from(r, "")
+}
+
+/// A policy from a row; in a join with `licenses` the policy's columns whose names clash
+/// are read with `prefix` (e.g. `p_id`).
+fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
+    const CLASHING: [&str; 7] = [
+        "id",
+        "product",
+        "name",
+        "allow_offline",
+        "seats",
+        "features",
+        "created",
+    ];
+    let col = |name: &str| {
+        if CLASHING.contains(&name) {
+            format!("{prefix}{name}")
+        } else {
+            name.to_string()
+        }
+    };
+    let license_type: String = r.try_get(col("license_type").as_str())?;
+    Ok(Policy {
+        id: r.try_get(col("id").as_str())?,
+        product: r.try_get(col("product").as_str())?,
+        name: r.try_get(col("name").as_str())?,
+        license_type: from_json(&format!("\"{license_type}\""), "license_type")?,
+        allow_offline: r.try_get::<i64, _>(col("allow_offline").as_str())? == 1,
+        seats: r.try_get(col("seats").as_str())?,
+        validity_days: r.try_get("validity_days")?,
+        features: from_json(
+            &r.try_get::<String, _>(col("features").as_str())?,
+            "features",
+        )?,
+        match_rule: MatchRule {
+            required: from_json(&r.try_get::<String, _>("match_required")?, "match_required")?,
+            max_changed: u32::try_from(r.try_get::<i64, _>("match_max_changed")?).unwrap_or(0),
+        },
+        clock_tolerance_secs: r.try_get("clock_tolerance_secs")?,
+        max_offline_days: r.try_get("max_offline_days")?,
+        inactivity_secs: r.try_get("inactivity_secs")?,
+        max_deactivations: r.try_get("max_deactivations")?,
+        deactivation_period_days: r.try_get("deactivation_period_days")?,
+        created: r.try_get(col("created").as_str())?,
+    })
+}
+
+fn license_type_name(t: LicenseType) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+impl Portal {
+    /// Open the portal on `db`, signing with the active key from `keys_dir`.
+    pub async fn open(db: Db, keys_dir: impl Into<PathBuf>) -> Result<Portal, PortalError> {
+        let keys_dir = keys_dir.into();
+        let signer = vendor::active(&db, &keys_dir).await?;
+        let writer = match db.sqlite_path() {
+            Some(path) => Some(spawn_writer(path)?),
+            None => None,
+        };
+        Ok(Portal {
+            db,
+            keys_dir,
+            signer: RwLock::new((signer, Utc::now())),
+            clock: Arc::new(SystemClock),
+            writer,
+            licenses: Default::default(),
+        })
+    }
+
+    /// Prepare a new portal: migrate the database (done on connect) and create the first
+    /// vendor signing key in `keys_dir` if there is none. Returns the active key's id.
+    pub async fn init(db: &Db, keys_dir: &std::path::Path) -> Result<String, PortalError> {
+        let active: Option<String> =
+            sqlx::query_scalar("SELECT kid FROM vendor_keys WHERE active = 1")
+                .fetch_optional(db.pool())
+                .await?;
+        match active {
+            Some(kid) => Ok(kid),
+            None => {
+                let now = Utc::now();
+                let public = vendor::rotate(db, keys_dir, now.timestamp()).await?;
+                let kid = public.kid().to_string();
+                audit_alone(db, now, &Actor::cli(), "key.create", &kid, None, None).await?;
+                Ok(kid)
+            }
+        }
+    }
+
+    /// Use another clock (tests).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+/// The same file was being applied at the same moment and its result is not there yet.
+fn applied_concurrently() -> PortalError {
+    PortalError::Conflict {
+        reason:
+            "the same file was being applied at the same moment; upload it again for its response"
+                .into(),
+    }
+}
+
+fn response_kind(applied_kind: &str) -> &'static str {
+    if applied_kind == FileKind::ActivationRequest.name() {
+        FileKind::License.name()
+    } else {
+        FileKind::Receipt.name()
+    }
+}
+
+fn joined_policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
+    policy_from(r, "p_")
+}
+
+// ----- writes ---------------------------------------------------------------------------
+
+/// A unit of writing: everything was verified and signed before; this only touches the
+/// database, inside a transaction (or a savepoint of a group commit).
+enum Job {
+    Activation(ActivationWrite),
+    Reissue(ReissueWrite),
+    Device(DeviceWrite),
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, PortalError>>;
+
+enum WriteOutcome {
+    Done(Applied),
+    /// Refused, with evidence of the attempt written (committed, unlike an error, which
+    /// undoes everything the job wrote).
+    Refused(PortalError),
+    /// The file was claimed by another application of it: read its response.
+    AlreadyApplied,
+    /// The device already holds an active seat of the license.
+    Reissue {
+        id: String,
+        license: Box<License>,
+        actor: Actor,
+    },
+}
+
+struct ActivationWrite {
+    hash: String,
+    activation_id: String,
+    license: License,
+    armored: String,
+    lic_id: String,
+    seats: i64,
+    churn: Option<(i64, i64)>,
+    device_hex: String,
+    device_kid: String,
+    fingerprint: String,
+    now: DateTime<Utc>,
+    actor: Actor,
+}
+
+struct ReissueWrite {
+    hash: String,
+    license: License,
+    armored: String,
+    now: DateTime<Utc>,
+    actor: Actor,
+}
+
+struct DeviceWrite {
+    kind: FileKind,
+    /// The file's hash, as the journal names it and as text (the database's form).
+    file_hash: Bytes32,
+    hash: String,
+    activation_id: String,
+    license_id: String,
+    counters: format::Counters,
+    journal: format::JournalHead,
+    deactivate: bool,
+    armored: String,
+    now: DateTime<Utc>,
+    actor: Actor,
+}
+
+fn first_int(rows: &[Vec<Val>]) -> Option<i64> {
+    rows.first().and_then(|r| r.first()).and_then(Val::int)
+}
+
+fn first_text(rows: &[Vec<Val>]) -> Option<String> {
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.text().map(String::from))
+}
+
+/// Whether the file with `hash` was applied already (inside a write: committed before).
+async fn applied_before<C: Sql>(c: &mut C, hash: &str) -> Result<bool, PortalError> {
+    let seen = c
+        .rows(
+            "SELECT hash FROM applied_files WHERE hash = $1",
+            vec![hash.into()],
+        )
+        .await?;
+    Ok(!seen.is_empty())
+}
+
+/// Insert the applied-file row that claims `hash`; false if another application has it.
+async fn claim<C: Sql>(
+    c: &mut C,
+    hash: &str,
+    kind: FileKind,
+    activation: &str,
+    response: &str,
+    now: i64,
+) -> Result<bool, PortalError> {
+    let claimed = c
+        .exec(
+            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (hash) DO NOTHING",
+            vec![hash.into(), kind.name().into(), activation.into(), response.into(), now.into()],
+        )
+        .await?;
+    Ok(claimed == 1)
+}
+
+/// `FOR UPDATE` where transactions run at once and must lock the rows they will change
+/// (PostgreSQL); nothing on SQLite, which writes one transaction at a time.
+fn for_update(c: &impl Sql) -> &'static str {
+    if c.row_locks() { " FOR UPDATE" } else { "" }
+}
+
+async fn run_job<C: Sql>(c: &mut C, job: Job) -> Result<WriteOutcome, PortalError> {
+    match job {
+        Job::Activation(j) => write_activation(c, j).await,
+        Job::Reissue(j) => write_reissue(c, j).await,
+        Job::Device(j) => write_device_file(c, j).await,
+    }
+}
+
+async fn write_activation<C: Sql>(
+    c: &mut C,
+    j: ActivationWrite,
+) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    // The license's status, read here so that a revocation takes effect at once. (On
+    // PostgreSQL the row stays locked to the end: activations of one license, one at a
+    // time, so the check for the device's seat below and the seat taken after it see
+    // each other's effects.)
+    let lock = for_update(c);
+    let status = first_text(
+        &c.rows(
+            &format!("SELECT status FROM licenses WHERE id = $1{lock}"),
+            vec![(&j.lic_id).into()],
+        )
+        .await?,
+    );
+    let revoked = || PortalError::LicenseRevoked {
+        license: j.lic_id.clone(),
+    };
+    let existing = c
+        .rows(
+            "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
+            vec![(&j.lic_id).into(), (&j.device_hex).into()],
+        )
+        .await?;
+    if let Some(id) = first_text(&existing) {
+        return if applied_before(c, &j.hash).await? {
+            // This very request, applied before (even if the license was revoked since).
+            Ok(WriteOutcome::AlreadyApplied)
+        } else if status.as_deref() != Some("active") {
+            Err(revoked())
+        } else {
+            Ok(WriteOutcome::Reissue {
+                id,
+                license: Box::new(j.license),
+                actor: j.actor,
+            })
+        };
+    }
+    // Claim the request first: a concurrent application of the same request finds it
+    // claimed and returns the winner's license.
+    if !claim(
+        c,
+        &j.hash,
+        FileKind::ActivationRequest,
+        &j.activation_id,
+        &j.armored,
+        now,
+    )
+    .await?
+    {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    if status.as_deref() != Some("active") {
+        // (The claim is undone with the rest of this job.)
+        return Err(revoked());
+    }
+    // Churn control: refuse the next activation after too many deactivations.
+    if let Some((max, days)) = j.churn {
+        let since = add_days(j.now, -days, "the churn period")?.timestamp();
+        let recent = c
+            .rows(
+                "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
+                 AND deactivated >= $2 ORDER BY deactivated",
+                vec![(&j.lic_id).into(), since.into()],
+            )
+            .await?;
+        let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
+        if count >= max {
+            let oldest = first_int(&recent).unwrap_or(since);
+            let from = add_days(time(oldest), days, "the churn period")?;
+            return Err(PortalError::TooManyDeactivations {
+                license: j.lic_id,
+                count,
+                days,
+                from: from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+        }
+    }
+    let seat = c
+        .exec(
+            "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
+            vec![(&j.lic_id).into()],
+        )
+        .await?;
+    if seat == 0 {
+        return Err(PortalError::NoSeatLeft {
+            license: j.lic_id,
+            seats: j.seats,
+        });
+    }
+    c.exec(
+        "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
+         state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8)",
+        vec![
+            (&j.activation_id).into(),
+            (&j.lic_id).into(),
+            (&j.license.product).into(),
+            (&j.device_hex).into(),
+            (&j.device_kid).into(),
+            (&j.fingerprint).into(),
+            (&j.hash).into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    audit(
+        c,
+        j.now.timestamp_millis(),
+        &j.actor,
+        "activation.create",
+        Some(&j.activation_id),
+        None,
+        Some(&j.hash),
+        Some(&format!("license {}", j.lic_id)),
+    )
+    .await?;
+    Ok(WriteOutcome::Done(Applied {
+        kind: FileKind::ActivationRequest.name().into(),
+        response: j.armored,
+        response_kind: FileKind::License.name().into(),
+        activation: Some(j.activation_id),
+        replay: false,
+        file_hash: j.hash,
+        flags: Vec::new(),
+        note: String::new(),
+    }))
+}
+
+async fn write_reissue<C: Sql>(c: &mut C, j: ReissueWrite) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    let id = j.license.activation_id.clone();
+    if !claim(
+        c,
+        &j.hash,
+        FileKind::ActivationRequest,
+        &id,
+        &j.armored,
+        now,
+    )
+    .await?
+    {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    // The license starts the device's counters from what was reported: no usage may have
+    // arrived since they were read (or the device would count it again).
+    let lock = for_update(c);
+    let state = first_text(
+        &c.rows(
+            &format!("SELECT state FROM activations WHERE id = $1{lock}"),
+            vec![(&id).into()],
+        )
+        .await?,
+    );
+    if state.as_deref() != Some("active") {
+        // The seat was freed since it was found: the request must take a seat of its own.
+        // An error, so that the claim above is undone with the rest of this job.
+        return Err(PortalError::Conflict {
+            reason: "the device's seat was freed while its request was applied; upload the \
+                     request again to take a seat"
+                .into(),
+        });
+    }
+    let reported: format::Counters = c
+        .rows(
+            "SELECT feature, reported FROM usage_reported WHERE activation = $1 AND reported > 0",
+            vec![(&id).into()],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let feature = r.first()?.text()?.to_string();
+            let n = u64::try_from(r.get(1)?.int()?).ok()?;
+            Some((feature, n))
+        })
+        .collect();
+    if reported != j.license.counters {
+        return Err(PortalError::Conflict {
+            reason: "a usage report for the device's seat arrived while its request was \
+                     applied; upload the request again"
+                .into(),
+        });
+    }
+    c.exec(
+        "UPDATE activations SET request_hash = $1, journal_seq = 0, journal_head = $1, \
+         journal_known = '[]', fingerprint = $2, last_accessed = $3, \
+         reactivations = reactivations + 1 WHERE id = $4",
+        vec![
+            (&j.hash).into(),
+            json(&j.license.fingerprint).into(),
+            now.into(),
+            (&id).into(),
+        ],
+    )
+    .await?;
+    let detail = format!(
+        "reactivated: the device made a new request for the seat it holds (a store reset, \
+         lost or restored); its counters start from the {} reported",
+        if reported.is_empty() {
+            "nothing".to_string()
+        } else {
+            json(&reported)
+        }
+    );
+    raise_flag(c, &id, "reactivation", &j.hash, now, &detail).await?;
+    audit(
+        c,
+        j.now.timestamp_millis(),
+        &j.actor,
+        "activation.reactivate",
+        Some(&id),
+        None,
+        Some(&j.hash),
+        Some(&detail),
+    )
+    .await?;
+    Ok(WriteOutcome::Done(Applied {
+        kind: FileKind::ActivationRequest.name().into(),
+        response: j.armored,
+        response_kind: FileKind::License.name().into(),
+        activation: Some(id),
+        replay: false,
+        file_hash: j.hash,
+        flags: vec![detail],
+        note: String::new(),
+    }))
+}
+
+/// Record evidence on an activation (once per kind and file) and show it as the
+/// activation's latest flag.
+async fn raise_flag<C: Sql>(
+    c: &mut C,
+    activation: &str,
+    kind: &str,
+    file_hash: &str,
+    at: i64,
+    detail: &str,
+) -> Result<(), PortalError> {
+    c.exec(
+        "INSERT INTO activation_flags (activation, kind, file_hash, at, detail) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (activation, kind, file_hash) DO NOTHING",
+        vec![
+            activation.into(),
+            kind.into(),
+            file_hash.into(),
+            at.into(),
+            detail.into(),
+        ],
+    )
+    .await?;
+    c.exec(
+        "UPDATE activations SET fork = $1 WHERE id = $2",
+        vec![detail.into(), activation.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The activation a device file is about, as the write reads it (locked on PostgreSQL).
+struct DeviceRow {
+    state: String,
+    closed_by: Option<String>,
+    head_seq: u64,
+    head: Bytes32,
+    known: Vec<Bytes32>,
+}
+
+async fn device_row<C: Sql>(c: &mut C, activation: &str) -> Result<DeviceRow, PortalError> {
+    let lock = for_update(c);
+    let rows = c
+        .rows(
+            &format!(
+                "SELECT state, closed_by, journal_seq, journal_head, journal_known \
+                 FROM activations WHERE id = $1{lock}"
+            ),
+            vec![activation.into()],
+        )
+        .await?;
+    let row = rows.first().ok_or_else(|| PortalError::UnknownActivation {
+        activation: activation.into(),
+    })?;
+    let text = |i: usize| {
+        row.get(i)
+            .and_then(Val::text)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let known: Vec<String> = serde_json::from_str(&text(4)).unwrap_or_default();
+    Ok(DeviceRow {
+        state: text(0),
+        closed_by: row.get(1).and_then(Val::text).map(String::from),
+        head_seq: row
+            .get(2)
+            .and_then(Val::int)
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        head: parse_hash(&text(3)).unwrap_or(Bytes32([0; 32])),
+        known: known.iter().filter_map(|h| parse_hash(h)).collect(),
+    })
+}
+
+fn parse_hash(hex_text: &str) -> Option<Bytes32> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).ok()?;
+    Some(Bytes32(out))
+}
+
+/// Counters by feature from `sql` selecting (feature, value) with `$1` bound to `key`.
+async fn counters_of<C: Sql>(
+    c: &mut C,
+    sql: &str,
+    key: &str,
+) -> Result<BTreeMap<String, u64>, PortalError> {
+    Ok(c.rows(sql, vec![key.into()])
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let feature = r.first()?.text()?.to_string();
+            let n = u64::try_from(r.get(1)?.int()?).ok()?;
+            Some((feature, n))
+        })
+        .collect())
+}
+
+async fn write_device_file<C: Sql>(c: &mut C, j: DeviceWrite) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    let hash = j.file_hash;
+    // Read the activation inside the transaction: another file may have changed it.
+    // (On PostgreSQL, locked until the end: files of one activation, and a server-side
+    // deactivation, are applied one at a time.)
+    let row = device_row(c, &j.activation_id).await?;
+    // With the activation locked, the same file applied at the same moment is seen here
+    // (on PostgreSQL the other transaction has committed or not started).
+    if applied_before(c, &j.hash).await? {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    if row.state != "active" && row.closed_by.as_deref() == Some("device") {
+        // The device's own deactivation closed the account: its final counters are
+        // counted and nothing the device signs later is applied.
+        return match decide::after_close(row.head_seq, &row.known, j.journal.seq, &hash, j.kind) {
+            decide::AfterClose::Superseded => Ok(WriteOutcome::Refused(PortalError::Superseded {
+                kind: j.kind.to_string(),
+                activation: j.activation_id,
+            })),
+            decide::AfterClose::RestoredStore(reason) => {
+                // Evidence, committed though the file is refused.
+                raise_flag(
+                    c,
+                    &j.activation_id,
+                    "after-deactivation",
+                    &j.hash,
+                    now,
+                    &reason,
+                )
+                .await?;
+                audit(
+                    c,
+                    j.now.timestamp_millis(),
+                    &j.actor,
+                    "activation.closed-file-refused",
+                    Some(&j.activation_id),
+                    None,
+                    Some(&j.hash),
+                    Some(&format!("{reason}; counters {}", json(&j.counters))),
+                )
+                .await?;
+                Ok(WriteOutcome::Refused(PortalError::ActivationClosed {
+                    activation: j.activation_id,
+                    reason,
+                }))
+            }
+        };
+    }
+    if !claim(c, &j.hash, j.kind, &j.activation_id, &j.armored, now).await? {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    let link = decide::journal_link(
+        row.head_seq,
+        &row.head,
+        &row.known,
+        &j.journal,
+        &hash,
+        j.kind,
+    );
+    let late = link == decide::Link::Late;
+    match link {
+        decide::Link::Continues | decide::Link::Late => {}
+        decide::Link::Fork(reason) => flags.push(("fork", reason)),
+        decide::Link::Gap { skipped } => flags.push((
+            "gap",
+            format!(
+                "a {} skips {skipped} files since the last one seen, more than its trail \
+                 reaches: whether it continues the device's journal cannot be told",
+                j.kind
+            ),
+        )),
+    }
+    // Consumption: what is new since the last report, feature by feature, within range.
+    let reported = counters_of(
+        c,
+        "SELECT feature, reported FROM usage_reported WHERE activation = $1",
+        &j.activation_id,
+    )
+    .await?;
+    let totals = counters_of(
+        c,
+        "SELECT feature, total FROM usage_totals WHERE license = $1",
+        &j.license_id,
+    )
+    .await?;
+    match decide::usage(&j.counters, &reported, &totals) {
+        Ok(usage) => {
+            // (A late file's counters are older than the head's: lower is expected.)
+            if !usage.went_back.is_empty() && !late {
+                flags.push((
+                    "counters-went-back",
+                    format!(
+                        "cumulative counters went back ({}): a restored backup or a cloned \
+                         machine",
+                        usage.went_back.join(", ")
+                    ),
+                ));
+            }
+            for (feature, cumulative, delta) in &usage.grows {
+                add_usage(c, &j, feature, *cumulative, *delta).await?;
+            }
+        }
+        Err(out) if j.deactivate => {
+            // The seat is freed whatever the counters say; they are not counted.
+            flags.push((
+                "counters-refused",
+                format!(
+                    "the deactivation's counters were not counted: the total of '{}' would \
+                     pass the largest counter (2^53 - 1); the seat was freed",
+                    out.feature
+                ),
+            ));
+        }
+        Err(out) => {
+            return Err(PortalError::UsageOutOfRange {
+                kind: j.kind.to_string(),
+                activation: j.activation_id,
+                feature: out.feature,
+            });
+        }
+    }
+    let deactivating = j.deactivate && row.state == "active";
+    let advances = j.journal.seq > row.head_seq;
+    let known = if advances {
+        json(
+            &decide::known_history(&j.journal)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        String::new()
+    };
+    c.exec(
+        "UPDATE activations SET last_accessed = $1, \
+         journal_seq = CASE WHEN $2 = 1 THEN $3 ELSE journal_seq END, \
+         journal_head = CASE WHEN $2 = 1 THEN $4 ELSE journal_head END, \
+         journal_known = CASE WHEN $2 = 1 THEN $5 ELSE journal_known END, \
+         state = CASE WHEN $6 = 1 THEN 'deactivated' ELSE state END, \
+         deactivated = CASE WHEN $6 = 1 THEN $1 ELSE deactivated END, \
+         closed_by = CASE WHEN $7 = 1 THEN 'device' ELSE closed_by END \
+         WHERE id = $8",
+        vec![
+            now.into(),
+            i64::from(advances).into(),
+            u64_to_i64(j.journal.seq).into(),
+            (&j.hash).into(),
+            known.into(),
+            i64::from(deactivating).into(),
+            // A deactivation file closes the account, also one that follows a server-side
+            // deactivation (the device's final word).
+            i64::from(j.deactivate).into(),
+            (&j.activation_id).into(),
+        ],
+    )
+    .await?;
+    for (kind, reason) in &flags {
+        raise_flag(c, &j.activation_id, kind, &j.hash, now, reason).await?;
+        audit(
+            c,
+            j.now.timestamp_millis(),
+            &j.actor,
+            match *kind {
+                "gap" => "journal.gap",
+                "counters-went-back" => "usage.went-back",
+                "counters-refused" => "usage.refused",
+                _ => "journal.fork",
+            },
+            Some(&j.activation_id),
+            None,
+            Some(&j.hash),
+            Some(reason),
+        )
+        .await?;
+    }
+    if deactivating {
+        c.exec(
+            "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
+            vec![(&j.license_id).into()],
+        )
+        .await?;
+    }
+    let action = if j.deactivate {
+        "activation.deactivate"
+    } else {
+        "usage.report"
+    };
+    audit(
+        c,
+        j.now.timestamp_millis(),
+        &j.actor,
+        action,
+        Some(&j.activation_id),
+        None,
+        Some(&j.hash),
+        Some(&json(&j.counters)),
+    )
+    .await?;
+    Ok(WriteOutcome::Done(Applied {
+        kind: j.kind.name().into(),
+        response: j.armored,
+        response_kind: FileKind::Receipt.name().into(),
+        activation: Some(j.activation_id),
+        replay: false,
+        file_hash: j.hash,
+        flags: flags.into_iter().map(|(_, reason)| reason).collect(),
+        note: String::new(),
+    }))
+}
+
+/// Count `delta` more units of `feature`: the activation's reported counter becomes
+/// `cumulative`, the license's total grows by `delta` — only while it stays within the
+/// counters' range (checked again here, atomically, against totals that other
+/// activations' files may have raised since they were read).
+async fn add_usage<C: Sql>(
+    c: &mut C,
+    j: &DeviceWrite,
+    feature: &str,
+    cumulative: u64,
+    delta: u64,
+) -> Result<(), PortalError> {
+    c.exec(
+        "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3) \
+         ON CONFLICT (activation, feature) DO UPDATE SET reported = excluded.reported",
+        vec![
+            u64_to_i64(cumulative).into(),
+            (&j.activation_id).into(),
+            feature.into(),
+        ],
+    )
+    .await?;
+    let counted = c
+        .exec(
+            "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
+             ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total \
+             WHERE usage_totals.total <= $4 - excluded.total",
+            vec![
+                (&j.license_id).into(),
+                feature.into(),
+                u64_to_i64(delta).into(),
+                u64_to_i64(format::MAX_COUNTER).into(),
+            ],
+        )
+        .await?;
+    if counted == 0 {
+        return Err(PortalError::Conflict {
+            reason: format!(
+                "the total of '{feature}' changed while the file was applied and would now pass \
+                 the largest counter; upload the file again"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Most jobs one SQLite commit takes.
+const MAX_BATCH: usize = 128;
+
+/// The SQLite group-commit writer: a thread with its own SQLite connection takes every
+/// job that is waiting (up to MAX_BATCH), runs each in a savepoint of one IMMEDIATE
+/// transaction, and commits once — one durable fsync for the batch instead of one per
+/// job. A job that fails is rolled back to its savepoint without touching the others; a
+/// failed commit fails them all.
+fn spawn_writer(
+    path: &std::path::Path,
+) -> Result<tokio::sync::mpsc::Sender<(Job, Reply)>, PortalError> {
+    let conn = Db::open_sqlite(path).map_err(|e| PortalError::Storage(e.to_string()))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(4096);
+    std::thread::Builder::new()
+        .name("lic-sqlite-writer".into())
+        .spawn(move || {
+            let mut lite = Lite(conn);
+            while let Some(first) = rx.blocking_recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                write_batch(&mut lite, batch);
+            }
+        })
+        .map_err(|e| PortalError::Storage(format!("cannot start the database writer: {e}")))?;
+    Ok(tx)
+}
+
+fn write_batch(lite: &mut Lite, batch: Vec<(Job, Reply)>) {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut result = lite.batch("BEGIN IMMEDIATE");
+    let mut jobs = batch.into_iter();
+    if result.is_ok() {
+        for (job, reply) in jobs.by_ref() {
+            let outcome = lite
+                .batch("SAVEPOINT job")
+                .and_then(|()| {
+                    run_now(run_job(lite, job))
+                        .unwrap_or_else(|| Err(PortalError::Storage("a write job waited".into())))
+                })
+                .and_then(|outcome| lite.batch("RELEASE job").map(|()| outcome));
+            if outcome.is_err() {
+                // Undo this job only; the transaction goes on.
+                if let Err(e) = lite.batch("ROLLBACK TO job; RELEASE job") {
+                    result = Err(e);
+                    replies.push((reply, outcome));
+                    break;
+                }
+            }
+            replies.push((reply, outcome));
+        }
+    }
+    if result.is_ok() {
+        result = lite.batch("COMMIT");
+    }
+    match result {
+        Ok(()) => {
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            let _ = lite.batch("ROLLBACK");
+            let message = e.to_string();
+            for (reply, _) in replies {
+                let _ = reply.send(Err(PortalError::Storage(message.clone())));
+            }
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(PortalError::Storage(message.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+                          broken line\n\
+                          :x:7:7::/:/bin/false\n\
+                          vendor:x:1000:1000:Vendor Ops:/home/vendor:/bin/sh\n";
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_operator_is_user_then_logname_then_the_passwd_entry_then_the_uid() {
+        let passwd = || Some(PASSWD.to_string());
+        let name = |vars: &[(&str, &str)], uid| operator_name(env(vars), uid, passwd);
+        assert_eq!(name(&[("USER", "ann"), ("LOGNAME", "bob")], Some(0)), "ann");
+        assert_eq!(name(&[("USER", ""), ("LOGNAME", "bob")], Some(0)), "bob");
+        assert_eq!(name(&[("LOGNAME", "bob")], Some(0)), "bob");
+        assert_eq!(name(&[], Some(1000)), "vendor");
+        assert_eq!(name(&[("USER", " ")], Some(0)), "root");
+        // No entry for the uid (a container's arbitrary uid), or a nameless one.
+        assert_eq!(name(&[], Some(4242)), "uid:4242");
+        assert_eq!(name(&[], Some(7)), "uid:7");
+        assert_eq!(operator_name(env(&[]), Some(1000), || None), "uid:1000");
+        assert_eq!(operator_name(env(&[]), None, || None), "unknown");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_current_uid_is_read_on_linux() {
+        assert!(current_uid().is_some());
+    }
+}
