@@ -1,0 +1,193 @@
+//! Products, policies and licenses; and what a token limited to some products may see.
+
+use super::*;
+
+/// Refuse creating a product the token is not limited to.
+pub(super) fn check_new_product(p: &Principal, product: &str) -> Result<(), ApiError> {
+    if p.sees(product) {
+        Ok(())
+    } else {
+        Err(PortalError::Forbidden {
+            action: "create a product outside the products it is limited to".into(),
+        }
+        .into())
+    }
+}
+
+/// An object of a product the token does not see is, to that token, one that does not
+/// exist: the same 404, whatever the call.
+pub(super) fn visible<T>(
+    p: &Principal,
+    product: &str,
+    object: T,
+    not_found: impl FnOnce() -> PortalError,
+) -> Result<T, ApiError> {
+    if p.sees(product) {
+        Ok(object)
+    } else {
+        Err(not_found().into())
+    }
+}
+
+pub(super) async fn visible_policy(
+    portal: &Portal,
+    p: &Principal,
+    id: &str,
+) -> Result<Policy, ApiError> {
+    let policy = portal.policy(id).await?;
+    let product = policy.product.clone();
+    visible(p, &product, policy, || PortalError::NotFound {
+        what: "policy",
+        id: id.into(),
+    })
+}
+
+pub(super) async fn visible_license(
+    portal: &Portal,
+    p: &Principal,
+    id: &str,
+) -> Result<LicenseInfo, ApiError> {
+    let license = portal.license(id).await?;
+    let product = license.product.clone();
+    visible(p, &product, license, || PortalError::NotFound {
+        what: "license",
+        id: id.into(),
+    })
+}
+
+pub(super) fn scope(p: &Principal) -> Option<&[String]> {
+    p.products.as_deref()
+}
+
+pub(super) async fn list_products(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<Product>> {
+    Ok(Json(s.portal.products(scope(&p)).await?))
+}
+
+/// A new product.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewProduct {
+    pub(super) code: String,
+    pub(super) name: String,
+}
+
+pub(super) async fn create_product(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(new): Body<NewProduct>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    check_new_product(&p, &new.code)?;
+    let product = s
+        .portal
+        .create_product(&new.code, &new.name, &p.actor())
+        .await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+pub(super) async fn get_product(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(code): Path<String>,
+) -> ApiResult<Product> {
+    if !p.sees(&code) {
+        return Err(PortalError::NotFound {
+            what: "product",
+            id: code,
+        }
+        .into());
+    }
+    Ok(Json(s.portal.product(&code).await?))
+}
+
+pub(super) async fn list_policies(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<Policy>> {
+    Ok(Json(s.portal.policies(scope(&p)).await?))
+}
+
+pub(super) async fn create_policy(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(spec): Body<Policy>,
+) -> Result<(StatusCode, Json<Policy>), ApiError> {
+    if !p.sees(&spec.product) {
+        return Err(PortalError::NotFound {
+            what: "product",
+            id: spec.product,
+        }
+        .into());
+    }
+    let policy = s.portal.create_policy(spec, &p.actor()).await?;
+    Ok((StatusCode::CREATED, Json(policy)))
+}
+
+pub(super) async fn get_policy(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<Policy> {
+    Ok(Json(visible_policy(&s.portal, &p, &id).await?))
+}
+
+pub(super) async fn list_licenses(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> ApiResult<Vec<LicenseInfo>> {
+    Ok(Json(s.portal.licenses(scope(&p)).await?))
+}
+
+pub(super) async fn create_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Body(spec): Body<NewLicense>,
+) -> Result<(StatusCode, Json<CreatedLicense>), ApiError> {
+    visible_policy(&s.portal, &p, &spec.policy).await?;
+    let created = s.portal.create_license(spec, &p.actor()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub(super) async fn get_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> ApiResult<LicenseInfo> {
+    Ok(Json(visible_license(&s.portal, &p, &id).await?))
+}
+
+/// Why: required by every change that is audited with a reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Reason {
+    pub(super) reason: String,
+}
+
+impl Reason {
+    pub(super) fn required(&self) -> Result<&str, ApiError> {
+        let reason = self.reason.trim();
+        if reason.is_empty() {
+            return Err(PortalError::Invalid {
+                field: "reason",
+                reason: "give a reason (it is audited)".into(),
+            }
+            .into());
+        }
+        Ok(reason)
+    }
+}
+
+pub(super) async fn revoke_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(reason): Body<Reason>,
+) -> ApiResult<LicenseInfo> {
+    visible_license(&s.portal, &p, &id).await?;
+    let reason = reason.required()?;
+    Ok(Json(
+        s.portal.revoke_license(&id, reason, &p.actor()).await?,
+    ))
+}
