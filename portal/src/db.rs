@@ -70,6 +70,20 @@ impl Db {
         };
         let sqlite_path = match backend {
             Backend::Sqlite => {
+                if sqlite_in_memory(&url) {
+                    // The pool and the group-commit writer are separate connections: each
+                    // would see a database of its own, and the writer's writes would be
+                    // lost to every reader.
+                    return Err(sqlx::Error::Configuration(
+                        format!(
+                            "an in-memory SQLite database cannot hold a portal (its readers and \
+                             its writer would each see a database of their own): use a file, \
+                             sqlite://FILE (a temporary directory for a throwaway portal): {}",
+                            redact(&url)
+                        )
+                        .into(),
+                    ));
+                }
                 let (path, created_if_missing) = sqlite_file(&url);
                 if created_if_missing {
                     // SQLite would create the file with the umask's permissions, and its
@@ -180,6 +194,16 @@ impl Db {
     }
 }
 
+/// Whether an SQLite URL names an in-memory database (`sqlite::memory:`,
+/// `sqlite://:memory:`, an empty file name, or `mode=memory`).
+fn sqlite_in_memory(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (file, params) = rest.split_once('?').unwrap_or((rest, ""));
+    file.is_empty() || file == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
+
 /// The file of an SQLite URL, read as sqlx reads it (`sqlite://FILE?…` or `sqlite:FILE`,
 /// percent-decoded), and whether SQLite may create it (`mode=rwc`, not in memory).
 fn sqlite_file(url: &str) -> (std::path::PathBuf, bool) {
@@ -281,7 +305,26 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{MIGRATIONS, redact};
+    use super::{Db, MIGRATIONS, redact, sqlite_in_memory};
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_what_to_do() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=memory",
+        ] {
+            assert!(sqlite_in_memory(url), "{url}");
+            let Err(e) = Db::connect(url).await else {
+                panic!("{url} was accepted");
+            };
+            assert!(
+                e.to_string().contains("use a file, sqlite://FILE"),
+                "{url}: {e}"
+            );
+        }
+        assert!(!sqlite_in_memory("sqlite:///srv/lic/portal.db?mode=rwc"));
+    }
 
     #[test]
     fn every_migration_file_is_listed_in_order() {
