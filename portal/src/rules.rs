@@ -2,7 +2,8 @@
 //! recorded and what the file says (the way `lic_core::rules` decides a device's
 //! license): does a file continue the device's journal, is it from a store restored after
 //! the account was closed, what usage does it add, may the totals take it, does a request
-//! carry what the policy binds to. The write jobs in `ops` apply these answers; the tests
+//! carry what the policy binds to, may a license take another activation under its churn
+//! policy. The write jobs in `ops` apply these answers; the tests
 //! here hold each rule without a database.
 //!
 //! Everything in a device-signed file is the customer's claim: these functions decide
@@ -223,9 +224,55 @@ pub fn missing_components(required: &[String], fingerprint: &Fingerprint) -> Vec
         .collect()
 }
 
+/// The churn policy refuses the next activation of a license: `count` deactivations in
+/// the period, the oldest of them at `oldest` (seconds since the epoch; none for a policy
+/// that allows no deactivation at all); the next activation is allowed once that one is a
+/// period old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChurnRefused {
+    pub count: i64,
+    pub oldest: Option<i64>,
+}
+
+/// May the license take another activation under its churn policy (at most `max`
+/// deactivations per period)? `recent`: the times of the license's deactivations within
+/// the period before now, oldest first. Only the next *activation* is refused: a
+/// deactivation is never refused (it gives a seat back).
+pub fn churn(max: i64, recent: &[i64]) -> Result<(), ChurnRefused> {
+    let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
+    if count < max {
+        return Ok(());
+    }
+    Err(ChurnRefused {
+        count,
+        oldest: recent.first().copied(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn churn_allows_fewer_deactivations_than_the_policy_and_refuses_at_it() {
+        assert_eq!(churn(3, &[]), Ok(()));
+        assert_eq!(churn(3, &[10, 20]), Ok(()));
+        assert_eq!(
+            churn(3, &[10, 20, 30]),
+            Err(ChurnRefused {
+                count: 3,
+                oldest: Some(10)
+            })
+        );
+        // A policy of no deactivations at all refuses the first reactivation after one.
+        assert_eq!(
+            churn(0, &[]),
+            Err(ChurnRefused {
+                count: 0,
+                oldest: None
+            })
+        );
+    }
 
     fn h(n: u8) -> Bytes32 {
         Bytes32([n; 32])

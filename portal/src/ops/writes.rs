@@ -66,10 +66,6 @@ pub(super) struct DeviceWrite {
     pub(super) actor: Actor,
 }
 
-pub(super) fn first_int(rows: &[Vec<Val>]) -> Option<i64> {
-    rows.first().and_then(|r| r.first()).and_then(Val::int)
-}
-
 pub(super) fn first_text(rows: &[Vec<Val>]) -> Option<String> {
     rows.first()
         .and_then(|r| r.first())
@@ -188,13 +184,16 @@ pub(super) async fn write_activation<C: Sql>(
                 vec![(&j.lic_id).into(), since.into()],
             )
             .await?;
-        let count = i64::try_from(recent.len()).unwrap_or(i64::MAX);
-        if count >= max {
-            let oldest = first_int(&recent).unwrap_or(since);
+        let times: Vec<i64> = recent
+            .iter()
+            .filter_map(|row| row.first().and_then(Val::int))
+            .collect();
+        if let Err(refused) = decide::churn(max, &times) {
+            let oldest = refused.oldest.unwrap_or(since);
             let from = add_days(time(oldest), days, "the churn period")?;
             return Err(PortalError::TooManyDeactivations {
                 license: j.lic_id,
-                count,
+                count: refused.count,
                 days,
                 from: from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             });
