@@ -60,7 +60,7 @@ store or the environment adds trust; --trust FILE replaces the installed file fo
 command (for vendors and tests).
 Documentation: docs/user-guide.md";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The license store directory [default: the per-user data directory, e.g.
     /// ~/.local/share/lic]
@@ -451,10 +451,8 @@ fn with_product(g: &Global, positional: Option<&str>) -> Result<Global, Failure>
         (None, p) => p.map(str::to_string),
     };
     Ok(Global {
-        store: g.store.clone(),
-        trust: g.trust.clone(),
         product,
-        format: g.format,
+        ..g.clone()
     })
 }
 

@@ -38,7 +38,8 @@ pub fn stdout(bytes: &[u8]) -> Result<(), Failure> {
     }
 }
 
-fn json_out(doc: &Value) -> Result<(), Failure> {
+/// Print one JSON document (a command's result) on standard output.
+pub fn json(doc: &Value) -> Result<(), Failure> {
     let json = serde_json::to_string_pretty(doc).unwrap_or_default();
     let mut out = text::escape_json(&json).into_owned();
     out.push('\n');
@@ -52,11 +53,6 @@ pub fn text(text: &str) -> Result<(), Failure> {
         line(&mut t, l);
     }
     stdout(t.as_bytes())
-}
-
-/// Print one JSON document (a command's result) on standard output.
-pub fn json(doc: &Value) -> Result<(), Failure> {
-    json_out(doc)
 }
 
 /// Print one JSON document (an error) on standard error, on one line.
@@ -113,7 +109,7 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
     match fmt {
         OutputFormat::Json => {
             let e = s.entitlements.as_ref();
-            json_out(&json!({
+            json(&json!({
                 "format": JSON_FORMAT_VERSION,
                 "product": s.product,
                 "valid": s.is_valid(),
@@ -201,7 +197,7 @@ pub fn fingerprint(
     fmt: OutputFormat,
 ) -> Result<(), Failure> {
     match fmt {
-        OutputFormat::Json => json_out(&json!({
+        OutputFormat::Json => json(&json!({
             "format": JSON_FORMAT_VERSION,
             "product": product,
             "components": fp,
@@ -292,7 +288,7 @@ pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
         lic_core::format::SignerRole::Device => "device",
     };
     match fmt {
-        OutputFormat::Json => json_out(&json!({
+        OutputFormat::Json => json(&json!({
             "format": JSON_FORMAT_VERSION,
             "kind": kind.name(),
             "valid": true,
@@ -342,7 +338,7 @@ pub fn fingerprint_names(
     fmt: OutputFormat,
 ) -> Result<(), Failure> {
     match fmt {
-        OutputFormat::Json => json_out(&json!({
+        OutputFormat::Json => json(&json!({
             "format": JSON_FORMAT_VERSION,
             "product": product,
             "components": names.iter().map(|n| (n.to_string(), Value::Null)).collect::<serde_json::Map<_, _>>(),
