@@ -3,13 +3,14 @@
 //! CLI and the HTTP API.
 
 pub mod auth;
-pub mod db;
 pub mod error;
 pub mod http;
 pub mod ops;
 pub mod rules;
-pub mod sql;
+pub mod storage;
 pub mod vendor;
 
 pub use error::PortalError;
+/// The storage modules, also at the crate root where they have always been.
+pub use storage::{db, sql};
 pub use ops::{Actor, Portal};

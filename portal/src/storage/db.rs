@@ -9,17 +9,17 @@ use sqlx::{AnyPool, Executor as _, Transaction};
 
 /// The migrations, in order: (version, name, SQL). The same SQL runs on both backends.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../migrations/0001_init.sql")),
-    (2, "indexes", include_str!("../migrations/0002_indexes.sql")),
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (2, "indexes", include_str!("../../migrations/0002_indexes.sql")),
     (
         3,
         "one-active",
-        include_str!("../migrations/0003_one_active.sql"),
+        include_str!("../../migrations/0003_one_active.sql"),
     ),
     (
         4,
         "evidence",
-        include_str!("../migrations/0004_evidence.sql"),
+        include_str!("../../migrations/0004_evidence.sql"),
     ),
 ];
 
