@@ -11,6 +11,6 @@ pub mod storage;
 pub mod vendor;
 
 pub use error::PortalError;
+pub use ops::{Actor, Portal};
 /// The storage modules, also at the crate root where they have always been.
 pub use storage::{db, sql};
-pub use ops::{Actor, Portal};

@@ -249,9 +249,200 @@ pub fn churn(max: i64, recent: &[i64]) -> Result<(), ChurnRefused> {
     })
 }
 
+/// What the license's row and the device's seat are when an activation request is
+/// applied (read inside the write, with the license locked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatAsk<'a> {
+    /// The license is active (not revoked or suspended).
+    pub license_active: bool,
+    pub seats: i64,
+    pub seats_used: i64,
+    /// The activation that holds a seat of the license for this device key, if any.
+    pub held_by_device: Option<&'a str>,
+    /// This very request was applied before.
+    pub applied_before: bool,
+    /// The churn policy's answer (`Ok` where the policy has none).
+    pub churn: Result<(), ChurnRefused>,
+}
+
+/// The answer to an activation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatAnswer {
+    /// The request was applied before: answer with the license issued then.
+    AlreadyApplied,
+    /// The license is not active: no seat is taken or renewed.
+    Revoked,
+    /// The device holds a seat already (a reset or restored store asks again): the seat
+    /// is reissued to it, no second seat is taken.
+    Reissue(String),
+    /// The churn policy refuses the next activation for now.
+    TooManyDeactivations(ChurnRefused),
+    /// Every seat is taken.
+    NoSeatLeft,
+    /// Take a seat.
+    Take,
+}
+
+/// May this request take a seat? A device never holds two seats of one license; a
+/// request applied before gets its first answer again, even after a revocation; the
+/// churn policy is asked only for a new seat.
+pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
+    if let Some(id) = ask.held_by_device {
+        return if ask.applied_before {
+            SeatAnswer::AlreadyApplied
+        } else if !ask.license_active {
+            SeatAnswer::Revoked
+        } else {
+            SeatAnswer::Reissue(id.to_string())
+        };
+    }
+    if ask.applied_before {
+        SeatAnswer::AlreadyApplied
+    } else if !ask.license_active {
+        SeatAnswer::Revoked
+    } else if let Err(refused) = ask.churn {
+        SeatAnswer::TooManyDeactivations(refused)
+    } else if ask.seats_used >= ask.seats {
+        SeatAnswer::NoSeatLeft
+    } else {
+        SeatAnswer::Take
+    }
+}
+
+/// May a device's seat be given again to its new request (a reset or restored store)?
+/// The seat must still be active — freed meanwhile, the request must take a seat of its
+/// own — and the license made for it carries the usage reported so far as the device's
+/// counters (`carried`): if a report arrived since it was read, the device would count
+/// that usage twice. The reason is the answer to the device when refused.
+pub fn reissue(
+    state: Option<&str>,
+    reported: &BTreeMap<String, u64>,
+    carried: &BTreeMap<String, u64>,
+) -> Result<(), &'static str> {
+    if state != Some("active") {
+        return Err(
+            "the device's seat was freed while its request was applied; upload the \
+                    request again to take a seat",
+        );
+    }
+    if reported != carried {
+        return Err(
+            "a usage report for the device's seat arrived while its request was \
+                    applied; upload the request again",
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reissue_carries_the_reported_usage_of_a_seat_still_held() {
+        let reported: BTreeMap<String, u64> = [("exports".to_string(), 7)].into();
+        assert_eq!(reissue(Some("active"), &reported, &reported), Ok(()));
+    }
+
+    #[test]
+    fn a_reissue_is_refused_when_the_seat_was_freed_meanwhile() {
+        let none = BTreeMap::new();
+        let refused = reissue(Some("deactivated"), &none, &none).unwrap_err();
+        assert!(refused.contains("take a seat"), "{refused}");
+        assert!(reissue(None, &none, &none).is_err());
+    }
+
+    #[test]
+    fn a_reissue_is_refused_when_usage_arrived_after_its_counters_were_read() {
+        let carried: BTreeMap<String, u64> = [("exports".to_string(), 7)].into();
+        let reported: BTreeMap<String, u64> = [("exports".to_string(), 9)].into();
+        let refused = reissue(Some("active"), &reported, &carried).unwrap_err();
+        assert!(refused.contains("usage report"), "{refused}");
+    }
+
+    fn ask() -> SeatAsk<'static> {
+        SeatAsk {
+            license_active: true,
+            seats: 2,
+            seats_used: 1,
+            held_by_device: None,
+            applied_before: false,
+            churn: Ok(()),
+        }
+    }
+
+    #[test]
+    fn a_request_takes_a_free_seat() {
+        assert_eq!(seat(&ask()), SeatAnswer::Take);
+    }
+
+    #[test]
+    fn no_seat_is_taken_when_every_seat_is_used() {
+        let full = SeatAsk {
+            seats_used: 2,
+            ..ask()
+        };
+        assert_eq!(seat(&full), SeatAnswer::NoSeatLeft);
+        // (More used than there are, after the seats were lowered, is full too.)
+        let over = SeatAsk {
+            seats_used: 3,
+            ..ask()
+        };
+        assert_eq!(seat(&over), SeatAnswer::NoSeatLeft);
+    }
+
+    #[test]
+    fn a_device_that_holds_a_seat_is_reissued_it_even_when_the_license_is_full() {
+        let held = SeatAsk {
+            seats_used: 2,
+            held_by_device: Some("act_1"),
+            ..ask()
+        };
+        assert_eq!(seat(&held), SeatAnswer::Reissue("act_1".into()));
+    }
+
+    #[test]
+    fn a_request_applied_before_gets_its_answer_again_even_after_a_revocation() {
+        for held in [None, Some("act_1")] {
+            let again = SeatAsk {
+                license_active: false,
+                held_by_device: held,
+                applied_before: true,
+                ..ask()
+            };
+            assert_eq!(seat(&again), SeatAnswer::AlreadyApplied);
+        }
+    }
+
+    #[test]
+    fn a_revoked_license_neither_gives_nor_reissues_a_seat() {
+        for held in [None, Some("act_1")] {
+            let revoked = SeatAsk {
+                license_active: false,
+                held_by_device: held,
+                ..ask()
+            };
+            assert_eq!(seat(&revoked), SeatAnswer::Revoked);
+        }
+    }
+
+    #[test]
+    fn the_churn_policy_refuses_a_new_seat_but_not_a_reissue() {
+        let refused = ChurnRefused {
+            count: 3,
+            oldest: Some(10),
+        };
+        let churned = SeatAsk {
+            churn: Err(refused),
+            ..ask()
+        };
+        assert_eq!(seat(&churned), SeatAnswer::TooManyDeactivations(refused));
+        let held = SeatAsk {
+            held_by_device: Some("act_1"),
+            ..churned
+        };
+        assert_eq!(seat(&held), SeatAnswer::Reissue("act_1".into()));
+    }
 
     #[test]
     fn churn_allows_fewer_deactivations_than_the_policy_and_refuses_at_it() {

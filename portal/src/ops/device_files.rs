@@ -202,7 +202,6 @@ impl Portal {
             license,
             armored,
             lic_id: lic.id.clone(),
-            seats: lic.seats,
             churn: policy
                 .max_deactivations
                 .zip(policy.deactivation_period_days),
@@ -312,34 +311,10 @@ impl Portal {
         Ok(())
     }
 
-    /// Run a write job: on SQLite through the group-commit writer (many jobs, one durable
-    /// commit), on PostgreSQL in its own transaction (the server commits concurrently).
+    /// Run a write job through the group-commit writer: it answers once the job's batch
+    /// is committed.
     pub(super) async fn write(&self, job: Job) -> Result<WriteOutcome, PortalError> {
-        match &self.writer {
-            Some(writer) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                writer
-                    .send((job, reply))
-                    .await
-                    .map_err(|_| PortalError::Storage("the database writer has stopped".into()))?;
-                answer
-                    .await
-                    .map_err(|_| PortalError::Storage("the database writer has stopped".into()))?
-            }
-            None => {
-                let mut tx = self.db.begin_write().await?;
-                match run_job(&mut *tx, job).await {
-                    Ok(outcome) => {
-                        tx.commit().await?;
-                        Ok(outcome)
-                    }
-                    Err(e) => {
-                        drop(tx);
-                        Err(e)
-                    }
-                }
-            }
-        }
+        self.writer.write(job).await
     }
 
     /// Verify a device-signed file against the activation's recorded device key.

@@ -22,7 +22,7 @@ use sqlx::any::AnyRow;
 use crate::db::{Db, is_unique_violation};
 use crate::error::PortalError;
 use crate::rules as decide;
-use crate::sql::{Lite, Sql, Val, run_now};
+use crate::sql::{Sql, Val};
 use crate::vendor;
 
 mod activations;
@@ -357,8 +357,8 @@ pub struct Portal {
     /// The active signing key, and when the database was last asked which key is active.
     signer: RwLock<(Arc<SecretKey>, DateTime<Utc>)>,
     clock: Arc<dyn Clock>,
-    /// SQLite only: the group-commit writer's queue.
-    writer: Option<tokio::sync::mpsc::Sender<(Job, Reply)>>,
+    /// The group-commit writer's queue (SQLite or PostgreSQL).
+    writer: Writer,
     /// Licenses (with their policies) by credential, as activations look them up. What
     /// is kept never changes once created — a license's product, policy, seats,
     /// overrides and expiry, and its policy — so an entry is never stale; what does
@@ -604,9 +604,25 @@ async fn audit<C: Sql>(
     file_hash: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), PortalError> {
-    c.exec(
+    let (sql, args) = audit_stmt(now_ms, actor, action, subject, reason, file_hash, detail);
+    c.exec(&sql, args).await?;
+    Ok(())
+}
+
+/// The statement that writes an audit entry (to send with others).
+fn audit_stmt(
+    now_ms: i64,
+    actor: &Actor,
+    action: &str,
+    subject: Option<&str>,
+    reason: Option<&str>,
+    file_hash: Option<&str>,
+    detail: Option<&str>,
+) -> (String, Vec<Val>) {
+    (
         "INSERT INTO audit (id, at, actor, action, subject, reason, file_hash, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            .to_string(),
         vec![
             new_id("aud").into(),
             now_ms.into(),
@@ -618,8 +634,6 @@ async fn audit<C: Sql>(
             detail.into(),
         ],
     )
-    .await?;
-    Ok(())
 }
 
 #[derive(Clone)]
@@ -711,10 +725,7 @@ impl Portal {
     pub async fn open(db: Db, keys_dir: impl Into<PathBuf>) -> Result<Portal, PortalError> {
         let keys_dir = keys_dir.into();
         let signer = vendor::active(&db, &keys_dir).await?;
-        let writer = match db.sqlite_path() {
-            Some(path) => Some(spawn_writer(path)?),
-            None => None,
-        };
+        let writer = Writer::open(&db).await?;
         Ok(Portal {
             db,
             keys_dir,

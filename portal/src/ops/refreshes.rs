@@ -170,6 +170,14 @@ impl Portal {
             });
         }
         let license: String = row.try_get("license")?;
+        if self.db.backend() == crate::db::Backend::Postgres {
+            // The license's row first, as the writer locks it before the activations
+            // under it: taken the other way round, the two could deadlock.
+            sqlx::query("SELECT id FROM licenses WHERE id = $1 FOR UPDATE")
+                .bind(&license)
+                .execute(&mut *tx)
+                .await?;
+        }
         // Only the transaction that ends the activation frees its seat: on PostgreSQL a
         // deactivation file applied at the same moment waits for this row and then finds
         // it deactivated (and the other way round).

@@ -1,17 +1,47 @@
-//! The write jobs: what one state change writes, in one transaction, on SQLite (the
-//! group-commit writer, which batches jobs with savepoints) or PostgreSQL.
+//! The write jobs: what one state change reads, decides and writes, inside a savepoint
+//! of the writer's group commit (`crate::storage::writer`). Each job reads what it
+//! decides on in one go, asks a pure rule (`crate::rules`), and sends its writes in one
+//! go: on PostgreSQL each go is one pipelined round trip.
 
 use super::*;
+use crate::storage::sql::{Write, stmt};
+use crate::storage::writer;
 
 /// A unit of writing: everything was verified and signed before; this only touches the
-/// database, inside a transaction (or a savepoint of a group commit).
+/// database, inside a savepoint of a group commit.
 pub(super) enum Job {
     Activation(ActivationWrite),
     Reissue(ReissueWrite),
     Device(DeviceWrite),
 }
 
-pub(super) type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, PortalError>>;
+impl writer::Job for Job {
+    type Output = WriteOutcome;
+
+    fn license(&self) -> &str {
+        match self {
+            Job::Activation(j) => &j.lic_id,
+            Job::Reissue(j) => &j.license.license_id,
+            Job::Device(j) => &j.license_id,
+        }
+    }
+
+    async fn run<C: Sql>(&self, c: &mut C) -> Result<WriteOutcome, PortalError> {
+        match self {
+            Job::Activation(j) => write_activation(c, j).await,
+            Job::Reissue(j) => write_reissue(c, j).await,
+            Job::Device(j) => write_device_file(c, j).await,
+        }
+    }
+
+    /// What a job wrote stays when it was applied or refused with evidence; a job that
+    /// found the file applied already, or the device's seat held, must leave nothing.
+    fn keeps(out: &WriteOutcome) -> bool {
+        matches!(out, WriteOutcome::Done(_) | WriteOutcome::Refused(_))
+    }
+}
+
+pub(super) type Writer = writer::Writer<Job>;
 
 pub(super) enum WriteOutcome {
     Done(Applied),
@@ -34,7 +64,6 @@ pub(super) struct ActivationWrite {
     pub(super) license: License,
     pub(super) armored: String,
     pub(super) lic_id: String,
-    pub(super) seats: i64,
     pub(super) churn: Option<(i64, i64)>,
     pub(super) device_hex: String,
     pub(super) device_kid: String,
@@ -66,185 +95,270 @@ pub(super) struct DeviceWrite {
     pub(super) actor: Actor,
 }
 
-pub(super) fn first_text(rows: &[Vec<Val>]) -> Option<String> {
+fn first_text(rows: &[Vec<Val>]) -> Option<String> {
     rows.first()
         .and_then(|r| r.first())
         .and_then(|v| v.text().map(String::from))
 }
 
-/// Whether the file with `hash` was applied already (inside a write: committed before).
-pub(super) async fn applied_before<C: Sql>(c: &mut C, hash: &str) -> Result<bool, PortalError> {
-    let seen = c
-        .rows(
-            "SELECT hash FROM applied_files WHERE hash = $1",
-            vec![hash.into()],
-        )
-        .await?;
-    Ok(!seen.is_empty())
+fn int_at(rows: &[Vec<Val>], column: usize) -> Option<i64> {
+    rows.first().and_then(|r| r.get(column)).and_then(Val::int)
 }
 
-/// Insert the applied-file row that claims `hash`; false if another application has it.
-pub(super) async fn claim<C: Sql>(
+/// The results of `rows_all`, one by one (a missing one reads as no rows).
+struct Results(std::vec::IntoIter<Vec<Vec<Val>>>);
+
+impl Results {
+    fn next(&mut self) -> Vec<Vec<Val>> {
+        self.0.next().unwrap_or_default()
+    }
+}
+
+async fn read_all<C: Sql>(
     c: &mut C,
+    queries: Vec<(String, Vec<Val>)>,
+) -> Result<Results, PortalError> {
+    Ok(Results(c.rows_all(queries).await?.into_iter()))
+}
+
+/// Whether the file with `hash` was applied already.
+fn applied_query(hash: &str) -> (String, Vec<Val>) {
+    stmt(
+        "SELECT hash FROM applied_files WHERE hash = $1",
+        vec![hash.into()],
+    )
+}
+
+/// The applied-file row that claims `hash` (changes nothing if another application has
+/// it: the job then answers `AlreadyApplied` and its writes are undone).
+fn claim(
     hash: &str,
     kind: FileKind,
     activation: &str,
     response: &str,
     now: i64,
-) -> Result<bool, PortalError> {
-    let claimed = c
-        .exec(
-            "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (hash) DO NOTHING",
-            vec![hash.into(), kind.name().into(), activation.into(), response.into(), now.into()],
-        )
-        .await?;
-    Ok(claimed == 1)
+) -> (String, Vec<Val>) {
+    stmt(
+        "INSERT INTO applied_files (hash, kind, activation, response, applied) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (hash) DO NOTHING",
+        vec![
+            hash.into(),
+            kind.name().into(),
+            activation.into(),
+            response.into(),
+            now.into(),
+        ],
+    )
+}
+
+fn applied_meanwhile() -> String {
+    "the file was applied by another request at the same moment; upload it again to read \
+     its answer"
+        .into()
 }
 
 /// `FOR UPDATE` where transactions run at once and must lock the rows they will change
 /// (PostgreSQL); nothing on SQLite, which writes one transaction at a time.
-pub(super) fn for_update(c: &impl Sql) -> &'static str {
+fn for_update(c: &impl Sql) -> &'static str {
     if c.row_locks() { " FOR UPDATE" } else { "" }
 }
 
-pub(super) async fn run_job<C: Sql>(c: &mut C, job: Job) -> Result<WriteOutcome, PortalError> {
-    match job {
-        Job::Activation(j) => write_activation(c, j).await,
-        Job::Reissue(j) => write_reissue(c, j).await,
-        Job::Device(j) => write_device_file(c, j).await,
-    }
+/// Counters by feature from rows of (feature, value).
+fn counters_from(rows: &[Vec<Val>]) -> BTreeMap<String, u64> {
+    rows.iter()
+        .filter_map(|r| {
+            let feature = r.first()?.text()?.to_string();
+            let n = u64::try_from(r.get(1)?.int()?).ok()?;
+            Some((feature, n))
+        })
+        .collect()
+}
+
+/// Record evidence on an activation (once per kind and file) and show it as the
+/// activation's latest flag.
+fn raise_flag(
+    out: &mut Vec<Write>,
+    activation: &str,
+    kind: &str,
+    file_hash: &str,
+    at: i64,
+    detail: &str,
+) {
+    out.push(
+        stmt(
+            "INSERT INTO activation_flags (activation, kind, file_hash, at, detail) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (activation, kind, file_hash) DO NOTHING",
+            vec![
+                activation.into(),
+                kind.into(),
+                file_hash.into(),
+                at.into(),
+                detail.into(),
+            ],
+        )
+        .into(),
+    );
+    out.push(
+        stmt(
+            "UPDATE activations SET fork = $1 WHERE id = $2",
+            vec![detail.into(), activation.into()],
+        )
+        .into(),
+    );
 }
 
 pub(super) async fn write_activation<C: Sql>(
     c: &mut C,
-    j: ActivationWrite,
+    j: &ActivationWrite,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
-    // The license's status, read here so that a revocation takes effect at once. (On
-    // PostgreSQL the row stays locked to the end: activations of one license, one at a
-    // time, so the check for the device's seat below and the seat taken after it see
-    // each other's effects.)
+    // The license's status and seats, read here so that a revocation or a change of
+    // seats takes effect at once. (On PostgreSQL the writer locked the row for its
+    // batch: activations of one license, one at a time, on every instance.)
     let lock = for_update(c);
-    let status = first_text(
-        &c.rows(
-            &format!("SELECT status FROM licenses WHERE id = $1{lock}"),
-            vec![(&j.lic_id).into()],
-        )
-        .await?,
-    );
-    let revoked = || PortalError::LicenseRevoked {
-        license: j.lic_id.clone(),
+    let mut reads = vec![stmt(
+        // One statement: the license's row, the device's seat, whether this very request
+        // was applied before.
+        format!(
+            "SELECT l.status, l.seats, l.seats_used, \
+             (SELECT a.id FROM activations a WHERE a.license = l.id AND a.device_key = $2 \
+              AND a.state = 'active' LIMIT 1), \
+             (SELECT count(*) FROM applied_files f WHERE f.hash = $3) \
+             FROM licenses l WHERE l.id = $1{lock}"
+        ),
+        vec![(&j.lic_id).into(), (&j.device_hex).into(), (&j.hash).into()],
+    )];
+    let churn_since = match j.churn {
+        Some((_, days)) => Some(add_days(j.now, -days, "the churn period")?.timestamp()),
+        None => None,
     };
-    let existing = c
-        .rows(
-            "SELECT id FROM activations WHERE license = $1 AND device_key = $2 AND state = 'active'",
-            vec![(&j.lic_id).into(), (&j.device_hex).into()],
-        )
-        .await?;
-    if let Some(id) = first_text(&existing) {
-        return if applied_before(c, &j.hash).await? {
-            // This very request, applied before (even if the license was revoked since).
-            Ok(WriteOutcome::AlreadyApplied)
-        } else if status.as_deref() != Some("active") {
-            Err(revoked())
-        } else {
-            Ok(WriteOutcome::Reissue {
+    if let Some(since) = churn_since {
+        reads.push(stmt(
+            "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
+             AND deactivated >= $2 ORDER BY deactivated",
+            vec![(&j.lic_id).into(), since.into()],
+        ));
+    }
+    let mut got = read_all(c, reads).await?;
+    let license = got.next();
+    let held = license
+        .first()
+        .and_then(|r| r.get(3))
+        .and_then(Val::text)
+        .map(String::from);
+    let applied_before = int_at(&license, 4).unwrap_or(0) > 0;
+    let churn = match j.churn {
+        Some((max, _)) => {
+            let times: Vec<i64> = got
+                .next()
+                .iter()
+                .filter_map(|row| row.first().and_then(Val::int))
+                .collect();
+            decide::churn(max, &times)
+        }
+        None => Ok(()),
+    };
+    let seats = int_at(&license, 1).unwrap_or(0);
+    let answer = decide::seat(&decide::SeatAsk {
+        license_active: first_text(&license).as_deref() == Some("active"),
+        seats,
+        seats_used: int_at(&license, 2).unwrap_or(0),
+        held_by_device: held.as_deref(),
+        applied_before,
+        churn,
+    });
+    match answer {
+        decide::SeatAnswer::AlreadyApplied => return Ok(WriteOutcome::AlreadyApplied),
+        decide::SeatAnswer::Revoked => {
+            return Err(PortalError::LicenseRevoked {
+                license: j.lic_id.clone(),
+            });
+        }
+        decide::SeatAnswer::Reissue(id) => {
+            return Ok(WriteOutcome::Reissue {
                 id,
-                license: Box::new(j.license),
-                actor: j.actor,
-            })
-        };
-    }
-    // Claim the request first: a concurrent application of the same request finds it
-    // claimed and returns the winner's license.
-    if !claim(
-        c,
-        &j.hash,
-        FileKind::ActivationRequest,
-        &j.activation_id,
-        &j.armored,
-        now,
-    )
-    .await?
-    {
-        return Ok(WriteOutcome::AlreadyApplied);
-    }
-    if status.as_deref() != Some("active") {
-        // (The claim is undone with the rest of this job.)
-        return Err(revoked());
-    }
-    // Churn control: refuse the next activation after too many deactivations.
-    if let Some((max, days)) = j.churn {
-        let since = add_days(j.now, -days, "the churn period")?.timestamp();
-        let recent = c
-            .rows(
-                "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
-                 AND deactivated >= $2 ORDER BY deactivated",
-                vec![(&j.lic_id).into(), since.into()],
-            )
-            .await?;
-        let times: Vec<i64> = recent
-            .iter()
-            .filter_map(|row| row.first().and_then(Val::int))
-            .collect();
-        if let Err(refused) = decide::churn(max, &times) {
-            let oldest = refused.oldest.unwrap_or(since);
+                license: Box::new(j.license.clone()),
+                actor: j.actor.clone(),
+            });
+        }
+        decide::SeatAnswer::TooManyDeactivations(refused) => {
+            let days = j.churn.map_or(0, |(_, days)| days);
+            let oldest = refused.oldest.or(churn_since).unwrap_or(now);
             let from = add_days(time(oldest), days, "the churn period")?;
             return Err(PortalError::TooManyDeactivations {
-                license: j.lic_id,
+                license: j.lic_id.clone(),
                 count: refused.count,
                 days,
                 from: from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             });
         }
+        decide::SeatAnswer::NoSeatLeft => {
+            return Err(PortalError::NoSeatLeft {
+                license: j.lic_id.clone(),
+                seats,
+            });
+        }
+        decide::SeatAnswer::Take => {}
     }
-    let seat = c
-        .exec(
-            "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
-            vec![(&j.lic_id).into()],
+    // (Each write is certain: the decision above read the rows this job has locked.)
+    c.write_all(vec![
+        Write::expecting(
+            claim(
+                &j.hash,
+                FileKind::ActivationRequest,
+                &j.activation_id,
+                &j.armored,
+                now,
+            ),
+            1,
+            applied_meanwhile(),
+        ),
+        Write::expecting(
+            stmt(
+                "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
+                vec![(&j.lic_id).into()],
+            ),
+            1,
+            format!(
+                "the seats of license {} changed while the request was applied; upload it again",
+                j.lic_id
+            ),
+        ),
+        stmt(
+            "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
+             state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8)",
+            vec![
+                (&j.activation_id).into(),
+                (&j.lic_id).into(),
+                (&j.license.product).into(),
+                (&j.device_hex).into(),
+                (&j.device_kid).into(),
+                (&j.fingerprint).into(),
+                (&j.hash).into(),
+                now.into(),
+            ],
         )
-        .await?;
-    if seat == 0 {
-        return Err(PortalError::NoSeatLeft {
-            license: j.lic_id,
-            seats: j.seats,
-        });
-    }
-    c.exec(
-        "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
-         state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8)",
-        vec![
-            (&j.activation_id).into(),
-            (&j.lic_id).into(),
-            (&j.license.product).into(),
-            (&j.device_hex).into(),
-            (&j.device_kid).into(),
-            (&j.fingerprint).into(),
-            (&j.hash).into(),
-            now.into(),
-        ],
-    )
-    .await?;
-    audit(
-        c,
-        j.now.timestamp_millis(),
-        &j.actor,
-        "activation.create",
-        Some(&j.activation_id),
-        None,
-        Some(&j.hash),
-        Some(&format!("license {}", j.lic_id)),
-    )
+        .into(),
+        audit_stmt(
+            j.now.timestamp_millis(),
+            &j.actor,
+            "activation.create",
+            Some(&j.activation_id),
+            None,
+            Some(&j.hash),
+            Some(&format!("license {}", j.lic_id)),
+        )
+        .into(),
+    ])
     .await?;
     Ok(WriteOutcome::Done(Applied {
         kind: FileKind::ActivationRequest.name().into(),
-        response: j.armored,
+        response: j.armored.clone(),
         response_kind: FileKind::License.name().into(),
-        activation: Some(j.activation_id),
+        activation: Some(j.activation_id.clone()),
         replay: false,
-        file_hash: j.hash,
+        file_hash: j.hash.clone(),
         flags: Vec::new(),
         note: String::new(),
     }))
@@ -252,73 +366,38 @@ pub(super) async fn write_activation<C: Sql>(
 
 pub(super) async fn write_reissue<C: Sql>(
     c: &mut C,
-    j: ReissueWrite,
+    j: &ReissueWrite,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
-    let id = j.license.activation_id.clone();
-    if !claim(
-        c,
-        &j.hash,
-        FileKind::ActivationRequest,
-        &id,
-        &j.armored,
-        now,
-    )
-    .await?
-    {
-        return Ok(WriteOutcome::AlreadyApplied);
-    }
-    // The license starts the device's counters from what was reported: no usage may have
-    // arrived since they were read (or the device would count it again).
+    let id = &j.license.activation_id;
     let lock = for_update(c);
-    let state = first_text(
-        &c.rows(
-            &format!("SELECT state FROM activations WHERE id = $1{lock}"),
-            vec![(&id).into()],
-        )
-        .await?,
-    );
-    if state.as_deref() != Some("active") {
-        // The seat was freed since it was found: the request must take a seat of its own.
-        // An error, so that the claim above is undone with the rest of this job.
-        return Err(PortalError::Conflict {
-            reason: "the device's seat was freed while its request was applied; upload the \
-                     request again to take a seat"
-                .into(),
-        });
-    }
-    let reported: format::Counters = c
-        .rows(
-            "SELECT feature, reported FROM usage_reported WHERE activation = $1 AND reported > 0",
-            vec![(&id).into()],
-        )
-        .await?
-        .iter()
-        .filter_map(|r| {
-            let feature = r.first()?.text()?.to_string();
-            let n = u64::try_from(r.get(1)?.int()?).ok()?;
-            Some((feature, n))
-        })
-        .collect();
-    if reported != j.license.counters {
-        return Err(PortalError::Conflict {
-            reason: "a usage report for the device's seat arrived while its request was \
-                     applied; upload the request again"
-                .into(),
-        });
-    }
-    c.exec(
-        "UPDATE activations SET request_hash = $1, journal_seq = 0, journal_head = $1, \
-         journal_known = '[]', fingerprint = $2, last_accessed = $3, \
-         reactivations = reactivations + 1 WHERE id = $4",
+    let mut got = read_all(
+        c,
         vec![
-            (&j.hash).into(),
-            json(&j.license.fingerprint).into(),
-            now.into(),
-            (&id).into(),
+            applied_query(&j.hash),
+            stmt(
+                format!("SELECT state FROM activations WHERE id = $1{lock}"),
+                vec![id.into()],
+            ),
+            stmt(
+                "SELECT feature, reported FROM usage_reported WHERE activation = $1 AND reported > 0",
+                vec![id.into()],
+            ),
         ],
     )
     .await?;
+    if !got.next().is_empty() {
+        return Ok(WriteOutcome::AlreadyApplied);
+    }
+    let state = first_text(&got.next());
+    // The license starts the device's counters from what was reported: no usage may have
+    // arrived since they were read (or the device would count it again).
+    let reported: format::Counters = counters_from(&got.next());
+    if let Err(reason) = decide::reissue(state.as_deref(), &reported, &j.license.counters) {
+        return Err(PortalError::Conflict {
+            reason: reason.into(),
+        });
+    }
     let detail = format!(
         "reactivated: the device made a new request for the seat it holds (a store reset, \
          lost or restored); its counters start from the {} reported",
@@ -328,83 +407,61 @@ pub(super) async fn write_reissue<C: Sql>(
             json(&reported)
         }
     );
-    raise_flag(c, &id, "reactivation", &j.hash, now, &detail).await?;
-    audit(
-        c,
-        j.now.timestamp_millis(),
-        &j.actor,
-        "activation.reactivate",
-        Some(&id),
-        None,
-        Some(&j.hash),
-        Some(&detail),
-    )
-    .await?;
+    let mut writes = vec![
+        Write::expecting(
+            claim(&j.hash, FileKind::ActivationRequest, id, &j.armored, now),
+            1,
+            applied_meanwhile(),
+        ),
+        stmt(
+            "UPDATE activations SET request_hash = $1, journal_seq = 0, journal_head = $1, \
+             journal_known = '[]', fingerprint = $2, last_accessed = $3, \
+             reactivations = reactivations + 1 WHERE id = $4",
+            vec![
+                (&j.hash).into(),
+                json(&j.license.fingerprint).into(),
+                now.into(),
+                id.into(),
+            ],
+        )
+        .into(),
+    ];
+    raise_flag(&mut writes, id, "reactivation", &j.hash, now, &detail);
+    writes.push(
+        audit_stmt(
+            j.now.timestamp_millis(),
+            &j.actor,
+            "activation.reactivate",
+            Some(id),
+            None,
+            Some(&j.hash),
+            Some(&detail),
+        )
+        .into(),
+    );
+    c.write_all(writes).await?;
     Ok(WriteOutcome::Done(Applied {
         kind: FileKind::ActivationRequest.name().into(),
-        response: j.armored,
+        response: j.armored.clone(),
         response_kind: FileKind::License.name().into(),
-        activation: Some(id),
+        activation: Some(id.clone()),
         replay: false,
-        file_hash: j.hash,
+        file_hash: j.hash.clone(),
         flags: vec![detail],
         note: String::new(),
     }))
 }
 
-/// Record evidence on an activation (once per kind and file) and show it as the
-/// activation's latest flag.
-pub(super) async fn raise_flag<C: Sql>(
-    c: &mut C,
-    activation: &str,
-    kind: &str,
-    file_hash: &str,
-    at: i64,
-    detail: &str,
-) -> Result<(), PortalError> {
-    c.exec(
-        "INSERT INTO activation_flags (activation, kind, file_hash, at, detail) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (activation, kind, file_hash) DO NOTHING",
-        vec![
-            activation.into(),
-            kind.into(),
-            file_hash.into(),
-            at.into(),
-            detail.into(),
-        ],
-    )
-    .await?;
-    c.exec(
-        "UPDATE activations SET fork = $1 WHERE id = $2",
-        vec![detail.into(), activation.into()],
-    )
-    .await?;
-    Ok(())
-}
-
 /// The activation a device file is about, as the write reads it (locked on PostgreSQL).
-pub(super) struct DeviceRow {
-    pub(super) state: String,
-    pub(super) closed_by: Option<String>,
-    pub(super) head_seq: u64,
-    pub(super) head: Bytes32,
-    pub(super) known: Vec<Bytes32>,
+struct DeviceRow {
+    state: String,
+    closed_by: Option<String>,
+    head_seq: u64,
+    head: Bytes32,
+    known: Vec<Bytes32>,
 }
 
-pub(super) async fn device_row<C: Sql>(
-    c: &mut C,
-    activation: &str,
-) -> Result<DeviceRow, PortalError> {
-    let lock = for_update(c);
-    let rows = c
-        .rows(
-            &format!(
-                "SELECT state, closed_by, journal_seq, journal_head, journal_known \
-                 FROM activations WHERE id = $1{lock}"
-            ),
-            vec![activation.into()],
-        )
-        .await?;
+fn device_row(rows: &[Vec<Val>], activation: &str) -> Result<DeviceRow, PortalError> {
     let row = rows.first().ok_or_else(|| PortalError::UnknownActivation {
         activation: activation.into(),
     })?;
@@ -428,83 +485,92 @@ pub(super) async fn device_row<C: Sql>(
     })
 }
 
-pub(super) fn parse_hash(hex_text: &str) -> Option<Bytes32> {
+fn parse_hash(hex_text: &str) -> Option<Bytes32> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex_text, &mut out).ok()?;
     Some(Bytes32(out))
 }
 
-/// Counters by feature from `sql` selecting (feature, value) with `$1` bound to `key`.
-pub(super) async fn counters_of<C: Sql>(
-    c: &mut C,
-    sql: &str,
-    key: &str,
-) -> Result<BTreeMap<String, u64>, PortalError> {
-    Ok(c.rows(sql, vec![key.into()])
-        .await?
-        .iter()
-        .filter_map(|r| {
-            let feature = r.first()?.text()?.to_string();
-            let n = u64::try_from(r.get(1)?.int()?).ok()?;
-            Some((feature, n))
-        })
-        .collect())
-}
-
 pub(super) async fn write_device_file<C: Sql>(
     c: &mut C,
-    j: DeviceWrite,
+    j: &DeviceWrite,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
+    let now_ms = j.now.timestamp_millis();
     let hash = j.file_hash;
     // Read the activation inside the transaction: another file may have changed it.
     // (On PostgreSQL, locked until the end: files of one activation, and a server-side
     // deactivation, are applied one at a time.)
-    let row = device_row(c, &j.activation_id).await?;
+    let lock = for_update(c);
+    let mut got = read_all(
+        c,
+        vec![
+            stmt(
+                format!(
+                    "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
+                     (SELECT count(*) FROM applied_files f WHERE f.hash = $2) \
+                     FROM activations WHERE id = $1{lock}"
+                ),
+                vec![(&j.activation_id).into(), (&j.hash).into()],
+            ),
+            stmt(
+                "SELECT feature, reported FROM usage_reported WHERE activation = $1",
+                vec![(&j.activation_id).into()],
+            ),
+            stmt(
+                "SELECT feature, total FROM usage_totals WHERE license = $1",
+                vec![(&j.license_id).into()],
+            ),
+        ],
+    )
+    .await?;
+    let rows = got.next();
+    let row = device_row(&rows, &j.activation_id)?;
     // With the activation locked, the same file applied at the same moment is seen here
     // (on PostgreSQL the other transaction has committed or not started).
-    if applied_before(c, &j.hash).await? {
+    if int_at(&rows, 5).unwrap_or(0) > 0 {
         return Ok(WriteOutcome::AlreadyApplied);
     }
+    let reported = counters_from(&got.next());
+    let totals = counters_from(&got.next());
     if row.state != "active" && row.closed_by.as_deref() == Some("device") {
         // The device's own deactivation closed the account: its final counters are
         // counted and nothing the device signs later is applied.
         return match decide::after_close(row.head_seq, &row.known, j.journal.seq, &hash, j.kind) {
             decide::AfterClose::Superseded => Ok(WriteOutcome::Refused(PortalError::Superseded {
                 kind: j.kind.to_string(),
-                activation: j.activation_id,
+                activation: j.activation_id.clone(),
             })),
             decide::AfterClose::RestoredStore(reason) => {
                 // Evidence, committed though the file is refused.
+                let mut writes = Vec::new();
                 raise_flag(
-                    c,
+                    &mut writes,
                     &j.activation_id,
                     "after-deactivation",
                     &j.hash,
                     now,
                     &reason,
-                )
-                .await?;
-                audit(
-                    c,
-                    j.now.timestamp_millis(),
-                    &j.actor,
-                    "activation.closed-file-refused",
-                    Some(&j.activation_id),
-                    None,
-                    Some(&j.hash),
-                    Some(&format!("{reason}; counters {}", json(&j.counters))),
-                )
-                .await?;
+                );
+                writes.push(
+                    audit_stmt(
+                        now_ms,
+                        &j.actor,
+                        "activation.closed-file-refused",
+                        Some(&j.activation_id),
+                        None,
+                        Some(&j.hash),
+                        Some(&format!("{reason}; counters {}", json(&j.counters))),
+                    )
+                    .into(),
+                );
+                c.write_all(writes).await?;
                 Ok(WriteOutcome::Refused(PortalError::ActivationClosed {
-                    activation: j.activation_id,
+                    activation: j.activation_id.clone(),
                     reason,
                 }))
             }
         };
-    }
-    if !claim(c, &j.hash, j.kind, &j.activation_id, &j.armored, now).await? {
-        return Ok(WriteOutcome::AlreadyApplied);
     }
     let mut flags: Vec<(&str, String)> = Vec::new();
     let link = decide::journal_link(
@@ -529,18 +595,7 @@ pub(super) async fn write_device_file<C: Sql>(
         )),
     }
     // Consumption: what is new since the last report, feature by feature, within range.
-    let reported = counters_of(
-        c,
-        "SELECT feature, reported FROM usage_reported WHERE activation = $1",
-        &j.activation_id,
-    )
-    .await?;
-    let totals = counters_of(
-        c,
-        "SELECT feature, total FROM usage_totals WHERE license = $1",
-        &j.license_id,
-    )
-    .await?;
+    let mut grows = Vec::new();
     match decide::usage(&j.counters, &reported, &totals) {
         Ok(usage) => {
             // (A late file's counters are older than the head's: lower is expected.)
@@ -554,9 +609,7 @@ pub(super) async fn write_device_file<C: Sql>(
                     ),
                 ));
             }
-            for (feature, cumulative, delta) in &usage.grows {
-                add_usage(c, &j, feature, *cumulative, *delta).await?;
-            }
+            grows = usage.grows;
         }
         Err(out) if j.deactivate => {
             // The seat is freed whatever the counters say; they are not counted.
@@ -572,7 +625,7 @@ pub(super) async fn write_device_file<C: Sql>(
         Err(out) => {
             return Err(PortalError::UsageOutOfRange {
                 kind: j.kind.to_string(),
-                activation: j.activation_id,
+                activation: j.activation_id.clone(),
                 feature: out.feature,
             });
         }
@@ -589,8 +642,44 @@ pub(super) async fn write_device_file<C: Sql>(
     } else {
         String::new()
     };
-    c.exec(
-        "UPDATE activations SET last_accessed = $1, \
+    let mut writes = vec![Write::expecting(
+        claim(&j.hash, j.kind, &j.activation_id, &j.armored, now),
+        1,
+        applied_meanwhile(),
+    )];
+    for (feature, cumulative, delta) in &grows {
+        writes.push(
+            stmt(
+                "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3) \
+             ON CONFLICT (activation, feature) DO UPDATE SET reported = excluded.reported",
+                vec![
+                    u64_to_i64(*cumulative).into(),
+                    (&j.activation_id).into(),
+                    feature.into(),
+                ],
+            )
+            .into(),
+        );
+        // The license's total grows by `delta` only while it stays within the counters'
+        // range (guarded again here, against the total as the statement finds it).
+        writes.push(Write::expecting(stmt(
+            "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
+             ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total \
+             WHERE usage_totals.total <= $4 - excluded.total",
+            vec![
+                (&j.license_id).into(),
+                feature.into(),
+                u64_to_i64(*delta).into(),
+                u64_to_i64(format::MAX_COUNTER).into(),
+            ],
+        ), 1, format!(
+            "the total of '{feature}' changed while the file was applied and would now pass \
+             the largest counter; upload the file again"
+        )));
+    }
+    writes.push(
+        stmt(
+            "UPDATE activations SET last_accessed = $1, \
          journal_seq = CASE WHEN $2 = 1 THEN $3 ELSE journal_seq END, \
          journal_head = CASE WHEN $2 = 1 THEN $4 ELSE journal_head END, \
          journal_known = CASE WHEN $2 = 1 THEN $5 ELSE journal_known END, \
@@ -598,193 +687,75 @@ pub(super) async fn write_device_file<C: Sql>(
          deactivated = CASE WHEN $6 = 1 THEN $1 ELSE deactivated END, \
          closed_by = CASE WHEN $7 = 1 THEN 'device' ELSE closed_by END \
          WHERE id = $8",
-        vec![
-            now.into(),
-            i64::from(advances).into(),
-            u64_to_i64(j.journal.seq).into(),
-            (&j.hash).into(),
-            known.into(),
-            i64::from(deactivating).into(),
-            // A deactivation file closes the account, also one that follows a server-side
-            // deactivation (the device's final word).
-            i64::from(j.deactivate).into(),
-            (&j.activation_id).into(),
-        ],
-    )
-    .await?;
+            vec![
+                now.into(),
+                i64::from(advances).into(),
+                u64_to_i64(j.journal.seq).into(),
+                (&j.hash).into(),
+                known.into(),
+                i64::from(deactivating).into(),
+                // A deactivation file closes the account, also one that follows a server-side
+                // deactivation (the device's final word).
+                i64::from(j.deactivate).into(),
+                (&j.activation_id).into(),
+            ],
+        )
+        .into(),
+    );
     for (kind, reason) in &flags {
-        raise_flag(c, &j.activation_id, kind, &j.hash, now, reason).await?;
-        audit(
-            c,
-            j.now.timestamp_millis(),
+        raise_flag(&mut writes, &j.activation_id, kind, &j.hash, now, reason);
+        writes.push(
+            audit_stmt(
+                now_ms,
+                &j.actor,
+                match *kind {
+                    "gap" => "journal.gap",
+                    "counters-went-back" => "usage.went-back",
+                    "counters-refused" => "usage.refused",
+                    _ => "journal.fork",
+                },
+                Some(&j.activation_id),
+                None,
+                Some(&j.hash),
+                Some(reason),
+            )
+            .into(),
+        );
+    }
+    if deactivating {
+        writes.push(
+            stmt(
+                "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
+                vec![(&j.license_id).into()],
+            )
+            .into(),
+        );
+    }
+    writes.push(
+        audit_stmt(
+            now_ms,
             &j.actor,
-            match *kind {
-                "gap" => "journal.gap",
-                "counters-went-back" => "usage.went-back",
-                "counters-refused" => "usage.refused",
-                _ => "journal.fork",
+            if j.deactivate {
+                "activation.deactivate"
+            } else {
+                "usage.report"
             },
             Some(&j.activation_id),
             None,
             Some(&j.hash),
-            Some(reason),
+            Some(&json(&j.counters)),
         )
-        .await?;
-    }
-    if deactivating {
-        c.exec(
-            "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
-            vec![(&j.license_id).into()],
-        )
-        .await?;
-    }
-    let action = if j.deactivate {
-        "activation.deactivate"
-    } else {
-        "usage.report"
-    };
-    audit(
-        c,
-        j.now.timestamp_millis(),
-        &j.actor,
-        action,
-        Some(&j.activation_id),
-        None,
-        Some(&j.hash),
-        Some(&json(&j.counters)),
-    )
-    .await?;
+        .into(),
+    );
+    c.write_all(writes).await?;
     Ok(WriteOutcome::Done(Applied {
         kind: j.kind.name().into(),
-        response: j.armored,
+        response: j.armored.clone(),
         response_kind: FileKind::Receipt.name().into(),
-        activation: Some(j.activation_id),
+        activation: Some(j.activation_id.clone()),
         replay: false,
-        file_hash: j.hash,
+        file_hash: j.hash.clone(),
         flags: flags.into_iter().map(|(_, reason)| reason).collect(),
         note: String::new(),
     }))
-}
-
-/// Count `delta` more units of `feature`: the activation's reported counter becomes
-/// `cumulative`, the license's total grows by `delta` — only while it stays within the
-/// counters' range (checked again here, atomically, against totals that other
-/// activations' files may have raised since they were read).
-pub(super) async fn add_usage<C: Sql>(
-    c: &mut C,
-    j: &DeviceWrite,
-    feature: &str,
-    cumulative: u64,
-    delta: u64,
-) -> Result<(), PortalError> {
-    c.exec(
-        "INSERT INTO usage_reported (reported, activation, feature) VALUES ($1, $2, $3) \
-         ON CONFLICT (activation, feature) DO UPDATE SET reported = excluded.reported",
-        vec![
-            u64_to_i64(cumulative).into(),
-            (&j.activation_id).into(),
-            feature.into(),
-        ],
-    )
-    .await?;
-    let counted = c
-        .exec(
-            "INSERT INTO usage_totals (license, feature, total) VALUES ($1, $2, $3) \
-             ON CONFLICT (license, feature) DO UPDATE SET total = usage_totals.total + excluded.total \
-             WHERE usage_totals.total <= $4 - excluded.total",
-            vec![
-                (&j.license_id).into(),
-                feature.into(),
-                u64_to_i64(delta).into(),
-                u64_to_i64(format::MAX_COUNTER).into(),
-            ],
-        )
-        .await?;
-    if counted == 0 {
-        return Err(PortalError::Conflict {
-            reason: format!(
-                "the total of '{feature}' changed while the file was applied and would now pass \
-                 the largest counter; upload the file again"
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Most jobs one SQLite commit takes.
-const MAX_BATCH: usize = 128;
-
-/// The SQLite group-commit writer: a thread with its own SQLite connection takes every
-/// job that is waiting (up to MAX_BATCH), runs each in a savepoint of one IMMEDIATE
-/// transaction, and commits once — one durable fsync for the batch instead of one per
-/// job. A job that fails is rolled back to its savepoint without touching the others; a
-/// failed commit fails them all.
-pub(super) fn spawn_writer(
-    path: &std::path::Path,
-) -> Result<tokio::sync::mpsc::Sender<(Job, Reply)>, PortalError> {
-    let conn = Db::open_sqlite(path).map_err(|e| PortalError::Storage(e.to_string()))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Job, Reply)>(4096);
-    std::thread::Builder::new()
-        .name("lic-sqlite-writer".into())
-        .spawn(move || {
-            let mut lite = Lite(conn);
-            while let Some(first) = rx.blocking_recv() {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                write_batch(&mut lite, batch);
-            }
-        })
-        .map_err(|e| PortalError::Storage(format!("cannot start the database writer: {e}")))?;
-    Ok(tx)
-}
-
-pub(super) fn write_batch(lite: &mut Lite, batch: Vec<(Job, Reply)>) {
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut result = lite.batch("BEGIN IMMEDIATE");
-    let mut jobs = batch.into_iter();
-    if result.is_ok() {
-        for (job, reply) in jobs.by_ref() {
-            let outcome = lite
-                .batch("SAVEPOINT job")
-                .and_then(|()| {
-                    run_now(run_job(lite, job))
-                        .unwrap_or_else(|| Err(PortalError::Storage("a write job waited".into())))
-                })
-                .and_then(|outcome| lite.batch("RELEASE job").map(|()| outcome));
-            if outcome.is_err() {
-                // Undo this job only; the transaction goes on.
-                if let Err(e) = lite.batch("ROLLBACK TO job; RELEASE job") {
-                    result = Err(e);
-                    replies.push((reply, outcome));
-                    break;
-                }
-            }
-            replies.push((reply, outcome));
-        }
-    }
-    if result.is_ok() {
-        result = lite.batch("COMMIT");
-    }
-    match result {
-        Ok(()) => {
-            for (reply, outcome) in replies {
-                let _ = reply.send(outcome);
-            }
-        }
-        Err(e) => {
-            let _ = lite.batch("ROLLBACK");
-            let message = e.to_string();
-            for (reply, _) in replies {
-                let _ = reply.send(Err(PortalError::Storage(message.clone())));
-            }
-            for (_, reply) in jobs {
-                let _ = reply.send(Err(PortalError::Storage(message.clone())));
-            }
-        }
-    }
 }

@@ -10,7 +10,11 @@ use sqlx::{AnyPool, Executor as _, Transaction};
 /// The migrations, in order: (version, name, SQL). The same SQL runs on both backends.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
-    (2, "indexes", include_str!("../../migrations/0002_indexes.sql")),
+    (
+        2,
+        "indexes",
+        include_str!("../../migrations/0002_indexes.sql"),
+    ),
     (
         3,
         "one-active",
@@ -37,6 +41,18 @@ pub struct Db {
     backend: Backend,
     /// The database file, for SQLite.
     sqlite_path: Option<std::path::PathBuf>,
+    /// The URL, for PostgreSQL (the writer opens its own connection).
+    postgres_url: Option<Url>,
+}
+
+/// A database URL, which may hold a password: shown redacted.
+#[derive(Clone)]
+struct Url(String);
+
+impl std::fmt::Debug for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
 }
 
 /// A write transaction. On SQLite it begins IMMEDIATE (the write lock is taken at the
@@ -121,6 +137,7 @@ impl Db {
             pool,
             backend,
             sqlite_path,
+            postgres_url: (backend == Backend::Postgres).then(|| Url(url.clone())),
         };
         db.migrate().await?;
         Ok(db)
@@ -137,6 +154,11 @@ impl Db {
     /// The SQLite database file (None for PostgreSQL).
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
         self.sqlite_path.as_deref()
+    }
+
+    /// The PostgreSQL URL (None for SQLite).
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_ref().map(|u| u.0.as_str())
     }
 
     /// A direct SQLite connection with the portal's settings (WAL, durable commits).

@@ -4,4 +4,8 @@
 //! and decides nothing about licenses.
 
 pub mod db;
+mod pg;
 pub mod sql;
+pub mod writer;
+
+pub use pg::Pg;

@@ -91,6 +91,109 @@ pub trait Sql: Send {
         sql: &str,
         args: Vec<Val>,
     ) -> impl Future<Output = Result<Vec<Vec<Val>>, PortalError>> + Send;
+
+    /// Run statements in order; the number of rows each changed. A connection that can
+    /// pipelines them (PostgreSQL on the writer: one round trip); the others run them one
+    /// after the other. The first error is returned (on PostgreSQL the statements after a
+    /// failed one fail too: the transaction is aborted until it rolls back).
+    fn exec_all(
+        &mut self,
+        stmts: Vec<(String, Vec<Val>)>,
+    ) -> impl Future<Output = Result<Vec<u64>, PortalError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(stmts.len());
+            for (sql, args) in stmts {
+                out.push(self.exec(&sql, args).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// Write, where the job has decided everything before and knows what each write must
+    /// change: a write that changes other rows is a conflict (PortalError::Conflict with
+    /// its `otherwise`). Run now here; the PostgreSQL writer sends them with the next
+    /// statements (one round trip less per job) and, should one then fail, rolls the
+    /// whole batch back.
+    fn write_all(
+        &mut self,
+        writes: Vec<Write>,
+    ) -> impl Future<Output = Result<(), PortalError>> + Send {
+        async move {
+            for w in writes {
+                let n = self.exec(&w.sql, w.args).await?;
+                if let Some(expect) = w.expect
+                    && n != expect.rows
+                {
+                    return Err(PortalError::Conflict {
+                        reason: expect.otherwise,
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Run queries in order (pipelined where the connection can); the rows of each.
+    fn rows_all(
+        &mut self,
+        queries: Vec<(String, Vec<Val>)>,
+    ) -> impl Future<Output = Result<Vec<Vec<Vec<Val>>>, PortalError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(queries.len());
+            for (sql, args) in queries {
+                out.push(self.rows(&sql, args).await?);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A write whose outcome the job knows in advance (see [`Sql::write_all`]).
+#[derive(Debug)]
+pub struct Write {
+    pub sql: String,
+    pub args: Vec<Val>,
+    pub expect: Option<Expect>,
+}
+
+/// The rows a write must change, and what to say if it changes other than that.
+#[derive(Debug)]
+pub struct Expect {
+    pub rows: u64,
+    pub otherwise: String,
+}
+
+impl From<(String, Vec<Val>)> for Write {
+    fn from((sql, args): (String, Vec<Val>)) -> Self {
+        Write {
+            sql,
+            args,
+            expect: None,
+        }
+    }
+}
+
+impl Write {
+    /// This write must change `rows` rows; if not, `otherwise` is the error.
+    pub fn expecting(
+        (sql, args): (String, Vec<Val>),
+        rows: u64,
+        otherwise: impl Into<String>,
+    ) -> Write {
+        Write {
+            sql,
+            args,
+            expect: Some(Expect {
+                rows,
+                otherwise: otherwise.into(),
+            }),
+        }
+    }
+}
+
+/// A statement and its arguments, for [`Sql::exec_all`] and [`Sql::rows_all`].
+pub fn stmt(sql: impl Into<String>, args: Vec<Val>) -> (String, Vec<Val>) {
+    (sql.into(), args)
 }
 
 impl Sql for sqlx::AnyConnection {

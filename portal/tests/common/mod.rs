@@ -274,11 +274,24 @@ pub fn listening_addr(child: &mut std::process::Child) -> String {
 /// POST `body` over a plain HTTP/1.1 connection with `Accept: accept`; returns (status,
 /// body).
 pub fn post(addr: &str, path: &str, body: &[u8], accept: &str) -> (u16, String) {
+    post_as(addr, path, ("text/plain", body), accept, None)
+}
+
+/// [`post`] of a body of the given content type, with `Authorization: Bearer TOKEN` when
+/// a token is given.
+pub fn post_as(
+    addr: &str,
+    path: &str,
+    (content_type, body): (&str, &[u8]),
+    accept: &str,
+    token: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nAccept: {accept}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nAccept: {accept}\r\n\
+         {auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -291,4 +304,10 @@ pub fn post(addr: &str, path: &str, body: &[u8], accept: &str) -> (u16, String) 
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A fresh schema in the local PostgreSQL and a URL that uses it, or `None` (skipped
+/// loudly; a failure under LIC_REQUIRE_POSTGRES=1) when it is unreachable.
+pub async fn postgres() -> Option<TestDb> {
+    backends().await.into_iter().find(|b| b.name == "postgres")
 }

@@ -1,0 +1,295 @@
+//! The group-commit writers. Every state change of the hot paths (activations, device
+//! files) is a write job sent to one writer per portal instance, which takes every job
+//! that is waiting (up to [`MAX_BATCH`]), runs them in one transaction and commits once:
+//! one durable commit for the batch instead of one per job. A job that fails or is
+//! refused leaves nothing written and does not touch the others; a failed commit fails
+//! them all. Answers go out only after the commit.
+//!
+//! - SQLite: a thread with its own rusqlite connection (statements cost microseconds);
+//!   each job runs in a savepoint, rolled back if the job fails.
+//! - PostgreSQL: a task with its own tokio-postgres connection, which pipelines a job's
+//!   statements (see [`Sql::exec_all`]) and sends its writes with the next job's reads
+//!   (see [`Sql::write_all`]): about one round trip per job. Before a batch runs, it locks the rows of the
+//!   licenses the batch writes under, in one order: activations of one license stay one
+//!   at a time across every instance on the database (the seat count is exact), and two
+//!   instances' batches cannot deadlock.
+//!
+//! The writers know nothing of licenses: a [`Job`] says which license it writes under
+//! and whether what it wrote stays.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Pg;
+use super::db::Db;
+use super::sql::{Lite, Sql, run_now, stmt};
+use crate::error::PortalError;
+
+/// Most jobs one commit takes.
+pub const MAX_BATCH: usize = 128;
+
+/// A unit of writing: everything was verified and signed before; this only reads what
+/// it must decide on and writes, inside the writer's transaction.
+///
+/// The contract: a job reads, decides, and writes last, all its writes in one
+/// [`Sql::write_all`], which it makes only for an answer it keeps; an error or an answer
+/// it does not keep comes before it. (On PostgreSQL the writes are sent with the next
+/// job's reads, and taken back unsent for an answer not kept.)
+pub trait Job: Send + 'static {
+    type Output: Send + 'static;
+
+    /// The license whose rows the job writes under (PostgreSQL locks it first).
+    fn license(&self) -> &str;
+
+    /// Run the job's statements.
+    fn run<C: Sql>(
+        &self,
+        c: &mut C,
+    ) -> impl Future<Output = Result<Self::Output, PortalError>> + Send;
+
+    /// Whether what the job wrote stays when it answered `out` (committed with the
+    /// batch); if not, its savepoint is rolled back, as after an error.
+    fn keeps(out: &Self::Output) -> bool;
+}
+
+type Outcome<J> = Result<<J as Job>::Output, PortalError>;
+type Reply<J> = oneshot::Sender<Outcome<J>>;
+
+/// The queue to a portal instance's writer.
+#[derive(Debug)]
+pub struct Writer<J: Job> {
+    queue: mpsc::Sender<(J, Reply<J>)>,
+}
+
+fn stopped() -> PortalError {
+    PortalError::Storage("the database writer has stopped".into())
+}
+
+impl<J: Job> Writer<J> {
+    /// The writer for `db`'s backend.
+    pub async fn open(db: &Db) -> Result<Self, PortalError> {
+        match (db.sqlite_path(), db.postgres_url()) {
+            (Some(path), _) => Self::sqlite(path),
+            (None, Some(url)) => Self::postgres(url).await,
+            (None, None) => Err(PortalError::Storage(
+                "the database has neither an SQLite file nor a PostgreSQL URL".into(),
+            )),
+        }
+    }
+
+    /// Send `job` and wait until it is committed (or refused, or failed).
+    pub async fn write(&self, job: J) -> Result<J::Output, PortalError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((job, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn sqlite(path: &std::path::Path) -> Result<Self, PortalError> {
+        let conn = Db::open_sqlite(path).map_err(|e| PortalError::Storage(e.to_string()))?;
+        let (queue, mut rx) = mpsc::channel::<(J, Reply<J>)>(4096);
+        std::thread::Builder::new()
+            .name("lic-sqlite-writer".into())
+            .spawn(move || {
+                let mut lite = Lite(conn);
+                while let Some(first) = rx.blocking_recv() {
+                    let batch = gather(first, &mut rx);
+                    sqlite_batch(&mut lite, batch);
+                }
+            })
+            .map_err(|e| PortalError::Storage(format!("cannot start the database writer: {e}")))?;
+        Ok(Writer { queue })
+    }
+
+    async fn postgres(url: &str) -> Result<Self, PortalError> {
+        let url = url.to_string();
+        let (queue, mut rx) = mpsc::channel::<(J, Reply<J>)>(4096);
+        let (started, start) = oneshot::channel::<Result<(), PortalError>>();
+        // A thread of its own, with its own runtime for the writer and its connection:
+        // on the server's runtime, every round trip would wait behind the requests'
+        // signature checks.
+        std::thread::Builder::new()
+            .name("lic-pg-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = started.send(Err(PortalError::Storage(format!(
+                            "cannot start the database writer: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    // Connect now: a wrong URL is an error at start, not at the first
+                    // activation.
+                    let mut conn = match Pg::connect(&url).await {
+                        Ok(c) => {
+                            let _ = started.send(Ok(()));
+                            Some(c)
+                        }
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    while let Some(first) = rx.recv().await {
+                        let batch = gather(first, &mut rx);
+                        if conn.as_ref().is_none_or(Pg::is_closed) {
+                            // The connection was lost (a restarted server): a new one per
+                            // batch until it comes back; the batch fails meanwhile.
+                            match Pg::connect(&url).await {
+                                Ok(c) => conn = Some(c),
+                                Err(e) => {
+                                    conn = None;
+                                    fail_all(batch, &e.to_string());
+                                    continue;
+                                }
+                            }
+                        }
+                        if let Some(pg) = conn.as_mut() {
+                            pg_batch(pg, batch).await;
+                        }
+                    }
+                });
+            })
+            .map_err(|e| PortalError::Storage(format!("cannot start the database writer: {e}")))?;
+        start.await.map_err(|_| stopped())??;
+        Ok(Writer { queue })
+    }
+}
+
+/// The first job and every job waiting behind it, up to [`MAX_BATCH`].
+fn gather<T>(first: T, rx: &mut mpsc::Receiver<T>) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn fail_all<J: Job>(batch: impl IntoIterator<Item = (J, Reply<J>)>, message: &str) {
+    for (_, reply) in batch {
+        let _ = reply.send(Err(PortalError::Storage(message.to_string())));
+    }
+}
+
+/// Whether the job's savepoint is released (kept) rather than rolled back.
+fn kept<J: Job>(outcome: &Outcome<J>) -> bool {
+    outcome.as_ref().is_ok_and(J::keeps)
+}
+
+/// Send the answers after the commit, or the commit's error to every job.
+fn answer<J: Job>(
+    committed: Result<(), PortalError>,
+    replies: Vec<(Reply<J>, Outcome<J>)>,
+    rest: impl IntoIterator<Item = (J, Reply<J>)>,
+) {
+    match committed {
+        Ok(()) => {
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (reply, _) in replies {
+                let _ = reply.send(Err(PortalError::Storage(message.clone())));
+            }
+            fail_all(rest, &message);
+        }
+    }
+}
+
+fn sqlite_batch<J: Job>(lite: &mut Lite, batch: Vec<(J, Reply<J>)>) {
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut result = lite.batch("BEGIN IMMEDIATE");
+    let mut jobs = batch.into_iter();
+    if result.is_ok() {
+        for (job, reply) in jobs.by_ref() {
+            let outcome = lite.batch("SAVEPOINT job").and_then(|()| {
+                run_now(job.run(lite))
+                    .unwrap_or_else(|| Err(PortalError::Storage("a write job waited".into())))
+            });
+            let end = if kept::<J>(&outcome) {
+                lite.batch("RELEASE job")
+            } else {
+                // Undo this job only; the transaction goes on.
+                lite.batch("ROLLBACK TO job; RELEASE job")
+            };
+            replies.push((reply, outcome));
+            if let Err(e) = end {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        result = lite.batch("COMMIT");
+    }
+    if result.is_err() {
+        let _ = lite.batch("ROLLBACK");
+    }
+    answer::<J>(result, replies, jobs);
+}
+
+fn batch_failed(why: &str) -> PortalError {
+    PortalError::Conflict {
+        reason: format!("{why} (nothing of this batch of writes was committed; send it again)"),
+    }
+}
+
+async fn pg_batch<J: Job>(pg: &mut Pg, batch: Vec<(J, Reply<J>)>) {
+    let mut licenses: Vec<String> = batch.iter().map(|(j, _)| j.license().to_string()).collect();
+    licenses.sort();
+    licenses.dedup();
+    // BEGIN and the locks go out with the first job's reads.
+    pg.defer("BEGIN");
+    let locks = licenses.into_iter().map(|id| {
+        stmt(
+            "SELECT id FROM licenses WHERE id = $1 FOR UPDATE",
+            vec![id.into()],
+        )
+        .into()
+    });
+    let mut result = pg.write_all(locks.collect()).await;
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    if result.is_ok() {
+        // No savepoints: a job decides from its reads and only then queues its writes,
+        // which go out with the next job's reads. A job that answers without keeping
+        // them has them taken back before they are sent; anything else that goes wrong
+        // (a failed statement aborts the transaction) rolls the whole batch back.
+        for (job, reply) in jobs.by_ref() {
+            let mark = pg.mark();
+            let outcome = job.run(pg).await;
+            let undone = kept::<J>(&outcome) || pg.rewind(mark);
+            replies.push((reply, outcome));
+            if let Some(why) = pg.broken() {
+                result = Err(batch_failed(why));
+                break;
+            }
+            if !undone {
+                result = Err(batch_failed(
+                    "a write job that was refused had sent its writes",
+                ));
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        result = pg.batch("COMMIT").await;
+    }
+    if result.is_err() {
+        pg.reset();
+        let _ = pg.batch("ROLLBACK").await;
+        pg.reset();
+    }
+    answer::<J>(result, replies, jobs);
+}
