@@ -1,14 +1,14 @@
-//! The write jobs: what one state change reads, decides and writes, inside a savepoint
-//! of the writer's group commit (`crate::storage::writer`). Each job reads what it
-//! decides on in one go, asks a pure rule (`crate::rules`), and sends its writes in one
-//! go: on PostgreSQL each go is one pipelined round trip.
+//! The write jobs: what one state change reads, decides and writes, in the writer's
+//! group commit (`crate::storage::writer`). Each job names what it reads, decides from
+//! the rows with a pure rule (`crate::rules`), and hands back its writes: the writer
+//! runs the reads and the writes, on PostgreSQL for a whole batch at once.
 
 use super::*;
 use crate::storage::sql::{Write, stmt};
 use crate::storage::writer;
 
 /// A unit of writing: everything was verified and signed before; this only touches the
-/// database, inside a savepoint of a group commit.
+/// database, inside a group commit.
 pub(super) enum Job {
     Activation(ActivationWrite),
     Reissue(ReissueWrite),
@@ -17,6 +17,7 @@ pub(super) enum Job {
 
 impl writer::Job for Job {
     type Output = WriteOutcome;
+    type Changes = Changes;
 
     fn license(&self) -> &str {
         match self {
@@ -26,18 +27,124 @@ impl writer::Job for Job {
         }
     }
 
-    async fn run<C: Sql>(&self, c: &mut C) -> Result<WriteOutcome, PortalError> {
+    fn reads(&self, row_locks: bool) -> Vec<(String, Vec<Val>)> {
+        let lock = for_update(row_locks);
         match self {
-            Job::Activation(j) => write_activation(c, j).await,
-            Job::Reissue(j) => write_reissue(c, j).await,
-            Job::Device(j) => write_device_file(c, j).await,
+            Job::Activation(j) => activation_reads(j, lock),
+            Job::Reissue(j) => reissue_reads(j, lock),
+            Job::Device(j) => device_reads(j, lock),
         }
+    }
+
+    /// Whether what earlier jobs of the batch wrote may change this job's reads in a way
+    /// [`Changes`] cannot add up: the same file, the same activation, the same device's
+    /// seat, or a seat freed (which the churn policy counts) under the same license.
+    fn stale(&self, unseen: &Changes) -> bool {
+        match self {
+            Job::Activation(j) => {
+                unseen.files.contains(&j.hash)
+                    || unseen.freed.contains(&j.lic_id)
+                    || unseen
+                        .devices
+                        .contains(&(j.lic_id.clone(), j.device_hex.clone()))
+            }
+            Job::Reissue(j) => {
+                unseen.files.contains(&j.hash)
+                    || unseen.activations.contains(&j.license.activation_id)
+            }
+            Job::Device(j) => {
+                unseen.files.contains(&j.hash) || unseen.activations.contains(&j.activation_id)
+            }
+        }
+    }
+
+    fn decide(
+        &self,
+        rows: Vec<Vec<Vec<Val>>>,
+        unseen: &Changes,
+        mine: &mut Changes,
+        writes: &mut Vec<Write>,
+    ) -> Result<WriteOutcome, PortalError> {
+        let got = &mut Results(rows.into_iter());
+        match self {
+            Job::Activation(j) => decide_activation(j, got, unseen, mine, writes),
+            Job::Reissue(j) => decide_reissue(j, got, mine, writes),
+            Job::Device(j) => decide_device_file(j, got, unseen, mine, writes),
+        }
+    }
+
+    fn merge(into: &mut Changes, from: Changes) {
+        into.merge(from);
     }
 
     /// What a job wrote stays when it was applied or refused with evidence; a job that
     /// found the file applied already, or the device's seat held, must leave nothing.
     fn keeps(out: &WriteOutcome) -> bool {
         matches!(out, WriteOutcome::Done(_) | WriteOutcome::Refused(_))
+    }
+}
+
+/// What a batch's jobs wrote, for the jobs after them whose reads were made before
+/// (the PostgreSQL writer reads a whole batch in one round trip).
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Seats taken, by license.
+    seats: HashMap<String, i64>,
+    /// Licenses with a seat freed.
+    freed: std::collections::HashSet<String>,
+    /// (license, device key) given a seat.
+    devices: std::collections::HashSet<(String, String)>,
+    /// Activations written.
+    activations: std::collections::HashSet<String>,
+    /// Files applied.
+    files: std::collections::HashSet<String>,
+    /// Usage added, by (license, feature).
+    totals: HashMap<(String, String), u64>,
+}
+
+impl Changes {
+    fn seats_taken(&self, license: &str) -> i64 {
+        self.seats.get(license).copied().unwrap_or(0)
+    }
+
+    fn total_added(&self, license: &str, feature: &str) -> u64 {
+        self.totals
+            .get(&(license.to_string(), feature.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn take_seat(&mut self, j: &ActivationWrite) {
+        *self.seats.entry(j.lic_id.clone()).or_default() += 1;
+        self.devices
+            .insert((j.lic_id.clone(), j.device_hex.clone()));
+        self.touch(&j.activation_id, &j.hash);
+    }
+
+    fn touch(&mut self, activation: &str, file: &str) {
+        self.activations.insert(activation.to_string());
+        self.files.insert(file.to_string());
+    }
+
+    fn add_total(&mut self, license: &str, feature: &str, delta: u64) {
+        let t = self
+            .totals
+            .entry((license.to_string(), feature.to_string()))
+            .or_default();
+        *t = t.saturating_add(delta);
+    }
+
+    fn merge(&mut self, from: Changes) {
+        for (license, n) in from.seats {
+            *self.seats.entry(license).or_default() += n;
+        }
+        self.freed.extend(from.freed);
+        self.devices.extend(from.devices);
+        self.activations.extend(from.activations);
+        self.files.extend(from.files);
+        for ((license, feature), delta) in from.totals {
+            self.add_total(&license, &feature, delta);
+        }
     }
 }
 
@@ -105,20 +212,13 @@ fn int_at(rows: &[Vec<Val>], column: usize) -> Option<i64> {
     rows.first().and_then(|r| r.get(column)).and_then(Val::int)
 }
 
-/// The results of `rows_all`, one by one (a missing one reads as no rows).
-struct Results(std::vec::IntoIter<Vec<Vec<Val>>>);
+/// The results of a job's reads, one by one (a missing one reads as no rows).
+pub(super) struct Results(std::vec::IntoIter<Vec<Vec<Val>>>);
 
 impl Results {
     fn next(&mut self) -> Vec<Vec<Val>> {
         self.0.next().unwrap_or_default()
     }
-}
-
-async fn read_all<C: Sql>(
-    c: &mut C,
-    queries: Vec<(String, Vec<Val>)>,
-) -> Result<Results, PortalError> {
-    Ok(Results(c.rows_all(queries).await?.into_iter()))
 }
 
 /// Whether the file with `hash` was applied already.
@@ -159,8 +259,8 @@ fn applied_meanwhile() -> String {
 
 /// `FOR UPDATE` where transactions run at once and must lock the rows they will change
 /// (PostgreSQL); nothing on SQLite, which writes one transaction at a time.
-fn for_update(c: &impl Sql) -> &'static str {
-    if c.row_locks() { " FOR UPDATE" } else { "" }
+fn for_update(row_locks: bool) -> &'static str {
+    if row_locks { " FOR UPDATE" } else { "" }
 }
 
 /// Counters by feature from rows of (feature, value).
@@ -207,15 +307,20 @@ fn raise_flag(
     );
 }
 
-pub(super) async fn write_activation<C: Sql>(
-    c: &mut C,
-    j: &ActivationWrite,
-) -> Result<WriteOutcome, PortalError> {
-    let now = j.now.timestamp();
+/// When the churn period of an activation began (None without a churn policy).
+fn churn_since(j: &ActivationWrite) -> Result<Option<i64>, PortalError> {
+    match j.churn {
+        Some((_, days)) => Ok(Some(
+            add_days(j.now, -days, "the churn period")?.timestamp(),
+        )),
+        None => Ok(None),
+    }
+}
+
+fn activation_reads(j: &ActivationWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
     // The license's status and seats, read here so that a revocation or a change of
     // seats takes effect at once. (On PostgreSQL the writer locked the row for its
     // batch: activations of one license, one at a time, on every instance.)
-    let lock = for_update(c);
     let mut reads = vec![stmt(
         // One statement: the license's row, the device's seat, whether this very request
         // was applied before.
@@ -228,18 +333,26 @@ pub(super) async fn write_activation<C: Sql>(
         ),
         vec![(&j.lic_id).into(), (&j.device_hex).into(), (&j.hash).into()],
     )];
-    let churn_since = match j.churn {
-        Some((_, days)) => Some(add_days(j.now, -days, "the churn period")?.timestamp()),
-        None => None,
-    };
-    if let Some(since) = churn_since {
+    // (A churn period that cannot be computed is an error of the decision.)
+    if let Ok(Some(since)) = churn_since(j) {
         reads.push(stmt(
             "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
              AND deactivated >= $2 ORDER BY deactivated",
             vec![(&j.lic_id).into(), since.into()],
         ));
     }
-    let mut got = read_all(c, reads).await?;
+    reads
+}
+
+fn decide_activation(
+    j: &ActivationWrite,
+    got: &mut Results,
+    unseen: &Changes,
+    mine: &mut Changes,
+    out: &mut Vec<Write>,
+) -> Result<WriteOutcome, PortalError> {
+    let now = j.now.timestamp();
+    let churn_since = churn_since(j)?;
     let license = got.next();
     let held = license
         .first()
@@ -262,7 +375,8 @@ pub(super) async fn write_activation<C: Sql>(
     let answer = decide::seat(&decide::SeatAsk {
         license_active: first_text(&license).as_deref() == Some("active"),
         seats,
-        seats_used: int_at(&license, 2).unwrap_or(0),
+        // (Seats taken by this batch's earlier jobs, which the read did not see yet.)
+        seats_used: int_at(&license, 2).unwrap_or(0) + unseen.seats_taken(&j.lic_id),
         held_by_device: held.as_deref(),
         applied_before,
         churn,
@@ -301,7 +415,8 @@ pub(super) async fn write_activation<C: Sql>(
         decide::SeatAnswer::Take => {}
     }
     // (Each write is certain: the decision above read the rows this job has locked.)
-    c.write_all(vec![
+    mine.take_seat(j);
+    out.extend([
         Write::expecting(
             claim(
                 &j.hash,
@@ -350,8 +465,7 @@ pub(super) async fn write_activation<C: Sql>(
             Some(&format!("license {}", j.lic_id)),
         )
         .into(),
-    ])
-    .await?;
+    ]);
     Ok(WriteOutcome::Done(Applied {
         kind: FileKind::ActivationRequest.name().into(),
         response: j.armored.clone(),
@@ -364,28 +478,29 @@ pub(super) async fn write_activation<C: Sql>(
     }))
 }
 
-pub(super) async fn write_reissue<C: Sql>(
-    c: &mut C,
+fn reissue_reads(j: &ReissueWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
+    let id = &j.license.activation_id;
+    vec![
+        applied_query(&j.hash),
+        stmt(
+            format!("SELECT state FROM activations WHERE id = $1{lock}"),
+            vec![id.into()],
+        ),
+        stmt(
+            "SELECT feature, reported FROM usage_reported WHERE activation = $1 AND reported > 0",
+            vec![id.into()],
+        ),
+    ]
+}
+
+fn decide_reissue(
     j: &ReissueWrite,
+    got: &mut Results,
+    mine: &mut Changes,
+    out: &mut Vec<Write>,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
     let id = &j.license.activation_id;
-    let lock = for_update(c);
-    let mut got = read_all(
-        c,
-        vec![
-            applied_query(&j.hash),
-            stmt(
-                format!("SELECT state FROM activations WHERE id = $1{lock}"),
-                vec![id.into()],
-            ),
-            stmt(
-                "SELECT feature, reported FROM usage_reported WHERE activation = $1 AND reported > 0",
-                vec![id.into()],
-            ),
-        ],
-    )
-    .await?;
     if !got.next().is_empty() {
         return Ok(WriteOutcome::AlreadyApplied);
     }
@@ -439,7 +554,8 @@ pub(super) async fn write_reissue<C: Sql>(
         )
         .into(),
     );
-    c.write_all(writes).await?;
+    mine.touch(id, &j.hash);
+    out.extend(writes);
     Ok(WriteOutcome::Done(Applied {
         kind: FileKind::ActivationRequest.name().into(),
         response: j.armored.clone(),
@@ -491,39 +607,40 @@ fn parse_hash(hex_text: &str) -> Option<Bytes32> {
     Some(Bytes32(out))
 }
 
-pub(super) async fn write_device_file<C: Sql>(
-    c: &mut C,
+fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
+    // The activation, inside the transaction: another file may have changed it. (On
+    // PostgreSQL its license is locked for the batch: files of one activation, and a
+    // server-side deactivation, are applied one at a time.)
+    vec![
+        stmt(
+            format!(
+                "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
+                 (SELECT count(*) FROM applied_files f WHERE f.hash = $2) \
+                 FROM activations WHERE id = $1{lock}"
+            ),
+            vec![(&j.activation_id).into(), (&j.hash).into()],
+        ),
+        stmt(
+            "SELECT feature, reported FROM usage_reported WHERE activation = $1",
+            vec![(&j.activation_id).into()],
+        ),
+        stmt(
+            "SELECT feature, total FROM usage_totals WHERE license = $1",
+            vec![(&j.license_id).into()],
+        ),
+    ]
+}
+
+fn decide_device_file(
     j: &DeviceWrite,
+    got: &mut Results,
+    unseen: &Changes,
+    mine: &mut Changes,
+    out: &mut Vec<Write>,
 ) -> Result<WriteOutcome, PortalError> {
     let now = j.now.timestamp();
     let now_ms = j.now.timestamp_millis();
     let hash = j.file_hash;
-    // Read the activation inside the transaction: another file may have changed it.
-    // (On PostgreSQL, locked until the end: files of one activation, and a server-side
-    // deactivation, are applied one at a time.)
-    let lock = for_update(c);
-    let mut got = read_all(
-        c,
-        vec![
-            stmt(
-                format!(
-                    "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
-                     (SELECT count(*) FROM applied_files f WHERE f.hash = $2) \
-                     FROM activations WHERE id = $1{lock}"
-                ),
-                vec![(&j.activation_id).into(), (&j.hash).into()],
-            ),
-            stmt(
-                "SELECT feature, reported FROM usage_reported WHERE activation = $1",
-                vec![(&j.activation_id).into()],
-            ),
-            stmt(
-                "SELECT feature, total FROM usage_totals WHERE license = $1",
-                vec![(&j.license_id).into()],
-            ),
-        ],
-    )
-    .await?;
     let rows = got.next();
     let row = device_row(&rows, &j.activation_id)?;
     // With the activation locked, the same file applied at the same moment is seen here
@@ -532,7 +649,16 @@ pub(super) async fn write_device_file<C: Sql>(
         return Ok(WriteOutcome::AlreadyApplied);
     }
     let reported = counters_from(&got.next());
-    let totals = counters_from(&got.next());
+    let mut totals = counters_from(&got.next());
+    // (Usage this batch's earlier jobs added, which the read did not see yet.)
+    for (feature, total) in &mut totals {
+        *total = total.saturating_add(unseen.total_added(&j.license_id, feature));
+    }
+    for ((license, feature), added) in &unseen.totals {
+        if *license == j.license_id && !totals.contains_key(feature) {
+            totals.insert(feature.clone(), *added);
+        }
+    }
     if row.state != "active" && row.closed_by.as_deref() == Some("device") {
         // The device's own deactivation closed the account: its final counters are
         // counted and nothing the device signs later is applied.
@@ -564,7 +690,8 @@ pub(super) async fn write_device_file<C: Sql>(
                     )
                     .into(),
                 );
-                c.write_all(writes).await?;
+                mine.touch(&j.activation_id, &j.hash);
+                out.extend(writes);
                 Ok(WriteOutcome::Refused(PortalError::ActivationClosed {
                     activation: j.activation_id.clone(),
                     reason,
@@ -747,7 +874,14 @@ pub(super) async fn write_device_file<C: Sql>(
         )
         .into(),
     );
-    c.write_all(writes).await?;
+    mine.touch(&j.activation_id, &j.hash);
+    for (feature, _, delta) in &grows {
+        mine.add_total(&j.license_id, feature, *delta);
+    }
+    if deactivating {
+        mine.freed.insert(j.license_id.clone());
+    }
+    out.extend(writes);
     Ok(WriteOutcome::Done(Applied {
         kind: j.kind.name().into(),
         response: j.armored.clone(),

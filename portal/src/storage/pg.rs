@@ -77,10 +77,6 @@ pub struct Pg {
     client: Client,
     prepared: HashMap<(String, Vec<Type>), Statement>,
     deferred: Vec<Item>,
-    /// How many statements were ever deferred, and how many of them have been sent: a
-    /// job's deferred writes can be taken back until they are sent.
-    queued: u64,
-    sent: u64,
     /// Why the transaction cannot go on: a statement failed (without savepoints, that
     /// aborts the transaction), or a write changed other rows than its job expected.
     broken: Option<String>,
@@ -112,8 +108,6 @@ impl Pg {
             client,
             prepared: HashMap::new(),
             deferred: Vec::new(),
-            queued: 0,
-            sent: 0,
             broken: None,
         })
     }
@@ -150,7 +144,6 @@ impl Pg {
             prepared.push((self.statement(&sql, &args).await?, args, rows));
         }
         let deferred = std::mem::take(&mut self.deferred);
-        self.sent = self.queued;
         let client = &self.client;
         // Each future sends its statement when first polled; join_all polls them in order.
         let mut runs: Vec<Pending<'_>> = Vec::with_capacity(deferred.len() + prepared.len());
@@ -232,26 +225,6 @@ impl Pg {
 
     fn queue(&mut self, item: Item) {
         self.deferred.push(item);
-        self.queued += 1;
-    }
-
-    /// A mark to take deferred statements back to (before a job runs).
-    pub fn mark(&self) -> u64 {
-        self.queued
-    }
-
-    /// Take back what was deferred since `mark`; false if some of it was sent already.
-    pub fn rewind(&mut self, mark: u64) -> bool {
-        if self.sent > mark {
-            return false;
-        }
-        let keep = self
-            .deferred
-            .len()
-            .saturating_sub(usize::try_from(self.queued - mark).unwrap_or(usize::MAX));
-        self.deferred.truncate(keep);
-        self.queued = mark;
-        true
     }
 
     /// Why the transaction cannot go on, if a write sent after its job answered failed.
@@ -262,7 +235,6 @@ impl Pg {
     /// Forget the deferred statements and the breakage (the transaction is rolled back).
     pub fn reset(&mut self) {
         self.deferred.clear();
-        self.sent = self.queued;
         self.broken = None;
     }
 }

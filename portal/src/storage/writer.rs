@@ -17,39 +17,58 @@
 //! The writers know nothing of licenses: a [`Job`] says which license it writes under
 //! and whether what it wrote stays.
 
-use std::future::Future;
-
 use tokio::sync::{mpsc, oneshot};
 
 use super::Pg;
 use super::db::Db;
-use super::sql::{Lite, Sql, run_now, stmt};
+use super::sql::{Lite, Sql, Val, Write, run_now, stmt};
 use crate::error::PortalError;
 
 /// Most jobs one commit takes.
 pub const MAX_BATCH: usize = 128;
 
 /// A unit of writing: everything was verified and signed before; this only reads what
-/// it must decide on and writes, inside the writer's transaction.
+/// it must decide on, decides, and writes, inside the writer's transaction.
 ///
-/// The contract: a job reads, decides, and writes last, all its writes in one
-/// [`Sql::write_all`], which it makes only for an answer it keeps; an error or an answer
-/// it does not keep comes before it. (On PostgreSQL the writes are sent with the next
-/// job's reads, and taken back unsent for an answer not kept.)
+/// A job names its reads ([`Job::reads`]); the writer runs them and hands the rows to
+/// [`Job::decide`], which answers and adds its writes. On PostgreSQL the writer reads a
+/// whole batch in one round trip before any of it is decided, so a job may see rows
+/// that the batch's earlier jobs have since changed: it gets their [`Job::Changes`]
+/// (what they took, freed and added, which it adds to what it read), and a job whose
+/// reads they changed in a way it cannot add up ([`Job::stale`]) is read again after
+/// their writes.
 pub trait Job: Send + 'static {
     type Output: Send + 'static;
+    /// What a job changed, as later jobs of the batch need to know it.
+    type Changes: Default + Send;
 
     /// The license whose rows the job writes under (PostgreSQL locks it first).
     fn license(&self) -> &str;
 
-    /// Run the job's statements.
-    fn run<C: Sql>(
+    /// The queries whose rows the decision needs (`row_locks`: PostgreSQL, where the
+    /// rows to change are locked with `FOR UPDATE`).
+    fn reads(&self, row_locks: bool) -> Vec<(String, Vec<Val>)>;
+
+    /// Whether `unseen` (what earlier jobs changed since the reads) makes the reads
+    /// unusable, so that they must be made again.
+    fn stale(&self, unseen: &Self::Changes) -> bool;
+
+    /// Decide from the rows of [`Job::reads`] and the earlier jobs' `unseen` changes;
+    /// add the job's writes to `writes` and its changes to `mine`. The writes and
+    /// changes of an error, or of an answer not kept, are dropped.
+    fn decide(
         &self,
-        c: &mut C,
-    ) -> impl Future<Output = Result<Self::Output, PortalError>> + Send;
+        rows: Vec<Vec<Vec<Val>>>,
+        unseen: &Self::Changes,
+        mine: &mut Self::Changes,
+        writes: &mut Vec<Write>,
+    ) -> Result<Self::Output, PortalError>;
+
+    /// Add `from` to `into`.
+    fn merge(into: &mut Self::Changes, from: Self::Changes);
 
     /// Whether what the job wrote stays when it answered `out` (committed with the
-    /// batch); if not, its savepoint is rolled back, as after an error.
+    /// batch); if not, it is dropped, as after an error.
     fn keeps(out: &Self::Output) -> bool;
 }
 
@@ -207,16 +226,32 @@ fn answer<J: Job>(
     }
 }
 
+/// One job on SQLite: read, decide, write (each job sees the ones before it).
+fn sqlite_job<J: Job>(lite: &mut Lite, job: &J) -> Outcome<J> {
+    let waited = || PortalError::Storage("a write job waited".into());
+    let rows = run_now(lite.rows_all(job.reads(false))).unwrap_or_else(|| Err(waited()))?;
+    let mut writes = Vec::new();
+    let out = job.decide(
+        rows,
+        &J::Changes::default(),
+        &mut J::Changes::default(),
+        &mut writes,
+    )?;
+    if J::keeps(&out) {
+        run_now(lite.write_all(writes)).unwrap_or_else(|| Err(waited()))?;
+    }
+    Ok(out)
+}
+
 fn sqlite_batch<J: Job>(lite: &mut Lite, batch: Vec<(J, Reply<J>)>) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut result = lite.batch("BEGIN IMMEDIATE");
     let mut jobs = batch.into_iter();
     if result.is_ok() {
         for (job, reply) in jobs.by_ref() {
-            let outcome = lite.batch("SAVEPOINT job").and_then(|()| {
-                run_now(job.run(lite))
-                    .unwrap_or_else(|| Err(PortalError::Storage("a write job waited".into())))
-            });
+            let outcome = lite
+                .batch("SAVEPOINT job")
+                .and_then(|()| sqlite_job(lite, &job));
             let end = if kept::<J>(&outcome) {
                 lite.batch("RELEASE job")
             } else {
@@ -259,30 +294,62 @@ async fn pg_batch<J: Job>(pg: &mut Pg, batch: Vec<(J, Reply<J>)>) {
         .into()
     });
     let mut result = pg.write_all(locks.collect()).await;
+    // Every job's reads, in the same round trip: (first row set, count) per job.
+    let mut reads = Vec::new();
+    let mut spans = Vec::with_capacity(batch.len());
+    for (job, _) in &batch {
+        let r = job.reads(true);
+        spans.push(r.len());
+        reads.extend(r);
+    }
+    let mut ahead = match result {
+        Ok(()) => match pg.rows_all(reads).await {
+            Ok(rows) => rows.into_iter(),
+            Err(e) => {
+                result = Err(e);
+                Vec::new().into_iter()
+            }
+        },
+        Err(_) => Vec::new().into_iter(),
+    };
     let mut replies = Vec::with_capacity(batch.len());
-    let mut jobs = batch.into_iter();
+    let mut jobs = batch.into_iter().zip(spans);
+    let mut unseen = J::Changes::default();
     if result.is_ok() {
-        // No savepoints: a job decides from its reads and only then queues its writes,
-        // which go out with the next job's reads. A job that answers without keeping
-        // them has them taken back before they are sent; anything else that goes wrong
-        // (a failed statement aborts the transaction) rolls the whole batch back.
-        for (job, reply) in jobs.by_ref() {
-            let mark = pg.mark();
-            let outcome = job.run(pg).await;
-            let undone = kept::<J>(&outcome) || pg.rewind(mark);
+        // No savepoints: a job decides before it writes, and its writes are queued only
+        // for an answer it keeps; they go out with the next round trip (a job read
+        // again, or the commit). Anything that fails there (a failed statement aborts
+        // the transaction) rolls the whole batch back.
+        for ((job, reply), span) in jobs.by_ref() {
+            let read: Vec<_> = ahead.by_ref().take(span).collect();
+            let mut mine = J::Changes::default();
+            let mut writes = Vec::new();
+            let outcome = if job.stale(&unseen) {
+                match pg.rows_all(job.reads(true)).await {
+                    Ok(rows) => job.decide(rows, &J::Changes::default(), &mut mine, &mut writes),
+                    Err(e) => Err(e),
+                }
+            } else {
+                job.decide(read, &unseen, &mut mine, &mut writes)
+            };
+            let outcome = match outcome {
+                Ok(out) if J::keeps(&out) => match pg.write_all(writes).await {
+                    Ok(()) => {
+                        J::merge(&mut unseen, mine);
+                        Ok(out)
+                    }
+                    Err(e) => Err(e),
+                },
+                other => other,
+            };
             replies.push((reply, outcome));
             if let Some(why) = pg.broken() {
                 result = Err(batch_failed(why));
                 break;
             }
-            if !undone {
-                result = Err(batch_failed(
-                    "a write job that was refused had sent its writes",
-                ));
-                break;
-            }
         }
     }
+    let jobs = jobs.map(|(job, _)| job);
     if result.is_ok() {
         result = pg.batch("COMMIT").await;
     }
