@@ -217,6 +217,14 @@ impl Pg {
         self.pipeline(Vec::new()).await.map(drop)
     }
 
+    /// Send what is deferred (if anything) and check it.
+    pub async fn flush(&mut self) -> Result<(), PortalError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        self.pipeline(Vec::new()).await.map(drop)
+    }
+
     /// Send `sql` (statements without arguments) in front of the next statements, in the
     /// same round trip.
     pub fn defer(&mut self, sql: &str) {

@@ -217,11 +217,19 @@ fn answer<J: Job>(
             }
         }
         Err(e) => {
-            let message = e.to_string();
+            // Each job gets the batch's error: a conflict (send again) stays one.
+            let again = || match &e {
+                PortalError::Conflict { reason } => PortalError::Conflict {
+                    reason: reason.clone(),
+                },
+                other => PortalError::Storage(other.to_string()),
+            };
             for (reply, _) in replies {
-                let _ = reply.send(Err(PortalError::Storage(message.clone())));
+                let _ = reply.send(Err(again()));
             }
-            fail_all(rest, &message);
+            for (_, reply) in rest {
+                let _ = reply.send(Err(again()));
+            }
         }
     }
 }
@@ -350,6 +358,14 @@ async fn pg_batch<J: Job>(pg: &mut Pg, batch: Vec<(J, Reply<J>)>) {
         }
     }
     let jobs = jobs.map(|(job, _)| job);
+    if result.is_ok() {
+        // The writes first, checked, and only then the commit: sent together, the commit
+        // would be done before a write's count could be found wrong.
+        result = pg.flush().await;
+        if let Some(why) = pg.broken() {
+            result = Err(batch_failed(why));
+        }
+    }
     if result.is_ok() {
         result = pg.batch("COMMIT").await;
     }
