@@ -42,13 +42,49 @@ pub fn write_new_with_hook(
     mode: u32,
     hook: &dyn Fn(&str),
 ) -> io::Result<()> {
-    let tmp = synced_temp_file(path, bytes, mode, hook)?;
+    let tmp = temp_file(path, bytes, mode, hook, true)?;
     hook("link");
     // A no-clobber rename (Linux, macOS) or a hard link; fails with `AlreadyExists` if
     // the name is taken. On failure the temporary file is removed when dropped.
     tmp.persist_noclobber(path).map_err(|e| e.error)?;
     hook("sync-dir");
     sync_parent(path)
+}
+
+/// [`write_new`] without waiting for the disk: other processes see the file complete or
+/// not at all, but a crash may lose it until [`sync_files`] has made it durable. For many
+/// files written at once (a bulk `apply`), made durable together at the end.
+pub fn write_new_unsynced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = temp_file(path, bytes, mode, &|_| {}, false)?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Make files written by [`write_new_unsynced`] durable: each file, then each of their
+/// directories once, several at a time (a file system commits syncs that wait together
+/// in one go, where one after the other each waits for the disk).
+pub fn sync_files(paths: &[std::path::PathBuf]) -> io::Result<()> {
+    const AT_ONCE: usize = 16;
+    let sync = |path: &Path| File::open(path)?.sync_all();
+    let mut dirs: Vec<&Path> = paths.iter().map(|p| parent_dir(p)).collect();
+    dirs.sort();
+    dirs.dedup();
+    let chunk = paths.len().div_ceil(AT_ONCE).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().try_for_each(|p| sync(p))))
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("a sync failed")))
+        })
+    })?;
+    #[cfg(unix)]
+    for dir in dirs {
+        sync(dir)?;
+    }
+    Ok(())
 }
 
 /// Replace (or create) the file at `path` with `bytes` atomically.
@@ -64,7 +100,7 @@ pub fn replace_with_hook(
     mode: u32,
     hook: &dyn Fn(&str),
 ) -> io::Result<()> {
-    let tmp = synced_temp_file(path, bytes, mode, hook)?;
+    let tmp = temp_file(path, bytes, mode, hook, true)?;
     hook("rename");
     tmp.persist(path).map_err(|e| e.error)?;
     hook("sync-dir");
@@ -73,11 +109,12 @@ pub fn replace_with_hook(
 
 /// A temporary file beside `path` holding `bytes`, fsynced. It is removed when dropped
 /// unless persisted.
-fn synced_temp_file(
+fn temp_file(
     path: &Path,
     bytes: &[u8],
     mode: u32,
     hook: &dyn Fn(&str),
+    sync: bool,
 ) -> io::Result<tempfile::NamedTempFile> {
     let dir = parent_dir(path);
     let mut builder = tempfile::Builder::new();
@@ -92,8 +129,10 @@ fn synced_temp_file(
     let mut tmp = builder.tempfile_in(dir)?;
     hook("write");
     tmp.write_all(bytes)?;
-    hook("sync");
-    tmp.as_file().sync_all()?;
+    if sync {
+        hook("sync");
+        tmp.as_file().sync_all()?;
+    }
     Ok(tmp)
 }
 

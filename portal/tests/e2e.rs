@@ -241,6 +241,74 @@ fn apply_reports_each_file_and_a_summary_and_fails_if_any_is_refused() {
 }
 
 #[test]
+fn a_bulk_apply_answers_every_file_in_order_and_takes_one_seat_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = Vendor {
+        data: dir.path().join("portal"),
+    };
+    vendor.ok(&["init"]);
+    let (license, key) = vendor.license(&["--name", "p", "--seats", "45"]);
+    // 40 requests, each from its own device...
+    let inbox = dir.path().join("in");
+    let made = Command::new(env!("CARGO_BIN_EXE_lic-load"))
+        .args(["--key", &key, "--requests", "40", "--write-to"])
+        .arg(&inbox)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let mut files: Vec<PathBuf> = (0..40)
+        .map(|i| inbox.join(format!("req-{i}.req")))
+        .collect();
+    // ...the first one again under another name, and a tampered file among them.
+    let again = inbox.join("again.req");
+    std::fs::copy(&files[0], &again).unwrap();
+    files.insert(20, again);
+    files.insert(10, lic_fixtures::dir().join("invalid/tampered-request.req"));
+    let out_dir = dir.path().join("out");
+    let mut args = vec![
+        "--format",
+        "json",
+        "apply",
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = vendor.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = doc["items"].as_array().unwrap();
+    // One item per file, in the order given.
+    let named: Vec<&str> = items.iter().map(|i| i["file"].as_str().unwrap()).collect();
+    let given: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    assert_eq!(named, given);
+    assert_eq!(items[10]["error"]["code"], "bad-signature");
+    // The first request and its copy: one seat, the same answer twice (whichever of the
+    // two, applied at once, reached the database first).
+    assert_eq!(
+        (&items[0]["status"], &items[21]["status"]),
+        (&"ok".into(), &"ok".into())
+    );
+    assert_eq!(items[21]["activation"], items[0]["activation"]);
+    assert_ne!(items[0]["replay"], items[21]["replay"]);
+    let taken: Vec<_> = items
+        .iter()
+        .filter(|i| i["status"] == "ok" && i["replay"] == false)
+        .collect();
+    assert_eq!(taken.len(), 40);
+    assert_eq!(
+        (doc["applied"].as_u64(), doc["refused"].as_u64()),
+        (Some(41), Some(1))
+    );
+    // Each response written, for its own request.
+    for item in &taken {
+        let text = std::fs::read_to_string(item["response_file"].as_str().unwrap()).unwrap();
+        assert!(text.contains("BEGIN LIC LICENSE"), "{item}");
+    }
+    let shown = vendor.json(&["license", "show", &license]);
+    assert_eq!(shown["license"]["seats_used"], 40);
+}
+
+#[test]
 fn apply_keeps_both_responses_of_requests_named_alike() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor {

@@ -1,13 +1,27 @@
 //! `lic-portal apply`: files uploaded by mail or a share, applied in bulk, a line each.
 
+use futures_util::StreamExt as _;
+
 use crate::*;
 
 /// Write a response file; an existing file is replaced only if it holds the same text.
 pub(crate) fn write_response(path: &Path, text: &str) -> anyhow::Result<()> {
+    write_response_now(path, text, true)
+}
+
+/// [`write_response`]; `durable`: wait until it is on disk (else the caller syncs it
+/// later, with others: `fsutil::sync_files`).
+fn write_response_now(path: &Path, text: &str, durable: bool) -> anyhow::Result<()> {
     if path == Path::new("-") {
         return out(text);
     }
-    match lic_core::fsutil::write_new(path, text.as_bytes(), lic_core::fsutil::PUBLIC_MODE) {
+    let mode = lic_core::fsutil::PUBLIC_MODE;
+    let written = if durable {
+        lic_core::fsutil::write_new(path, text.as_bytes(), mode)
+    } else {
+        lic_core::fsutil::write_new_unsynced(path, text.as_bytes(), mode)
+    };
+    match written {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             if std::fs::read(path).is_ok_and(|b| b == text.as_bytes()) {
@@ -26,8 +40,12 @@ pub(crate) fn write_response(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Write the response to `target`; if another response holds that name already (two
 /// requests named alike, `photo-pro.req` from two machines), beside it under a name made
 /// unique by the applied file's hash. Returns where it went.
-pub(crate) fn place_response(target: PathBuf, applied: &Applied) -> anyhow::Result<PathBuf> {
-    match write_response(&target, &applied.response) {
+pub(crate) fn place_response(
+    target: PathBuf,
+    applied: &Applied,
+    durable: bool,
+) -> anyhow::Result<PathBuf> {
+    match write_response_now(&target, &applied.response, durable) {
         Ok(()) => Ok(target),
         Err(e)
             if e.downcast_ref::<std::io::Error>()
@@ -43,7 +61,7 @@ pub(crate) fn place_response(target: PathBuf, applied: &Applied) -> anyhow::Resu
                 .unwrap_or_default();
             let short = applied.file_hash.get(..12).unwrap_or(&applied.file_hash);
             let unique = target.with_file_name(format!("{stem}-{short}.{ext}"));
-            write_response(&unique, &applied.response)?;
+            write_response_now(&unique, &applied.response, durable)?;
             Ok(unique)
         }
         Err(e) => Err(e),
@@ -61,6 +79,28 @@ pub(crate) enum Outcome {
         activation: String,
         error: anyhow::Error,
     },
+}
+
+/// Files applied at once by a bulk `apply`: enough to fill the writer's groups.
+const IN_FLIGHT: usize = 128;
+
+/// An uploaded file's bytes (standard input for `-`), at most one byte more than a lic
+/// file may have (the portal then says it is too large).
+fn read_upload(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let limit = lic_core::format::armor::MAX_FILE_SIZE as u64 + 1;
+    if file == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+    } else {
+        std::fs::File::open(file)
+            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    Ok(bytes)
 }
 
 pub(crate) async fn apply(
@@ -91,27 +131,31 @@ pub(crate) async fn apply(
     };
     let (mut ok, mut refused, mut unwritten) = (0usize, 0usize, 0usize);
     let mut items = Vec::new();
+    let mut written = Vec::new();
+    // Files are read and applied IN_FLIGHT at a time, so that the portal's writer can
+    // group them into one commit; the answers come back in the files' order and are
+    // written out one by one (so which of two same-named responses keeps the plain name
+    // does not depend on timing).
+    // (Each on a task of its own: the checks and signatures use every core.)
+    let portal = std::sync::Arc::new(portal);
+    let mut answers = futures_util::stream::iter(files)
+        .map(|file| {
+            let (portal, actor, file) =
+                (std::sync::Arc::clone(&portal), actor.clone(), file.clone());
+            tokio::spawn(async move {
+                let bytes = read_upload(&file).map_err(Outcome::Read)?;
+                portal.apply(&bytes, &actor).await.map_err(Outcome::Refused)
+            })
+        })
+        .buffered(IN_FLIGHT);
     for file in files {
-        let result: Result<(Applied, Option<PathBuf>), Outcome> = async {
-            let mut bytes = Vec::new();
-            let limit = lic_core::format::armor::MAX_FILE_SIZE as u64 + 1;
-            if file == Path::new("-") {
-                std::io::stdin()
-                    .lock()
-                    .take(limit)
-                    .read_to_end(&mut bytes)
-                    .context("cannot read standard input")
-                    .map_err(Outcome::Read)?;
-            } else {
-                std::fs::File::open(file)
-                    .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-                    .with_context(|| format!("cannot read {}", file.display()))
-                    .map_err(Outcome::Read)?;
-            }
-            let applied = portal
-                .apply(&bytes, actor)
-                .await
-                .map_err(Outcome::Refused)?;
+        let answer = match answers.next().await {
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => Err(Outcome::Read(anyhow::anyhow!("applying it failed: {e}"))),
+            None => Err(Outcome::Read(anyhow::anyhow!("no answer"))),
+        };
+        let result: Result<(Applied, Option<PathBuf>), Outcome> = (|| {
+            let applied = answer?;
             let ext = if applied.response_kind == "license" {
                 "lic"
             } else {
@@ -136,13 +180,15 @@ pub(crate) async fn apply(
                     .unwrap_or_else(|| "response".into())
             );
             let target = out_dir.map_or_else(|| file.with_file_name(&name), |d| d.join(&name));
-            let target = place_response(target, &applied).map_err(|e| Outcome::NotWritten {
-                activation: applied.activation.clone().unwrap_or_default(),
-                error: e,
-            })?;
+            // (Made durable all together once every file is applied.)
+            let target =
+                place_response(target, &applied, false).map_err(|e| Outcome::NotWritten {
+                    activation: applied.activation.clone().unwrap_or_default(),
+                    error: e,
+                })?;
+            written.push(target.clone());
             Ok((applied, Some(target)))
-        }
-        .await;
+        })();
         // A line may quote the file's strings (a product name, an activation id) and
         // its file name: control characters and bidi overrides are escaped.
         let mut notes = Vec::new();
@@ -237,6 +283,15 @@ pub(crate) async fn apply(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    // Every response on disk before the command says so (one sync per file, many at
+    // once, instead of two in a row per file).
+    lic_core::fsutil::sync_files(&written).with_context(|| {
+        format!(
+            "the {} response file(s) were written but could not be made durable; apply \
+             the same files again to write the same responses",
+            written.len()
+        )
+    })?;
     if json {
         print_doc(serde_json::json!({
             "items": items,

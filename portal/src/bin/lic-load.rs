@@ -4,6 +4,9 @@
 //! second and latency percentiles. Only for addresses on this machine or the operator's
 //! own test hosts; every run is bounded by --requests.
 //!
+//! With `--write-to DIR` it writes the requests as files instead, for a bulk
+//! `lic-portal apply` (portal/bench/apply.sh).
+//!
 //! See docs/performance.md ("Portal activations") for the procedure and results.
 
 use std::net::SocketAddr;
@@ -34,6 +37,10 @@ struct Args {
     /// Activation requests in total.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Write the requests as files into this directory (`req-N.req`) instead of posting
+    /// them: the input of a bulk `lic-portal apply` benchmark.
+    #[arg(long, value_name = "DIR")]
+    write_to: Option<std::path::PathBuf>,
 }
 
 fn make_request(product: &str, key: &str, i: usize) -> anyhow::Result<Vec<u8>> {
@@ -132,6 +139,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.write_to {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for i in 0..args.requests {
+            let path = dir.join(format!("req-{i}.req"));
+            std::fs::write(&path, make_request(&args.product, &args.key, i)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        eprintln!(
+            "wrote {} activation requests to {}",
+            args.requests,
+            dir.display()
+        );
+        return Ok(());
+    }
     if !args.addr.ip().is_loopback() {
         eprintln!(
             "note: {} is not a loopback address; load only your own test hosts",
