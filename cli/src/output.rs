@@ -171,7 +171,10 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                     let limit = match (f.limit, f.overage_allowed) {
                         (None, _) => "unlimited".to_string(),
                         (Some(l), false) => l.to_string(),
-                        (Some(l), true) => format!("{l}+ (overage allowed)"),
+                        (Some(l), true) => match f.max_overage {
+                            Some(cap) => format!("{l}+{cap} (overage up to {cap} more)"),
+                            None => format!("{l}+ (overage allowed)"),
+                        },
                     };
                     let overage = if f.overage > 0 {
                         format!(", {} overage", f.overage)

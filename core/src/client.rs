@@ -64,6 +64,18 @@ pub enum ClientError {
         used: u64,
         requested: u64,
     },
+    /// Overage is allowed, but not this far beyond the limit.
+    #[error(
+        "feature '{feature}' has used {used} of its limit of {limit} and may go at most \
+         {max_overage} beyond it; {requested} more would pass that"
+    )]
+    OverageCapExceeded {
+        feature: String,
+        limit: u64,
+        max_overage: u64,
+        used: u64,
+        requested: u64,
+    },
     /// The counter would pass the largest counter lic carries ([`MAX_COUNTER`]).
     #[error(
         "feature '{feature}' has used {used}; {requested} more would pass the largest counter lic keeps ({max})",
@@ -154,6 +166,7 @@ impl ClientError {
             ClientError::Violation(v) => v.code(),
             ClientError::FeatureNotLicensed { .. } => "feature-not-licensed",
             ClientError::LimitExceeded { .. } => "limit-exceeded",
+            ClientError::OverageCapExceeded { .. } => "overage-cap-exceeded",
             ClientError::CounterOutOfRange { .. } => "counter-out-of-range",
             ClientError::KeySet(e) => e.code(),
             ClientError::WrongProduct { .. } => "wrong-product",
@@ -183,6 +196,10 @@ impl ClientError {
             ClientError::LimitExceeded { .. } => {
                 "ask your vendor for a refresh with a higher limit (send a usage report first: \
                  `lic usage-report --out FILE`)"
+            }
+            ClientError::OverageCapExceeded { .. } => {
+                "ask your vendor for a refresh with a higher limit or overage cap (send a \
+                 usage report first: `lic usage-report --out FILE`)"
             }
             ClientError::CounterOutOfRange { .. } => {
                 "record a smaller amount; counters end at 2^53 - 1 (9007199254740991) units"
@@ -279,6 +296,8 @@ pub struct FeatureStatus {
     pub name: String,
     pub limit: Option<u64>,
     pub overage_allowed: bool,
+    /// With overage allowed: how far beyond the limit (None: without end).
+    pub max_overage: Option<u64>,
     pub used: u64,
     /// Units beyond the limit.
     pub overage: u64,
@@ -562,6 +581,7 @@ impl Client {
                     name: name.clone(),
                     limit: f.limit,
                     overage_allowed: f.overage,
+                    max_overage: f.max_overage.filter(|_| f.overage),
                     used,
                     overage: f.limit.map_or(0, |l| used.saturating_sub(l)),
                 }
@@ -606,6 +626,17 @@ impl Client {
                     requested: 1,
                 });
             }
+            if let (Some(limit), Some(cap)) = (f.limit, f.max_overage)
+                && f.used >= limit.saturating_add(cap)
+            {
+                return Err(ClientError::OverageCapExceeded {
+                    feature: name.to_string(),
+                    limit,
+                    max_overage: cap,
+                    used: f.used,
+                    requested: 1,
+                });
+            }
         }
         Ok(())
     }
@@ -644,6 +675,18 @@ impl Client {
                 } => ClientError::LimitExceeded {
                     feature: feature.to_string(),
                     limit,
+                    used,
+                    requested,
+                },
+                ConsumeRefused::OverageCap {
+                    limit,
+                    max_overage,
+                    used,
+                    requested,
+                } => ClientError::OverageCapExceeded {
+                    feature: feature.to_string(),
+                    limit,
+                    max_overage,
                     used,
                     requested,
                 },

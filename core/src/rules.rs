@@ -401,10 +401,19 @@ pub enum ConsumeRefused {
     /// `used + requested` would pass [`MAX_COUNTER`], the largest counter lic carries
     /// (whatever the limit, overage included).
     OutOfRange { used: u64, requested: u64 },
+    /// `used + requested` would pass the limit by more than the overage the feature
+    /// allows.
+    OverageCap {
+        limit: u64,
+        max_overage: u64,
+        used: u64,
+        requested: u64,
+    },
 }
 
-/// Consumption limits: `used + amount` may not pass the limit unless overage is allowed,
-/// and never [`MAX_COUNTER`].
+/// Consumption limits: `used + amount` may not pass the limit unless overage is allowed
+/// (and then not by more than the overage cap, if there is one), and never
+/// [`MAX_COUNTER`].
 pub fn consume(feature: &Feature, used: u64, amount: u64) -> Result<Consumed, ConsumeRefused> {
     let total = used
         .checked_add(amount)
@@ -419,10 +428,18 @@ pub fn consume(feature: &Feature, used: u64, amount: u64) -> Result<Consumed, Co
             used,
             requested: amount,
         }),
-        Some(limit) => Ok(Consumed {
-            total,
-            overage: total.saturating_sub(limit),
-        }),
+        Some(limit) => match feature.max_overage {
+            Some(cap) if total > limit.saturating_add(cap) => Err(ConsumeRefused::OverageCap {
+                limit,
+                max_overage: cap,
+                used,
+                requested: amount,
+            }),
+            _ => Ok(Consumed {
+                total,
+                overage: total.saturating_sub(limit),
+            }),
+        },
         None => Ok(Consumed { total, overage: 0 }),
     }
 }
@@ -586,6 +603,7 @@ mod tests {
         let capped = Feature {
             limit: Some(10),
             overage: false,
+            max_overage: None,
         };
         assert_eq!(
             consume(&capped, 8, 2),
@@ -605,6 +623,7 @@ mod tests {
         let overage = Feature {
             limit: Some(10),
             overage: true,
+            max_overage: None,
         };
         assert_eq!(
             consume(&overage, 8, 5),
@@ -613,6 +632,40 @@ mod tests {
                 overage: 3
             })
         );
+        let capped_overage = Feature {
+            limit: Some(10),
+            overage: true,
+            max_overage: Some(5),
+        };
+        assert_eq!(
+            consume(&capped_overage, 8, 7),
+            Ok(Consumed {
+                total: 15,
+                overage: 5
+            })
+        );
+        assert_eq!(
+            consume(&capped_overage, 8, 8),
+            Err(ConsumeRefused::OverageCap {
+                limit: 10,
+                max_overage: 5,
+                used: 8,
+                requested: 8
+            })
+        );
+        assert_eq!(capped_overage.ceiling(), Some(15));
+        assert_eq!(overage.ceiling(), None);
+        assert_eq!(capped.ceiling(), Some(10));
+        // (A cap without overage allowed caps nothing more than the limit.)
+        let cap_without_overage = Feature {
+            max_overage: Some(5),
+            ..capped.clone()
+        };
+        assert_eq!(cap_without_overage.ceiling(), Some(10));
+        assert!(matches!(
+            consume(&cap_without_overage, 10, 1),
+            Err(ConsumeRefused::Limit { .. })
+        ));
         let unlimited = Feature::default();
         assert_eq!(
             consume(&unlimited, MAX_COUNTER - 1, 1),
@@ -636,6 +689,7 @@ mod tests {
         let overage = Feature {
             limit: Some(10),
             overage: true,
+            max_overage: None,
         };
         assert_eq!(
             consume(&overage, 5, MAX_COUNTER),

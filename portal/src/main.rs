@@ -156,7 +156,8 @@ pub(crate) struct RefreshArgs {
     /// Reset the device's clock floor to this time (`now`, YYYY-MM-DD or RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub(crate) clock_floor: Option<String>,
-    /// Replace the features: NAME, NAME=LIMIT or NAME=LIMIT+ (overage allowed); repeat.
+    /// Replace the features: NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed) or
+    /// NAME=LIMIT+CAP (overage up to CAP beyond the limit); repeat.
     #[arg(long = "feature", value_name = "SPEC")]
     pub(crate) features: Vec<String>,
     /// Where to write the refresh file.
@@ -207,7 +208,8 @@ struct PolicyArgs {
     /// Days a license is valid from activation (none: no expiry).
     #[arg(long, value_name = "DAYS")]
     validity_days: Option<i64>,
-    /// A feature: NAME, NAME=LIMIT or NAME=LIMIT+ (overage allowed); repeat.
+    /// A feature: NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed) or NAME=LIMIT+CAP
+    /// (overage up to CAP beyond the limit); repeat.
     #[arg(long = "feature", value_name = "SPEC")]
     features: Vec<String>,
     /// Refuse offline activation for licenses of this policy (a license may override).
@@ -393,25 +395,33 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-/// NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed).
+/// NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed), NAME=LIMIT+CAP (overage allowed up
+/// to CAP units beyond the limit).
 fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
     let mut out = Features::new();
+    let number = |digits: &str, spec: &str, what: &str| -> anyhow::Result<u64> {
+        digits.parse().with_context(|| {
+            format!(
+                "feature '{spec}': {what} must be a whole number (NAME, NAME=LIMIT, \
+                 NAME=LIMIT+ or NAME=LIMIT+CAP)"
+            )
+        })
+    };
     for spec in specs {
         let (name, feature) = match spec.split_once('=') {
             None => (spec.as_str(), Feature::default()),
             Some((name, limit)) => {
-                let (digits, overage) = match limit.strip_suffix('+') {
-                    Some(d) => (d, true),
-                    None => (limit, false),
+                let (digits, overage, cap) = match limit.split_once('+') {
+                    Some((d, "")) => (d, true, None),
+                    Some((d, cap)) => (d, true, Some(number(cap, spec, "the overage cap")?)),
+                    None => (limit, false, None),
                 };
-                let limit: u64 = digits.parse().with_context(|| {
-                    format!("feature '{spec}': the limit must be a whole number")
-                })?;
                 (
                     name,
                     Feature {
-                        limit: Some(limit),
+                        limit: Some(number(digits, spec, "the limit")?),
                         overage,
+                        max_overage: cap,
                     },
                 )
             }
@@ -627,5 +637,31 @@ mod tests {
         assert!(!log_colour(true, Some(OsStr::new("1"))));
         assert!(!log_colour(false, None));
         assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
+
+    #[test]
+    fn features_are_a_name_a_limit_overage_and_an_overage_cap() {
+        let specs: Vec<String> = ["pdf", "jobs=100", "minutes=1000+", "renders=50+10"]
+            .map(String::from)
+            .to_vec();
+        let f = parse_features(&specs).unwrap();
+        assert_eq!(f["pdf"], Feature::default());
+        assert_eq!((f["jobs"].limit, f["jobs"].overage), (Some(100), false));
+        assert_eq!(
+            (f["minutes"].overage, f["minutes"].max_overage),
+            (true, None)
+        );
+        assert_eq!(
+            (
+                f["renders"].limit,
+                f["renders"].overage,
+                f["renders"].max_overage
+            ),
+            (Some(50), true, Some(10))
+        );
+        for bad in ["x=ten", "x=10+many", "x=+5", "=5"] {
+            let e = parse_features(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
     }
 }

@@ -649,6 +649,7 @@ async fn a_policy_with_an_unknown_component_or_an_unusable_feature_name_is_refus
                         Feature {
                             limit: Some(MAX_COUNTER + 1),
                             overage: false,
+                            max_overage: None,
                         },
                     );
                 }),

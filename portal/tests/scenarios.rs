@@ -1116,3 +1116,68 @@ async fn a_revocation_takes_effect_at_once_on_every_instance_and_replays_keep_th
         assert_eq!(snapshot(first.db()).await, before, "{}", db.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overage_cap_travels_in_the_license_and_the_device_stops_at_it() {
+    use lic_core::client::ClientError;
+    use lic_core::format::Feature;
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let mut spec = policy(1);
+        spec.features.insert(
+            "batch-jobs".into(),
+            Feature {
+                limit: Some(10),
+                overage: true,
+                max_overage: Some(5),
+            },
+        );
+        let (_, key) = license(&portal, spec).await;
+        let store = tempfile::tempdir().unwrap();
+        let client = device(store.path(), "m-1", portal.trusted_keys().await.unwrap());
+        let req = client
+            .request_activation(Credential::LicenseKey(key))
+            .unwrap();
+        let applied = portal
+            .apply(req.armored().as_bytes(), &who())
+            .await
+            .unwrap();
+        client.install(applied.response.as_bytes()).unwrap();
+
+        let shown = client.status().unwrap();
+        let jobs = shown
+            .features
+            .iter()
+            .find(|f| f.name == "batch-jobs")
+            .unwrap();
+        assert_eq!(
+            (jobs.limit, jobs.max_overage),
+            (Some(10), Some(5)),
+            "{}",
+            db.name
+        );
+        // Beyond the limit, within the cap: recorded as overage.
+        assert_eq!(client.consume("batch-jobs", 12).unwrap().overage, 2);
+        client.check(Some("batch-jobs")).unwrap();
+        // Past limit + cap: refused, nothing recorded.
+        let refused = client.consume("batch-jobs", 4).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ClientError::OverageCapExceeded {
+                    limit: 10,
+                    max_overage: 5,
+                    used: 12,
+                    requested: 4,
+                    ..
+                }
+            ),
+            "{}: {refused}",
+            db.name
+        );
+        assert_eq!(refused.code(), "overage-cap-exceeded");
+        assert_eq!(client.consume("batch-jobs", 3).unwrap().total, 15);
+        let used_up = client.check(Some("batch-jobs")).unwrap_err();
+        assert_eq!(used_up.code(), "overage-cap-exceeded", "{}", db.name);
+    }
+}

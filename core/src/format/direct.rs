@@ -135,15 +135,17 @@ impl<'a> Reader<'a> {
     }
 
     fn feature(&mut self) -> Option<Feature> {
-        let (mut limit, mut overage) = (None, None);
+        let (mut limit, mut overage, mut max_overage) = (None, None, None);
         self.map(|r, key| match key {
             b"limit" => set(&mut limit, r.uint()),
             b"overage" => set(&mut overage, r.bool()),
+            b"max_overage" => set(&mut max_overage, r.uint()),
             _ => r.skip(),
         })?;
         Some(Feature {
             limit,
             overage: overage.unwrap_or(false),
+            max_overage,
         })
     }
 

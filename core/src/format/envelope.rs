@@ -1646,6 +1646,7 @@ mod tests {
             Feature {
                 limit: Some(5),
                 overage: true,
+                max_overage: None,
             },
         );
         lic.features.remove("f");

@@ -173,6 +173,21 @@ pub struct Feature {
     /// Whether consumption may go beyond `limit` (and is then reported as overage).
     #[serde(default, skip_serializing_if = "is_false")]
     pub overage: bool,
+    /// With `overage`: how far beyond `limit` consumption may go (absent: without end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_overage: Option<u64>,
+}
+
+impl Feature {
+    /// The most consumption may reach: the limit, plus the overage cap when overage is
+    /// allowed (None: without end).
+    pub fn ceiling(&self) -> Option<u64> {
+        match (self.limit, self.overage) {
+            (Some(limit), false) => Some(limit),
+            (Some(limit), true) => self.max_overage.map(|cap| limit.saturating_add(cap)),
+            (None, _) => None,
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -125,6 +125,7 @@ pub fn policy(seats: i64) -> Policy {
                 Feature {
                     limit: Some(1000),
                     overage: false,
+                    max_overage: None,
                 },
             ),
         ]
