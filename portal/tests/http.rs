@@ -302,6 +302,7 @@ const ACCESS: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/licenses", Need::Role(Role::ReadOnly)),
     ("POST", "/api/v1/licenses", Need::Role(Role::Admin)),
     ("GET", "/api/v1/licenses/{id}", Need::Role(Role::ReadOnly)),
+    ("PATCH", "/api/v1/licenses/{id}", Need::Role(Role::Admin)),
     (
         "POST",
         "/api/v1/licenses/{id}/revoke",
@@ -499,6 +500,13 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
                 "/api/v1/licenses/{id}/revoke",
                 admin,
                 Some(json!({"reason": "test"})),
+                not_found,
+            ),
+            (
+                "PATCH",
+                "/api/v1/licenses/{id}",
+                admin,
+                Some(json!({"reason": "test", "seats": 9})),
                 not_found,
             ),
             (
