@@ -1713,7 +1713,7 @@ async fn seats_below_those_in_use_are_refused_over_http_with_409() {
                 .json(json!({"reason": "downgrade", "seats": 1})),
         )
         .await;
-        r.assert_error(409, "seats-in-use", &db.name);
+        r.assert_error(409, "seats-in-use", db.name);
         assert!(
             r.body["error"]["message"]
                 .as_str()
