@@ -96,6 +96,8 @@ pub enum Action {
     CreateLicense,
     /// Revoke a license.
     RevokeLicense,
+    /// Edit a license (seats, expiry, features, offline use, status).
+    EditLicense,
     /// Deactivate an activation on the server.
     Deactivate,
     /// Make a new vendor signing key the active one.
@@ -114,6 +116,7 @@ impl Action {
             | Action::CreatePolicy
             | Action::CreateLicense
             | Action::RevokeLicense
+            | Action::EditLicense
             | Action::Deactivate
             | Action::RotateKey
             | Action::ManageTokens => Role::Admin,
@@ -138,6 +141,7 @@ impl Action {
             Action::CreatePolicy => "create policies",
             Action::CreateLicense => "create licenses",
             Action::RevokeLicense => "revoke licenses",
+            Action::EditLicense => "edit licenses",
             Action::Deactivate => "deactivate activations",
             Action::RotateKey => "rotate the vendor key (it needs an admin token for all products)",
             Action::ManageTokens => "manage API tokens (it needs an admin token for all products)",

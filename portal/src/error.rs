@@ -33,6 +33,18 @@ pub enum PortalError {
     UserLicenseNeedsVendor { license: String },
     #[error("license {license} is revoked")]
     LicenseRevoked { license: String },
+    #[error("license {license} is suspended")]
+    LicenseSuspended { license: String },
+    #[error(
+        "license {license} cannot have {seats} seat(s): {in_use} device(s) hold a seat of it \
+         now; deactivate {} of them first",
+        in_use - seats
+    )]
+    SeatsInUse {
+        license: String,
+        seats: i64,
+        in_use: i64,
+    },
     #[error(
         "the activation request lacks fingerprint component(s) {} that the license's policy \
          binds it to",
@@ -112,6 +124,8 @@ impl PortalError {
             PortalError::WrongProduct { .. } => "wrong-product",
             PortalError::UserLicenseNeedsVendor { .. } => "user-license-needs-vendor",
             PortalError::LicenseRevoked { .. } => "license-revoked",
+            PortalError::LicenseSuspended { .. } => "license-suspended",
+            PortalError::SeatsInUse { .. } => "seats-in-use",
             PortalError::MissingComponents { .. } => "missing-component",
             PortalError::UsageOutOfRange { .. } => "usage-out-of-range",
             PortalError::ActivationClosed { .. } => "activation-closed",
@@ -149,11 +163,13 @@ impl PortalError {
             | PortalError::UnknownActivation { .. }
             | PortalError::NotFound { .. } => 404,
             PortalError::LicenseRevoked { .. }
+            | PortalError::LicenseSuspended { .. }
             | PortalError::UserLicenseNeedsVendor { .. }
             | PortalError::OfflineNotAllowed { .. }
             | PortalError::SubscriptionOffline { .. }
             | PortalError::Forbidden { .. } => 403,
             PortalError::NoSeatLeft { .. }
+            | PortalError::SeatsInUse { .. }
             | PortalError::TooManyDeactivations { .. }
             | PortalError::AlreadyExists { .. }
             | PortalError::NotActive { .. }
@@ -184,6 +200,16 @@ impl PortalError {
                  send the license file back"
             }
             PortalError::LicenseRevoked { .. } => "contact the vendor about this license",
+            PortalError::LicenseSuspended { .. } => {
+                "contact the vendor about this license: it is suspended for now (the vendor \
+                 makes it active again with `lic-portal license edit ID --status active`)"
+            }
+            PortalError::SeatsInUse { .. } => {
+                "list the license's devices (`lic-portal activation list --license ID`), free the \
+                 seats of those that no longer need one (their deactivation files, or \
+                 `lic-portal activation deactivate ACTIVATION --reason …`), then lower the seats; \
+                 nothing was changed"
+            }
             PortalError::MissingComponents { .. } => {
                 "make the request with `lic offline-activate` on the machine the license is for: \
                  it sends every component the machine has (for `declared-id`, set LIC_DEVICE_ID \

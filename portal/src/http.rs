@@ -13,7 +13,8 @@
 //!   public keys `/api/v1/keys/trust.pem` and the uploads `/api/v1/{activate,deactivate,usage}`;
 //! - read-only and up: reading products, policies, licenses, activations, keys;
 //! - support and up: the audit log, refresh files, applying any device file;
-//! - admin: creating products, policies and licenses, revoking, deactivating on the
+//! - admin: creating products, policies and licenses, editing and revoking licenses,
+//!   deactivating on the
 //!   server; and, with a token for all products only, rotating the vendor key and managing
 //!   tokens.
 //!
@@ -46,8 +47,8 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{self, Action, Principal, Role};
 use crate::error::PortalError;
 use crate::ops::{
-    Activation, Actor, Applied, AuditEntry, CreatedLicense, LicenseInfo, NewLicense, Policy,
-    Portal, Product, RefreshSpec,
+    Activation, Actor, Applied, AuditEntry, CreatedLicense, EditedLicense, LicenseEdit,
+    LicenseInfo, NewLicense, Policy, Portal, Product, RefreshSpec,
 };
 use crate::vendor::{self, VendorKeyInfo};
 
@@ -555,6 +556,7 @@ routes! {
     GET "/api/v1/licenses", Token(Action::Read) => list_licenses;
     POST "/api/v1/licenses", Token(Action::CreateLicense) => create_license;
     GET "/api/v1/licenses/{id}", Token(Action::Read) => get_license;
+    PATCH "/api/v1/licenses/{id}", Token(Action::EditLicense) => edit_license;
     POST "/api/v1/licenses/{id}/revoke", Token(Action::RevokeLicense) => revoke_license;
     GET "/api/v1/activations", Token(Action::Read) => list_activations;
     GET "/api/v1/activations/{id}", Token(Action::Read) => get_activation;

@@ -10,7 +10,9 @@ use lic_core::format::{Feature, Features, LicenseType, MatchRule};
 use lic_core::keys::KeyError;
 use lic_core::text::{escape, escape_json};
 use lic_portal::db::{Db, redact};
-use lic_portal::ops::{Activation, Applied, LicenseInfo, NewLicense, Policy, RefreshSpec};
+use lic_portal::ops::{
+    Activation, Applied, LicenseEdit, LicenseInfo, NewLicense, Outdated, Policy, RefreshSpec,
+};
 use lic_portal::{Actor, Portal, PortalError};
 
 mod admin;
@@ -128,7 +130,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
-    /// Support: write a refresh file for one activation (serial + 1; the reason is audited).
+    /// Support: write a refresh file for one activation (serial + 1; the reason is audited),
+    /// or with --license L --all-outdated one for each of the license's devices that is out
+    /// of date after an edit, into --out-dir.
     Refresh(RefreshArgs),
     /// Vendor signing keys.
     #[command(subcommand)]
@@ -142,26 +146,49 @@ enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct RefreshArgs {
-    #[arg(long, value_name = "ID")]
-    pub(crate) activation: String,
+    /// The activation to refresh.
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "license",
+        conflicts_with = "license"
+    )]
+    pub(crate) activation: Option<String>,
+    /// Refresh the devices of this license that are out of date (with --all-outdated):
+    /// each gets the features and expiry the license grants now.
+    #[arg(long, value_name = "ID", requires_all = ["all_outdated", "out_dir"])]
+    pub(crate) license: Option<String>,
+    /// Every active device of --license whose features or expiry differ from the license's
+    /// (`lic-portal license outdated ID` lists them).
+    #[arg(long, requires = "license")]
+    pub(crate) all_outdated: bool,
+    /// Where to write the refresh files of --license, one per device, named
+    /// ACTIVATION.refresh.lic (created if missing; an existing file is never replaced).
+    #[arg(long, value_name = "DIR", requires = "license")]
+    pub(crate) out_dir: Option<PathBuf>,
     /// Why (ticket, order); recorded in the audit log.
     #[arg(long)]
     pub(crate) reason: String,
     /// Extend the expiry by this many days (from the current expiry, or from now).
-    #[arg(long, value_name = "DAYS")]
+    #[arg(long, value_name = "DAYS", conflicts_with = "license")]
     pub(crate) extend_days: Option<i64>,
     /// A new expiry date (YYYY-MM-DD or RFC 3339).
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", conflicts_with = "license")]
     pub(crate) expires: Option<String>,
     /// Reset the device's clock floor to this time (`now`, YYYY-MM-DD or RFC 3339).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", conflicts_with = "license")]
     pub(crate) clock_floor: Option<String>,
     /// Replace the features: NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed) or
     /// NAME=LIMIT+CAP (overage up to CAP beyond the limit); repeat.
-    #[arg(long = "feature", value_name = "SPEC")]
+    #[arg(long = "feature", value_name = "SPEC", conflicts_with = "license")]
     pub(crate) features: Vec<String>,
     /// Where to write the refresh file.
-    #[arg(long, value_name = "FILE", default_value = "license_refresh.lic")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "license_refresh.lic",
+        conflicts_with = "license"
+    )]
     pub(crate) out: PathBuf,
 }
 
@@ -254,7 +281,7 @@ enum LicenseCommand {
         /// A fixed expiry date (YYYY-MM-DD or RFC 3339).
         #[arg(long)]
         expires: Option<String>,
-        /// Override the policy's features: NAME, NAME=LIMIT or NAME=LIMIT+; repeat.
+        /// Override the policy's features: NAME, NAME=LIMIT, NAME=LIMIT+ or NAME=LIMIT+CAP; repeat.
         #[arg(long = "feature", value_name = "SPEC")]
         features: Vec<String>,
     },
@@ -262,12 +289,47 @@ enum LicenseCommand {
     Show {
         id: String,
     },
-    /// No new activations for this license.
+    /// Change a license: seats, expiry, features, offline use, status (the reason is
+    /// audited, with every field before and after). Devices already activated learn of it
+    /// from a refresh: `lic-portal refresh --license ID --all-outdated --out-dir DIR`.
+    Edit(LicenseEditArgs),
+    /// List the license's active devices whose features or expiry differ from what the
+    /// license grants now (after an edit): they need a refresh.
+    Outdated {
+        id: String,
+    },
+    /// No new activations for this license, for good.
     Revoke {
         id: String,
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LicenseEditArgs {
+    pub(crate) id: String,
+    /// Seats (at least 1, and no fewer than the devices holding one now).
+    #[arg(long)]
+    pub(crate) seats: Option<i64>,
+    /// A fixed expiry date (YYYY-MM-DD or RFC 3339), or `never` (no expiry: not for a
+    /// license whose policy has --validity-days).
+    #[arg(long, value_name = "DATE|never")]
+    pub(crate) expires: Option<String>,
+    /// The features, replacing the license's (or its policy's) list as a whole: NAME,
+    /// NAME=LIMIT, NAME=LIMIT+ or NAME=LIMIT+CAP; repeat.
+    #[arg(long = "feature", value_name = "SPEC")]
+    pub(crate) features: Vec<String>,
+    /// Allow (true) or refuse (false) offline activation, whatever the policy says.
+    #[arg(long, value_name = "true|false", value_parser = parse_yes_no)]
+    pub(crate) allow_offline: Option<bool>,
+    /// active, or suspended (no new activations, reissues or refreshes until it is active
+    /// again). To revoke for good: `lic-portal license revoke`.
+    #[arg(long, value_name = "active|suspended")]
+    pub(crate) status: Option<String>,
+    /// Why (ticket, order); recorded in the audit log.
+    #[arg(long)]
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +494,16 @@ fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
         out.insert(name.to_string(), feature);
     }
     Ok(out)
+}
+
+/// `never` (no expiry), or a date as [`parse_time`] reads it.
+fn parse_expiry(s: &str) -> anyhow::Result<Option<i64>> {
+    if s == "never" {
+        return Ok(None);
+    }
+    parse_time(s)
+        .map(Some)
+        .with_context(|| format!("--expires '{s}': give a date, or never"))
 }
 
 /// YYYY-MM-DD (midnight UTC), RFC 3339, or `now`.

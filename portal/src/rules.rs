@@ -3,7 +3,8 @@
 //! license): does a file continue the device's journal, is it from a store restored after
 //! the account was closed, what usage does it add, may the totals take it, does a request
 //! carry what the policy binds to, may a license take another activation under its churn
-//! policy. The write jobs in `ops` apply these answers; the tests
+//! policy; and about edits of a license: how many seats, which status, which devices are
+//! out of date. The write jobs and operations in `ops` apply these answers; the tests
 //! here hold each rule without a database.
 //!
 //! Everything in a device-signed file is the customer's claim: these functions decide
@@ -255,6 +256,9 @@ pub fn churn(max: i64, recent: &[i64]) -> Result<(), ChurnRefused> {
 pub struct SeatAsk<'a> {
     /// The license is active (not revoked or suspended).
     pub license_active: bool,
+    /// The copy of the license the request's license file was made from is the license as
+    /// it is now (its revision did not change since the copy was read).
+    pub license_current: bool,
     pub seats: i64,
     pub seats_used: i64,
     /// The activation that holds a seat of the license for this device key, if any.
@@ -270,7 +274,10 @@ pub struct SeatAsk<'a> {
 pub enum SeatAnswer {
     /// The request was applied before: answer with the license issued then.
     AlreadyApplied,
-    /// The license is not active: no seat is taken or renewed.
+    /// The license was edited since the copy the license file was made from: make it
+    /// again from the license as it is now.
+    StaleLicense,
+    /// The license is not active (revoked or suspended): no seat is taken or renewed.
     Revoked,
     /// The device holds a seat already (a reset or restored store asks again): the seat
     /// is reissued to it, no second seat is taken.
@@ -284,22 +291,18 @@ pub enum SeatAnswer {
 }
 
 /// May this request take a seat? A device never holds two seats of one license; a
-/// request applied before gets its first answer again, even after a revocation; the
-/// churn policy is asked only for a new seat.
+/// request applied before gets its first answer again, even after a revocation, a
+/// suspension or an edit; a license file made from an older copy of the license is made
+/// again; the churn policy is asked only for a new seat.
 pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
-    if let Some(id) = ask.held_by_device {
-        return if ask.applied_before {
-            SeatAnswer::AlreadyApplied
-        } else if !ask.license_active {
-            SeatAnswer::Revoked
-        } else {
-            SeatAnswer::Reissue(id.to_string())
-        };
-    }
     if ask.applied_before {
         SeatAnswer::AlreadyApplied
+    } else if !ask.license_current {
+        SeatAnswer::StaleLicense
     } else if !ask.license_active {
         SeatAnswer::Revoked
+    } else if let Some(id) = ask.held_by_device {
+        SeatAnswer::Reissue(id.to_string())
     } else if let Err(refused) = ask.churn {
         SeatAnswer::TooManyDeactivations(refused)
     } else if ask.seats_used >= ask.seats {
@@ -307,6 +310,97 @@ pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
     } else {
         SeatAnswer::Take
     }
+}
+
+/// Why an edit's number of seats is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatsRefused {
+    /// A license has at least one seat.
+    BelowOne,
+    /// Fewer seats than devices holding one: the devices keep their seats (the portal
+    /// cannot take a license file back), so the count would be a lie. Deactivate devices
+    /// first (their deactivation files, or a server-side deactivation), then lower it.
+    InUse { in_use: i64 },
+}
+
+/// May a license have `seats` seats now that `in_use` of its seats are held? Raising is
+/// always fine; lowering down to the seats in use is fine (the license is then full).
+pub fn seats_change(seats: i64, in_use: i64) -> Result<(), SeatsRefused> {
+    if seats < 1 {
+        Err(SeatsRefused::BelowOne)
+    } else if seats < in_use {
+        Err(SeatsRefused::InUse { in_use })
+    } else {
+        Ok(())
+    }
+}
+
+/// The statuses a license has: `active`, `suspended` (no new seats, no reissues, no
+/// refreshes, until it is active again) and `revoked` (the same, for good).
+pub const LICENSE_STATUSES: [&str; 3] = ["active", "suspended", "revoked"];
+
+/// May an edit take a license's status from `from` to `to`? Between `active` and
+/// `suspended` either way; a revocation is made by revoking (it needs its own command and
+/// cannot be undone), and a revoked license is not changed at all. The reason is for the
+/// person who asked.
+pub fn status_change(from: &str, to: &str) -> Result<(), String> {
+    match (from, to) {
+        ("revoked", _) => Err(
+            "the license is revoked, which is final: it cannot be edited; create a new \
+             license"
+                .into(),
+        ),
+        (_, "revoked") => Err(
+            "a license is revoked with `lic-portal license revoke` (POST \
+             /api/v1/licenses/{id}/revoke), which cannot be undone; to stop it for a while, \
+             set the status to suspended"
+                .into(),
+        ),
+        (_, "active" | "suspended") => Ok(()),
+        (_, other) => Err(format!(
+            "{other:?} is not a status an edit can set: give active or suspended"
+        )),
+    }
+}
+
+/// What a device's license says it may use: its features and its expiry (seconds since
+/// the epoch; none: no expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlements {
+    pub features: lic_core::format::Features,
+    pub expires: Option<i64>,
+}
+
+/// What a license grants an activation made at `activated`: the license's own features
+/// (else the policy's), and its fixed expiry (else the policy's validity from the
+/// activation, else none).
+pub fn granted(
+    license_features: Option<&lic_core::format::Features>,
+    policy_features: &lic_core::format::Features,
+    license_expires: Option<i64>,
+    validity_days: Option<i64>,
+    activated: i64,
+) -> Entitlements {
+    Entitlements {
+        features: license_features.unwrap_or(policy_features).clone(),
+        expires: license_expires.or_else(|| {
+            validity_days.map(|days| activated.saturating_add(days.saturating_mul(86_400)))
+        }),
+    }
+}
+
+/// What differs between what a device was last issued (its license, or its last
+/// refresh) and what its license grants now: `features` and/or `expires`. Empty: the
+/// device is up to date.
+pub fn out_of_date(issued: &Entitlements, granted: &Entitlements) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if issued.features != granted.features {
+        out.push("features");
+    }
+    if issued.expires != granted.expires {
+        out.push("expires");
+    }
+    out
 }
 
 /// May a device's seat be given again to its new request (a reset or restored store)?
@@ -363,6 +457,7 @@ mod tests {
     fn ask() -> SeatAsk<'static> {
         SeatAsk {
             license_active: true,
+            license_current: true,
             seats: 2,
             seats_used: 1,
             held_by_device: None,
@@ -442,6 +537,97 @@ mod tests {
             ..churned
         };
         assert_eq!(seat(&held), SeatAnswer::Reissue("act_1".into()));
+    }
+
+    #[test]
+    fn a_license_file_made_from_an_older_copy_of_the_license_is_made_again() {
+        let stale = SeatAsk {
+            license_current: false,
+            ..ask()
+        };
+        assert_eq!(seat(&stale), SeatAnswer::StaleLicense);
+        // Also for a device that holds a seat, and before a suspension is told.
+        for held in [None, Some("act_1")] {
+            let stale = SeatAsk {
+                license_current: false,
+                license_active: false,
+                held_by_device: held,
+                ..ask()
+            };
+            assert_eq!(seat(&stale), SeatAnswer::StaleLicense);
+        }
+        // A request applied before gets its answer, whatever changed since.
+        let again = SeatAsk {
+            license_current: false,
+            applied_before: true,
+            ..ask()
+        };
+        assert_eq!(seat(&again), SeatAnswer::AlreadyApplied);
+    }
+
+    #[test]
+    fn seats_go_down_to_the_seats_in_use_and_never_below_one() {
+        assert_eq!(seats_change(5, 3), Ok(()));
+        assert_eq!(seats_change(3, 3), Ok(()));
+        assert_eq!(seats_change(1, 0), Ok(()));
+        assert_eq!(seats_change(2, 3), Err(SeatsRefused::InUse { in_use: 3 }));
+        assert_eq!(seats_change(0, 0), Err(SeatsRefused::BelowOne));
+        assert_eq!(seats_change(-1, 0), Err(SeatsRefused::BelowOne));
+    }
+
+    #[test]
+    fn an_edit_moves_between_active_and_suspended_and_never_touches_a_revocation() {
+        assert_eq!(status_change("active", "suspended"), Ok(()));
+        assert_eq!(status_change("suspended", "active"), Ok(()));
+        assert_eq!(status_change("active", "active"), Ok(()));
+        let revoke = status_change("active", "revoked").unwrap_err();
+        assert!(revoke.contains("license revoke"), "{revoke}");
+        for to in ["active", "suspended", "revoked"] {
+            let undo = status_change("revoked", to).unwrap_err();
+            assert!(undo.contains("final"), "{undo}");
+        }
+        let unknown = status_change("active", "paused").unwrap_err();
+        assert!(unknown.contains("\"paused\""), "{unknown}");
+    }
+
+    #[test]
+    fn a_license_grants_its_own_entitlements_else_its_policys() {
+        let pdf: lic_core::format::Features =
+            [("export-pdf".to_string(), Default::default())].into();
+        let none = lic_core::format::Features::new();
+        let g = granted(Some(&pdf), &none, Some(500), Some(10), 100);
+        assert_eq!(g.features, pdf);
+        assert_eq!(g.expires, Some(500));
+        let g = granted(None, &pdf, None, Some(10), 100);
+        assert_eq!(g.features, pdf);
+        assert_eq!(g.expires, Some(100 + 10 * 86_400));
+        assert_eq!(granted(None, &none, None, None, 100).expires, None);
+    }
+
+    #[test]
+    fn a_device_is_out_of_date_when_its_features_or_expiry_differ() {
+        let pdf: lic_core::format::Features =
+            [("export-pdf".to_string(), Default::default())].into();
+        let issued = Entitlements {
+            features: pdf.clone(),
+            expires: Some(100),
+        };
+        assert!(out_of_date(&issued, &issued.clone()).is_empty());
+        let later = Entitlements {
+            expires: Some(200),
+            ..issued.clone()
+        };
+        assert_eq!(out_of_date(&issued, &later), ["expires"]);
+        let never = Entitlements {
+            expires: None,
+            ..issued.clone()
+        };
+        assert_eq!(out_of_date(&issued, &never), ["expires"]);
+        let fewer = Entitlements {
+            features: Default::default(),
+            expires: None,
+        };
+        assert_eq!(out_of_date(&issued, &fewer), ["features", "expires"]);
     }
 
     #[test]

@@ -302,6 +302,7 @@ const ACCESS: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/licenses", Need::Role(Role::ReadOnly)),
     ("POST", "/api/v1/licenses", Need::Role(Role::Admin)),
     ("GET", "/api/v1/licenses/{id}", Need::Role(Role::ReadOnly)),
+    ("PATCH", "/api/v1/licenses/{id}", Need::Role(Role::Admin)),
     (
         "POST",
         "/api/v1/licenses/{id}/revoke",
@@ -499,6 +500,13 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
                 "/api/v1/licenses/{id}/revoke",
                 admin,
                 Some(json!({"reason": "test"})),
+                not_found,
+            ),
+            (
+                "PATCH",
+                "/api/v1/licenses/{id}",
+                admin,
+                Some(json!({"reason": "test", "seats": 9})),
                 not_found,
             ),
             (
@@ -1556,5 +1564,164 @@ async fn key_sets_are_served_by_version_and_refused_revocations_change_nothing()
                 "{path}: {text}"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_license_is_edited_with_patch_and_refused_edits_change_nothing() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let path = format!("/api/v1/licenses/{}", w.license);
+        let before = w.snapshot().await;
+        let refused: Vec<(&str, Value, u16, &str)> = vec![
+            ("no reason", json!({"seats": 5}), 422, "invalid-json"),
+            (
+                "an empty reason",
+                json!({"reason": " ", "seats": 5}),
+                400,
+                "invalid",
+            ),
+            ("nothing to change", json!({"reason": "r"}), 400, "invalid"),
+            (
+                "an unknown member",
+                json!({"reason": "r", "sets": 5}),
+                422,
+                "invalid-json",
+            ),
+            (
+                "an unknown status",
+                json!({"reason": "r", "status": "paused"}),
+                400,
+                "invalid",
+            ),
+            (
+                "a revocation by an edit",
+                json!({"reason": "r", "status": "revoked"}),
+                400,
+                "invalid",
+            ),
+            (
+                "an expiry in the past",
+                json!({"reason": "r", "expires": 1000}),
+                400,
+                "invalid",
+            ),
+            (
+                "a text expiry",
+                json!({"reason": "r", "expires": "2030-01-01"}),
+                422,
+                "invalid-json",
+            ),
+            (
+                // The world's one device holds a seat.
+                "no seat",
+                json!({"reason": "r", "seats": 0}),
+                400,
+                "invalid",
+            ),
+        ];
+        for (what, body, status, code) in refused {
+            let r = send(&w.app, call("PATCH", &path).token(&w.admin).json(body)).await;
+            r.assert_error(status, code, &format!("{}: {what}", db.name));
+        }
+        send(
+            &w.app,
+            call("PATCH", "/api/v1/licenses/lic_nope")
+                .token(&w.admin)
+                .json(json!({"reason": "r", "seats": 5})),
+        )
+        .await
+        .assert_error(404, "not-found", "an unknown license");
+        send(
+            &w.app,
+            call("PATCH", &path)
+                .token(&w.support)
+                .json(json!({"reason": "r", "seats": 5})),
+        )
+        .await
+        .assert_error(403, "forbidden", "a support token");
+        assert_eq!(w.snapshot().await, before, "{}", db.name);
+
+        let edited = send(
+            &w.app,
+            call("PATCH", &path).token(&w.admin).json(json!({
+                "reason": "order 5",
+                "seats": 5,
+                "features": {"export-pdf": {}, "render-minutes": {"limit": 10, "overage": true}},
+                "allow_offline": false,
+                "status": "suspended",
+            })),
+        )
+        .await
+        .ok("edit");
+        assert_eq!(edited["license"]["seats"], 5, "{}: {edited}", db.name);
+        assert_eq!(edited["license"]["status"], "suspended");
+        assert_eq!(edited["license"]["allow_offline"], false);
+        assert_eq!(edited["license"]["revision"], 1);
+        assert_eq!(edited["changes"].as_array().unwrap().len(), 4, "{edited}");
+        // Down to the seat in use, but not below: 409 with what to do.
+        let r = send(
+            &w.app,
+            call("PATCH", &path).token(&w.admin).json(
+                json!({"reason": "r", "seats": 1, "status": "active", "allow_offline": true}),
+            ),
+        )
+        .await
+        .ok("one seat");
+        assert_eq!(r["license"]["seats"], 1);
+        // The one device holds the only seat: a second is refused.
+        let other = tempfile::tempdir().unwrap();
+        let req = request(other.path(), "m-2", &w.key);
+        send(&w.app, call("POST", "/api/v1/activate").file(req))
+            .await
+            .assert_error(409, "no-seat-left", "a full license");
+        // `null` expires: never (the world's policy has a validity period: refused).
+        send(
+            &w.app,
+            call("PATCH", &path)
+                .token(&w.admin)
+                .json(json!({"reason": "r", "expires": null})),
+        )
+        .await
+        .assert_error(400, "invalid", "never, with a validity period");
+        let audit = w
+            .portal
+            .audit_log(10, Some(&w.license))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "license.edit")
+            .count();
+        assert_eq!(audit, 2, "{}", db.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_below_those_in_use_are_refused_over_http_with_409() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let other = tempfile::tempdir().unwrap();
+        let req = request(other.path(), "m-2", &w.key);
+        send(&w.app, call("POST", "/api/v1/activate").file(req))
+            .await
+            .ok("second device");
+        let before = w.snapshot().await;
+        let r = send(
+            &w.app,
+            call("PATCH", format!("/api/v1/licenses/{}", w.license))
+                .token(&w.admin)
+                .json(json!({"reason": "downgrade", "seats": 1})),
+        )
+        .await;
+        r.assert_error(409, "seats-in-use", db.name);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("2 device(s)"),
+            "{}",
+            r.body
+        );
+        assert_eq!(w.snapshot().await, before, "{}", db.name);
     }
 }

@@ -272,6 +272,54 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
         &["activation", "out", "refresh"],
     );
     assert!(s(&refreshed["refresh"]).starts_with("-----BEGIN LIC REFRESH-----"));
+
+    // An edit of the license; its two devices are then out of date, and refreshed in bulk.
+    let edited = p.doc(
+        "license edit",
+        &[
+            "license",
+            "edit",
+            &license,
+            "--seats",
+            "3",
+            "--feature",
+            "render-minutes=200+",
+            "--reason",
+            "upgrade",
+        ],
+        &["license", "changes", "outdated"],
+    );
+    assert_eq!(edited["license"]["seats"], 3, "{edited}");
+    assert_eq!(edited["license"]["revision"], 1, "{edited}");
+    assert_eq!(edited["changes"][0]["field"], "seats", "{edited}");
+    assert_eq!(edited["changes"][0]["before"], 2, "{edited}");
+    assert_eq!(edited["outdated"], 2, "{edited}");
+    let outdated = p.doc(
+        "license outdated",
+        &["license", "outdated", &license],
+        &["license", "items"],
+    );
+    assert_eq!(outdated["items"].as_array().unwrap().len(), 2, "{outdated}");
+    assert_eq!(outdated["items"][0]["differs"][0], "features", "{outdated}");
+    let bulk = p.doc(
+        "refresh",
+        &[
+            "refresh",
+            "--license",
+            &license,
+            "--all-outdated",
+            "--out-dir",
+            &w("bulk"),
+            "--reason",
+            "upgrade",
+        ],
+        &["license", "items", "failed", "up_to_date"],
+    );
+    assert_eq!(bulk["items"].as_array().unwrap().len(), 2, "{bulk}");
+    for item in bulk["items"].as_array().unwrap() {
+        let text = std::fs::read_to_string(s(&item["out"])).unwrap();
+        assert!(text.starts_with("-----BEGIN LIC REFRESH-----"), "{item}");
+    }
     let closed = p.doc(
         "activation deactivate",
         &[
@@ -395,6 +443,12 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
     for (args, code) in [
         (&["license", "show", "lic_nope"][..], "not-found"),
         (&["license", "show"][..], "usage"),
+        (
+            &[
+                "license", "edit", "lic_nope", "--seats", "2", "--reason", "x",
+            ][..],
+            "not-found",
+        ),
         (
             &["policy", "create", "--product", "nope", "--name", "x"][..],
             "not-found",

@@ -158,6 +158,64 @@ pub(crate) async fn license(
                 out(&show_license(&l))?;
             }
         }
+        LicenseCommand::Edit(a) => {
+            let edit = LicenseEdit {
+                seats: a.seats,
+                expires: a.expires.as_deref().map(parse_expiry).transpose()?,
+                features: if a.features.is_empty() {
+                    None
+                } else {
+                    Some(parse_features(&a.features)?)
+                },
+                allow_offline: a.allow_offline,
+                status: a.status,
+            };
+            let edited = portal.edit_license(&a.id, edit, &a.reason, actor).await?;
+            let outdated = portal.outdated(&a.id).await?;
+            if json {
+                print_doc(serde_json::json!({
+                    "license": edited.license,
+                    "changes": edited.changes,
+                    "outdated": outdated.len(),
+                }))?;
+            } else {
+                if edited.changes.is_empty() {
+                    println!("license {} already was so: nothing changed", a.id);
+                } else {
+                    println!("edited license {}:", a.id);
+                }
+                for c in &edited.changes {
+                    println!(
+                        "  {}: {} → {}",
+                        c.field,
+                        shown_value(&c.field, &c.before),
+                        shown_value(&c.field, &c.after)
+                    );
+                }
+                if !outdated.is_empty() {
+                    println!(
+                        "{} active device(s) have other features or another expiry than the \
+                         license now grants; they learn of it from a refresh:",
+                        outdated.len()
+                    );
+                    println!("  lic-portal license outdated {}", a.id);
+                    println!(
+                        "  lic-portal refresh --license {} --all-outdated --out-dir DIR --reason …",
+                        a.id
+                    );
+                }
+            }
+        }
+        LicenseCommand::Outdated { id } => {
+            let list = portal.outdated(&id).await?;
+            if json {
+                print_doc(serde_json::json!({ "license": id, "items": list }))?;
+            } else if list.is_empty() {
+                println!("every active device of license {id} has what the license grants");
+            } else {
+                out(&list.iter().map(show_outdated).collect::<String>())?;
+            }
+        }
         LicenseCommand::Revoke { id, reason } => {
             let l = portal.revoke_license(&id, &reason, actor).await?;
             if json {
@@ -168,4 +226,69 @@ pub(crate) async fn license(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A changed value as a person reads it: times as dates, features as specs.
+fn shown_value(field: &str, v: &serde_json::Value) -> String {
+    match (field, v) {
+        (_, serde_json::Value::Null) if field == "expires" => "never".into(),
+        (_, serde_json::Value::Null) => "the policy's".into(),
+        ("expires", serde_json::Value::Number(n)) => when(n.as_i64()),
+        ("features", features) => serde_json::from_value::<Features>(features.clone())
+            .map(|f| feature_specs(&f))
+            .unwrap_or_else(|_| features.to_string()),
+        (_, serde_json::Value::String(s)) => s.clone(),
+        (_, other) => other.to_string(),
+    }
+}
+
+/// Features as the command line writes them: `a b=10 c=5+` (`none` for no feature).
+pub(crate) fn feature_specs(features: &Features) -> String {
+    if features.is_empty() {
+        return "none".into();
+    }
+    features
+        .iter()
+        .map(|(name, f)| match f.limit {
+            None => name.clone(),
+            Some(limit) if f.overage => format!("{name}={limit}+"),
+            Some(limit) => format!("{name}={limit}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One out-of-date device: what it has, and what the license grants.
+pub(crate) fn show_outdated(o: &Outdated) -> String {
+    let mut parts = Vec::new();
+    for field in &o.differs {
+        match field.as_str() {
+            "features" => parts.push(format!(
+                "features {} → {}",
+                feature_specs(&o.issued.features),
+                feature_specs(&o.granted.features)
+            )),
+            "expires" => parts.push(format!(
+                "expires {} → {}",
+                when_or_never(o.issued.expires),
+                when_or_never(o.granted.expires)
+            )),
+            other => parts.push(other.to_string()),
+        }
+    }
+    format!(
+        "{}  device {}  serial {}  last seen {}  {}\n",
+        o.activation,
+        o.device_kid,
+        o.serial,
+        when(Some(o.last_accessed)),
+        parts.join("; ")
+    )
+}
+
+fn when_or_never(t: Option<i64>) -> String {
+    match t {
+        Some(_) => when(t),
+        None => "never".into(),
+    }
 }

@@ -191,3 +191,55 @@ pub(super) async fn revoke_license(
         s.portal.revoke_license(&id, reason, &p.actor()).await?,
     ))
 }
+
+/// `PATCH /api/v1/licenses/{id}`: the members given change, the others stay; `reason` is
+/// required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EditBody {
+    reason: String,
+    #[serde(default)]
+    seats: Option<i64>,
+    /// `null`: no fixed expiry; left out: unchanged.
+    #[serde(default, deserialize_with = "some_or_null")]
+    expires: Option<Option<i64>>,
+    #[serde(default)]
+    features: Option<format::Features>,
+    #[serde(default)]
+    allow_offline: Option<bool>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn some_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+pub(super) async fn edit_license(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(body): Body<EditBody>,
+) -> ApiResult<EditedLicense> {
+    visible_license(&s.portal, &p, &id).await?;
+    Ok(Json(
+        s.portal
+            .edit_license(
+                &id,
+                LicenseEdit {
+                    seats: body.seats,
+                    expires: body.expires,
+                    features: body.features,
+                    allow_offline: body.allow_offline,
+                    status: body.status,
+                },
+                &body.reason,
+                &p.actor(),
+            )
+            .await?,
+    ))
+}

@@ -351,6 +351,7 @@ impl Portal {
             status: row.status,
             created: r.try_get("created")?,
             usage,
+            revision: row.revision,
         })
     }
 
@@ -413,5 +414,184 @@ impl Portal {
         .await?;
         tx.commit().await?;
         self.license(id).await
+    }
+
+    /// Edit a license: seats, fixed expiry, features, offline override, status (active or
+    /// suspended). The reason is required; the audit entry (`license.edit`) keeps it and
+    /// every field changed, before and after. Every edit adds one to the license's
+    /// revision, which every portal instance's next activation of the license sees.
+    /// Devices already activated keep what they were issued until they install a refresh
+    /// (see [`Portal::outdated`]). Nothing is changed when any value is refused.
+    pub async fn edit_license(
+        &self,
+        id: &str,
+        edit: LicenseEdit,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<EditedLicense, PortalError> {
+        require_reason(reason, "an edit of a license")?;
+        if edit.is_empty() {
+            return Err(PortalError::Invalid {
+                field: "edit",
+                reason: "nothing to change: give seats, expires, features, allow_offline or \
+                         status"
+                    .into(),
+            });
+        }
+        let now = self.now();
+        if let Some(Some(e)) = edit.expires {
+            given_time(e, now, "expires")?;
+        }
+        if let Some(features) = &edit.features {
+            check_features(features, "features")?;
+        }
+        if let Some(status) = &edit.status {
+            // (An unknown status is refused before the license is even read.)
+            decide::status_change("active", status).map_err(|reason| PortalError::Invalid {
+                field: "status",
+                reason,
+            })?;
+        }
+        let mut tx = self.db.begin_write().await?;
+        // The row as it is, locked on PostgreSQL (as the writer locks it for activations):
+        // the seats in use cannot change between this read and the update.
+        let lock = if self.db.backend() == crate::db::Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let row = sqlx::query(&format!("SELECT * FROM licenses WHERE id = $1{lock}"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| PortalError::NotFound {
+                what: "license",
+                id: id.into(),
+            })?;
+        let before = Self::license_info_with(&row, BTreeMap::new())?;
+        if let Some(status) = &edit.status {
+            decide::status_change(&before.status, status).map_err(|reason| {
+                PortalError::Invalid {
+                    field: "status",
+                    reason: format!("license {id}: {reason}"),
+                }
+            })?;
+        } else if before.status == "revoked" {
+            decide::status_change("revoked", "revoked").map_err(|reason| PortalError::Invalid {
+                field: "license",
+                reason: format!("license {id}: {reason}"),
+            })?;
+        }
+        if let Some(seats) = edit.seats {
+            decide::seats_change(seats, before.seats_used).map_err(|refused| match refused {
+                decide::SeatsRefused::BelowOne => PortalError::Invalid {
+                    field: "seats",
+                    reason: "a license has at least one seat".into(),
+                },
+                decide::SeatsRefused::InUse { in_use } => PortalError::SeatsInUse {
+                    license: id.into(),
+                    seats,
+                    in_use,
+                },
+            })?;
+        }
+        if edit.expires == Some(None) {
+            let policy = self.policy(&before.policy).await?;
+            if let Some(days) = policy.validity_days {
+                return Err(PortalError::Invalid {
+                    field: "expires",
+                    reason: format!(
+                        "license {id}'s policy {} gives each activation {days} days from its \
+                         activation, which would apply without a fixed expiry: the license \
+                         would not be \"never\" expiring. Give a date instead (9999-12-31 \
+                         for no practical end)",
+                        policy.id
+                    ),
+                });
+            }
+        }
+        let after = LicenseInfo {
+            seats: edit.seats.unwrap_or(before.seats),
+            expires: edit.expires.unwrap_or(before.expires),
+            features: edit.features.clone().or_else(|| before.features.clone()),
+            allow_offline: edit.allow_offline.or(before.allow_offline),
+            status: edit.status.clone().unwrap_or_else(|| before.status.clone()),
+            ..before.clone()
+        };
+        let mut changes = Vec::new();
+        let mut note = |field: &str, b: serde_json::Value, a: serde_json::Value| {
+            if b != a {
+                changes.push(LicenseChange {
+                    field: field.into(),
+                    before: b,
+                    after: a,
+                });
+            }
+        };
+        use serde_json::json as j;
+        note("seats", j!(before.seats), j!(after.seats));
+        note("expires", j!(before.expires), j!(after.expires));
+        note("features", j!(before.features), j!(after.features));
+        note(
+            "allow_offline",
+            j!(before.allow_offline),
+            j!(after.allow_offline),
+        );
+        note("status", j!(before.status), j!(after.status));
+        if changes.is_empty() {
+            // Already so: nothing written, no revision, no audit entry.
+            drop(tx);
+            return Ok(EditedLicense {
+                license: self.license(id).await?,
+                changes,
+            });
+        }
+        let updated = sqlx::query(
+            "UPDATE licenses SET seats = $1, expires = $2, features = $3, allow_offline = $4, \
+             status = $5, revision = revision + 1 \
+             WHERE id = $6 AND revision = $7 AND seats_used <= $1",
+        )
+        .bind(after.seats)
+        .bind(after.expires)
+        .bind(after.features.as_ref().map(json))
+        .bind(after.allow_offline.map(flag))
+        .bind(&after.status)
+        .bind(id)
+        .bind(before.revision)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            // (SQLite writes one transaction at a time and PostgreSQL's row is locked: only
+            // something outside the portal gets here.)
+            return Err(PortalError::Conflict {
+                reason: format!("license {id} changed while it was edited"),
+            });
+        }
+        audit(
+            &mut *tx,
+            now.timestamp_millis(),
+            actor,
+            "license.edit",
+            Some(id),
+            Some(reason),
+            None,
+            Some(&json(&changes)),
+        )
+        .await?;
+        tx.commit().await?;
+        self.forget_license(id);
+        Ok(EditedLicense {
+            license: self.license(id).await?,
+            changes,
+        })
+    }
+
+    /// Drop this instance's cached copy of a license (other instances find theirs stale
+    /// by its revision).
+    pub(super) fn forget_license(&self, id: &str) {
+        self.licenses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, cached| cached.0.id != id);
     }
 }

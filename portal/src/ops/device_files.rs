@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// How one attempt at an activation went.
+enum Attempt {
+    Done(Applied),
+    /// The copy of the license the file was made from is stale: read it again.
+    Stale,
+}
+
 impl Portal {
     /// Apply any uploaded file: an activation request, a deactivation or a usage report.
     pub async fn apply(&self, input: &[u8], actor: &Actor) -> Result<Applied, PortalError> {
@@ -28,14 +35,16 @@ impl Portal {
         }
     }
 
-    /// The license an activation request names, with its policy: from the cache, or
-    /// read once (a license that is not found is looked up again next time: it may be
-    /// created meanwhile).
+    /// The license an activation request names, with its policy, and whether it came from
+    /// the cache: from the cache, or read once (a license that is not found is looked up
+    /// again next time: it may be created meanwhile). `fresh`: read it from the database
+    /// whatever the cache holds (the cached copy was found stale).
     pub(super) async fn license_for(
         &self,
         product: &str,
         credential: &Credential,
-    ) -> Result<Arc<(LicenseRow, Policy)>, PortalError> {
+        fresh: bool,
+    ) -> Result<(Arc<(LicenseRow, Policy)>, bool), PortalError> {
         let lookup = match credential {
             Credential::LicenseKey(key) => LicenseLookup::KeyHash(key_hash(key)),
             Credential::User(user) => LicenseLookup::User {
@@ -48,13 +57,14 @@ impl Portal {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&lookup)
-            .cloned();
+            .cloned()
+            .filter(|_| !fresh);
         if let Some(found) = cached {
-            return Ok(found);
+            return Ok((found, true));
         }
         // The license and its policy, in one read.
         let select = "SELECT l.id, l.product, l.policy, l.allow_offline, l.seats, l.features, l.expires, \
-                      l.status, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
+                      l.status, l.revision, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
                       p.allow_offline AS p_allow_offline, p.seats AS p_seats, p.validity_days, \
                       p.features AS p_features, p.match_required, p.match_max_changed, \
                       p.clock_tolerance_secs, p.max_offline_days, p.inactivity_secs, p.max_deactivations, \
@@ -95,7 +105,7 @@ impl Portal {
             cache.clear();
         }
         cache.insert(lookup, Arc::clone(&found));
-        Ok(found)
+        Ok((found, false))
     }
 
     pub(super) async fn replayed(&self, hash: &str) -> Result<Option<Applied>, PortalError> {
@@ -121,16 +131,51 @@ impl Portal {
 
     /// Apply an activation request: a license file for the requesting device, taking a
     /// seat. The same request applied again returns the same license, not a second seat.
+    ///
+    /// The license file is made from this instance's cached copy of the license; the
+    /// write checks the copy against the license's revision, and a copy found stale (the
+    /// license was edited, here or on another instance) is read again and the file made
+    /// again, a few times at most. A refusal decided on a cached copy (offline not
+    /// allowed) is checked on a fresh read before it is given.
     pub async fn apply_activation(
         &self,
         bytes: &[u8],
         actor: &Actor,
     ) -> Result<Applied, PortalError> {
+        /// Reads of the license after the first, when edits keep coming in between.
+        const RETRIES: usize = 3;
         let request: Verified<ActivationRequest> = format::verify(bytes.to_vec(), &Keyring::new())?;
+        let mut fresh = false;
+        for _ in 0..=RETRIES {
+            let r = request.payload();
+            let (found, cached) = self.license_for(&r.product, &r.credential, fresh).await?;
+            match self.activate_with(&request, &found, actor).await {
+                Err(PortalError::OfflineNotAllowed { .. }) if cached => {}
+                Ok(Attempt::Stale) => {}
+                Ok(Attempt::Done(applied)) => return Ok(applied),
+                Err(e) => return Err(e),
+            }
+            // The cached copy is (or may be) stale: read the license again.
+            self.forget_license(&found.0.id);
+            fresh = true;
+        }
+        Err(PortalError::Conflict {
+            reason: "the license was edited again and again while the request was applied; \
+                     upload it again"
+                .into(),
+        })
+    }
+
+    /// One attempt of [`Portal::apply_activation`] with a copy of the license.
+    async fn activate_with(
+        &self,
+        request: &Verified<ActivationRequest>,
+        found: &(LicenseRow, Policy),
+        actor: &Actor,
+    ) -> Result<Attempt, PortalError> {
         let hash = request.file_hash().to_string();
         let r = request.payload();
-        let found = self.license_for(&r.product, &r.credential).await?;
-        let (lic, policy) = &*found;
+        let (lic, policy) = found;
         if lic.product != r.product {
             return Err(PortalError::WrongProduct {
                 requested: r.product.clone(),
@@ -208,13 +253,17 @@ impl Portal {
             device_hex: hex::encode(device.to_bytes()),
             device_kid: device.kid().to_string(),
             fingerprint: json(&r.fingerprint),
+            revision: lic.revision,
             now,
             actor: actor.clone(),
         };
         let outcome = self.write(Job::Activation(job)).await?;
+        if matches!(outcome, WriteOutcome::StaleLicense) {
+            return Ok(Attempt::Stale);
+        }
         self.finish(outcome, &hash, &signer)
             .await
-            .map(|a| a.noted(None))
+            .map(|a| Attempt::Done(a.noted(None)))
     }
 
     /// Turn a write outcome into the response; a lost race reads the winner's.
@@ -255,6 +304,9 @@ impl Portal {
                 self.replayed(hash).await?.ok_or_else(applied_concurrently)
             }
             WriteOutcome::Refused(e) => Err(e),
+            WriteOutcome::StaleLicense => Err(PortalError::Conflict {
+                reason: "the license changed while the file was applied; upload it again".into(),
+            }),
         }
     }
 

@@ -172,10 +172,103 @@ pub struct LicenseInfo {
     pub seats_used: i64,
     pub features: Option<Features>,
     pub expires: Option<i64>,
+    /// `active`, `suspended` or `revoked`.
     pub status: String,
     pub created: i64,
     /// Consumption reported so far, per feature.
     pub usage: BTreeMap<String, i64>,
+    /// How many times the license was edited (0: never).
+    #[serde(default)]
+    pub revision: i64,
+}
+
+/// Changes to a license; what is not given stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseEdit {
+    /// Seats (at least 1, and not fewer than the devices holding one).
+    #[serde(default)]
+    pub seats: Option<i64>,
+    /// A new fixed expiry (`Some(Some(t))`, seconds since the epoch), or none
+    /// (`Some(None)`: the license never expires; refused when its policy gives each
+    /// activation a validity period, which would apply instead).
+    #[serde(default, deserialize_with = "some_or_null")]
+    pub expires: Option<Option<i64>>,
+    /// The features, replacing the license's list (or its policy's) as a whole.
+    #[serde(default)]
+    pub features: Option<Features>,
+    /// Allow or refuse offline activation, whatever the policy says.
+    #[serde(default)]
+    pub allow_offline: Option<bool>,
+    /// `active` or `suspended`.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl LicenseEdit {
+    fn is_empty(&self) -> bool {
+        *self == LicenseEdit::default()
+    }
+}
+
+/// A member given as `null` is `Some(None)`; a member left out is `None` (`default`).
+fn some_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// One field an edit changed: its value before and after (as the license shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseChange {
+    pub field: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// A license after an edit, and what the edit changed (empty: the license already was so,
+/// and nothing was written).
+#[derive(Debug, Clone, Serialize)]
+pub struct EditedLicense {
+    pub license: LicenseInfo,
+    pub changes: Vec<LicenseChange>,
+}
+
+/// An active activation whose entitlements, as last issued to its device (its license,
+/// or its last refresh), differ from what its license grants now: the device needs a
+/// refresh to learn of an edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outdated {
+    pub activation: String,
+    pub license: String,
+    pub device_kid: String,
+    /// The serial of the device's license or last refresh.
+    pub serial: i64,
+    pub last_accessed: i64,
+    /// What differs: `features` and/or `expires`.
+    pub differs: Vec<String>,
+    /// The features and expiry the device has.
+    pub issued: Entitled,
+    /// The features and expiry the license grants it now.
+    pub granted: Entitled,
+}
+
+/// Features and expiry (seconds since the epoch; none: no expiry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entitled {
+    pub features: Features,
+    pub expires: Option<i64>,
+}
+
+impl From<decide::Entitlements> for Entitled {
+    fn from(e: decide::Entitlements) -> Entitled {
+        Entitled {
+            features: e.features,
+            expires: e.expires,
+        }
+    }
 }
 
 /// What to create a license with.
@@ -359,10 +452,11 @@ pub struct Portal {
     clock: Arc<dyn Clock>,
     /// The group-commit writer's queue (SQLite or PostgreSQL).
     writer: Writer,
-    /// Licenses (with their policies) by credential, as activations look them up. What
-    /// is kept never changes once created — a license's product, policy, seats,
-    /// overrides and expiry, and its policy — so an entry is never stale; what does
-    /// change (the status, the seats in use) is read by the write transaction itself.
+    /// Licenses (with their policies) by credential, as activations look them up. A
+    /// license can be edited (here or by another instance on the same database): the
+    /// activation's write reads the license's status, seats and revision with its row,
+    /// and a license file made from an entry older than the row's revision is made again
+    /// from a fresh read (see `apply_activation`). Policies never change.
     licenses: std::sync::Mutex<HashMap<LicenseLookup, Arc<(LicenseRow, Policy)>>>,
 }
 
@@ -646,6 +740,8 @@ struct LicenseRow {
     features: Option<Features>,
     expires: Option<i64>,
     status: String,
+    /// Edits so far: a cached copy with another revision is stale.
+    revision: i64,
 }
 
 fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
@@ -661,6 +757,7 @@ fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
         features: features.map(|f| from_json(&f, "features")).transpose()?,
         expires: r.try_get("expires")?,
         status: r.try_get("status")?,
+        revision: r.try_get("revision")?,
     })
 }
 

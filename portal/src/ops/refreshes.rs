@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// What a device was last issued, as a refresh starts from it.
+struct Issued {
+    /// Its license, with the last refresh's entitlements and serial over it.
+    base: License,
+    serial: i64,
+}
+
 impl Portal {
     /// Support: a refresh file for one activation (new entitlements or expiry, optional
     /// clock-floor reset), serial + 1. The reason is required and audited.
@@ -15,6 +22,59 @@ impl Portal {
         if let Some(features) = &spec.features {
             check_features(features, "features")?;
         }
+        let issued = self.issued(activation_id).await?;
+        let now = self.now();
+        let expires = match (spec.expires, spec.extend_days) {
+            (Some(_), Some(_)) => {
+                return Err(PortalError::Invalid {
+                    field: "expires",
+                    reason: "give a new expiry or a number of days to extend it by, not both"
+                        .into(),
+                });
+            }
+            (Some(e), None) => Some(given_time(e, now, "expires")?),
+            (None, Some(days)) => {
+                check_days(days, "extend_days")?;
+                Some(add_days(
+                    issued.base.expires.unwrap_or(now).max(now),
+                    days,
+                    "the extended expiry",
+                )?)
+            }
+            (None, None) => issued.base.expires,
+        };
+        let clock_floor = spec
+            .clock_floor
+            .map(|f| given_time(f, DateTime::<Utc>::UNIX_EPOCH, "clock_floor"))
+            .transpose()?;
+        if clock_floor.is_some_and(|f| f > now) {
+            return Err(PortalError::Invalid {
+                field: "clock_floor",
+                reason: "a clock floor in the future would stop the device at once; give a \
+                         time up to now"
+                    .into(),
+            });
+        }
+        let features = spec
+            .features
+            .clone()
+            .unwrap_or_else(|| issued.base.features.clone());
+        self.create_refresh(
+            activation_id,
+            &issued,
+            features,
+            expires,
+            clock_floor,
+            &spec.reason,
+            actor,
+        )
+        .await
+    }
+
+    /// What activation `activation_id`'s device was last issued: its license with the last
+    /// refresh (if any) over it, and that file's serial. Refused when the activation is
+    /// not active, or its license is revoked or suspended (no refresh then).
+    async fn issued(&self, activation_id: &str) -> Result<Issued, PortalError> {
         let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
             .bind(activation_id)
             .fetch_optional(self.db.pool())
@@ -30,67 +90,68 @@ impl Portal {
             });
         }
         let keys = vendor::own_keys(&self.db).await?;
-        // The license issued for the request, with the last refresh (if any) over it.
-        // `license_file` holds the last refresh; the license itself is the response
-        // recorded for the activation request.
-        let original: String =
-            sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
-                .bind(row.try_get::<String, _>("request_hash")?)
-                .fetch_one(self.db.pool())
-                .await?;
-        let mut base = format::open::<License>(original.as_bytes(), &keys)?.into_payload();
-        let last_refresh: String = row.try_get("license_file")?;
-        let serial = if last_refresh.is_empty() {
-            1
-        } else {
-            let refresh = format::open::<Refresh>(last_refresh.as_bytes(), &keys)?.into_payload();
-            base.features = refresh.features;
-            base.expires = refresh.expires;
-            base.offline_expiry = refresh.offline_expiry;
-            base.clock_tolerance = refresh.clock_tolerance;
-            base.license_type = refresh.license_type;
-            u64_to_i64(refresh.serial)
-        };
+        let base = self.last_issued(&row, &keys).await?;
         let lic: String = row.try_get("license")?;
         let lic_row = sqlx::query("SELECT * FROM licenses WHERE id = $1")
             .bind(&lic)
             .fetch_one(self.db.pool())
             .await?;
-        if license_row(&lic_row)?.status != "active" {
-            return Err(PortalError::LicenseRevoked { license: lic });
+        match license_row(&lic_row)?.status.as_str() {
+            "active" => {}
+            "suspended" => return Err(PortalError::LicenseSuspended { license: lic }),
+            _ => return Err(PortalError::LicenseRevoked { license: lic }),
         }
+        Ok(Issued {
+            serial: u64_to_i64(base.serial),
+            base,
+        })
+    }
+
+    /// The entitlements activation `row`'s device was last issued: the license issued for
+    /// its request, with the last refresh (if any) over it (`serial` is that file's).
+    /// `license_file` holds the last refresh; the license itself is the response recorded
+    /// for the activation request.
+    pub(super) async fn last_issued(
+        &self,
+        row: &AnyRow,
+        keys: &Keyring,
+    ) -> Result<License, PortalError> {
+        let original: String =
+            sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
+                .bind(row.try_get::<String, _>("request_hash")?)
+                .fetch_one(self.db.pool())
+                .await?;
+        let mut base = format::open::<License>(original.as_bytes(), keys)?.into_payload();
+        let last_refresh: String = row.try_get("license_file")?;
+        base.serial = 1;
+        if !last_refresh.is_empty() {
+            let refresh = format::open::<Refresh>(last_refresh.as_bytes(), keys)?.into_payload();
+            base.features = refresh.features;
+            base.expires = refresh.expires;
+            base.offline_expiry = refresh.offline_expiry;
+            base.clock_tolerance = refresh.clock_tolerance;
+            base.license_type = refresh.license_type;
+            base.serial = refresh.serial;
+        }
+        Ok(base)
+    }
+
+    /// Sign and record a refresh of `issued` with these entitlements (serial + 1), audited
+    /// with `reason`.
+    #[allow(clippy::too_many_arguments)] // the refresh's fields
+    async fn create_refresh(
+        &self,
+        activation_id: &str,
+        issued: &Issued,
+        features: Features,
+        expires: Option<DateTime<Utc>>,
+        clock_floor: Option<DateTime<Utc>>,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<String, PortalError> {
         let now = self.now();
-        let expires = match (spec.expires, spec.extend_days) {
-            (Some(_), Some(_)) => {
-                return Err(PortalError::Invalid {
-                    field: "expires",
-                    reason: "give a new expiry or a number of days to extend it by, not both"
-                        .into(),
-                });
-            }
-            (Some(e), None) => Some(given_time(e, now, "expires")?),
-            (None, Some(days)) => {
-                check_days(days, "extend_days")?;
-                Some(add_days(
-                    base.expires.unwrap_or(now).max(now),
-                    days,
-                    "the extended expiry",
-                )?)
-            }
-            (None, None) => base.expires,
-        };
-        let clock_floor = spec
-            .clock_floor
-            .map(|f| given_time(f, DateTime::<Utc>::UNIX_EPOCH, "clock_floor"))
-            .transpose()?;
-        if clock_floor.is_some_and(|f| f > now) {
-            return Err(PortalError::Invalid {
-                field: "clock_floor",
-                reason: "a clock floor in the future would stop the device at once; give a \
-                         time up to now"
-                    .into(),
-            });
-        }
+        let base = &issued.base;
+        let serial = issued.serial;
         let new_serial = serial + 1;
         let refresh = Refresh {
             license_id: base.license_id.clone(),
@@ -98,13 +159,13 @@ impl Portal {
             product: base.product.clone(),
             device_key: base.device_key,
             serial: u64::try_from(new_serial).unwrap_or(2),
-            features: spec.features.clone().unwrap_or(base.features),
+            features,
             license_type: base.license_type,
             expires,
             offline_expiry: base.offline_expiry,
             clock_tolerance: base.clock_tolerance,
             clock_floor,
-            reason: spec.reason.clone(),
+            reason: reason.into(),
             issued: now,
         };
         let signer = self.signer().await?;
@@ -135,13 +196,107 @@ impl Portal {
             actor,
             "activation.refresh",
             Some(activation_id),
-            Some(&spec.reason),
+            Some(reason),
             Some(&file.hash().to_string()),
             Some(&format!("serial {new_serial}")),
         )
         .await?;
         tx.commit().await?;
         Ok(armored)
+    }
+
+    /// The active activations of license `license_id` whose devices were issued other
+    /// features or another expiry than the license grants now (after an edit): each needs
+    /// a refresh ([`Portal::refresh_to_license`]). Oldest activation first.
+    pub async fn outdated(&self, license_id: &str) -> Result<Vec<Outdated>, PortalError> {
+        let license = self.license(license_id).await?;
+        let policy = self.policy(&license.policy).await?;
+        let rows = sqlx::query(
+            "SELECT * FROM activations WHERE license = $1 AND state = 'active' \
+             ORDER BY created, id",
+        )
+        .bind(license_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let keys = vendor::own_keys(&self.db).await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let (issued, granted) = self.entitlements(row, &license, &policy, &keys).await?;
+            let differs = decide::out_of_date(&issued, &granted);
+            if differs.is_empty() {
+                continue;
+            }
+            out.push(Outdated {
+                activation: row.try_get("id")?,
+                license: license_id.into(),
+                device_kid: row.try_get("device_kid")?,
+                serial: row.try_get("serial")?,
+                last_accessed: row.try_get("last_accessed")?,
+                differs: differs.into_iter().map(String::from).collect(),
+                issued: issued.into(),
+                granted: granted.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// What activation `row`'s device was issued, and what `license` grants it now.
+    async fn entitlements(
+        &self,
+        row: &AnyRow,
+        license: &LicenseInfo,
+        policy: &Policy,
+        keys: &Keyring,
+    ) -> Result<(decide::Entitlements, decide::Entitlements), PortalError> {
+        let issued = self.last_issued(row, keys).await?;
+        let issued = decide::Entitlements {
+            features: issued.features,
+            expires: issued.expires.map(|t| t.timestamp()),
+        };
+        let granted = decide::granted(
+            license.features.as_ref(),
+            &policy.features,
+            license.expires,
+            policy.validity_days,
+            row.try_get("created")?,
+        );
+        Ok((issued, granted))
+    }
+
+    /// Support: a refresh that gives activation `activation_id`'s device what its license
+    /// grants now (features and expiry; the rest as last issued), serial + 1, audited with
+    /// `reason` as any refresh. `None` when the device has that already (nothing made).
+    pub async fn refresh_to_license(
+        &self,
+        activation_id: &str,
+        reason: &str,
+        actor: &Actor,
+    ) -> Result<Option<String>, PortalError> {
+        require_reason(reason, "a refresh")?;
+        let issued = self.issued(activation_id).await?;
+        let license = self.license(&issued.base.license_id).await?;
+        let policy = self.policy(&license.policy).await?;
+        let row = sqlx::query("SELECT * FROM activations WHERE id = $1")
+            .bind(activation_id)
+            .fetch_one(self.db.pool())
+            .await?;
+        let keys = vendor::own_keys(&self.db).await?;
+        let (had, granted) = self.entitlements(&row, &license, &policy, &keys).await?;
+        if decide::out_of_date(&had, &granted).is_empty() {
+            return Ok(None);
+        }
+        let expires = granted.expires.map(time);
+        self.create_refresh(
+            activation_id,
+            &issued,
+            granted.features,
+            expires,
+            None,
+            reason,
+            actor,
+        )
+        .await
+        .map(Some)
     }
 
     /// Admin: deactivate an activation on the server (e.g. a lost machine). The seat is

@@ -157,6 +157,9 @@ pub(super) enum WriteOutcome {
     Refused(PortalError),
     /// The file was claimed by another application of it: read its response.
     AlreadyApplied,
+    /// The license was edited since the copy the license file was made from (its
+    /// revision differs): nothing was written; make the file again from a fresh copy.
+    StaleLicense,
     /// The device already holds an active seat of the license.
     Reissue {
         id: String,
@@ -175,6 +178,8 @@ pub(super) struct ActivationWrite {
     pub(super) device_hex: String,
     pub(super) device_kid: String,
     pub(super) fingerprint: String,
+    /// The revision of the copy of the license the file was made from.
+    pub(super) revision: i64,
     pub(super) now: DateTime<Utc>,
     pub(super) actor: Actor,
 }
@@ -318,9 +323,10 @@ fn churn_since(j: &ActivationWrite) -> Result<Option<i64>, PortalError> {
 }
 
 fn activation_reads(j: &ActivationWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
-    // The license's status and seats, read here so that a revocation or a change of
-    // seats takes effect at once. (On PostgreSQL the writer locked the row for its
-    // batch: activations of one license, one at a time, on every instance.)
+    // The license's status, seats and revision, read here so that a revocation, a
+    // suspension or any edit takes effect at once, whichever instance made it. (On
+    // PostgreSQL the writer locked the row for its batch: activations of one license, one
+    // at a time, on every instance; an edit waits for the batch, or the batch for it.)
     let mut reads = vec![stmt(
         // One statement: the license's row, the device's seat, whether this very request
         // was applied before.
@@ -328,7 +334,8 @@ fn activation_reads(j: &ActivationWrite, lock: &str) -> Vec<(String, Vec<Val>)> 
             "SELECT l.status, l.seats, l.seats_used, \
              (SELECT a.id FROM activations a WHERE a.license = l.id AND a.device_key = $2 \
               AND a.state = 'active' LIMIT 1), \
-             (SELECT count(*) FROM applied_files f WHERE f.hash = $3) \
+             (SELECT count(*) FROM applied_files f WHERE f.hash = $3), \
+             l.revision \
              FROM licenses l WHERE l.id = $1{lock}"
         ),
         vec![(&j.lic_id).into(), (&j.device_hex).into(), (&j.hash).into()],
@@ -372,8 +379,10 @@ fn decide_activation(
         None => Ok(()),
     };
     let seats = int_at(&license, 1).unwrap_or(0);
+    let status = first_text(&license);
     let answer = decide::seat(&decide::SeatAsk {
-        license_active: first_text(&license).as_deref() == Some("active"),
+        license_active: status.as_deref() == Some("active"),
+        license_current: int_at(&license, 5) == Some(j.revision),
         seats,
         // (Seats taken by this batch's earlier jobs, which the read did not see yet.)
         seats_used: int_at(&license, 2).unwrap_or(0) + unseen.seats_taken(&j.lic_id),
@@ -383,6 +392,12 @@ fn decide_activation(
     });
     match answer {
         decide::SeatAnswer::AlreadyApplied => return Ok(WriteOutcome::AlreadyApplied),
+        decide::SeatAnswer::StaleLicense => return Ok(WriteOutcome::StaleLicense),
+        decide::SeatAnswer::Revoked if status.as_deref() == Some("suspended") => {
+            return Err(PortalError::LicenseSuspended {
+                license: j.lic_id.clone(),
+            });
+        }
         decide::SeatAnswer::Revoked => {
             return Err(PortalError::LicenseRevoked {
                 license: j.lic_id.clone(),

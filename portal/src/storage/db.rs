@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "evidence",
         include_str!("../../migrations/0004_evidence.sql"),
     ),
+    (
+        5,
+        "license-revision",
+        include_str!("../../migrations/0005_license_revision.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.
