@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use lic_core::format::{Bytes32, FileKind, Fingerprint, JournalHead, MAX_COUNTER};
+use lic_core::format::{
+    Bytes32, FileKind, Fingerprint, JournalHead, License, MAX_COUNTER, Refresh,
+};
 
 /// How a device file relates to the journal head the portal recorded for its activation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -428,6 +430,30 @@ pub fn reissue(
     Ok(())
 }
 
+/// What a reissued license carries over for a device that holds its seat already: the
+/// entitlements in force for it — those of the last refresh it was given, else those of
+/// its first license — not what a new license would grant (a reset store must not
+/// restart a trial or lift an edit the device never received), and the serial of its
+/// last refresh (installing an older one again is a rollback). The caller sets the
+/// counters (the usage reported so far).
+pub fn carry_over(license: &mut License, first: Option<&License>, last_refresh: Option<&Refresh>) {
+    if let Some(o) = first {
+        license.features = o.features.clone();
+        license.expires = o.expires;
+        license.offline_expiry = o.offline_expiry;
+        license.clock_tolerance = o.clock_tolerance;
+        license.license_type = o.license_type;
+    }
+    if let Some(r) = last_refresh {
+        license.features = r.features.clone();
+        license.expires = r.expires;
+        license.offline_expiry = r.offline_expiry;
+        license.clock_tolerance = r.clock_tolerance;
+        license.license_type = r.license_type;
+        license.serial = r.serial;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +478,105 @@ mod tests {
         let reported: BTreeMap<String, u64> = [("exports".to_string(), 9)].into();
         let refused = reissue(Some("active"), &reported, &carried).unwrap_err();
         assert!(refused.contains("usage report"), "{refused}");
+    }
+
+    fn at(secs: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    fn features(names: &[&str]) -> lic_core::format::Features {
+        names
+            .iter()
+            .map(|n| (n.to_string(), lic_core::format::Feature::default()))
+            .collect()
+    }
+
+    /// A license as a new request would get it: today's entitlements, serial 1.
+    fn fresh() -> License {
+        License {
+            license_id: "lic_1".into(),
+            activation_id: "act_1".into(),
+            product: "photo-pro".into(),
+            device_key: h(1),
+            fingerprint: Default::default(),
+            match_rule: lic_core::format::MatchRule {
+                required: Vec::new(),
+                max_changed: 0,
+            },
+            features: features(&["export-pdf", "new-feature"]),
+            license_type: lic_core::format::LicenseType::Trial,
+            issued: at(900),
+            not_before: at(900),
+            expires: Some(at(5_000)),
+            offline_expiry: None,
+            clock_tolerance: 60,
+            serial: 1,
+            request_nonce: lic_core::format::Nonce([0; 16]),
+            counters: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_reissue_carries_the_first_licenses_entitlements_not_todays() {
+        let first = License {
+            features: features(&["export-pdf"]),
+            expires: Some(at(2_000)),
+            ..fresh()
+        };
+        let mut reissued = fresh();
+        carry_over(&mut reissued, Some(&first), None);
+        assert_eq!(reissued.features, first.features);
+        assert_eq!(
+            reissued.expires,
+            Some(at(2_000)),
+            "a trial does not restart"
+        );
+        assert_eq!(reissued.serial, 1);
+    }
+
+    #[test]
+    fn a_reissue_carries_the_last_refresh_and_its_serial() {
+        let refresh = Refresh {
+            license_id: "lic_1".into(),
+            activation_id: "act_1".into(),
+            product: "photo-pro".into(),
+            device_key: h(1),
+            serial: 3,
+            features: features(&["export-pdf", "batch-jobs"]),
+            license_type: lic_core::format::LicenseType::TimeLimited,
+            expires: Some(at(9_000)),
+            offline_expiry: Some(at(8_000)),
+            clock_tolerance: 120,
+            clock_floor: None,
+            reason: "renewal".into(),
+            issued: at(1_000),
+        };
+        let mut reissued = fresh();
+        carry_over(&mut reissued, Some(&fresh()), Some(&refresh));
+        assert_eq!(reissued.features, refresh.features);
+        assert_eq!(
+            (
+                reissued.expires,
+                reissued.offline_expiry,
+                reissued.clock_tolerance
+            ),
+            (Some(at(9_000)), Some(at(8_000)), 120)
+        );
+        assert_eq!(
+            reissued.license_type,
+            lic_core::format::LicenseType::TimeLimited
+        );
+        assert_eq!(
+            reissued.serial, 3,
+            "an older refresh installed again is a rollback"
+        );
+    }
+
+    #[test]
+    fn a_reissue_with_nothing_issued_before_keeps_the_new_license() {
+        let mut reissued = fresh();
+        carry_over(&mut reissued, None, None);
+        assert_eq!(reissued, fresh());
     }
 
     fn ask() -> SeatAsk<'static> {

@@ -340,26 +340,15 @@ impl Portal {
                 .bind(row.try_get::<String, _>("request_hash")?)
                 .fetch_optional(self.db.pool())
                 .await?;
-        if let Some(original) = original {
-            let o = format::open::<License>(original.as_bytes(), &keys)?.into_payload();
-            license.features = o.features;
-            license.expires = o.expires;
-            license.offline_expiry = o.offline_expiry;
-            license.clock_tolerance = o.clock_tolerance;
-            license.license_type = o.license_type;
-        }
+        let first = original
+            .map(|o| format::open::<License>(o.as_bytes(), &keys).map(Verified::into_payload))
+            .transpose()?;
         let last_refresh: String = row.try_get("license_file")?;
-        if !last_refresh.is_empty() {
-            let r = format::open::<Refresh>(last_refresh.as_bytes(), &keys)?.into_payload();
-            license.features = r.features;
-            license.expires = r.expires;
-            license.offline_expiry = r.offline_expiry;
-            license.clock_tolerance = r.clock_tolerance;
-            license.license_type = r.license_type;
-            // The device's serial goes on from the last refresh: installing an older one
-            // again (with entitlements the vendor has since changed) is a rollback.
-            license.serial = r.serial;
-        }
+        let refresh = (!last_refresh.is_empty())
+            .then(|| format::open::<Refresh>(last_refresh.as_bytes(), &keys))
+            .transpose()?
+            .map(Verified::into_payload);
+        decide::carry_over(license, first.as_ref(), refresh.as_ref());
         Ok(())
     }
 
