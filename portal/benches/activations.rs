@@ -54,6 +54,8 @@ async fn run(url: &str, keys: &std::path::Path, n: usize) {
                 inactivity_secs: None,
                 max_deactivations: None,
                 deactivation_period_days: None,
+                total_limits: Default::default(),
+                refuse_over_total: false,
                 created: 0,
             },
             &a,

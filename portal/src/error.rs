@@ -85,6 +85,16 @@ pub enum PortalError {
         days: i64,
         from: String,
     },
+    #[error(
+        "license {license} has used {total} of its total of {limit} '{feature}' across its \
+         devices: it takes no new seat and reissues none"
+    )]
+    LicenseTotalReached {
+        license: String,
+        feature: String,
+        total: u64,
+        limit: u64,
+    },
     #[error("no activation {activation} is known")]
     UnknownActivation { activation: String },
     #[error("{what} '{id}' was not found")]
@@ -134,6 +144,7 @@ impl PortalError {
             PortalError::SubscriptionOffline { .. } => "subscription-offline",
             PortalError::NoSeatLeft { .. } => "no-seat-left",
             PortalError::TooManyDeactivations { .. } => "too-many-deactivations",
+            PortalError::LicenseTotalReached { .. } => "license-total-reached",
             PortalError::UnknownActivation { .. } => "unknown-activation",
             PortalError::NotFound { .. } => "not-found",
             PortalError::AlreadyExists { .. } => "already-exists",
@@ -171,6 +182,7 @@ impl PortalError {
             PortalError::NoSeatLeft { .. }
             | PortalError::SeatsInUse { .. }
             | PortalError::TooManyDeactivations { .. }
+            | PortalError::LicenseTotalReached { .. }
             | PortalError::AlreadyExists { .. }
             | PortalError::NotActive { .. }
             | PortalError::ActivationClosed { .. }
@@ -235,6 +247,10 @@ impl PortalError {
             PortalError::NoSeatLeft { .. } => {
                 "deactivate the license on a machine that no longer needs it (upload its \
                  deactivation file), or ask the vendor for more seats"
+            }
+            PortalError::LicenseTotalReached { .. } => {
+                "ask the vendor to raise the license's total (or for a new license); the \
+                 devices that hold a seat keep it"
             }
             PortalError::TooManyDeactivations { .. } => {
                 "wait until the date given, or ask the vendor's support to allow it"

@@ -263,6 +263,14 @@ struct PolicyArgs {
     /// …of this many days.
     #[arg(long, requires = "max_deactivations")]
     deactivation_period_days: Option<i64>,
+    /// A license-level consumption limit: NAME=LIMIT, the most all devices of one license
+    /// may report in total for feature NAME; repeat.
+    #[arg(long = "total", value_name = "NAME=LIMIT")]
+    totals: Vec<String>,
+    /// A license that reached a --total limit refuses new seats and reissues (without
+    /// this, the reports that pass it are only flagged).
+    #[arg(long, requires = "totals")]
+    refuse_over_total: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +292,9 @@ enum LicenseCommand {
         /// Override the policy's features: NAME, NAME=LIMIT, NAME=LIMIT+ or NAME=LIMIT+CAP; repeat.
         #[arg(long = "feature", value_name = "SPEC")]
         features: Vec<String>,
+        /// Override the policy's license-level consumption limits: NAME=LIMIT; repeat.
+        #[arg(long = "total", value_name = "NAME=LIMIT")]
+        totals: Vec<String>,
     },
     List,
     Show {
@@ -504,6 +515,26 @@ fn parse_expiry(s: &str) -> anyhow::Result<Option<i64>> {
     parse_time(s)
         .map(Some)
         .with_context(|| format!("--expires '{s}': give a date, or never"))
+}
+
+/// NAME=LIMIT, repeated: license-level consumption limits.
+fn parse_totals(specs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for spec in specs {
+        let (name, limit) = spec
+            .split_once('=')
+            .with_context(|| format!("total '{spec}': give NAME=LIMIT"))?;
+        let limit: u64 = limit
+            .parse()
+            .with_context(|| format!("total '{spec}': the limit must be a whole number"))?;
+        if name.trim().is_empty() {
+            bail!("total '{spec}' has no feature name");
+        }
+        if out.insert(name.to_string(), limit).is_some() {
+            bail!("total '{name}' is given twice");
+        }
+    }
+    Ok(out)
 }
 
 /// YYYY-MM-DD (midnight UTC), RFC 3339, or `now`.

@@ -269,6 +269,9 @@ pub struct SeatAsk<'a> {
     pub applied_before: bool,
     /// The churn policy's answer (`Ok` where the policy has none).
     pub churn: Result<(), ChurnRefused>,
+    /// A license-level limit the license's reported total has reached, where reaching
+    /// one refuses seats (see [`total_reached`]).
+    pub total_reached: Option<&'a OverTotal>,
 }
 
 /// The answer to an activation request.
@@ -284,6 +287,9 @@ pub enum SeatAnswer {
     /// The device holds a seat already (a reset or restored store asks again): the seat
     /// is reissued to it, no second seat is taken.
     Reissue(String),
+    /// The license's reported total has reached a license-level limit: no new seat and
+    /// no reissue.
+    TotalReached(OverTotal),
     /// The churn policy refuses the next activation for now.
     TooManyDeactivations(ChurnRefused),
     /// Every seat is taken.
@@ -303,6 +309,8 @@ pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
         SeatAnswer::StaleLicense
     } else if !ask.license_active {
         SeatAnswer::Revoked
+    } else if let Some(reached) = ask.total_reached {
+        SeatAnswer::TotalReached(reached.clone())
     } else if let Some(id) = ask.held_by_device {
         SeatAnswer::Reissue(id.to_string())
     } else if let Err(refused) = ask.churn {
@@ -312,6 +320,55 @@ pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
     } else {
         SeatAnswer::Take
     }
+}
+
+/// A license-level consumption limit and the license's reported total for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverTotal {
+    pub feature: String,
+    pub total: u64,
+    pub limit: u64,
+}
+
+/// The license-level limits that the license's reported totals have reached (total at
+/// or beyond the limit: nothing more may be used), by feature.
+pub fn total_reached(
+    limits: &BTreeMap<String, u64>,
+    totals: &BTreeMap<String, u64>,
+) -> Vec<OverTotal> {
+    limits
+        .iter()
+        .filter_map(|(feature, limit)| {
+            let total = totals.get(feature).copied().unwrap_or(0);
+            (total >= *limit).then(|| OverTotal {
+                feature: feature.clone(),
+                total,
+                limit: *limit,
+            })
+        })
+        .collect()
+}
+
+/// The license-level limits a file's usage passes: the license's total for a feature
+/// was within the limit before and is beyond it after (`grows`: feature, delta).
+pub fn total_passed(
+    limits: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
+    grows: &[(String, u64)],
+) -> Vec<OverTotal> {
+    grows
+        .iter()
+        .filter_map(|(feature, delta)| {
+            let limit = *limits.get(feature)?;
+            let was = before.get(feature).copied().unwrap_or(0);
+            let now = was.saturating_add(*delta);
+            (now > limit && *delta > 0).then(|| OverTotal {
+                feature: feature.clone(),
+                total: now,
+                limit,
+            })
+        })
+        .collect()
 }
 
 /// Why an edit's number of seats is refused.
@@ -588,7 +645,71 @@ mod tests {
             held_by_device: None,
             applied_before: false,
             churn: Ok(()),
+            total_reached: None,
         }
+    }
+
+    #[test]
+    fn a_license_total_reached_refuses_new_seats_and_reissues() {
+        let reached = OverTotal {
+            feature: "render-minutes".into(),
+            total: 100,
+            limit: 100,
+        };
+        for held in [None, Some("act_1")] {
+            let ask = SeatAsk {
+                total_reached: Some(&reached),
+                held_by_device: held,
+                ..ask()
+            };
+            assert_eq!(seat(&ask), SeatAnswer::TotalReached(reached.clone()));
+        }
+        // A request applied before still gets its answer.
+        let again = SeatAsk {
+            total_reached: Some(&reached),
+            applied_before: true,
+            ..ask()
+        };
+        assert_eq!(seat(&again), SeatAnswer::AlreadyApplied);
+    }
+
+    #[test]
+    fn a_license_total_is_reached_at_its_limit() {
+        let limits: BTreeMap<String, u64> =
+            [("minutes".to_string(), 100), ("jobs".to_string(), 5)].into();
+        let totals: BTreeMap<String, u64> =
+            [("minutes".to_string(), 99), ("jobs".to_string(), 5)].into();
+        assert_eq!(
+            total_reached(&limits, &totals),
+            [OverTotal {
+                feature: "jobs".into(),
+                total: 5,
+                limit: 5
+            }]
+        );
+        assert!(total_reached(&limits, &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn a_report_that_takes_a_license_total_past_its_limit_is_found() {
+        let limits: BTreeMap<String, u64> = [("minutes".to_string(), 100)].into();
+        let before: BTreeMap<String, u64> = [("minutes".to_string(), 90)].into();
+        assert!(total_passed(&limits, &before, &[("minutes".into(), 10)]).is_empty());
+        assert_eq!(
+            total_passed(&limits, &before, &[("minutes".into(), 11)]),
+            [OverTotal {
+                feature: "minutes".into(),
+                total: 101,
+                limit: 100
+            }]
+        );
+        // Every report beyond it is found, not only the first one to pass it.
+        let past: BTreeMap<String, u64> = [("minutes".to_string(), 120)].into();
+        assert_eq!(
+            total_passed(&limits, &past, &[("minutes".into(), 1)]).len(),
+            1
+        );
+        assert!(total_passed(&limits, &past, &[("other".into(), 1)]).is_empty());
     }
 
     #[test]

@@ -1181,3 +1181,106 @@ async fn an_overage_cap_travels_in_the_license_and_the_device_stops_at_it() {
         assert_eq!(used_up.code(), "overage-cap-exceeded", "{}", db.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_license_total_flags_the_report_that_passes_it_and_can_refuse_new_seats() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        for refuse in [false, true] {
+            let mut spec = policy(5);
+            spec.name = format!("totals-{refuse}");
+            spec.total_limits = [("render-minutes".to_string(), 100)].into();
+            spec.refuse_over_total = refuse;
+            let (license_id, key) = license(&portal, spec).await;
+            let info = portal.license(&license_id).await.unwrap();
+            assert_eq!(info.total_limits.get("render-minutes"), Some(&100));
+            assert_eq!(info.refuse_over_total, refuse);
+            let keys = portal.trusted_keys().await.unwrap();
+            let mut devices = Vec::new();
+            let mut activations = Vec::new();
+            for m in 0..2 {
+                let store = tempfile::tempdir().unwrap();
+                let c = device(store.path(), &format!("m-{refuse}-{m}"), keys.clone());
+                let req = c
+                    .request_activation(Credential::LicenseKey(key.clone()))
+                    .unwrap();
+                let applied = portal
+                    .apply(req.armored().as_bytes(), &who())
+                    .await
+                    .unwrap();
+                c.install(applied.response.as_bytes()).unwrap();
+                activations.push(applied.activation.unwrap());
+                devices.push((store, c));
+            }
+            // 60 + 60 across the license: the second report passes the total of 100. Both
+            // are counted (the use happened); the second is flagged.
+            let mut flagged = Vec::new();
+            for (_, c) in &devices {
+                c.consume("render-minutes", 60).unwrap();
+                let report = c.usage_report().unwrap();
+                let r = portal
+                    .apply(report.armored().as_bytes(), &who())
+                    .await
+                    .unwrap();
+                flagged.push(r.flags);
+            }
+            assert!(flagged[0].is_empty(), "{}: {:?}", db.name, flagged[0]);
+            assert!(
+                flagged[1]
+                    .iter()
+                    .any(|f| f.contains("beyond its limit of 100")),
+                "{}: {:?}",
+                db.name,
+                flagged[1]
+            );
+            let info = portal.license(&license_id).await.unwrap();
+            assert_eq!(info.usage.get("render-minutes"), Some(&120), "{}", db.name);
+            let second = portal.activation(&activations[1]).await.unwrap();
+            assert!(
+                second.flags.iter().any(|f| f.kind == "over-license-total"),
+                "{}: {:?}",
+                db.name,
+                second.flags
+            );
+            let audit = portal.audit_log(1000, None).await.unwrap();
+            assert!(
+                audit.iter().any(|e| e.action == "usage.over-total"),
+                "{}",
+                db.name
+            );
+
+            // A third device, and the first one asking again for its seat.
+            let store = tempfile::tempdir().unwrap();
+            let third = device(store.path(), &format!("m-{refuse}-3"), keys.clone());
+            let req = third
+                .request_activation(Credential::LicenseKey(key.clone()))
+                .unwrap();
+            let new_seat = portal.apply(req.armored().as_bytes(), &who()).await;
+            reset_store(devices[0].0.path());
+            let req = devices[0]
+                .1
+                .request_activation(Credential::LicenseKey(key.clone()))
+                .unwrap();
+            let reissue = portal.apply(req.armored().as_bytes(), &who()).await;
+            if refuse {
+                for refused in [new_seat.unwrap_err(), reissue.unwrap_err()] {
+                    assert_eq!(
+                        refused.code(),
+                        "license-total-reached",
+                        "{}: {refused}",
+                        db.name
+                    );
+                    assert!(
+                        refused.to_string().contains("120 of its total of 100"),
+                        "{refused}"
+                    );
+                }
+                assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 2);
+            } else {
+                new_seat.unwrap();
+                reissue.unwrap();
+                assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 3);
+            }
+        }
+    }
+}

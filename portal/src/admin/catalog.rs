@@ -68,6 +68,8 @@ pub(crate) async fn policy(
                 inactivity_secs: a.inactivity_secs,
                 max_deactivations: a.max_deactivations,
                 deactivation_period_days: a.deactivation_period_days,
+                total_limits: parse_totals(&a.totals)?,
+                refuse_over_total: a.refuse_over_total,
                 created: 0,
             };
             let p = portal.create_policy(spec, actor).await?;
@@ -115,6 +117,7 @@ pub(crate) async fn license(
             offline,
             expires,
             features,
+            totals,
         } => {
             let spec = NewLicense {
                 policy,
@@ -127,6 +130,11 @@ pub(crate) async fn license(
                     Some(parse_features(&features)?)
                 },
                 expires: expires.as_deref().map(parse_time).transpose()?,
+                total_limits: if totals.is_empty() {
+                    None
+                } else {
+                    Some(parse_totals(&totals)?)
+                },
             };
             let created = portal.create_license(spec, actor).await?;
             if json {

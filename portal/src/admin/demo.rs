@@ -123,6 +123,8 @@ pub(crate) async fn demo(
         inactivity_secs: None,
         max_deactivations: Some(5),
         deactivation_period_days: Some(30),
+        total_limits: Default::default(),
+        refuse_over_total: false,
         created: 0,
     };
     let policy = portal.create_policy(policy, &actor).await?;

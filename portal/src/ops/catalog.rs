@@ -105,6 +105,7 @@ impl Portal {
             });
         }
         check_features(&spec.features, "features")?;
+        check_totals(&spec.total_limits, "total_limits")?;
         check_match_rule(&spec.match_rule)?;
         // Every period within what the files and the clock arithmetic can carry.
         const DAY: i64 = 86_400;
@@ -150,8 +151,9 @@ impl Portal {
         let inserted = sqlx::query(
             "INSERT INTO policies (id, product, name, license_type, allow_offline, seats, validity_days, \
              features, match_required, match_max_changed, clock_tolerance_secs, max_offline_days, \
-             inactivity_secs, max_deactivations, deactivation_period_days, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             inactivity_secs, max_deactivations, deactivation_period_days, created, total_limits, \
+             refuse_over_total) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&policy.id)
         .bind(&policy.product)
@@ -169,6 +171,8 @@ impl Portal {
         .bind(policy.max_deactivations)
         .bind(policy.deactivation_period_days)
         .bind(policy.created)
+        .bind(json(&policy.total_limits))
+        .bind(flag(policy.refuse_over_total))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -241,6 +245,9 @@ impl Portal {
         if let Some(features) = &spec.features {
             check_features(features, "features")?;
         }
+        if let Some(totals) = &spec.total_limits {
+            check_totals(totals, "total_limits")?;
+        }
         if spec
             .user_id
             .as_ref()
@@ -264,8 +271,8 @@ impl Portal {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, product, policy, key_hash, key_hint, user_id, allow_offline, seats, \
-             seats_used, features, expires, status, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11)",
+             seats_used, features, expires, status, created, total_limits, refuse_over_total) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11, $12, $13)",
         )
         .bind(&id)
         .bind(&policy.product)
@@ -278,6 +285,8 @@ impl Portal {
         .bind(spec.features.as_ref().map(json))
         .bind(spec.expires)
         .bind(now.timestamp())
+        .bind(json(spec.total_limits.as_ref().unwrap_or(&policy.total_limits)))
+        .bind(flag(policy.refuse_over_total))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -352,6 +361,8 @@ impl Portal {
             created: r.try_get("created")?,
             usage,
             revision: row.revision,
+            total_limits: row.total_limits,
+            refuse_over_total: row.refuse_over_total,
         })
     }
 

@@ -64,11 +64,12 @@ impl Portal {
         }
         // The license and its policy, in one read.
         let select = "SELECT l.id, l.product, l.policy, l.allow_offline, l.seats, l.features, l.expires, \
-                      l.status, l.revision, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
+                      l.status, l.revision, l.total_limits, l.refuse_over_total, p.id AS p_id, p.product AS p_product, p.name AS p_name, p.license_type, \
                       p.allow_offline AS p_allow_offline, p.seats AS p_seats, p.validity_days, \
                       p.features AS p_features, p.match_required, p.match_max_changed, \
                       p.clock_tolerance_secs, p.max_offline_days, p.inactivity_secs, p.max_deactivations, \
-                      p.deactivation_period_days, p.created AS p_created \
+                      p.deactivation_period_days, p.created AS p_created, \
+                      p.total_limits AS p_total_limits, p.refuse_over_total AS p_refuse_over_total \
                       FROM licenses l JOIN policies p ON p.id = l.policy";
         let row = match &lookup {
             LicenseLookup::KeyHash(hash) => {
@@ -254,6 +255,11 @@ impl Portal {
             device_kid: device.kid().to_string(),
             fingerprint: json(&r.fingerprint),
             revision: lic.revision,
+            refusing_totals: if lic.refuse_over_total {
+                lic.total_limits.clone()
+            } else {
+                BTreeMap::new()
+            },
             now,
             actor: actor.clone(),
         };

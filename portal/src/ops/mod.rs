@@ -139,6 +139,14 @@ pub struct Policy {
     pub max_deactivations: Option<i64>,
     #[serde(default)]
     pub deactivation_period_days: Option<i64>,
+    /// License-level consumption limits: per feature, the most all devices of one license
+    /// may report in total (copied to each license at creation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub total_limits: BTreeMap<String, u64>,
+    /// Whether a license whose reported total has reached one of its `total_limits`
+    /// refuses new seats and reissues (else the reports that pass it are only flagged).
+    #[serde(default)]
+    pub refuse_over_total: bool,
     #[serde(default)]
     pub created: i64,
 }
@@ -177,6 +185,10 @@ pub struct LicenseInfo {
     pub created: i64,
     /// Consumption reported so far, per feature.
     pub usage: BTreeMap<String, i64>,
+    /// License-level consumption limits (per feature, across every device).
+    pub total_limits: BTreeMap<String, u64>,
+    /// Whether reaching a total limit refuses new seats and reissues.
+    pub refuse_over_total: bool,
     /// How many times the license was edited (0: never).
     #[serde(default)]
     pub revision: i64,
@@ -287,6 +299,9 @@ pub struct NewLicense {
     pub features: Option<Features>,
     #[serde(default)]
     pub expires: Option<i64>,
+    /// License-level consumption limits instead of the policy's.
+    #[serde(default)]
+    pub total_limits: Option<BTreeMap<String, u64>>,
 }
 
 /// A new license, with its key shown this once.
@@ -617,8 +632,34 @@ fn check_features(features: &Features, field: &'static str) -> Result<(), Portal
                 ),
             });
         }
+        if let Some(cap) = feature.max_overage.filter(|c| *c > format::MAX_COUNTER) {
+            return Err(PortalError::Invalid {
+                field,
+                reason: format!(
+                    "feature {name}: the overage cap {cap} is beyond the largest counter ({})",
+                    format::MAX_COUNTER
+                ),
+            });
+        }
     }
     Ok(())
+}
+
+/// License-level limits: feature names and limits as for features.
+fn check_totals(totals: &BTreeMap<String, u64>, field: &'static str) -> Result<(), PortalError> {
+    let as_features: Features = totals
+        .iter()
+        .map(|(name, limit)| {
+            (
+                name.clone(),
+                format::Feature {
+                    limit: Some(*limit),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    check_features(&as_features, field)
 }
 
 /// A policy's match rule: components lic collects, each named once.
@@ -742,6 +783,8 @@ struct LicenseRow {
     status: String,
     /// Edits so far: a cached copy with another revision is stale.
     revision: i64,
+    total_limits: BTreeMap<String, u64>,
+    refuse_over_total: bool,
 }
 
 fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
@@ -758,6 +801,8 @@ fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
         expires: r.try_get("expires")?,
         status: r.try_get("status")?,
         revision: r.try_get("revision")?,
+        total_limits: from_json(&r.try_get::<String, _>("total_limits")?, "total_limits")?,
+        refuse_over_total: r.try_get::<i64, _>("refuse_over_total")? == 1,
     })
 }
 
@@ -768,7 +813,7 @@ fn policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
 /// A policy from a row; in a join with `licenses` the policy's columns whose names clash
 /// are read with `prefix` (e.g. `p_id`).
 fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
-    const CLASHING: [&str; 7] = [
+    const CLASHING: [&str; 9] = [
         "id",
         "product",
         "name",
@@ -776,6 +821,8 @@ fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
         "seats",
         "features",
         "created",
+        "total_limits",
+        "refuse_over_total",
     ];
     let col = |name: &str| {
         if CLASHING.contains(&name) {
@@ -806,6 +853,11 @@ fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
         inactivity_secs: r.try_get("inactivity_secs")?,
         max_deactivations: r.try_get("max_deactivations")?,
         deactivation_period_days: r.try_get("deactivation_period_days")?,
+        total_limits: from_json(
+            &r.try_get::<String, _>(col("total_limits").as_str())?,
+            "total_limits",
+        )?,
+        refuse_over_total: r.try_get::<i64, _>(col("refuse_over_total").as_str())? == 1,
         created: r.try_get(col("created").as_str())?,
     })
 }

@@ -180,6 +180,8 @@ pub(super) struct ActivationWrite {
     pub(super) fingerprint: String,
     /// The revision of the copy of the license the file was made from.
     pub(super) revision: i64,
+    /// The license-level limits that, once reached, refuse seats (empty: none refuse).
+    pub(super) refusing_totals: BTreeMap<String, u64>,
     pub(super) now: DateTime<Utc>,
     pub(super) actor: Actor,
 }
@@ -348,6 +350,12 @@ fn activation_reads(j: &ActivationWrite, lock: &str) -> Vec<(String, Vec<Val>)> 
             vec![(&j.lic_id).into(), since.into()],
         ));
     }
+    if !j.refusing_totals.is_empty() {
+        reads.push(stmt(
+            "SELECT feature, total FROM usage_totals WHERE license = $1",
+            vec![(&j.lic_id).into()],
+        ));
+    }
     reads
 }
 
@@ -378,6 +386,16 @@ fn decide_activation(
         }
         None => Ok(()),
     };
+    let reached = if j.refusing_totals.is_empty() {
+        Vec::new()
+    } else {
+        // (With the usage this batch's earlier jobs added, which the read did not see.)
+        let mut totals = counters_from(&got.next());
+        for (feature, total) in &mut totals {
+            *total = total.saturating_add(unseen.total_added(&j.lic_id, feature));
+        }
+        decide::total_reached(&j.refusing_totals, &totals)
+    };
     let seats = int_at(&license, 1).unwrap_or(0);
     let status = first_text(&license);
     let answer = decide::seat(&decide::SeatAsk {
@@ -389,6 +407,7 @@ fn decide_activation(
         held_by_device: held.as_deref(),
         applied_before,
         churn,
+        total_reached: reached.first(),
     });
     match answer {
         decide::SeatAnswer::AlreadyApplied => return Ok(WriteOutcome::AlreadyApplied),
@@ -408,6 +427,14 @@ fn decide_activation(
                 id,
                 license: Box::new(j.license.clone()),
                 actor: j.actor.clone(),
+            });
+        }
+        decide::SeatAnswer::TotalReached(over) => {
+            return Err(PortalError::LicenseTotalReached {
+                license: j.lic_id.clone(),
+                feature: over.feature,
+                total: over.total,
+                limit: over.limit,
             });
         }
         decide::SeatAnswer::TooManyDeactivations(refused) => {
@@ -643,6 +670,10 @@ fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
             "SELECT feature, total FROM usage_totals WHERE license = $1",
             vec![(&j.license_id).into()],
         ),
+        stmt(
+            "SELECT total_limits FROM licenses WHERE id = $1",
+            vec![(&j.license_id).into()],
+        ),
     ]
 }
 
@@ -752,6 +783,25 @@ fn decide_device_file(
                 ));
             }
             grows = usage.grows;
+            // License-level limits: the usage is counted (it happened), and a file that
+            // takes the license's total past one is flagged.
+            let limits: BTreeMap<String, u64> = first_text(&got.next())
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            let deltas: Vec<(String, u64)> = grows
+                .iter()
+                .map(|(f, _, delta)| (f.clone(), *delta))
+                .collect();
+            for over in decide::total_passed(&limits, &totals, &deltas) {
+                flags.push((
+                    "over-license-total",
+                    format!(
+                        "the license's total of '{}' is now {}, beyond its limit of {} across \
+                         all its devices",
+                        over.feature, over.total, over.limit
+                    ),
+                ));
+            }
         }
         Err(out) if j.deactivate => {
             // The seat is freed whatever the counters say; they are not counted.
@@ -854,6 +904,7 @@ fn decide_device_file(
                     "gap" => "journal.gap",
                     "counters-went-back" => "usage.went-back",
                     "counters-refused" => "usage.refused",
+                    "over-license-total" => "usage.over-total",
                     _ => "journal.fork",
                 },
                 Some(&j.activation_id),

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "license-revision",
         include_str!("../../migrations/0005_license_revision.sql"),
     ),
+    (
+        6,
+        "license-totals",
+        include_str!("../../migrations/0006_license_totals.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

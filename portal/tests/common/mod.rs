@@ -139,6 +139,8 @@ pub fn policy(seats: i64) -> Policy {
         inactivity_secs: None,
         max_deactivations: None,
         deactivation_period_days: None,
+        total_limits: Default::default(),
+        refuse_over_total: false,
         created: 0,
     }
 }
