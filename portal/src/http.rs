@@ -46,8 +46,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{self, Action, Principal, Role};
 use crate::error::PortalError;
 use crate::ops::{
-    Activation, Actor, Applied, AuditEntry, CreatedLicense, LicenseInfo, NewLicense, Policy,
-    Portal, Product, RefreshSpec,
+    Activation, ActivationFilter, Actor, Applied, AuditEntry, AuditFilter, CreatedLicense,
+    LicenseFilter, LicenseInfo, NewLicense, Page, PageRequest, Policy, PolicyFilter, Portal,
+    Product, RefreshSpec,
 };
 use crate::vendor::{self, VendorKeyInfo};
 

@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "evidence",
         include_str!("../../migrations/0004_evidence.sql"),
     ),
+    (5, "lists", include_str!("../../migrations/0005_lists.sql")),
 ];
 
 /// Which database is behind the pool.
