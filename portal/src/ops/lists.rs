@@ -246,6 +246,11 @@ impl Order {
 struct Select {
     conds: Vec<String>,
     args: Vec<Val>,
+    /// A column the conditions fix to one value, named first in the ORDER BY (which does
+    /// not change the order) so that the planner reads the index that starts with it:
+    /// PostgreSQL otherwise may walk the list's whole order and skip rows, when it
+    /// misjudges how far away the first match is.
+    lead: Option<&'static str>,
 }
 
 impl Select {
@@ -256,9 +261,16 @@ impl Select {
     }
 
     /// `column = v`.
-    fn eq(&mut self, column: &str, v: &str) {
+    fn eq(&mut self, column: &'static str, v: &str) {
         let p = self.arg(v);
         self.conds.push(format!("{column} = {p}"));
+    }
+
+    /// `column = v`, and read through the index (column, key) unless another filter's
+    /// index was chosen before (the most selective filter comes first).
+    fn eq_indexed(&mut self, column: &'static str, v: &str) {
+        self.eq(column, v);
+        self.lead.get_or_insert(column);
     }
 
     /// Only the rows of the products a token is limited to.
@@ -295,7 +307,12 @@ impl Portal {
                 .push(format!("({}) {op} ({})", columns.join(", "), ps.join(", ")));
         }
         let dir = if order.descending { " DESC" } else { "" };
-        let order_by: Vec<String> = columns.iter().map(|c| format!("{c}{dir}")).collect();
+        let order_by: Vec<String> = sel
+            .lead
+            .iter()
+            .chain(&columns)
+            .map(|c| format!("{c}{dir}"))
+            .collect();
         let filter = if sel.conds.is_empty() {
             String::new()
         } else {
@@ -404,17 +421,17 @@ impl Portal {
         page: &PageRequest,
     ) -> Result<Page<LicenseInfo>, PortalError> {
         let mut sel = Select::default();
+        if let Some(c) = &filter.customer {
+            check_customer(c)?;
+            sel.eq_indexed("customer", c);
+        }
         if let Some(p) = &filter.product {
             self.check_product_filter(p, scope).await?;
-            sel.eq("product", p);
+            sel.eq_indexed("product", p);
         }
         if let Some(s) = &filter.status {
             one_of(s, &LICENSE_STATUSES, "status")?;
-            sel.eq("status", s);
-        }
-        if let Some(c) = &filter.customer {
-            check_customer(c)?;
-            sel.eq("customer", c);
+            sel.eq_indexed("status", s);
         }
         sel.scope("product", scope);
         let (rows, next) = self
@@ -455,10 +472,6 @@ impl Portal {
         page: &PageRequest,
     ) -> Result<Page<Activation>, PortalError> {
         let mut sel = Select::default();
-        if let Some(p) = &filter.product {
-            self.check_product_filter(p, scope).await?;
-            sel.eq("product", p);
-        }
         if let Some(l) = &filter.license {
             let product: Option<String> =
                 sqlx::query_scalar("SELECT product FROM licenses WHERE id = $1")
@@ -471,11 +484,15 @@ impl Portal {
                     id: l.clone(),
                 });
             }
-            sel.eq("license", l);
+            sel.eq_indexed("license", l);
+        }
+        if let Some(p) = &filter.product {
+            self.check_product_filter(p, scope).await?;
+            sel.eq_indexed("product", p);
         }
         if let Some(s) = &filter.state {
             one_of(s, &ACTIVATION_STATES, "state")?;
-            sel.eq("state", s);
+            sel.eq_indexed("state", s);
         }
         if let Some(c) = &filter.customer {
             check_customer(c)?;
@@ -556,7 +573,7 @@ impl Portal {
     ) -> Result<Page<AuditEntry>, PortalError> {
         let mut sel = Select::default();
         if let Some(s) = &filter.subject {
-            sel.eq("subject", s);
+            sel.eq_indexed("subject", s);
         }
         let (rows, next) = self
             .page_rows(("audit", "*"), &AUDIT, sel, page, AUDIT_DEFAULT_LIMIT)
