@@ -41,7 +41,7 @@ async fn seed(db: &Db, n: i64) {
         sqlx::raw_sql(&sql)
             .execute(db.pool())
             .await
-            .expect(&sql[..60.min(sql.len())]);
+            .unwrap_or_else(|e| panic!("{e}: {}", &sql[..60.min(sql.len())]));
     };
     // The numbers 0 to n - 1 as `s(i)`, and a number as zero-padded text, in each dialect.
     let series = |n: i64| {

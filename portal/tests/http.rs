@@ -1677,14 +1677,14 @@ async fn lists_are_paged_by_cursor_and_filtered_over_the_api() {
         let revoked = walk(app, &w.read_only, "/api/v1/licenses?status=revoked").await;
         assert_eq!(ids(revoked), [acme[1].clone()]);
         let video = walk(app, admin, "/api/v1/licenses?product=video-pro").await;
-        assert_eq!(ids(video), [w.video_license.clone()]);
+        assert_eq!(ids(video), vec![w.video_license.clone()]);
         let by_license = walk(
             app,
             admin,
             &format!("/api/v1/activations?license={}&state=active", w.license),
         )
         .await;
-        assert_eq!(ids(by_license), [w.activation.clone()]);
+        assert_eq!(ids(by_license), vec![w.activation.clone()]);
         assert!(
             walk(app, admin, "/api/v1/activations?state=deactivated")
                 .await
@@ -1696,7 +1696,7 @@ async fn lists_are_paged_by_cursor_and_filtered_over_the_api() {
                 .is_empty()
         );
         let policies = walk(app, admin, "/api/v1/policies?product=photo-pro").await;
-        assert_eq!(ids(policies), [w.policy.clone()]);
+        assert_eq!(ids(policies), vec![w.policy.clone()]);
         let audit = walk(
             app,
             &w.support,

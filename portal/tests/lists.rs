@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use common::{backends, policy, portal};
 use lic_portal::ops::{
-    ActivationFilter, AuditFilter, LicenseFilter, NewLicense, Page, PageRequest, Policy,
-    PolicyFilter,
+    Activation, ActivationFilter, AuditFilter, LicenseFilter, LicenseInfo, NewLicense, Page,
+    PageRequest, Policy, PolicyFilter,
 };
 use lic_portal::{Actor, Portal, PortalError};
 use sqlx::Row as _;
@@ -53,6 +53,9 @@ async fn ids(portal: &Portal, sql: &str) -> Vec<String> {
         .map(|r| r.try_get::<String, _>(0).unwrap())
         .collect()
 }
+
+/// Which items a filter keeps, said independently of the portal.
+type Keep<'a, T> = Box<dyn Fn(&T) -> bool + 'a>;
 
 fn once<T: Ord + Clone + std::fmt::Debug>(items: &[T], what: &str) {
     let set: BTreeSet<T> = items.iter().cloned().collect();
@@ -244,10 +247,7 @@ async fn each_filter_keeps_exactly_its_rows() {
         assert!(licenses.iter().any(|l| l.status == "revoked"));
         assert!(activations.iter().any(|a| a.state == "deactivated"));
 
-        let filters: Vec<(
-            LicenseFilter,
-            Box<dyn Fn(&lic_portal::ops::LicenseInfo) -> bool>,
-        )> = vec![
+        let filters: Vec<(LicenseFilter, Keep<'_, LicenseInfo>)> = vec![
             (
                 LicenseFilter {
                     product: Some("video-pro".into()),
@@ -304,10 +304,7 @@ async fn each_filter_keeps_exactly_its_rows() {
 
         let license_of = |id: &str| licenses.iter().find(|l| l.id == id).unwrap();
         let some_license = activations[0].license.clone();
-        let filters: Vec<(
-            ActivationFilter,
-            Box<dyn Fn(&lic_portal::ops::Activation) -> bool>,
-        )> = vec![
+        let filters: Vec<(ActivationFilter, Keep<'_, Activation>)> = vec![
             (
                 ActivationFilter {
                     product: Some("video-pro".into()),
