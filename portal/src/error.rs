@@ -103,6 +103,8 @@ pub enum PortalError {
     AlreadyExists { what: &'static str, id: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    #[error("invalid cursor: {reason}")]
+    InvalidCursor { reason: String },
     #[error("activation {activation} is not active (it is {state})")]
     NotActive { activation: String, state: String },
     #[error("{reason}")]
@@ -149,6 +151,7 @@ impl PortalError {
             PortalError::NotFound { .. } => "not-found",
             PortalError::AlreadyExists { .. } => "already-exists",
             PortalError::Invalid { .. } => "invalid",
+            PortalError::InvalidCursor { .. } => "invalid-cursor",
             PortalError::NotActive { .. } => "not-active",
             PortalError::Conflict { .. } => "conflict",
             PortalError::KeyActive { .. } => "key-active",
@@ -167,6 +170,7 @@ impl PortalError {
             PortalError::File(FormatError::TooLarge { .. }) => 413,
             PortalError::File(_)
             | PortalError::Invalid { .. }
+            | PortalError::InvalidCursor { .. }
             | PortalError::WrongProduct { .. }
             | PortalError::MissingComponents { .. }
             | PortalError::UsageOutOfRange { .. } => 400,
@@ -262,6 +266,10 @@ impl PortalError {
             PortalError::NotFound { .. } => "check the id",
             PortalError::AlreadyExists { .. } => "choose another id, or use the existing one",
             PortalError::Invalid { .. } => "correct the value and try again",
+            PortalError::InvalidCursor { .. } => {
+                "pass the `next` of the page before unchanged, to the same list (after=NEXT, \
+                 --after NEXT); leave it out to start again from the first page"
+            }
             PortalError::NotActive { .. } => "nothing to do: the activation is already inactive",
             PortalError::Conflict { .. } => {
                 "something changed it at the same moment: look at it again, then try again"

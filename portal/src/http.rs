@@ -47,8 +47,9 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{self, Action, Principal, Role};
 use crate::error::PortalError;
 use crate::ops::{
-    Activation, Actor, Applied, AuditEntry, CreatedLicense, EditedLicense, LicenseEdit,
-    LicenseInfo, NewLicense, Policy, Portal, Product, RefreshSpec,
+    Activation, ActivationFilter, Actor, Applied, AuditEntry, AuditFilter, CreatedLicense,
+    EditedLicense, LicenseEdit, LicenseFilter, LicenseInfo, NewLicense, Page, PageRequest, Policy,
+    PolicyFilter, Portal, Product, RefreshSpec,
 };
 use crate::vendor::{self, VendorKeyInfo};
 

@@ -11,7 +11,8 @@ use lic_core::keys::KeyError;
 use lic_core::text::{escape, escape_json};
 use lic_portal::db::{Db, redact};
 use lic_portal::ops::{
-    Activation, Applied, LicenseEdit, LicenseInfo, NewLicense, Outdated, Policy, RefreshSpec,
+    Activation, ActivationFilter, Applied, AuditFilter, LicenseEdit, LicenseFilter, LicenseInfo,
+    NewLicense, Outdated, Page, PageRequest, Policy, PolicyFilter, RefreshSpec,
 };
 use lic_portal::{Actor, Portal, PortalError};
 
@@ -194,11 +195,23 @@ pub(crate) struct RefreshArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
-    #[arg(long, default_value_t = 50)]
-    pub(crate) limit: i64,
     /// Only entries about this object (license, activation, key…).
     #[arg(long, value_name = "ID")]
     pub(crate) subject: Option<String>,
+    #[command(flatten)]
+    pub(crate) page: PageArgs,
+}
+
+/// Which page of a list (docs/vendor-guide.md, "Lists: paging and filters").
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PageArgs {
+    /// At most this many items (1 to 1000; default 100, the audit log 50).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<i64>,
+    /// The page after this cursor: the `--after` value the page before printed (its
+    /// `next` in JSON). Give the same filters again.
+    #[arg(long, value_name = "CURSOR")]
+    pub(crate) after: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,7 +222,11 @@ enum ProductCommand {
         #[arg(long)]
         name: String,
     },
-    List,
+    /// Products, by code.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     Show {
         code: String,
     },
@@ -218,8 +235,17 @@ enum ProductCommand {
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     Create(PolicyArgs),
-    List,
-    Show { id: String },
+    /// Policies, by product and name.
+    List {
+        /// Only this product's policies.
+        #[arg(long)]
+        product: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Show {
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +307,10 @@ enum LicenseCommand {
         /// A user-based license for this user id (otherwise a license key is generated).
         #[arg(long)]
         user: Option<String>,
+        /// Who the license is for, in your words (an account or order-system id); lists
+        /// filter by it.
+        #[arg(long)]
+        customer: Option<String>,
         #[arg(long)]
         seats: Option<i64>,
         /// Override the policy: allow (yes) or refuse (no) offline activation.
@@ -296,7 +326,20 @@ enum LicenseCommand {
         #[arg(long = "total", value_name = "NAME=LIMIT")]
         totals: Vec<String>,
     },
-    List,
+    /// Licenses, oldest first.
+    List {
+        /// Only this product's licenses.
+        #[arg(long)]
+        product: Option<String>,
+        /// Only licenses of this status.
+        #[arg(long, value_parser = ["active", "suspended", "revoked"])]
+        status: Option<String>,
+        /// Only this customer's licenses (exactly as given at creation).
+        #[arg(long)]
+        customer: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     Show {
         id: String,
     },
@@ -345,9 +388,22 @@ pub(crate) struct LicenseEditArgs {
 
 #[derive(Debug, Subcommand)]
 enum ActivationCommand {
+    /// Activations, newest first.
     List {
+        /// Only this license's activations.
         #[arg(long)]
         license: Option<String>,
+        /// Only this product's activations.
+        #[arg(long)]
+        product: Option<String>,
+        /// Only active or only deactivated ones.
+        #[arg(long, value_parser = ["active", "deactivated"])]
+        state: Option<String>,
+        /// Only the activations of this customer's licenses.
+        #[arg(long)]
+        customer: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     Show {
         id: String,

@@ -343,3 +343,67 @@ fn a_request_with_a_mistyped_key_is_refused_naming_the_group() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!stdout.contains("mistyped"), "{stdout}");
 }
+
+#[test]
+fn list_prints_where_the_next_page_starts_and_pages_walk_every_item_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    ok(&data, &["init"]);
+    for i in 0..5 {
+        ok(
+            &data,
+            &["product", "create", &format!("p-{i}"), "--name", "P"],
+        );
+    }
+    // Text: one line per product on standard output; where the next page starts on
+    // standard error, as the option to give.
+    let mut seen = Vec::new();
+    let mut args = vec![
+        "product".to_string(),
+        "list".into(),
+        "--limit".into(),
+        "2".into(),
+    ];
+    loop {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = portal(&data, &argv);
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        seen.extend(
+            stdout
+                .lines()
+                .map(|l| l.split_whitespace().next().unwrap().to_string()),
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let Some(after) = stderr
+            .split_once("--after ")
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap().to_string())
+        else {
+            assert!(stderr.is_empty(), "{stderr}");
+            break;
+        };
+        assert!(stderr.starts_with("more: "), "{stderr}");
+        args.truncate(4);
+        args.extend(["--after".into(), after]);
+    }
+    assert_eq!(seen, ["p-0", "p-1", "p-2", "p-3", "p-4"]);
+
+    // Out of range, a bad cursor: an error that says what to give, status 2.
+    for (args, words) in [
+        (
+            &["product", "list", "--limit", "1001"][..],
+            "give 1 to 1000",
+        ),
+        (&["audit", "--limit", "0"][..], "give 1 to 1000"),
+        (
+            &["product", "list", "--after", "xyz"][..],
+            "not a cursor this portal gave out for the products list",
+        ),
+    ] {
+        let out = portal(&data, args);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+        assert!(stderr.contains("what to do:"), "{stderr}");
+    }
+}

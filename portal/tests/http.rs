@@ -587,7 +587,8 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
         .await
         .ok("scoped audit of its own license");
         assert!(
-            own.as_array()
+            own["items"]
+                .as_array()
                 .unwrap()
                 .iter()
                 .any(|e| e["action"] == "license.create"),
@@ -609,7 +610,8 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
         ] {
             for (token, sees_photo) in [(reader, false), (&w.read_only, true)] {
                 let list = send(&w.app, call("GET", path).token(token)).await.ok(path);
-                let products: BTreeSet<&str> = list
+                assert!(list["next"].is_null(), "{path}: {list}");
+                let products: BTreeSet<&str> = list["items"]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -1173,7 +1175,7 @@ async fn the_vendor_api_end_to_end_every_route_once() {
         let policies = send(app, call("GET", "/api/v1/policies").token(&w.read_only))
             .await
             .ok("policies");
-        assert_eq!(policies.as_array().unwrap().len(), 3);
+        assert_eq!(policies["items"].as_array().unwrap().len(), 3);
         let created = send(
             app,
             call("POST", "/api/v1/licenses")
@@ -1195,7 +1197,7 @@ async fn the_vendor_api_end_to_end_every_route_once() {
         let licenses = send(app, call("GET", "/api/v1/licenses").token(&w.read_only))
             .await
             .ok("licenses");
-        assert_eq!(licenses.as_array().unwrap().len(), 3);
+        assert_eq!(licenses["items"].as_array().unwrap().len(), 3);
 
         // Support applies a device's request for the photo-pro license.
         let store = tempfile::tempdir().unwrap();
@@ -1221,7 +1223,7 @@ async fn the_vendor_api_end_to_end_every_route_once() {
         )
         .await
         .ok("activations");
-        assert_eq!(list.as_array().unwrap().len(), 2);
+        assert_eq!(list["items"].as_array().unwrap().len(), 2);
         let got = send(
             app,
             call("GET", format!("/api/v1/activations/{activation}")).token(&w.read_only),
@@ -1252,7 +1254,7 @@ async fn the_vendor_api_end_to_end_every_route_once() {
         )
         .await
         .ok("audit");
-        let entries = audit.as_array().unwrap();
+        let entries = audit["items"].as_array().unwrap();
         assert!(
             entries
                 .iter()
@@ -1346,7 +1348,7 @@ async fn the_vendor_api_end_to_end_every_route_once() {
         let products = send(app, call("GET", "/api/v1/products").token(&secret))
             .await
             .ok("the new token works");
-        assert_eq!(products, json!([product.body]));
+        assert_eq!(products, json!({"items": [product.body], "next": null}));
         let tokens = send(app, call("GET", "/api/v1/tokens").token(admin))
             .await
             .ok("tokens");
@@ -1723,5 +1725,276 @@ async fn seats_below_those_in_use_are_refused_over_http_with_409() {
             r.body
         );
         assert_eq!(w.snapshot().await, before, "{}", db.name);
+    }
+}
+
+// ----- lists: pages and filters ----------------------------------------------------------------
+
+/// The list routes, and the query parameters each takes.
+const LISTS: [&str; 5] = [
+    "/api/v1/products",
+    "/api/v1/policies",
+    "/api/v1/licenses",
+    "/api/v1/activations",
+    "/api/v1/audit",
+];
+
+/// Every page of `path` (which has a query already), following `next`; the items.
+async fn walk(app: &Router, token: &str, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut url = path.to_string();
+    for _ in 0..1000 {
+        let page = send(app, call("GET", &url).token(token)).await.ok(&url);
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next"].as_str() {
+            None => {
+                assert!(page["next"].is_null(), "{page}");
+                return items;
+            }
+            // Cursors are URL-safe as they are.
+            Some(next) => {
+                assert!(
+                    next.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                    "{next}"
+                );
+                url = format!("{path}&after={next}");
+            }
+        }
+    }
+    panic!("{path}: the walk does not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_paged_by_cursor_and_filtered_over_the_api() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let (app, admin) = (&w.app, w.admin.as_str());
+        // More licenses, some of a customer, one revoked.
+        let mut acme = Vec::new();
+        for i in 0..5 {
+            let customer = if i % 2 == 0 {
+                json!("acme")
+            } else {
+                json!(null)
+            };
+            let made = send(
+                app,
+                call("POST", "/api/v1/licenses")
+                    .token(admin)
+                    .json(json!({"policy": w.policy, "customer": customer})),
+            )
+            .await;
+            assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+            assert_eq!(made.body["license"]["customer"], customer);
+            if i % 2 == 0 {
+                acme.push(made.body["license"]["id"].as_str().unwrap().to_string());
+            }
+        }
+        send(
+            app,
+            call("POST", format!("/api/v1/licenses/{}/revoke", acme[1]))
+                .token(admin)
+                .json(json!({"reason": "test"})),
+        )
+        .await
+        .ok("revoke");
+
+        // Walking by one returns what one page of all returns, in the same order.
+        for path in LISTS {
+            let all = send(app, call("GET", format!("{path}?limit=1000")).token(admin))
+                .await
+                .ok(path);
+            assert!(all["next"].is_null(), "{path}: {all}");
+            let by_one = walk(app, admin, &format!("{path}?limit=1")).await;
+            assert_eq!(&Value::Array(by_one), &all["items"], "{}: {path}", db.name);
+        }
+        let licenses = walk(app, admin, "/api/v1/licenses?limit=2").await;
+        assert_eq!(licenses.len(), 7);
+
+        // Filters, one page at a time.
+        let ids = |items: Vec<Value>| -> Vec<String> {
+            items
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // In the list's order (by creation time, then id).
+        let acme_in_order: Vec<String> = ids(licenses.clone())
+            .into_iter()
+            .filter(|id| acme.contains(id))
+            .collect();
+        assert_eq!(acme_in_order.len(), 3);
+        assert_eq!(
+            ids(walk(app, admin, "/api/v1/licenses?customer=acme&limit=1").await),
+            acme_in_order
+        );
+        let active_acme = ids(walk(
+            app,
+            admin,
+            "/api/v1/licenses?customer=acme&status=active&product=photo-pro&limit=1",
+        )
+        .await);
+        let want: Vec<String> = acme_in_order
+            .iter()
+            .filter(|id| **id != acme[1])
+            .cloned()
+            .collect();
+        assert_eq!(active_acme, want);
+        let revoked = walk(app, &w.read_only, "/api/v1/licenses?status=revoked").await;
+        assert_eq!(ids(revoked), [acme[1].clone()]);
+        let video = walk(app, admin, "/api/v1/licenses?product=video-pro").await;
+        assert_eq!(ids(video), vec![w.video_license.clone()]);
+        let by_license = walk(
+            app,
+            admin,
+            &format!("/api/v1/activations?license={}&state=active", w.license),
+        )
+        .await;
+        assert_eq!(ids(by_license), vec![w.activation.clone()]);
+        assert!(
+            walk(app, admin, "/api/v1/activations?state=deactivated")
+                .await
+                .is_empty()
+        );
+        assert!(
+            walk(app, admin, "/api/v1/activations?customer=acme")
+                .await
+                .is_empty()
+        );
+        let policies = walk(app, admin, "/api/v1/policies?product=photo-pro").await;
+        assert_eq!(ids(policies), vec![w.policy.clone()]);
+        let audit = walk(
+            app,
+            &w.support,
+            &format!("/api/v1/audit?subject={}&limit=1", acme[1]),
+        )
+        .await;
+        let actions: Vec<&str> = audit
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(actions, ["license.revoke", "license.create"]);
+
+        // A limited token: a product it does not see is not found, its own are listed.
+        send(
+            app,
+            call("GET", "/api/v1/licenses?product=photo-pro").token(&w.video_read_only),
+        )
+        .await
+        .assert_error(404, "not-found", "a product the token does not see");
+        let own = walk(
+            app,
+            &w.video_read_only,
+            "/api/v1/activations?product=video-pro",
+        )
+        .await;
+        assert!(own.is_empty());
+
+        // What is refused, and how.
+        let before = w.snapshot().await;
+        let licenses_next = send(app, call("GET", "/api/v1/licenses?limit=1").token(admin))
+            .await
+            .ok("a page")["next"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for (path, status, code, words) in [
+            ("/api/v1/licenses?limit=0", 400, "invalid", "give 1 to 1000"),
+            (
+                "/api/v1/activations?limit=1001",
+                400,
+                "invalid",
+                "give 1 to 1000",
+            ),
+            ("/api/v1/audit?limit=-3", 400, "invalid", "give 1 to 1000"),
+            ("/api/v1/products?limit=ten", 400, "bad-request", "limit"),
+            (
+                "/api/v1/activations?after=not-a-cursor",
+                400,
+                "invalid-cursor",
+                "not a cursor this portal gave out",
+            ),
+            (
+                &format!("/api/v1/activations?after={licenses_next}"),
+                400,
+                "invalid-cursor",
+                "a cursor of the licenses list, given to the activations list",
+            ),
+            (
+                "/api/v1/licenses?status=expired",
+                400,
+                "invalid",
+                "active or suspended or revoked",
+            ),
+            (
+                "/api/v1/activations?state=gone",
+                400,
+                "invalid",
+                "active or deactivated",
+            ),
+            (
+                "/api/v1/licenses?stauts=active",
+                400,
+                "bad-request",
+                "unknown field `stauts`",
+            ),
+            ("/api/v1/licenses?customer=", 400, "invalid", "customer"),
+            ("/api/v1/licenses?product=nope", 404, "not-found", "nope"),
+            (
+                "/api/v1/activations?license=lic_nope",
+                404,
+                "not-found",
+                "lic_nope",
+            ),
+        ] {
+            let r = send(app, call("GET", path).token(admin)).await;
+            r.assert_error(status, code, path);
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(words), "{path}: {message}");
+        }
+        assert_eq!(w.snapshot().await, before, "{}", db.name);
+    }
+}
+
+/// The parameters each list's OpenAPI operation documents are exactly those its route
+/// takes: the route names what it takes when refusing one it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_exactly_the_parameters_each_list_takes() {
+    let doc: Value = serde_json::from_str(http::OPENAPI).unwrap();
+    let db = backends().await.into_iter().next().unwrap();
+    let w = world(&db).await;
+    for path in LISTS {
+        let documented: BTreeSet<String> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| match p["$ref"].as_str() {
+                Some(r) => {
+                    let name = r.rsplit('/').next().unwrap();
+                    doc["components"]["parameters"][name]["name"].clone()
+                }
+                None => p["name"].clone(),
+            })
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect();
+        let r = send(
+            &w.app,
+            call("GET", format!("{path}?no_such_parameter=1")).token(&w.admin),
+        )
+        .await;
+        r.assert_error(400, "bad-request", path);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        let expected = message
+            .split_once(", expected")
+            .unwrap_or_else(|| panic!("{path}: {message}"))
+            .1;
+        let taken: BTreeSet<String> = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect();
+        assert_eq!(documented, taken, "{path}");
     }
 }

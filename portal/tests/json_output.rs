@@ -173,8 +173,9 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
         &["product"],
     );
     assert_eq!(product["product"]["code"], "photo-pro");
-    let list = p.doc("product list", &["product", "list"], &["items"]);
+    let list = p.doc("product list", &["product", "list"], &["items", "next"]);
     assert_eq!(list["items"][0]["code"], "photo-pro");
+    assert!(list["next"].is_null(), "{list}");
     p.doc(
         "product show",
         &["product", "show", "photo-pro"],
@@ -198,19 +199,72 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
         &["policy"],
     );
     let policy = s(&policy["policy"]["id"]);
-    p.doc("policy list", &["policy", "list"], &["items"]);
+    let list = p.doc(
+        "policy list",
+        &["policy", "list", "--product", "photo-pro", "--limit", "10"],
+        &["items", "next"],
+    );
+    assert_eq!(s(&list["items"][0]["id"]), policy);
     let shown = p.doc("policy show", &["policy", "show", &policy], &["policy"]);
     assert_eq!(shown["policy"]["seats"], 2);
 
     let created = p.doc(
         "license create",
-        &["license", "create", "--policy", &policy],
+        &[
+            "license",
+            "create",
+            "--policy",
+            &policy,
+            "--customer",
+            "ACME Inc.",
+        ],
         &["license", "key"],
     );
+    assert_eq!(created["license"]["customer"], "ACME Inc.");
     let license = s(&created["license"]["id"]);
     let key = s(&created["key"]);
     lic_core::license_key::check(&key).unwrap();
-    p.doc("license list", &["license", "list"], &["items"]);
+    // A second license (no customer), to page through two.
+    p.doc(
+        "license create",
+        &["license", "create", "--policy", &policy],
+        &["license", "key"],
+    );
+    let first = p.doc(
+        "license list",
+        &["license", "list", "--limit", "1"],
+        &["items", "next"],
+    );
+    let second = p.doc(
+        "license list",
+        &[
+            "license",
+            "list",
+            "--limit",
+            "1",
+            "--after",
+            &s(&first["next"]),
+        ],
+        &["items", "next"],
+    );
+    assert!(second["next"].is_null(), "{second}");
+    assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
+    let acme = p.doc(
+        "license list",
+        &[
+            "license",
+            "list",
+            "--customer",
+            "ACME Inc.",
+            "--status",
+            "active",
+            "--product",
+            "photo-pro",
+        ],
+        &["items", "next"],
+    );
+    assert_eq!(acme["items"].as_array().unwrap().len(), 1, "{acme}");
+    assert_eq!(s(&acme["items"][0]["id"]), license);
     p.doc("license show", &["license", "show", &license], &["license"]);
 
     // Two devices: one deactivated on the server, one that deactivates itself.
@@ -237,7 +291,36 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
     let activation_b = s(&applied["items"][1]["activation"]);
     let license_file = s(&item["response_file"]);
 
-    p.doc("activation list", &["activation", "list"], &["items"]);
+    let list = p.doc(
+        "activation list",
+        &[
+            "activation",
+            "list",
+            "--license",
+            &license,
+            "--product",
+            "photo-pro",
+            "--state",
+            "active",
+            "--customer",
+            "ACME Inc.",
+            "--limit",
+            "1",
+        ],
+        &["items", "next"],
+    );
+    let next = s(&list["next"]);
+    let rest = p.doc(
+        "activation list",
+        &["activation", "list", "--limit", "1", "--after", &next],
+        &["items", "next"],
+    );
+    assert!(rest["next"].is_null(), "{rest}");
+    let mut both = vec![s(&list["items"][0]["id"]), s(&rest["items"][0]["id"])];
+    both.sort();
+    let mut applied_ids = vec![activation_a.clone(), activation_b.clone()];
+    applied_ids.sort();
+    assert_eq!(both, applied_ids);
     let shown = p.doc(
         "activation show",
         &["activation", "show", &activation_a],
@@ -429,7 +512,14 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
         &["license"],
     );
     assert_eq!(revoked["license"]["status"], "revoked");
-    let audit = p.doc("audit", &["audit", "--limit", "500"], &["items"]);
+    let page = p.doc("audit", &["audit", "--limit", "2"], &["items", "next"]);
+    let after = p.doc(
+        "audit",
+        &["audit", "--limit", "2", "--after", &s(&page["next"])],
+        &["items", "next"],
+    );
+    assert_ne!(page["items"][1]["id"], after["items"][0]["id"]);
+    let audit = p.doc("audit", &["audit", "--limit", "1000"], &["items", "next"]);
     assert!(
         audit["items"]
             .as_array()
@@ -442,6 +532,12 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
     // Errors: one JSON line on standard error, nothing on standard output, status 2.
     for (args, code) in [
         (&["license", "show", "lic_nope"][..], "not-found"),
+        (&["license", "list", "--limit", "0"][..], "invalid"),
+        (
+            &["activation", "list", "--after", "bogus"][..],
+            "invalid-cursor",
+        ),
+        (&["license", "list", "--status", "expired"][..], "usage"),
         (&["license", "show"][..], "usage"),
         (
             &[
@@ -468,9 +564,26 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
                 .is_some_and(|m| !m.is_empty())
         );
         assert!(err["error"]["hint"].as_str().is_some_and(|h| !h.is_empty()));
-        if code == "usage" {
+        if code == "usage" && args.contains(&"show") {
             // clap's report names what is missing.
             assert!(s(&err["error"]["message"]).contains("<ID>"), "{stderr}");
+        } else if args.contains(&"expired") {
+            // … or what it takes.
+            assert!(
+                s(&err["error"]["message"])
+                    .contains("[possible values: active, suspended, revoked]"),
+                "{stderr}"
+            );
+        } else if code == "invalid" {
+            assert!(
+                s(&err["error"]["message"]).contains("give 1 to 1000"),
+                "{stderr}"
+            );
+        } else if code == "invalid-cursor" {
+            assert!(
+                s(&err["error"]["message"]).contains("for the activations list"),
+                "{stderr}"
+            );
         }
     }
 

@@ -11,13 +11,21 @@ pub(crate) async fn activation(
 ) -> anyhow::Result<ExitCode> {
     let portal = open(g).await?;
     match c {
-        ActivationCommand::List { license } => {
-            let list = portal.activations(license.as_deref(), None).await?;
-            if json {
-                print_doc(serde_json::json!({ "items": list }))?;
-            } else {
-                out(&list.iter().map(show_activation).collect::<String>())?;
-            }
+        ActivationCommand::List {
+            license,
+            product,
+            state,
+            customer,
+            page,
+        } => {
+            let filter = ActivationFilter {
+                product,
+                license,
+                state,
+                customer,
+            };
+            let page = portal.list_activations(&filter, None, &page.into()).await?;
+            print_page(&page, json, show_activation)?;
         }
         ActivationCommand::Show { id } => {
             let a = portal.activation(&id).await?;

@@ -18,16 +18,9 @@ pub(crate) async fn product(
                 println!("created product {} ({})", p.code, p.name);
             }
         }
-        ProductCommand::List => {
-            let list = portal.products(None).await?;
-            if json {
-                print_doc(serde_json::json!({ "items": list }))?;
-            } else {
-                out(&list
-                    .iter()
-                    .map(|p| format!("{}  {}\n", p.code, p.name))
-                    .collect::<String>())?;
-            }
+        ProductCommand::List { page } => {
+            let page = portal.list_products(None, &page.into()).await?;
+            print_page(&page, json, |p| format!("{}  {}\n", p.code, p.name))?;
         }
         ProductCommand::Show { code } => {
             let p = portal.product(&code).await?;
@@ -79,16 +72,12 @@ pub(crate) async fn policy(
                 println!("created policy {} ({} / {})", p.id, p.product, p.name);
             }
         }
-        PolicyCommand::List => {
-            let list = portal.policies(None).await?;
-            if json {
-                print_doc(serde_json::json!({ "items": list }))?;
-            } else {
-                out(&list
-                    .iter()
-                    .map(|p| format!("{}  {}  {}  {} seat(s)\n", p.id, p.product, p.name, p.seats))
-                    .collect::<String>())?;
-            }
+        PolicyCommand::List { product, page } => {
+            let filter = PolicyFilter { product };
+            let page = portal.list_policies(&filter, None, &page.into()).await?;
+            print_page(&page, json, |p| {
+                format!("{}  {}  {}  {} seat(s)\n", p.id, p.product, p.name, p.seats)
+            })?;
         }
         PolicyCommand::Show { id } => {
             let p = portal.policy(&id).await?;
@@ -113,6 +102,7 @@ pub(crate) async fn license(
         LicenseCommand::Create {
             policy,
             user,
+            customer,
             seats,
             offline,
             expires,
@@ -122,6 +112,7 @@ pub(crate) async fn license(
             let spec = NewLicense {
                 policy,
                 user_id: user,
+                customer,
                 seats,
                 allow_offline: offline,
                 features: if features.is_empty() {
@@ -150,13 +141,19 @@ pub(crate) async fn license(
                 }
             }
         }
-        LicenseCommand::List => {
-            let list = portal.licenses(None).await?;
-            if json {
-                print_doc(serde_json::json!({ "items": list }))?;
-            } else {
-                out(&list.iter().map(show_license).collect::<String>())?;
-            }
+        LicenseCommand::List {
+            product,
+            status,
+            customer,
+            page,
+        } => {
+            let filter = LicenseFilter {
+                product,
+                status,
+                customer,
+            };
+            let page = portal.list_licenses(&filter, None, &page.into()).await?;
+            print_page(&page, json, show_license)?;
         }
         LicenseCommand::Show { id } => {
             let l = portal.license(&id).await?;

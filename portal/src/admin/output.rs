@@ -69,6 +69,10 @@ pub(crate) fn show_license(l: &LicenseInfo) -> String {
         .map(|(f, n)| format!("{f}={n}"))
         .collect::<Vec<_>>()
         .join(" ");
+    let who = match &l.customer {
+        Some(c) => format!("{who}  customer {c}"),
+        None => who,
+    };
     format!(
         "{}  {}  {}  seats {}/{}  {}  expires {}  {}\n",
         l.id,
@@ -101,4 +105,33 @@ pub(crate) fn show_activation(a: &Activation) -> String {
         when(Some(a.last_accessed)),
         fork
     )
+}
+
+impl From<PageArgs> for PageRequest {
+    fn from(p: PageArgs) -> Self {
+        PageRequest {
+            limit: p.limit,
+            after: p.after,
+        }
+    }
+}
+
+/// A page of a list: `{"format": 1, "items": [...], "next": CURSOR or null}`, or in text
+/// a line per item and, when more follow, where the next page starts (on standard error,
+/// so that standard output holds only the items).
+pub(crate) fn print_page<T: serde::Serialize>(
+    page: &Page<T>,
+    json: bool,
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        return print_doc(serde_json::json!({ "items": page.items, "next": page.next }));
+    }
+    out(&page.items.iter().map(line).collect::<String>())?;
+    if let Some(next) = &page.next {
+        eprintln!(
+            "more: the next page is the same command with --after {next} (and the same filters)"
+        );
+    }
+    Ok(())
 }

@@ -2,21 +2,35 @@
 
 use super::*;
 
-/// `GET /api/v1/activations?license=ID`.
+/// `GET /api/v1/activations?license=ID&product=CODE&state=S&customer=C&limit=N&after=CURSOR`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ActivationsQuery {
     pub(super) license: Option<String>,
+    pub(super) product: Option<String>,
+    pub(super) state: Option<String>,
+    pub(super) customer: Option<String>,
+    pub(super) limit: Option<i64>,
+    pub(super) after: Option<String>,
 }
 
 pub(super) async fn list_activations(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Query(q): Query<ActivationsQuery>,
-) -> ApiResult<Vec<Activation>> {
+) -> ApiResult<Page<Activation>> {
+    let filter = ActivationFilter {
+        product: q.product,
+        license: q.license,
+        state: q.state,
+        customer: q.customer,
+    };
+    let page = PageRequest {
+        limit: q.limit,
+        after: q.after,
+    };
     Ok(Json(
-        s.portal
-            .activations(q.license.as_deref(), scope(&p))
-            .await?,
+        s.portal.list_activations(&filter, scope(&p), &page).await?,
     ))
 }
 

@@ -2,11 +2,13 @@
 
 use super::*;
 
-/// `GET /api/v1/audit?limit=N&subject=ID`.
+/// `GET /api/v1/audit?subject=ID&limit=N&after=CURSOR`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct AuditQuery {
-    pub(super) limit: Option<i64>,
     pub(super) subject: Option<String>,
+    pub(super) limit: Option<i64>,
+    pub(super) after: Option<String>,
 }
 
 /// The product an object (activation, license, policy or product) belongs to, if any.
@@ -37,8 +39,7 @@ pub(super) async fn audit(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Vec<AuditEntry>> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+) -> ApiResult<Page<AuditEntry>> {
     if p.products.is_some() {
         let Some(subject) = &q.subject else {
             return Err(PortalError::Forbidden {
@@ -57,5 +58,13 @@ pub(super) async fn audit(
             .into());
         }
     }
-    Ok(Json(s.portal.audit_log(limit, q.subject.as_deref()).await?))
+    let page = PageRequest {
+        limit: q.limit,
+        after: q.after,
+    };
+    Ok(Json(
+        s.portal
+            .list_audit(&AuditFilter { subject: q.subject }, &page)
+            .await?,
+    ))
 }

@@ -59,11 +59,25 @@ pub(super) fn scope(p: &Principal) -> Option<&[String]> {
     p.products.as_deref()
 }
 
+/// `GET /api/v1/products?limit=N&after=CURSOR`. Unknown parameters are refused (a
+/// misspelt filter must not widen a list silently).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProductsQuery {
+    pub(super) limit: Option<i64>,
+    pub(super) after: Option<String>,
+}
+
 pub(super) async fn list_products(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> ApiResult<Vec<Product>> {
-    Ok(Json(s.portal.products(scope(&p)).await?))
+    Query(q): Query<ProductsQuery>,
+) -> ApiResult<Page<Product>> {
+    let page = PageRequest {
+        limit: q.limit,
+        after: q.after,
+    };
+    Ok(Json(s.portal.list_products(scope(&p), &page).await?))
 }
 
 /// A new product.
@@ -102,11 +116,28 @@ pub(super) async fn get_product(
     Ok(Json(s.portal.product(&code).await?))
 }
 
+/// `GET /api/v1/policies?product=CODE&limit=N&after=CURSOR`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PoliciesQuery {
+    pub(super) product: Option<String>,
+    pub(super) limit: Option<i64>,
+    pub(super) after: Option<String>,
+}
+
 pub(super) async fn list_policies(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> ApiResult<Vec<Policy>> {
-    Ok(Json(s.portal.policies(scope(&p)).await?))
+    Query(q): Query<PoliciesQuery>,
+) -> ApiResult<Page<Policy>> {
+    let filter = PolicyFilter { product: q.product };
+    let page = PageRequest {
+        limit: q.limit,
+        after: q.after,
+    };
+    Ok(Json(
+        s.portal.list_policies(&filter, scope(&p), &page).await?,
+    ))
 }
 
 pub(super) async fn create_policy(
@@ -133,11 +164,34 @@ pub(super) async fn get_policy(
     Ok(Json(visible_policy(&s.portal, &p, &id).await?))
 }
 
+/// `GET /api/v1/licenses?product=CODE&status=S&customer=C&limit=N&after=CURSOR`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LicensesQuery {
+    pub(super) product: Option<String>,
+    pub(super) status: Option<String>,
+    pub(super) customer: Option<String>,
+    pub(super) limit: Option<i64>,
+    pub(super) after: Option<String>,
+}
+
 pub(super) async fn list_licenses(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> ApiResult<Vec<LicenseInfo>> {
-    Ok(Json(s.portal.licenses(scope(&p)).await?))
+    Query(q): Query<LicensesQuery>,
+) -> ApiResult<Page<LicenseInfo>> {
+    let filter = LicenseFilter {
+        product: q.product,
+        status: q.status,
+        customer: q.customer,
+    };
+    let page = PageRequest {
+        limit: q.limit,
+        after: q.after,
+    };
+    Ok(Json(
+        s.portal.list_licenses(&filter, scope(&p), &page).await?,
+    ))
 }
 
 pub(super) async fn create_license(

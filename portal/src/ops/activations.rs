@@ -67,26 +67,6 @@ impl Portal {
         Ok(out)
     }
 
-    /// Usage amounts by owner (license or activation) and feature, from `sql` selecting
-    /// `owner`, `feature` and `amount` (with `arg` bound to `$1`, if given).
-    pub(super) async fn usage_by(
-        &self,
-        sql: &str,
-        arg: Option<&str>,
-    ) -> Result<BTreeMap<String, BTreeMap<String, i64>>, PortalError> {
-        let mut q = sqlx::query(sql);
-        if let Some(a) = arg {
-            q = q.bind(a);
-        }
-        let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for r in q.fetch_all(self.db.pool()).await? {
-            out.entry(r.try_get("owner")?)
-                .or_default()
-                .insert(r.try_get("feature")?, r.try_get("amount")?);
-        }
-        Ok(out)
-    }
-
     pub async fn activation(&self, id: &str) -> Result<Activation, PortalError> {
         let r = sqlx::query("SELECT * FROM activations WHERE id = $1")
             .bind(id)
@@ -108,108 +88,31 @@ impl Portal {
         )
     }
 
-    /// Activations, optionally of one license, newest first.
+    /// Every activation, optionally of one license, newest first (see
+    /// [`Portal::list_activations`] for a page at a time, and filters).
     pub async fn activations(
         &self,
         license: Option<&str>,
         scope: Option<&[String]>,
     ) -> Result<Vec<Activation>, PortalError> {
-        let rows = match license {
-            Some(l) => {
-                sqlx::query(
-                    "SELECT * FROM activations WHERE license = $1 ORDER BY created DESC, id",
-                )
-                .bind(l)
-                .fetch_all(self.db.pool())
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM activations ORDER BY created DESC, id")
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
+        let filter = ActivationFilter {
+            license: license.map(String::from),
+            ..Default::default()
         };
-        let mut usage = match license {
-            Some(l) => {
-                self.usage_by(
-                    "SELECT u.activation AS owner, u.feature, u.reported AS amount \
-                     FROM usage_reported u JOIN activations a ON a.id = u.activation \
-                     WHERE a.license = $1",
-                    Some(l),
-                )
-                .await?
-            }
-            None => {
-                self.usage_by(
-                    "SELECT activation AS owner, feature, reported AS amount FROM usage_reported",
-                    None,
-                )
-                .await?
-            }
-        };
-        let mut flags = match license {
-            Some(l) => {
-                self.flags_by(
-                    "SELECT f.* FROM activation_flags f JOIN activations a ON a.id = f.activation \
-                     WHERE a.license = $1 ORDER BY f.at, f.kind",
-                    Some(l),
-                )
-                .await?
-            }
-            None => {
-                self.flags_by("SELECT * FROM activation_flags ORDER BY at, kind", None)
-                    .await?
-            }
-        };
-        let mut out = Vec::new();
-        for r in &rows {
-            let id: String = r.try_get("id")?;
-            let a = Self::activation_from(
-                r,
-                usage.remove(&id).unwrap_or_default(),
-                flags.remove(&id).unwrap_or_default(),
-            )?;
-            if scope.is_none_or(|s| s.contains(&a.product)) {
-                out.push(a);
-            }
-        }
-        Ok(out)
+        every!(page => self.list_activations(&filter, scope, &page).await)
     }
 
+    /// The newest `limit` audit entries (at most [`MAX_LIMIT`]), optionally about one
+    /// subject (see [`Portal::list_audit`] for a page at a time).
     pub async fn audit_log(
         &self,
         limit: i64,
         scope_subject: Option<&str>,
     ) -> Result<Vec<AuditEntry>, PortalError> {
-        let rows = match scope_subject {
-            Some(s) => {
-                sqlx::query("SELECT * FROM audit WHERE subject = $1 ORDER BY at DESC, id LIMIT $2")
-                    .bind(s)
-                    .bind(limit)
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM audit ORDER BY at DESC, id LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(self.db.pool())
-                    .await?
-            }
+        let filter = AuditFilter {
+            subject: scope_subject.map(String::from),
         };
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    reason: r.try_get("reason")?,
-                    file_hash: r.try_get("file_hash")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let page = PageRequest::first(limit.clamp(1, MAX_LIMIT));
+        Ok(self.list_audit(&filter, &page).await?.items)
     }
 }

@@ -56,22 +56,9 @@ impl Portal {
         })
     }
 
+    /// Every product (see [`Portal::list_products`] for a page at a time).
     pub async fn products(&self, scope: Option<&[String]>) -> Result<Vec<Product>, PortalError> {
-        let rows = sqlx::query("SELECT code, name, created FROM products ORDER BY code")
-            .fetch_all(self.db.pool())
-            .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let p = Product {
-                code: r.try_get("code")?,
-                name: r.try_get("name")?,
-                created: r.try_get("created")?,
-            };
-            if scope.is_none_or(|s| s.contains(&p.code)) {
-                out.push(p);
-            }
-        }
-        Ok(out)
+        every!(page => self.list_products(scope, &page).await)
     }
 
     pub async fn product(&self, code: &str) -> Result<Product, PortalError> {
@@ -211,18 +198,9 @@ impl Portal {
         policy_row(&r)
     }
 
+    /// Every policy (see [`Portal::list_policies`] for a page at a time).
     pub async fn policies(&self, scope: Option<&[String]>) -> Result<Vec<Policy>, PortalError> {
-        let rows = sqlx::query("SELECT * FROM policies ORDER BY product, name")
-            .fetch_all(self.db.pool())
-            .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let p = policy_row(r)?;
-            if scope.is_none_or(|s| s.contains(&p.product)) {
-                out.push(p);
-            }
-        }
-        Ok(out)
+        every!(page => self.list_policies(&PolicyFilter::default(), scope, &page).await)
     }
 
     pub async fn create_license(
@@ -258,6 +236,9 @@ impl Portal {
                 reason: "a user id is 1 to 256 characters".into(),
             });
         }
+        if let Some(c) = &spec.customer {
+            check_customer(c)?;
+        }
         let (key, key_hash_value, key_hint) = match &spec.user_id {
             Some(_) => (None, None, None),
             None => {
@@ -271,8 +252,9 @@ impl Portal {
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, product, policy, key_hash, key_hint, user_id, allow_offline, seats, \
-             seats_used, features, expires, status, created, total_limits, refuse_over_total) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11, $12, $13)",
+             seats_used, features, expires, status, created, total_limits, refuse_over_total, \
+             customer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11, $12, $13, $14)",
         )
         .bind(&id)
         .bind(&policy.product)
@@ -287,6 +269,7 @@ impl Portal {
         .bind(now.timestamp())
         .bind(json(spec.total_limits.as_ref().unwrap_or(&policy.total_limits)))
         .bind(flag(policy.refuse_over_total))
+        .bind(&spec.customer)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -352,6 +335,7 @@ impl Portal {
             policy: row.policy,
             key_hint: r.try_get("key_hint")?,
             user_id: r.try_get("user_id")?,
+            customer: r.try_get("customer")?,
             allow_offline: row.allow_offline,
             seats: row.seats,
             seats_used: r.try_get("seats_used")?,
@@ -366,29 +350,12 @@ impl Portal {
         })
     }
 
+    /// Every license (see [`Portal::list_licenses`] for a page at a time).
     pub async fn licenses(
         &self,
         scope: Option<&[String]>,
     ) -> Result<Vec<LicenseInfo>, PortalError> {
-        let rows = sqlx::query("SELECT * FROM licenses ORDER BY created, id")
-            .fetch_all(self.db.pool())
-            .await?;
-        // Every license's usage in one query, not one query per license.
-        let mut usage = self
-            .usage_by(
-                "SELECT license AS owner, feature, total AS amount FROM usage_totals",
-                None,
-            )
-            .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let id: String = r.try_get("id")?;
-            let info = Self::license_info_with(r, usage.remove(&id).unwrap_or_default())?;
-            if scope.is_none_or(|s| s.contains(&info.product)) {
-                out.push(info);
-            }
-        }
-        Ok(out)
+        every!(page => self.list_licenses(&LicenseFilter::default(), scope, &page).await)
     }
 
     /// Revoke a license: no new activations (existing license files keep working offline

@@ -29,8 +29,11 @@ mod activations;
 mod catalog;
 mod device_files;
 mod keys;
+mod lists;
 mod refreshes;
 mod writes;
+
+pub use lists::*;
 
 use writes::*;
 
@@ -175,6 +178,8 @@ pub struct LicenseInfo {
     pub policy: String,
     pub key_hint: Option<String>,
     pub user_id: Option<String>,
+    /// Who the license is for, in the vendor's words (an account or order-system id).
+    pub customer: Option<String>,
     pub allow_offline: Option<bool>,
     pub seats: i64,
     pub seats_used: i64,
@@ -291,6 +296,10 @@ pub struct NewLicense {
     /// For a user-based license; otherwise a license key is generated.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// Who the license is for, in the vendor's words (1 to 256 characters); lists filter
+    /// by it.
+    #[serde(default)]
+    pub customer: Option<String>,
     #[serde(default)]
     pub seats: Option<i64>,
     #[serde(default)]

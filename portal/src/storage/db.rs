@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "license-totals",
         include_str!("../../migrations/0006_license_totals.sql"),
     ),
+    (7, "lists", include_str!("../../migrations/0007_lists.sql")),
 ];
 
 /// Which database is behind the pool.

@@ -229,7 +229,7 @@ impl Sql for sqlx::AnyConnection {
     }
 }
 
-fn bind<'q>(
+pub(crate) fn bind<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     args: Vec<Val>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
