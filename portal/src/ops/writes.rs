@@ -107,11 +107,16 @@ impl Changes {
         self.seats.get(license).copied().unwrap_or(0)
     }
 
-    fn total_added(&self, license: &str, feature: &str) -> u64 {
-        self.totals
-            .get(&(license.to_string(), feature.to_string()))
-            .copied()
-            .unwrap_or(0)
+    /// A license's usage totals as read, with what this batch's earlier jobs added,
+    /// which the read did not see yet.
+    fn totals_of(&self, license: &str, mut read: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+        for ((of, feature), added) in &self.totals {
+            if of == license {
+                let total = read.entry(feature.clone()).or_default();
+                *total = total.saturating_add(*added);
+            }
+        }
+        read
     }
 
     fn take_seat(&mut self, j: &ActivationWrite) {
@@ -389,11 +394,7 @@ fn decide_activation(
     let reached = if j.refusing_totals.is_empty() {
         Vec::new()
     } else {
-        // (With the usage this batch's earlier jobs added, which the read did not see.)
-        let mut totals = counters_from(&got.next());
-        for (feature, total) in &mut totals {
-            *total = total.saturating_add(unseen.total_added(&j.lic_id, feature));
-        }
+        let totals = unseen.totals_of(&j.lic_id, counters_from(&got.next()));
         decide::total_reached(&j.refusing_totals, &totals)
     };
     let seats = int_at(&license, 1).unwrap_or(0);
@@ -695,16 +696,7 @@ fn decide_device_file(
         return Ok(WriteOutcome::AlreadyApplied);
     }
     let reported = counters_from(&got.next());
-    let mut totals = counters_from(&got.next());
-    // (Usage this batch's earlier jobs added, which the read did not see yet.)
-    for (feature, total) in &mut totals {
-        *total = total.saturating_add(unseen.total_added(&j.license_id, feature));
-    }
-    for ((license, feature), added) in &unseen.totals {
-        if *license == j.license_id && !totals.contains_key(feature) {
-            totals.insert(feature.clone(), *added);
-        }
-    }
+    let totals = unseen.totals_of(&j.license_id, counters_from(&got.next()));
     if row.state != "active" && row.closed_by.as_deref() == Some("device") {
         // The device's own deactivation closed the account: its final counters are
         // counted and nothing the device signs later is applied.
