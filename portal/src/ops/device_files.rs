@@ -254,6 +254,7 @@ impl Portal {
             device_kid: device.kid().to_string(),
             fingerprint: json(&r.fingerprint),
             revision: lic.revision,
+            variables: json(&r.variables),
             now,
             actor: actor.clone(),
         };
@@ -275,7 +276,12 @@ impl Portal {
     ) -> Result<Applied, PortalError> {
         match outcome {
             WriteOutcome::Done(applied) => Ok(applied),
-            WriteOutcome::Reissue { id, license, actor } => {
+            WriteOutcome::Reissue {
+                id,
+                license,
+                variables,
+                actor,
+            } => {
                 // The same device already holds a seat of this license: reissue on it,
                 // with the entitlements in force (the last license or refresh issued for
                 // it), not new ones — a reset store must not restart a trial — and with the
@@ -290,6 +296,7 @@ impl Portal {
                 let job = ReissueWrite {
                     hash: hash.into(),
                     license,
+                    variables,
                     armored,
                     now: self.now(),
                     actor,
@@ -409,6 +416,7 @@ impl Portal {
             license,
             d.counters.clone(),
             d.journal.clone(),
+            &d.variables,
             true,
             actor,
         )
@@ -434,6 +442,7 @@ impl Portal {
             license,
             u.counters.clone(),
             u.journal.clone(),
+            &u.variables,
             false,
             actor,
         )
@@ -450,6 +459,7 @@ impl Portal {
         license_id: String,
         counters: format::Counters,
         journal: format::JournalHead,
+        variables: &format::Variables,
         deactivate: bool,
         actor: &Actor,
     ) -> Result<Applied, PortalError> {
@@ -486,6 +496,7 @@ impl Portal {
             license_id,
             counters,
             journal,
+            variables: json(variables),
             deactivate,
             armored,
             now,

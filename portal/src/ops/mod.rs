@@ -320,6 +320,9 @@ pub struct Activation {
     pub usage: BTreeMap<String, i64>,
     /// Every integrity flag raised on it, oldest first.
     pub flags: Vec<Flag>,
+    /// The device variables, as the newest device-signed file of its journal carried them
+    /// (`{}`: none). The customer's claims: signed by the device key, not checked.
+    pub variables: format::Variables,
 }
 
 /// Evidence recorded on an activation: a journal fork or gap, counters that went back or

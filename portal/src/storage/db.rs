@@ -30,6 +30,23 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "license-revision",
         include_str!("../../migrations/0005_license_revision.sql"),
     ),
+    // 6 and 7 are placeholders (see the files): the list must be contiguous, and those
+    // numbers are taken by work on other branches. Replace them when merging.
+    (
+        6,
+        "reserved",
+        include_str!("../../migrations/0006_reserved.sql"),
+    ),
+    (
+        7,
+        "reserved",
+        include_str!("../../migrations/0007_reserved.sql"),
+    ),
+    (
+        8,
+        "device-variables",
+        include_str!("../../migrations/0008_device_variables.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.
