@@ -175,6 +175,13 @@ pub enum Command {
         /// The file (armored or binary); `-` reads standard input.
         file: PathBuf,
     },
+    /// Set, remove and list device variables: key/value pairs for your vendor.
+    ///
+    /// Variables (a site, a workstation id…) travel signed by this machine in the
+    /// product's activation request, usage reports and deactivation, and your vendor sees
+    /// the latest on the activation. They may be set before activating (pass --product).
+    #[command(subcommand)]
+    Var(VarCommand),
     /// Manage the license store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -215,6 +222,22 @@ pub struct OnlineActivateArgs {
     /// Your user id, for user-based licenses.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VarCommand {
+    /// Set a variable (replacing its value). It travels in the next activation request,
+    /// usage report or deactivation.
+    Set {
+        /// 1 to 64 letters, digits, '-', '_' or '.'.
+        name: String,
+        /// Any text up to 1024 bytes (UTF-8); may be empty.
+        value: String,
+    },
+    /// Remove a variable (nothing changes if it is not set).
+    Unset { name: String },
+    /// List the product's variables.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +448,9 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
         Command::Deactivate { server } => deactivate_online(g, server),
         Command::Fingerprint { explain, license } => fingerprint(g, *explain, license.as_deref()),
         Command::Inspect { file } => inspect(g, file),
+        Command::Var(VarCommand::Set { name, value }) => var_set(g, name, value),
+        Command::Var(VarCommand::Unset { name }) => var_unset(g, name),
+        Command::Var(VarCommand::List) => var_list(g),
         Command::Store(StoreCommand::Info) => store_info(g),
         Command::Store(StoreCommand::Reset { yes }) => store_reset(g, *yes),
         Command::Store(StoreCommand::Forget { product, yes }) => store_forget(g, product, *yes),
@@ -1307,6 +1333,98 @@ fn store_reset(g: &Global, yes: bool) -> Result<u8, Failure> {
             t.push_str("the store is reset; activate again with lic offline-activate\n");
             output::text(&t)?;
         }
+    }
+    Ok(EXIT_OK)
+}
+
+/// The product whose variables a `lic var` command acts on: --product, else the only
+/// product the store knows. Variables may be set before activation, when the store knows
+/// no product yet: then the product must be named.
+fn var_product(g: &Global) -> Result<String, Failure> {
+    product(g).map_err(|f| {
+        if f.code == "not-activated" {
+            Failure::new(
+                "no product is named, and the license store knows none yet",
+                "name the product with --product PRODUCT (or LIC_PRODUCT): variables can be \
+                 set before the product is activated",
+                "product-needed",
+            )
+        } else {
+            f
+        }
+    })
+}
+
+fn var_set(g: &Global, name: &str, value: &str) -> Result<u8, Failure> {
+    let product_name = var_product(g)?;
+    let client = client(g, Some(product_name))?;
+    client.set_variable(name, value)?;
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": client.product(),
+            "name": name,
+            "value": value,
+        }))?,
+        OutputFormat::Text => output::text(&format!(
+            "set '{name}' for '{}'; it goes to your vendor with the next activation request, \
+             usage report or deactivation\n",
+            client.product()
+        ))?,
+    }
+    Ok(EXIT_OK)
+}
+
+fn var_unset(g: &Global, name: &str) -> Result<u8, Failure> {
+    let product_name = var_product(g)?;
+    // A store that does not exist has no variables: it is not made for this.
+    let removed = if missing_store(g)?.is_some() {
+        None
+    } else {
+        client(g, Some(product_name.clone()))?.remove_variable(name)?
+    };
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": product_name,
+            "name": name,
+            "removed": removed.is_some(),
+        }))?,
+        OutputFormat::Text => output::text(&if removed.is_some() {
+            format!("removed '{name}' from '{product_name}'\n")
+        } else {
+            format!(
+                "'{name}' is not set for '{product_name}'; nothing changed (`lic var list` \
+                 shows what is set)\n"
+            )
+        })?,
+    }
+    Ok(EXIT_OK)
+}
+
+fn var_list(g: &Global) -> Result<u8, Failure> {
+    let product_name = var_product(g)?;
+    let variables = if missing_store(g)?.is_some() {
+        Default::default()
+    } else {
+        client(g, Some(product_name.clone()))?.variables()?
+    };
+    match g.format {
+        OutputFormat::Json => output::json(&json!({
+            "format": output::JSON_FORMAT_VERSION,
+            "product": product_name,
+            "variables": variables,
+        }))?,
+        OutputFormat::Text if variables.is_empty() => output::text(&format!(
+            "no variables are set for '{product_name}' (`lic var set NAME VALUE` sets one)\n"
+        ))?,
+        OutputFormat::Text => output::text(
+            &variables
+                .iter()
+                // (A line feed in a value shows as `\u{a}`: one line per variable.)
+                .map(|(name, value)| format!("{name} = {}\n", lic_core::text::escape(value)))
+                .collect::<String>(),
+        )?,
     }
     Ok(EXIT_OK)
 }

@@ -69,6 +69,21 @@ fn every_command_answers_in_versioned_json() {
             &["installed"],
         ),
         (
+            "var set",
+            vec!["var".into(), "set".into(), "site".into(), "Lab 2".into()],
+            &["product", "name", "value"],
+        ),
+        (
+            "var list",
+            vec!["var".into(), "list".into()],
+            &["product", "variables"],
+        ),
+        (
+            "var unset",
+            vec!["var".into(), "unset".into(), "site".into()],
+            &["product", "name", "removed"],
+        ),
+        (
             "status",
             vec!["status".into()],
             &["product", "valid", "features"],

@@ -220,6 +220,7 @@ fn crafted_request() -> String {
             .expect("a valid time"),
         client: "lic\u{202e}0.1.0".into(),
         journal: JournalHead::first(),
+        variables: Default::default(),
     };
     format::sign(&request, &lic_core::keys::SecretKey::generate())
         .expect("a throwaway key signs")

@@ -28,7 +28,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::fingerprint::{self, FingerprintKey, FingerprintSource, MatchReport, SystemSource};
 use crate::format::{
     self, ActivationRequest, Bytes32, Credential, Deactivation, Fingerprint, FormatError,
-    JournalHead, License, MAX_COUNTER, Nonce, Refresh, SignedFile, UsageReport,
+    JournalHead, License, MAX_COUNTER, MAX_VARIABLES, Nonce, Refresh, SignedFile, UsageReport,
+    VariableRefused, Variables,
 };
 use crate::keys::{Keyring, PublicKey, SecretKey};
 use crate::rules::{self, ConsumeRefused, Consumed, Entitlements, SerialDecision, Violation};
@@ -146,6 +147,12 @@ pub enum ClientError {
         product: String,
         activation_id: String,
     },
+    /// A device variable breaks the limits (docs/format.md §5.2); nothing was changed.
+    #[error("product '{product}': {refused}")]
+    Variable {
+        product: String,
+        refused: VariableRefused,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -180,6 +187,7 @@ impl ClientError {
             ClientError::SerialConflict { .. } => "serial-conflict",
             ClientError::RefreshMismatch { .. } => "refresh-mismatch",
             ClientError::ConfirmForget { .. } => "confirm-forget",
+            ClientError::Variable { refused, .. } => refused.code(),
             ClientError::Io { .. } => "io",
         }
     }
@@ -237,6 +245,7 @@ impl ClientError {
                  never be installed here again and the seat stays taken until your vendor \
                  deactivates it"
             }
+            ClientError::Variable { refused, .. } => refused.hint(),
             ClientError::Io { .. } => "check the path and your permissions",
         }
     }
@@ -736,6 +745,11 @@ impl Client {
                 created: now,
                 client: format!("lic {}", env!("CARGO_PKG_VERSION")),
                 journal: JournalHead::first(),
+                variables: state
+                    .variables
+                    .get(&self.product)
+                    .cloned()
+                    .unwrap_or_default(),
             };
             let file = format::sign(&request, key)?;
             state.pending.insert(
@@ -999,10 +1013,16 @@ impl Client {
         })
     }
 
-    /// Sign a usage report with the cumulative counters (advances the device journal).
+    /// Sign a usage report with the cumulative counters and the device variables
+    /// (advances the device journal).
     pub fn usage_report(&self) -> Result<SignedFile, ClientError> {
         let now = self.now();
         self.update(|state, key, _| {
+            let variables = state
+                .variables
+                .get(&self.product)
+                .cloned()
+                .unwrap_or_default();
             let inst = state.installations.get_mut(&self.product).ok_or_else(|| {
                 ClientError::Violation(Violation::NotActivated {
                     product: self.product.clone(),
@@ -1022,6 +1042,7 @@ impl Client {
                     &inst.journal_trail,
                 ),
                 created: now,
+                variables,
             };
             let file = format::sign(&report, key)?;
             inst.journal_trail = rules::advance_trail(&inst.journal_trail, inst.journal_head);
@@ -1069,6 +1090,11 @@ impl Client {
                     &inst.journal_trail,
                 ),
                 created: now,
+                variables: state
+                    .variables
+                    .get(&self.product)
+                    .cloned()
+                    .unwrap_or_default(),
             };
             let file = format::sign(&deactivation, key)?;
             state.installations.remove(&self.product);
@@ -1083,6 +1109,69 @@ impl Client {
             state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
             Ok(file)
         })
+    }
+
+    /// Set the device variable `name` of the product to `value` (replacing its value),
+    /// atomically: concurrent processes never lose a change. Variables may be set before
+    /// activation. They travel, signed by the device key, in the next activation request,
+    /// usage report and deactivation of the product (a request already made and waiting
+    /// for its license is handed out again as it was: what was set after it travels in
+    /// the first usage report or the deactivation).
+    ///
+    /// Refused, with nothing changed, when the name is not 1 to 64 letters, digits, `-`,
+    /// `_` or `.` (`variable-name-invalid`), the value is longer than 1024 bytes
+    /// (`variable-value-too-long`), the product would have more than 64 variables
+    /// (`too-many-variables`), or their names and values would take more than 16 KiB
+    /// together (`variables-too-large`).
+    pub fn set_variable(&self, name: &str, value: &str) -> Result<(), ClientError> {
+        let refused = |refused| ClientError::Variable {
+            product: self.product.clone(),
+            refused,
+        };
+        format::check_variable(name, value).map_err(refused)?;
+        self.update(|state, _, _| {
+            let mut variables = state
+                .variables
+                .get(&self.product)
+                .cloned()
+                .unwrap_or_default();
+            variables.insert(name.to_string(), value.to_string());
+            if variables.len() > MAX_VARIABLES {
+                return Err(refused(VariableRefused::TooMany {
+                    count: variables.len(),
+                }));
+            }
+            format::check_variables(&variables).map_err(refused)?;
+            state.variables.insert(self.product.clone(), variables);
+            Ok(())
+        })
+    }
+
+    /// Remove the device variable `name` of the product: its previous value, or `None`
+    /// if it was not set (nothing changes then). The next file the device signs no
+    /// longer carries it.
+    pub fn remove_variable(&self, name: &str) -> Result<Option<String>, ClientError> {
+        self.update(|state, _, _| {
+            let Some(variables) = state.variables.get_mut(&self.product) else {
+                return Ok(None);
+            };
+            let removed = variables.remove(name);
+            if variables.is_empty() {
+                state.variables.remove(&self.product);
+            }
+            Ok(removed)
+        })
+    }
+
+    /// The device variables of the product, by name (empty if none is set).
+    pub fn variables(&self) -> Result<Variables, ClientError> {
+        let key = self.store.device_key()?;
+        Ok(self
+            .store
+            .load(&key)?
+            .variables
+            .remove(&self.product)
+            .unwrap_or_default())
     }
 
     /// Whether an activation request of this product waits for its license here.

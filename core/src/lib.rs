@@ -24,6 +24,7 @@
 //!     created: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
 //!     client: "lic 0.1.0".into(),
 //!     journal: JournalHead::first(),
+//!     variables: Default::default(),
 //! };
 //! let file = format::sign(&request, &device).unwrap();
 //! let text = file.armored();

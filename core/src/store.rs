@@ -153,6 +153,11 @@ pub struct State {
     /// [`crate::trust`]): the store adds no trust of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_sets: Vec<serde_bytes::ByteBuf>,
+    /// Device variables by product, then by name: set by the application (also before
+    /// activation), carried in the product's activation request, usage reports and
+    /// deactivation. Kept when the product is deactivated: a new activation carries them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, crate::format::Variables>,
 }
 
 impl State {
@@ -176,6 +181,7 @@ impl Default for State {
             pending: BTreeMap::new(),
             tombstones: BTreeMap::new(),
             key_sets: Vec::new(),
+            variables: BTreeMap::new(),
         }
     }
 }
@@ -554,6 +560,10 @@ mod tests {
                 installed: 1_700_000_000,
             },
         );
+        s.variables.insert(
+            "p".into(),
+            [("site".to_string(), "Lab 2".to_string())].into(),
+        );
         s
     }
 
@@ -561,6 +571,24 @@ mod tests {
     fn state_round_trips() {
         let bytes = encode_state(&sample(), &key());
         assert_eq!(decode_state(&bytes, &key()).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_state_without_variables_reads_as_one_with_none_and_is_written_the_same() {
+        // A state written before variables existed has no `variables` key; one without
+        // variables is written without it, byte for byte as before.
+        let mut none = sample();
+        none.variables.clear();
+        let mut body = Vec::new();
+        ciborium::ser::into_writer(&none, &mut body).unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("variables"), "{text}");
+        let bytes = encode_state(&none, &key());
+        assert_eq!(decode_state(&bytes, &key()).unwrap(), none);
+        // With variables, they round-trip.
+        let bytes = encode_state(&sample(), &key());
+        let read = decode_state(&bytes, &key()).unwrap();
+        assert_eq!(read.variables["p"]["site"], "Lab 2");
     }
 
     #[test]

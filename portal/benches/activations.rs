@@ -21,6 +21,7 @@ fn request(key: &str, i: usize) -> Vec<u8> {
         created: chrono::Utc::now(),
         client: "bench".into(),
         journal: JournalHead::first(),
+        variables: Default::default(),
     };
     format::sign(&r, &device).expect("valid").into_bytes()
 }

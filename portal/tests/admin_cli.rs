@@ -37,6 +37,7 @@ fn request(product: &str, key: &str) -> String {
         created: chrono::Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
         client: "lic 0.1.0".into(),
         journal: JournalHead::first(),
+        variables: Default::default(),
     };
     format::sign(&request, &SecretKey::generate())
         .unwrap()

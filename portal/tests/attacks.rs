@@ -250,6 +250,7 @@ async fn usage_totals_at_the_limit_never_overflow_and_a_deactivation_still_frees
                 trail: Vec::new(),
             },
             created: chrono::Utc::now(),
+            variables: Default::default(),
         };
         let err = format::sign(&crafted, &device_key(dbb.path())).unwrap_err();
         assert_eq!(err.code(), "payload-invalid");

@@ -1998,3 +1998,34 @@ async fn the_openapi_document_lists_exactly_the_parameters_each_list_takes() {
         assert_eq!(documented, taken, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_over_http_shows_the_device_variables() {
+    for db in backends().await {
+        let w = world(&db).await;
+        let path = format!("/api/v1/activations/{}", w.activation);
+        let got = send(&w.app, call("GET", path.clone()).token(&w.read_only))
+            .await
+            .ok("get activation");
+        assert_eq!(got["variables"], json!({}), "{}", db.name);
+        // Set on the device, sent in a usage report through the API.
+        w.device.set_variable("site", "Lab 2").unwrap();
+        w.device
+            .set_variable("note", "\u{1b}[31mred\u{202e}")
+            .unwrap();
+        let report = w.device.usage_report().unwrap();
+        send(&w.app, call("POST", "/api/v1/usage").file(report.armored()))
+            .await
+            .ok("usage report");
+        let got = send(&w.app, call("GET", path).token(&w.read_only))
+            .await
+            .ok("get activation");
+        // The exact strings, JSON-escaped on the wire.
+        assert_eq!(
+            got["variables"],
+            json!({"note": "\u{1b}[31mred\u{202e}", "site": "Lab 2"}),
+            "{}",
+            db.name
+        );
+    }
+}

@@ -111,6 +111,7 @@ fn request(key: &str) -> Vec<u8> {
         created: chrono::Utc::now(),
         client: "instances-test".into(),
         journal: JournalHead::first(),
+        variables: Default::default(),
     };
     format::sign(&r, &device).unwrap().into_bytes()
 }

@@ -270,6 +270,10 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
     // Two devices: one deactivated on the server, one that deactivates itself.
     let device_a = tempfile::tempdir().unwrap();
     let device_b = tempfile::tempdir().unwrap();
+    // Device a sets variables before it asks; one would reach a terminal as an escape.
+    let on_a = common::device(device_a.path(), "machine", lic_core::keys::Keyring::new());
+    on_a.set_variable("site", "Lab 2").unwrap();
+    on_a.set_variable("note", "\u{1b}[31mred").unwrap();
     let req_a = request(device_a.path(), &key);
     let req_b = request(device_b.path(), &key);
     let applied = p.doc(
@@ -327,6 +331,24 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
         &["activation"],
     );
     assert_eq!(shown["activation"]["state"], "active");
+    assert_eq!(
+        shown["activation"]["variables"],
+        serde_json::json!({"note": "\u{1b}[31mred", "site": "Lab 2"})
+    );
+    // In text, under the activation's line, escaped.
+    let text = bin()
+        .arg("--data")
+        .arg(db.dir.path())
+        .arg("--database")
+        .arg(&db.url)
+        .arg("--keys")
+        .arg(db.keys_dir())
+        .args(["activation", "show", &activation_a])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("    site = Lab 2\n"), "{text}");
+    assert!(text.contains("    note = \\u{1b}[31mred\n"), "{text}");
     let resigned = p.doc(
         "activation resign",
         &[

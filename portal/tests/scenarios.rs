@@ -250,6 +250,7 @@ async fn bad_uploads_are_refused_with_a_reason_and_change_nothing() {
                     trail: Vec::new(),
                 },
                 created: chrono::Utc::now(),
+                variables: Default::default(),
             };
             let key = lic_core::keys::SecretKey::generate();
             let _ = &stranger;

@@ -373,10 +373,11 @@ LIC_CONTENT_TYPE = re.compile(r'application/vnd\.lic\.[a-z0-9-]+\+cbor')
 # extensible structure (unknown fields ignored, whatever they hold); ('names', shape):
 # a name-indexed map of values of that shape; ('list', shape): an array of them.
 JOURNAL = {'seq': None, 'prev': None, 'trail': None}
-FEATURES = ('names', {'limit': None, 'overage': None})
+FEATURES = ('names', {'limit': None, 'overage': None, 'max_overage': None})
 SHAPES = {
  'activation-request': {'v': None, 'product': None, 'credential': None, 'fingerprint': None,
-                        'nonce': None, 'created': None, 'client': None, 'journal': JOURNAL},
+                        'nonce': None, 'created': None, 'client': None, 'journal': JOURNAL,
+                        'variables': None},
  'license': {'v': None, 'license_id': None, 'activation_id': None, 'product': None,
              'device_key': None, 'fingerprint': None,
              'match_rule': {'required': None, 'max_changed': None}, 'features': FEATURES,
@@ -388,9 +389,9 @@ SHAPES = {
              'expires': None, 'offline_expiry': None, 'clock_tolerance': None,
              'clock_floor': None, 'reason': None, 'issued': None},
  'deactivation': {'v': None, 'activation_id': None, 'product': None, 'counters': None,
-                  'journal': JOURNAL, 'created': None},
+                  'journal': JOURNAL, 'created': None, 'variables': None},
  'usage-report': {'v': None, 'activation_id': None, 'product': None, 'counters': None,
-                  'journal': JOURNAL, 'created': None},
+                  'journal': JOURNAL, 'created': None, 'variables': None},
  'receipt': {'v': None, 'activation_id': None, 'file_hash': None, 'file_kind': None,
              'state': None, 'applied': None},
  'key-set': {'v': None, 'version': None, 'keys': None,
@@ -468,7 +469,8 @@ def credential(x):
 
 fingerprint = names(bytes32)
 counters = names(u64)
-features = names(record({'limit': u64, 'overage': boolean}, optional=('limit', 'overage')))
+variables = names(tstr)
+features = names(record({'limit': u64, 'overage': boolean, 'max_overage': u64}, optional=('limit', 'overage', 'max_overage')))
 match_rule = record({'required': array(tstr), 'max_changed': u32})
 journal_head = record({'seq': u64, 'prev': bytes32, 'trail': array(bytes32)}, optional=('trail',))
 license_type = one_of('perpetual', 'time-limited', 'subscription', 'trial', 'floating')
@@ -477,7 +479,7 @@ revoked_key = record({'key': bytes32, 'reason': tstr, 'revoked': timestamp})
 TYPES = {
  'activation-request': record({'product': tstr, 'credential': credential,
     'fingerprint': fingerprint, 'nonce': nonce, 'created': timestamp, 'client': tstr,
-    'journal': journal_head}),
+    'journal': journal_head, 'variables': variables}, optional=('variables',)),
  'license': record({'license_id': tstr, 'activation_id': tstr, 'product': tstr,
     'device_key': bytes32, 'fingerprint': fingerprint, 'match_rule': match_rule,
     'features': features, 'license_type': license_type, 'issued': timestamp,
@@ -490,9 +492,11 @@ TYPES = {
     'clock_tolerance': u64, 'clock_floor': timestamp, 'reason': tstr, 'issued': timestamp},
     optional=('expires', 'offline_expiry', 'clock_floor')),
  'deactivation': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
-    'journal': journal_head, 'created': timestamp}),
+    'journal': journal_head, 'created': timestamp, 'variables': variables},
+    optional=('variables',)),
  'usage-report': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
-    'journal': journal_head, 'created': timestamp}),
+    'journal': journal_head, 'created': timestamp, 'variables': variables},
+    optional=('variables',)),
  'receipt': record({'activation_id': tstr, 'file_hash': bytes32, 'file_kind': tstr,
     'state': tstr, 'applied': timestamp}),
  'key-set': record({'version': u64, 'keys': array(bytes32), 'revoked': array(revoked_key),
@@ -504,6 +508,11 @@ TYPES = {
 MAX_COUNTER = 2**53 - 1      # §5.2
 MAX_TRAIL = 32               # §5.2
 MAX_KEY_SET_KEYS = 256       # §5.9
+MAX_NAME_LEN = 64            # §5.2, variables
+MAX_VARIABLES = 64
+MAX_VARIABLE_VALUE = 1024    # bytes of UTF-8
+MAX_VARIABLES_SIZE = 16384   # names and values together, bytes of UTF-8
+NAME_CHARS = set('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.')
 # Unicode White_Space (§5.1, non-blank text).
 WHITE_SPACE = set(WHITE_SPACE_CHARS)
 
@@ -521,6 +530,17 @@ def valid_features(f):
         non_blank(name)
         if 'limit' in feature and feature['limit'] > MAX_COUNTER: invalid('limit beyond MAX_COUNTER')
 
+def valid_variables(v):
+    """§5.2: how many, then each name and value in name order, then the size together."""
+    if len(v) > MAX_VARIABLES: invalid('too many variables')
+    size = 0
+    for name, value in v.items():
+        if not (0 < len(name.encode()) <= MAX_NAME_LEN and set(name) <= NAME_CHARS):
+            invalid('variable name')
+        if len(value.encode()) > MAX_VARIABLE_VALUE: invalid('variable value too long')
+        size += len(name.encode()) + len(value.encode())
+    if size > MAX_VARIABLES_SIZE: invalid('variables too large')
+
 def valid_journal(j):
     if len(j.get('trail', [])) > MAX_TRAIL: invalid('trail too long')
 
@@ -533,6 +553,7 @@ def rules(kind, p):
         non_blank(p['product'], p['credential'].pairs[0][1])
         if not p['fingerprint']: invalid('no fingerprint components')
         valid_journal(p['journal'])
+        valid_variables(p.get('variables', {}))
     elif kind == 'license':
         non_blank(p['license_id'], p['activation_id'], p['product'])
         if p['serial'] < 1: invalid('serial')
@@ -548,6 +569,7 @@ def rules(kind, p):
         non_blank(p['activation_id'], p['product'])
         valid_counters(p['counters'])
         valid_journal(p['journal'])
+        valid_variables(p.get('variables', {}))
     elif kind == 'receipt':
         non_blank(p['activation_id'], p['file_kind'], p['state'])
     elif kind == 'key-set':

@@ -815,3 +815,129 @@ fn activating_an_activated_product_is_refused() {
     });
     assert_eq!(err.code(), "already-activated");
 }
+
+#[test]
+fn variables_set_before_activation_travel_in_the_request_and_later_ones_in_the_next_files() {
+    use lic_core::format::ActivationRequest;
+    let portal = StandIn::new(start());
+    let device = Device::new();
+    let client = device.client(&portal);
+    // Before activation: kept in the store for the product.
+    client.set_variable("site", "Lab 2").unwrap();
+    client.set_variable("operator.id", "42").unwrap();
+    client.set_variable("site", "Lab 3").unwrap();
+    assert_eq!(
+        client.variables().unwrap(),
+        [
+            ("operator.id".to_string(), "42".to_string()),
+            ("site".to_string(), "Lab 3".to_string())
+        ]
+        .into()
+    );
+    let request = client
+        .request_activation(Credential::LicenseKey("PHPRO-1".into()))
+        .unwrap();
+    let read = format::open::<ActivationRequest>(request.bytes(), &Keyring::new())
+        .unwrap()
+        .into_payload();
+    assert_eq!(read.variables, client.variables().unwrap());
+    // Set after the request was made: the same request is handed out again (its nonce
+    // is the one the license will answer), the change travels in the next file.
+    client.set_variable("seat", "bench 4").unwrap();
+    let again = client
+        .request_activation(Credential::LicenseKey("PHPRO-1".into()))
+        .unwrap();
+    assert_eq!(again.bytes(), request.bytes());
+    let license = portal.license_for(request.armored().as_bytes()).unwrap();
+    client.install(license.armored().as_bytes()).unwrap();
+
+    assert_eq!(
+        client.remove_variable("operator.id").unwrap(),
+        Some("42".into())
+    );
+    assert_eq!(client.remove_variable("operator.id").unwrap(), None);
+    let report =
+        format::open::<UsageReport>(client.usage_report().unwrap().bytes(), &Keyring::new())
+            .unwrap()
+            .into_payload();
+    assert_eq!(
+        report.variables,
+        [
+            ("seat".to_string(), "bench 4".to_string()),
+            ("site".to_string(), "Lab 3".to_string())
+        ]
+        .into()
+    );
+
+    client.set_variable("site", "Lab 9").unwrap();
+    let deactivation =
+        format::open::<Deactivation>(client.deactivate().unwrap().bytes(), &Keyring::new())
+            .unwrap()
+            .into_payload();
+    assert_eq!(deactivation.variables["site"], "Lab 9");
+    // Kept on the device after deactivation, for a new activation.
+    assert_eq!(client.variables().unwrap()["site"], "Lab 9");
+
+    // Without variables, nothing of them is in the file.
+    client.remove_variable("site").unwrap();
+    client.remove_variable("seat").unwrap();
+    assert!(client.variables().unwrap().is_empty());
+    let request = client
+        .request_activation(Credential::LicenseKey("PHPRO-2".into()))
+        .unwrap();
+    assert!(
+        !request.bytes().windows(9).any(|w| w == b"variables"),
+        "an empty set of variables is omitted"
+    );
+}
+
+#[test]
+fn variables_that_break_the_limits_are_refused_and_change_nothing() {
+    use lic_core::format::{MAX_VARIABLE_VALUE, MAX_VARIABLES};
+    let portal = StandIn::new(start());
+    let device = Device::new();
+    let client = device.client(&portal);
+    client.set_variable("a", "1").unwrap();
+    for bad in ["", "has space", "ümlaut", "semi;colon", &"n".repeat(65)] {
+        let err = refused(&device, || client.set_variable(bad, "x"));
+        assert_eq!(err.code(), "variable-name-invalid", "{bad:?}");
+        assert!(err.hint().contains("letters, digits"), "{}", err.hint());
+    }
+    client.set_variable(&"n".repeat(64), "x").unwrap();
+    client.set_variable("Name-1_x.y", "").unwrap();
+    // Values: any UTF-8 text up to 1024 bytes (bytes, not characters).
+    client
+        .set_variable("v", &"é".repeat(MAX_VARIABLE_VALUE / 2))
+        .unwrap();
+    let err = refused(&device, || {
+        client.set_variable("v", &"x".repeat(MAX_VARIABLE_VALUE + 1))
+    });
+    assert_eq!(err.code(), "variable-value-too-long");
+    assert_eq!(client.variables().unwrap()["v"].len(), MAX_VARIABLE_VALUE);
+    // At most 64 per product; replacing one when there are 64 is allowed.
+    let have = client.variables().unwrap().len();
+    for i in have..MAX_VARIABLES {
+        client.set_variable(&format!("k{i}"), "v").unwrap();
+    }
+    let err = refused(&device, || client.set_variable("one-more", "v"));
+    assert_eq!(err.code(), "too-many-variables");
+    assert!(err.hint().contains("lic var unset"), "{}", err.hint());
+    client.set_variable("a", "replaced").unwrap();
+    // Another product has its own.
+    let other = device.client_for("other-product", home(), portal.keys());
+    other.set_variable("one-more", "v").unwrap();
+    assert!(!client.variables().unwrap().contains_key("one-more"));
+    // Together at most 16 KiB: 17 values of 1000 bytes pass it.
+    for i in 0..16 {
+        other
+            .set_variable(&format!("big{i}"), &"x".repeat(1000))
+            .unwrap();
+    }
+    let err = refused(&device, || other.set_variable("big16", &"x".repeat(1000)));
+    assert_eq!(err.code(), "variables-too-large");
+    // Everything the store holds still signs: a request with the most is a valid file.
+    let request = client
+        .request_activation(Credential::LicenseKey("PHPRO-1".into()))
+        .unwrap();
+    assert!(request.armored().len() <= format::armor::MAX_FILE_SIZE);
+}

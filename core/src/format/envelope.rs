@@ -940,6 +940,7 @@ mod tests {
                 trail: Vec::new(),
             },
             created: t(3),
+            variables: Default::default(),
         }
     }
 
@@ -1646,7 +1647,7 @@ mod tests {
             Feature {
                 limit: Some(5),
                 overage: true,
-                max_overage: None,
+                max_overage: Some(2),
             },
         );
         lic.features.remove("f");
@@ -1678,6 +1679,7 @@ mod tests {
                 trail: vec![Bytes32([6; 32])],
                 ..JournalHead::first()
             },
+            variables: [("site".to_string(), "Lab 2".to_string())].into(),
         };
         let deactivation = Deactivation {
             activation_id: "act_1".into(),
@@ -1689,6 +1691,7 @@ mod tests {
                 trail: vec![Bytes32([5; 32])],
             },
             created: t(4),
+            variables: [("site".to_string(), "Lab 2".to_string())].into(),
         };
         let key_set = KeySet {
             version: 2,
@@ -1717,6 +1720,7 @@ mod tests {
                 with_v(&{
                     let mut u = usage(2);
                     u.journal.trail = vec![Bytes32([7; 32])];
+                    u.variables.insert("site".into(), "Lab 2".into());
                     u
                 }),
             ),

@@ -27,6 +27,121 @@ pub const MAX_COUNTER: u64 = (1 << 53) - 1;
 /// The most journal hashes a device-signed file carries in `journal.trail`.
 pub const MAX_TRAIL: usize = 32;
 
+/// The longest name of a feature or a device variable, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` is usable as a feature or device variable name: 1 to [`MAX_NAME_LEN`]
+/// ASCII letters, digits, `-`, `_` and `.`. The portal holds feature names to it when a
+/// policy, license or refresh is made; the device and every reader hold variable names to
+/// it.
+pub fn is_usable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// The most device variables a product has on a device, and a file carries.
+pub const MAX_VARIABLES: usize = 64;
+/// The longest value of a device variable, in bytes of UTF-8.
+pub const MAX_VARIABLE_VALUE: usize = 1024;
+/// The most bytes the names and values of a file's variables take together: what keeps a
+/// device-signed file with variables well within the largest file
+/// ([`armor::MAX_FILE_SIZE`](super::armor::MAX_FILE_SIZE)), armored.
+pub const MAX_VARIABLES_SIZE: usize = 16 * 1024;
+
+/// Device variables: key/value pairs the application sets on the device (by name). They
+/// travel in the device-signed files: the customer's claims, signed by the device key.
+pub type Variables = BTreeMap<String, String>;
+
+/// Why device variables break the limits (docs/format.md §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VariableRefused {
+    #[error(
+        "variable name {name:?} is not usable: give 1 to {MAX_NAME_LEN} letters, digits, '-', \
+         '_' or '.'"
+    )]
+    NameInvalid { name: String },
+    #[error(
+        "the value of variable `{name}` has {len} bytes; at most {MAX_VARIABLE_VALUE} are allowed"
+    )]
+    ValueTooLong { name: String, len: usize },
+    #[error("{count} variables; at most {MAX_VARIABLES} are allowed")]
+    TooMany { count: usize },
+    #[error(
+        "the variables' names and values take {total} bytes together; at most \
+         {MAX_VARIABLES_SIZE} are allowed"
+    )]
+    TooLarge { total: usize },
+}
+
+impl VariableRefused {
+    /// A stable code for scripts and JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VariableRefused::NameInvalid { .. } => "variable-name-invalid",
+            VariableRefused::ValueTooLong { .. } => "variable-value-too-long",
+            VariableRefused::TooMany { .. } => "too-many-variables",
+            VariableRefused::TooLarge { .. } => "variables-too-large",
+        }
+    }
+
+    /// What to do next.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            VariableRefused::NameInvalid { .. } => {
+                "name the variable with 1 to 64 letters, digits, '-', '_' or '.' (e.g. \
+                 `site.name`)"
+            }
+            VariableRefused::ValueTooLong { .. } => {
+                "shorten the value to at most 1024 bytes of UTF-8 text"
+            }
+            VariableRefused::TooMany { .. } => {
+                "remove a variable that is no longer needed (`lic var unset NAME`) before \
+                 setting a new one; a product has at most 64"
+            }
+            VariableRefused::TooLarge { .. } => {
+                "shorten values, or remove variables that are no longer needed (`lic var \
+                 unset NAME`): names and values take at most 16384 bytes together"
+            }
+        }
+    }
+}
+
+/// Check one variable: its name and the length of its value.
+pub fn check_variable(name: &str, value: &str) -> Result<(), VariableRefused> {
+    if !is_usable_name(name) {
+        return Err(VariableRefused::NameInvalid { name: name.into() });
+    }
+    if value.len() > MAX_VARIABLE_VALUE {
+        return Err(VariableRefused::ValueTooLong {
+            name: name.into(),
+            len: value.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Check a set of variables against every limit: how many, each name and value (in name
+/// order), and their size together.
+pub fn check_variables(variables: &Variables) -> Result<(), VariableRefused> {
+    if variables.len() > MAX_VARIABLES {
+        return Err(VariableRefused::TooMany {
+            count: variables.len(),
+        });
+    }
+    for (name, value) in variables {
+        check_variable(name, value)?;
+    }
+    let total: usize = variables.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if total > MAX_VARIABLES_SIZE {
+        return Err(VariableRefused::TooLarge { total });
+    }
+    Ok(())
+}
+
 /// The payload of one kind of file.
 pub trait Payload: Serialize + DeserializeOwned + sealed::Sealed {
     /// The kind of file this payload travels in.
@@ -261,6 +376,9 @@ pub struct ActivationRequest {
     /// The requesting software and version, e.g. `lic 0.1.0`.
     pub client: String,
     pub journal: JournalHead,
+    /// The device variables set before the request was made (absent: none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: Variables,
 }
 
 /// Vendor → device: the license for one activation.
@@ -337,6 +455,9 @@ pub struct Deactivation {
     pub journal: JournalHead,
     #[serde(with = "ts")]
     pub created: Timestamp,
+    /// The device variables when the file was made (absent: none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: Variables,
 }
 
 /// Device → vendor: cumulative consumption so far.
@@ -348,6 +469,9 @@ pub struct UsageReport {
     pub journal: JournalHead,
     #[serde(with = "ts")]
     pub created: Timestamp,
+    /// The device variables when the file was made (absent: none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: Variables,
 }
 
 /// Vendor → device or user: proof that a file was applied.
@@ -414,7 +538,8 @@ use Shape::Plain;
 
 const JOURNAL: Shape = Shape::Struct(&[("seq", Plain), ("prev", Plain), ("trail", Plain)]);
 const MATCH_RULE: Shape = Shape::Struct(&[("required", Plain), ("max_changed", Plain)]);
-const FEATURE: Shape = Shape::Struct(&[("limit", Plain), ("overage", Plain)]);
+const FEATURE: Shape =
+    Shape::Struct(&[("limit", Plain), ("overage", Plain), ("max_overage", Plain)]);
 const FEATURES: Shape = Shape::Names(&FEATURE);
 
 const ACTIVATION_REQUEST: Shape = Shape::Struct(&[
@@ -426,6 +551,7 @@ const ACTIVATION_REQUEST: Shape = Shape::Struct(&[
     ("created", Plain),
     ("client", Plain),
     ("journal", JOURNAL),
+    ("variables", Plain),
 ]);
 const LICENSE: Shape = Shape::Struct(&[
     ("v", Plain),
@@ -469,6 +595,7 @@ const COUNTERS_REPORT: Shape = Shape::Struct(&[
     ("counters", Plain),
     ("journal", JOURNAL),
     ("created", Plain),
+    ("variables", Plain),
 ]);
 const RECEIPT: Shape = Shape::Struct(&[
     ("v", Plain),
@@ -536,6 +663,10 @@ fn valid_counters(counters: &Counters) -> Result<(), String> {
     }
 }
 
+fn valid_variables(variables: &Variables) -> Result<(), String> {
+    check_variables(variables).map_err(|e| e.to_string())
+}
+
 fn valid_journal(journal: &JournalHead) -> Result<(), String> {
     if journal.trail.len() > MAX_TRAIL {
         return Err(format!(
@@ -558,7 +689,8 @@ impl Payload for ActivationRequest {
         if self.fingerprint.is_empty() {
             return Err("`fingerprint` has no components".into());
         }
-        valid_journal(&self.journal)
+        valid_journal(&self.journal)?;
+        valid_variables(&self.variables)
     }
 }
 
@@ -633,7 +765,8 @@ impl Payload for Deactivation {
             ("product", &self.product),
         ])?;
         valid_counters(&self.counters)?;
-        valid_journal(&self.journal)
+        valid_journal(&self.journal)?;
+        valid_variables(&self.variables)
     }
 }
 
@@ -646,7 +779,8 @@ impl Payload for UsageReport {
             ("product", &self.product),
         ])?;
         valid_counters(&self.counters)?;
-        valid_journal(&self.journal)
+        valid_journal(&self.journal)?;
+        valid_variables(&self.variables)
     }
 }
 
@@ -697,5 +831,111 @@ impl Payload for Receipt {
             ("file_kind", &self.file_kind),
             ("state", &self.state),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Variables {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn names_are_letters_digits_dash_underscore_dot_up_to_64() {
+        for good in ["a", "site.name", "A-1_b.c", &"x".repeat(MAX_NAME_LEN)] {
+            assert!(is_usable_name(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            " ",
+            "a b",
+            "ä",
+            "a/b",
+            "a\n",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert!(!is_usable_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_limits_of_variables_each_with_its_code() {
+        assert_eq!(check_variables(&Variables::new()), Ok(()));
+        let long = "é".repeat(MAX_VARIABLE_VALUE / 2);
+        assert_eq!(check_variables(&vars(&[("v", &long), ("e", "")])), Ok(()));
+        let cases = [
+            (vars(&[("bad name", "x")]), "variable-name-invalid"),
+            (
+                vars(&[("v", &"x".repeat(MAX_VARIABLE_VALUE + 1))]),
+                "variable-value-too-long",
+            ),
+            (
+                (0..=MAX_VARIABLES)
+                    .map(|i| (format!("k{i}"), String::new()))
+                    .collect(),
+                "too-many-variables",
+            ),
+            (
+                (0..17)
+                    .map(|i| (format!("k{i}"), "x".repeat(1000)))
+                    .collect(),
+                "variables-too-large",
+            ),
+        ];
+        for (variables, code) in cases {
+            let err = check_variables(&variables).unwrap_err();
+            assert_eq!(err.code(), code, "{err}");
+            assert!(!err.hint().is_empty());
+        }
+    }
+
+    #[test]
+    fn the_device_signed_payloads_refuse_variables_beyond_the_limits() {
+        let too_many: Variables = (0..=MAX_VARIABLES)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        let report = UsageReport {
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            counters: Counters::new(),
+            journal: JournalHead::first(),
+            created: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+            variables: too_many.clone(),
+        };
+        assert_eq!(
+            report.validate().unwrap_err(),
+            "65 variables; at most 64 are allowed"
+        );
+        let deactivation = Deactivation {
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            counters: Counters::new(),
+            journal: JournalHead::first(),
+            created: report.created,
+            variables: vars(&[("k", &"x".repeat(MAX_VARIABLE_VALUE + 1))]),
+        };
+        assert_eq!(
+            deactivation.validate().unwrap_err(),
+            "the value of variable `k` has 1025 bytes; at most 1024 are allowed"
+        );
+        let request = ActivationRequest {
+            product: "p".into(),
+            credential: Credential::LicenseKey("K".into()),
+            fingerprint: [("machine-id".to_string(), Bytes32([1; 32]))].into(),
+            nonce: Nonce([0; 16]),
+            created: report.created,
+            client: "lic".into(),
+            journal: JournalHead::first(),
+            variables: vars(&[("", "x")]),
+        };
+        assert_eq!(
+            request.validate().unwrap_err(),
+            "variable name \"\" is not usable: give 1 to 64 letters, digits, '-', '_' or '.'"
+        );
     }
 }

@@ -32,7 +32,7 @@ pub(crate) async fn activation(
             if json {
                 print_doc(serde_json::json!({ "activation": a }))?;
             } else {
-                out(&show_activation(&a))?;
+                out(&format!("{}{}", show_activation(&a), show_variables(&a)))?;
             }
         }
         ActivationCommand::Deactivate { id, reason } => {

@@ -135,3 +135,21 @@ pub(crate) fn print_page<T: serde::Serialize>(
     }
     Ok(())
 }
+
+/// The device variables of an activation, one per line (for `activation show`). They are
+/// whatever the customer's device signed: escaped, so that none can move the cursor or
+/// turn a line around on the terminal.
+pub(crate) fn show_variables(a: &Activation) -> String {
+    use lic_core::text::escape;
+    if a.variables.is_empty() {
+        return "  no device variables\n".into();
+    }
+    let mut text = format!(
+        "  device variables ({}, as the device last sent them; the customer's claims):\n",
+        a.variables.len()
+    );
+    for (name, value) in &a.variables {
+        text.push_str(&format!("    {} = {}\n", escape(name), escape(value)));
+    }
+    text
+}

@@ -60,6 +60,7 @@ fn make_request(product: &str, key: &str, i: usize) -> anyhow::Result<Vec<u8>> {
         created: chrono::Utc::now(),
         client: "lic-load".into(),
         journal: JournalHead::first(),
+        variables: Default::default(),
     };
     Ok(format::sign(&request, &device)?.armored().into_bytes())
 }

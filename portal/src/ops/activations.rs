@@ -40,6 +40,12 @@ impl Portal {
             deactivated: r.try_get("deactivated")?,
             usage,
             flags,
+            variables: {
+                let text: String = r.try_get("variables")?;
+                serde_json::from_str(&text).map_err(|e| {
+                    PortalError::Storage(format!("the variables of an activation are corrupt: {e}"))
+                })?
+            },
         })
     }
 

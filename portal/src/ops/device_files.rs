@@ -260,6 +260,7 @@ impl Portal {
             } else {
                 BTreeMap::new()
             },
+            variables: json(&r.variables),
             now,
             actor: actor.clone(),
         };
@@ -281,7 +282,12 @@ impl Portal {
     ) -> Result<Applied, PortalError> {
         match outcome {
             WriteOutcome::Done(applied) => Ok(applied),
-            WriteOutcome::Reissue { id, license, actor } => {
+            WriteOutcome::Reissue {
+                id,
+                license,
+                variables,
+                actor,
+            } => {
                 // The same device already holds a seat of this license: reissue on it,
                 // with the entitlements in force (the last license or refresh issued for
                 // it), not new ones — a reset store must not restart a trial — and with the
@@ -296,6 +302,7 @@ impl Portal {
                 let job = ReissueWrite {
                     hash: hash.into(),
                     license,
+                    variables,
                     armored,
                     now: self.now(),
                     actor,
@@ -404,6 +411,7 @@ impl Portal {
             license,
             d.counters.clone(),
             d.journal.clone(),
+            &d.variables,
             true,
             actor,
         )
@@ -429,6 +437,7 @@ impl Portal {
             license,
             u.counters.clone(),
             u.journal.clone(),
+            &u.variables,
             false,
             actor,
         )
@@ -445,6 +454,7 @@ impl Portal {
         license_id: String,
         counters: format::Counters,
         journal: format::JournalHead,
+        variables: &format::Variables,
         deactivate: bool,
         actor: &Actor,
     ) -> Result<Applied, PortalError> {
@@ -481,6 +491,7 @@ impl Portal {
             license_id,
             counters,
             journal,
+            variables: json(variables),
             deactivate,
             armored,
             now,

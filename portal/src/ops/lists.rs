@@ -182,7 +182,7 @@ const LISTS: [&str; 5] = ["products", "policies", "licenses", "activations", "au
 /// What a listed activation shows: not its license file, journal or device key (a page of
 /// a thousand would carry a megabyte or two of license files no list shows).
 const ACTIVATION_COLUMNS: &str = "id, license, product, device_kid, state, closed_by, serial, \
-     journal_seq, fork, reactivations, offline_expiry, last_accessed, created, deactivated";
+     journal_seq, fork, reactivations, offline_expiry, last_accessed, created, deactivated, variables";
 
 /// Longest cursor read (the portal's own are well under 200 characters).
 const MAX_CURSOR: usize = 2048;

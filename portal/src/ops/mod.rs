@@ -344,6 +344,9 @@ pub struct Activation {
     pub usage: BTreeMap<String, i64>,
     /// Every integrity flag raised on it, oldest first.
     pub flags: Vec<Flag>,
+    /// The device variables, as the newest device-signed file of its journal carried them
+    /// (`{}`: none). The customer's claims: signed by the device key, not checked.
+    pub variables: format::Variables,
 }
 
 /// Evidence recorded on an activation: a journal fork or gap, counters that went back or
@@ -609,8 +612,8 @@ fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
-/// The longest feature name.
-pub const MAX_FEATURE_NAME: usize = 64;
+/// The longest feature name (the rule is lic-core's, shared with device variables).
+pub const MAX_FEATURE_NAME: usize = format::MAX_NAME_LEN;
 
 /// Features a person gave (`field`): names of 1 to [`MAX_FEATURE_NAME`] letters, digits,
 /// `-`, `_` and `.`, limits within the counters' range. Checked when a policy, a license
@@ -618,12 +621,7 @@ pub const MAX_FEATURE_NAME: usize = 64;
 /// format refuses.
 fn check_features(features: &Features, field: &'static str) -> Result<(), PortalError> {
     for (name, feature) in features {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_FEATURE_NAME
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
+        if !format::is_usable_name(name) {
             return Err(PortalError::Invalid {
                 field,
                 reason: format!(

@@ -169,6 +169,8 @@ pub(super) enum WriteOutcome {
     Reissue {
         id: String,
         license: Box<License>,
+        /// The request's device variables (JSON), which the reissue records.
+        variables: String,
         actor: Actor,
     },
 }
@@ -187,6 +189,8 @@ pub(super) struct ActivationWrite {
     pub(super) revision: i64,
     /// The license-level limits that, once reached, refuse seats (empty: none refuse).
     pub(super) refusing_totals: BTreeMap<String, u64>,
+    /// The request's device variables, as JSON (`{}`: none).
+    pub(super) variables: String,
     pub(super) now: DateTime<Utc>,
     pub(super) actor: Actor,
 }
@@ -194,6 +198,8 @@ pub(super) struct ActivationWrite {
 pub(super) struct ReissueWrite {
     pub(super) hash: String,
     pub(super) license: License,
+    /// The request's device variables, as JSON: the journal starts again at the request.
+    pub(super) variables: String,
     pub(super) armored: String,
     pub(super) now: DateTime<Utc>,
     pub(super) actor: Actor,
@@ -208,6 +214,9 @@ pub(super) struct DeviceWrite {
     pub(super) license_id: String,
     pub(super) counters: format::Counters,
     pub(super) journal: format::JournalHead,
+    /// The file's device variables, as JSON (`{}`: none): recorded only when the file
+    /// advances the journal head, so that a late file never overwrites newer ones.
+    pub(super) variables: String,
     pub(super) deactivate: bool,
     pub(super) armored: String,
     pub(super) now: DateTime<Utc>,
@@ -427,6 +436,7 @@ fn decide_activation(
             return Ok(WriteOutcome::Reissue {
                 id,
                 license: Box::new(j.license.clone()),
+                variables: j.variables.clone(),
                 actor: j.actor.clone(),
             });
         }
@@ -484,8 +494,9 @@ fn decide_activation(
         ),
         stmt(
             "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
-             state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8)",
+             state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created, \
+             variables) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8, $9)",
             vec![
                 (&j.activation_id).into(),
                 (&j.lic_id).into(),
@@ -495,6 +506,7 @@ fn decide_activation(
                 (&j.fingerprint).into(),
                 (&j.hash).into(),
                 now.into(),
+                (&j.variables).into(),
             ],
         )
         .into(),
@@ -574,12 +586,13 @@ fn decide_reissue(
         stmt(
             "UPDATE activations SET request_hash = $1, journal_seq = 0, journal_head = $1, \
              journal_known = '[]', fingerprint = $2, last_accessed = $3, \
-             reactivations = reactivations + 1 WHERE id = $4",
+             reactivations = reactivations + 1, variables = $5 WHERE id = $4",
             vec![
                 (&j.hash).into(),
                 json(&j.license.fingerprint).into(),
                 now.into(),
                 id.into(),
+                (&j.variables).into(),
             ],
         )
         .into(),
@@ -869,7 +882,8 @@ fn decide_device_file(
          journal_known = CASE WHEN $2 = 1 THEN $5 ELSE journal_known END, \
          state = CASE WHEN $6 = 1 THEN 'deactivated' ELSE state END, \
          deactivated = CASE WHEN $6 = 1 THEN $1 ELSE deactivated END, \
-         closed_by = CASE WHEN $7 = 1 THEN 'device' ELSE closed_by END \
+         closed_by = CASE WHEN $7 = 1 THEN 'device' ELSE closed_by END, \
+         variables = CASE WHEN $2 = 1 THEN $9 ELSE variables END \
          WHERE id = $8",
             vec![
                 now.into(),
@@ -882,6 +896,9 @@ fn decide_device_file(
                 // deactivation (the device's final word).
                 i64::from(j.deactivate).into(),
                 (&j.activation_id).into(),
+                // The variables go with the journal head: only a file that advances it
+                // (not a late one, older than the head) replaces them.
+                (&j.variables).into(),
             ],
         )
         .into(),

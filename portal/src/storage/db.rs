@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0006_license_totals.sql"),
     ),
     (7, "lists", include_str!("../../migrations/0007_lists.sql")),
+    (
+        8,
+        "device-variables",
+        include_str!("../../migrations/0008_device_variables.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.
