@@ -27,14 +27,18 @@ fn lic_binary() -> &'static Path {
 
 struct Vendor {
     data: PathBuf,
+    /// A database URL instead of the data directory's SQLite file.
+    database: Option<String>,
 }
 
 impl Vendor {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lic-portal"))
-            .arg("--data")
-            .arg(&self.data)
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic-portal"));
+        cmd.arg("--data").arg(&self.data);
+        if let Some(url) = &self.database {
+            cmd.args(["--database", url]);
+        }
+        cmd.args(args)
             .env_remove("LIC_PORTAL_DATABASE")
             .env_remove("LIC_PORTAL_KEYS")
             .output()
@@ -114,6 +118,7 @@ fn the_offline_loop_across_lic_and_lic_portal() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor {
         data: dir.path().join("portal"),
+        database: None,
     };
     let out = vendor.ok(&["init"]);
     assert!(out.contains("vendor key: "), "{out}");
@@ -215,6 +220,7 @@ fn apply_reports_each_file_and_a_summary_and_fails_if_any_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor {
         data: dir.path().join("portal"),
+        database: None,
     };
     vendor.ok(&["init"]);
     let good = lic_fixtures::dir().join("valid/usage-report.usage");
@@ -242,9 +248,20 @@ fn apply_reports_each_file_and_a_summary_and_fails_if_any_is_refused() {
 
 #[test]
 fn a_bulk_apply_answers_every_file_in_order_and_takes_one_seat_per_device() {
+    let backends = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(common::backends());
+    for db in &backends {
+        bulk_apply_on(&db.url, db.name);
+    }
+}
+
+/// The bulk apply of 42 files on the database at `url` (`name`: for the messages).
+fn bulk_apply_on(url: &str, name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor {
         data: dir.path().join("portal"),
+        database: Some(url.to_string()),
     };
     vendor.ok(&["init"]);
     let (license, key) = vendor.license(&["--name", "p", "--seats", "45"]);
@@ -274,7 +291,7 @@ fn a_bulk_apply_answers_every_file_in_order_and_takes_one_seat_per_device() {
     ];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = vendor.run(&args);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let items = doc["items"].as_array().unwrap();
     // One item per file, in the order given.
@@ -294,7 +311,7 @@ fn a_bulk_apply_answers_every_file_in_order_and_takes_one_seat_per_device() {
         .iter()
         .filter(|i| i["status"] == "ok" && i["replay"] == false)
         .collect();
-    assert_eq!(taken.len(), 40);
+    assert_eq!(taken.len(), 40, "{name}");
     assert_eq!(
         (doc["applied"].as_u64(), doc["refused"].as_u64()),
         (Some(41), Some(1))
@@ -305,7 +322,7 @@ fn a_bulk_apply_answers_every_file_in_order_and_takes_one_seat_per_device() {
         assert!(text.contains("BEGIN LIC LICENSE"), "{item}");
     }
     let shown = vendor.json(&["license", "show", &license]);
-    assert_eq!(shown["license"]["seats_used"], 40);
+    assert_eq!(shown["license"]["seats_used"], 40, "{name}");
 }
 
 #[test]
@@ -313,6 +330,7 @@ fn apply_keeps_both_responses_of_requests_named_alike() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor {
         data: dir.path().join("portal"),
+        database: None,
     };
     vendor.ok(&["init"]);
     let (_, key) = vendor.license(&["--name", "p", "--seats", "3"]);
@@ -397,6 +415,7 @@ fn the_offline_loop_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Vendor {
         data: dir.path().join("portal"),
+        database: None,
     };
     vendor.ok(&["init"]);
     let (license_id, key) = vendor.license(&[
