@@ -26,6 +26,7 @@ use crate::sql::{Sql, Val};
 use crate::vendor;
 
 mod activations;
+mod audit;
 mod catalog;
 mod device_files;
 mod keys;

@@ -1,4 +1,4 @@
-//! Support's refreshes and server-side deactivations.
+//! Support's refreshes: one device's, and every outdated device of a license.
 
 use super::*;
 
@@ -297,77 +297,5 @@ impl Portal {
         )
         .await
         .map(Some)
-    }
-
-    /// Admin: deactivate an activation on the server (e.g. a lost machine). The seat is
-    /// freed; the device's license keeps working offline until it expires.
-    pub async fn deactivate(
-        &self,
-        activation_id: &str,
-        reason: &str,
-        actor: &Actor,
-    ) -> Result<Activation, PortalError> {
-        require_reason(reason, "a server-side deactivation")?;
-        let now = self.now();
-        let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query("SELECT license, state FROM activations WHERE id = $1")
-            .bind(activation_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| PortalError::UnknownActivation {
-                activation: activation_id.into(),
-            })?;
-        let state: String = row.try_get("state")?;
-        if state != "active" {
-            return Err(PortalError::NotActive {
-                activation: activation_id.into(),
-                state,
-            });
-        }
-        let license: String = row.try_get("license")?;
-        if self.db.backend() == crate::db::Backend::Postgres {
-            // The license's row first, as the writer locks it before the activations
-            // under it: taken the other way round, the two could deadlock.
-            sqlx::query("SELECT id FROM licenses WHERE id = $1 FOR UPDATE")
-                .bind(&license)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Only the transaction that ends the activation frees its seat: on PostgreSQL a
-        // deactivation file applied at the same moment waits for this row and then finds
-        // it deactivated (and the other way round).
-        let ended = sqlx::query(
-            "UPDATE activations SET state = 'deactivated', deactivated = $1, closed_by = 'server' \
-             WHERE id = $2 AND state = 'active'",
-        )
-        .bind(now.timestamp())
-        .bind(activation_id)
-        .execute(&mut *tx)
-        .await?;
-        if ended.rows_affected() == 0 {
-            return Err(PortalError::NotActive {
-                activation: activation_id.into(),
-                state: "deactivated".into(),
-            });
-        }
-        sqlx::query(
-            "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
-        )
-        .bind(&license)
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut *tx,
-            now.timestamp_millis(),
-            actor,
-            "activation.deactivate.server",
-            Some(activation_id),
-            Some(reason),
-            None,
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        self.activation(activation_id).await
     }
 }
