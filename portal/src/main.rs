@@ -381,6 +381,20 @@ pub(crate) struct LicenseEditArgs {
     /// again). To revoke for good: `lic-portal license revoke`.
     #[arg(long, value_name = "active|suspended")]
     pub(crate) status: Option<String>,
+    /// The license-level consumption limits, replacing the license's as a whole:
+    /// NAME=LIMIT; repeat.
+    #[arg(
+        long = "total",
+        value_name = "NAME=LIMIT",
+        conflicts_with = "no_totals"
+    )]
+    pub(crate) totals: Vec<String>,
+    /// Remove every license-level consumption limit.
+    #[arg(long)]
+    pub(crate) no_totals: bool,
+    /// Whether a license whose total reached a limit refuses new seats and reissues.
+    #[arg(long, value_name = "true|false", value_parser = parse_yes_no)]
+    pub(crate) refuse_over_total: Option<bool>,
     /// Why (ticket, order); recorded in the audit log.
     #[arg(long)]
     pub(crate) reason: String,

@@ -85,6 +85,8 @@ async fn every_field_can_be_edited_and_each_edit_is_audited_with_its_reason_and_
                     features: Some(gold.clone()),
                     allow_offline: Some(false),
                     status: Some("suspended".into()),
+                    total_limits: Some([("render-minutes".to_string(), 500)].into()),
+                    refuse_over_total: Some(true),
                 },
                 "order 7781: upgrade",
                 &who(),
@@ -97,11 +99,21 @@ async fn every_field_can_be_edited_and_each_edit_is_audited_with_its_reason_and_
         assert_eq!(l.features.as_ref(), Some(&gold));
         assert_eq!(l.allow_offline, Some(false));
         assert_eq!(l.status, "suspended");
+        assert_eq!(l.total_limits.get("render-minutes"), Some(&500));
+        assert!(l.refuse_over_total);
         assert_eq!(l.revision, 1);
         let fields: Vec<_> = edited.changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["seats", "expires", "features", "allow_offline", "status"]
+            [
+                "seats",
+                "expires",
+                "features",
+                "allow_offline",
+                "status",
+                "total_limits",
+                "refuse_over_total"
+            ]
         );
         assert_eq!(edited.changes[0].before, json!(2));
         assert_eq!(edited.changes[0].after, json!(5));

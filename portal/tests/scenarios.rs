@@ -1281,6 +1281,30 @@ async fn a_license_total_flags_the_report_that_passes_it_and_can_refuse_new_seat
                 new_seat.unwrap();
                 reissue.unwrap();
                 assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 3);
+                // Edited to refuse: the next new seat is refused at once (the cached
+                // copy of the license is stale by its revision).
+                portal
+                    .edit_license(
+                        &license_id,
+                        lic_portal::ops::LicenseEdit {
+                            refuse_over_total: Some(true),
+                            ..Default::default()
+                        },
+                        "over the site's allowance",
+                        &who(),
+                    )
+                    .await
+                    .unwrap();
+                let store = tempfile::tempdir().unwrap();
+                let fourth = device(store.path(), "m-false-4", keys.clone());
+                let req = fourth
+                    .request_activation(Credential::LicenseKey(key.clone()))
+                    .unwrap();
+                let refused = portal
+                    .apply(req.armored().as_bytes(), &who())
+                    .await
+                    .unwrap_err();
+                assert_eq!(refused.code(), "license-total-reached", "{}", db.name);
             }
         }
     }

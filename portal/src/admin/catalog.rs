@@ -174,6 +174,14 @@ pub(crate) async fn license(
                 },
                 allow_offline: a.allow_offline,
                 status: a.status,
+                total_limits: if a.no_totals {
+                    Some(Default::default())
+                } else if a.totals.is_empty() {
+                    None
+                } else {
+                    Some(parse_totals(&a.totals)?)
+                },
+                refuse_over_total: a.refuse_over_total,
             };
             let edited = portal.edit_license(&a.id, edit, &a.reason, actor).await?;
             let outdated = portal.outdated(&a.id).await?;

@@ -263,6 +263,10 @@ pub(super) struct EditBody {
     allow_offline: Option<bool>,
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    total_limits: Option<std::collections::BTreeMap<String, u64>>,
+    #[serde(default)]
+    refuse_over_total: Option<bool>,
 }
 
 fn some_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -290,6 +294,8 @@ pub(super) async fn edit_license(
                     features: body.features,
                     allow_offline: body.allow_offline,
                     status: body.status,
+                    total_limits: body.total_limits,
+                    refuse_over_total: body.refuse_over_total,
                 },
                 &body.reason,
                 &p.actor(),

@@ -411,8 +411,8 @@ impl Portal {
         if edit.is_empty() {
             return Err(PortalError::Invalid {
                 field: "edit",
-                reason: "nothing to change: give seats, expires, features, allow_offline or \
-                         status"
+                reason: "nothing to change: give seats, expires, features, allow_offline, \
+                         status, total_limits or refuse_over_total"
                     .into(),
             });
         }
@@ -422,6 +422,9 @@ impl Portal {
         }
         if let Some(features) = &edit.features {
             check_features(features, "features")?;
+        }
+        if let Some(totals) = &edit.total_limits {
+            check_totals(totals, "total_limits")?;
         }
         if let Some(status) = &edit.status {
             // (An unknown status is refused before the license is even read.)
@@ -494,6 +497,11 @@ impl Portal {
             features: edit.features.clone().or_else(|| before.features.clone()),
             allow_offline: edit.allow_offline.or(before.allow_offline),
             status: edit.status.clone().unwrap_or_else(|| before.status.clone()),
+            total_limits: edit
+                .total_limits
+                .clone()
+                .unwrap_or_else(|| before.total_limits.clone()),
+            refuse_over_total: edit.refuse_over_total.unwrap_or(before.refuse_over_total),
             ..before.clone()
         };
         let mut changes = Vec::new();
@@ -516,6 +524,16 @@ impl Portal {
             j!(after.allow_offline),
         );
         note("status", j!(before.status), j!(after.status));
+        note(
+            "total_limits",
+            j!(before.total_limits),
+            j!(after.total_limits),
+        );
+        note(
+            "refuse_over_total",
+            j!(before.refuse_over_total),
+            j!(after.refuse_over_total),
+        );
         if changes.is_empty() {
             // Already so: nothing written, no revision, no audit entry.
             drop(tx);
@@ -526,7 +544,7 @@ impl Portal {
         }
         let updated = sqlx::query(
             "UPDATE licenses SET seats = $1, expires = $2, features = $3, allow_offline = $4, \
-             status = $5, revision = revision + 1 \
+             status = $5, total_limits = $8, refuse_over_total = $9, revision = revision + 1 \
              WHERE id = $6 AND revision = $7 AND seats_used <= $1",
         )
         .bind(after.seats)
@@ -536,6 +554,8 @@ impl Portal {
         .bind(&after.status)
         .bind(id)
         .bind(before.revision)
+        .bind(json(&after.total_limits))
+        .bind(flag(after.refuse_over_total))
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {

@@ -221,6 +221,13 @@ pub struct LicenseEdit {
     /// `active` or `suspended`.
     #[serde(default)]
     pub status: Option<String>,
+    /// The license-level consumption limits, replacing the license's as a whole (`{}`:
+    /// none).
+    #[serde(default)]
+    pub total_limits: Option<BTreeMap<String, u64>>,
+    /// Whether a license whose total reached a limit refuses new seats and reissues.
+    #[serde(default)]
+    pub refuse_over_total: Option<bool>,
 }
 
 impl LicenseEdit {
