@@ -671,10 +671,15 @@ fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
         stmt(
             format!(
                 "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
-                 (SELECT count(*) FROM applied_files f WHERE f.hash = $2) \
+                 (SELECT count(*) FROM applied_files f WHERE f.hash = $2), \
+                 (SELECT l.total_limits FROM licenses l WHERE l.id = $3) \
                  FROM activations WHERE id = $1{lock}"
             ),
-            vec![(&j.activation_id).into(), (&j.hash).into()],
+            vec![
+                (&j.activation_id).into(),
+                (&j.hash).into(),
+                (&j.license_id).into(),
+            ],
         ),
         stmt(
             "SELECT feature, reported FROM usage_reported WHERE activation = $1",
@@ -682,10 +687,6 @@ fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
         ),
         stmt(
             "SELECT feature, total FROM usage_totals WHERE license = $1",
-            vec![(&j.license_id).into()],
-        ),
-        stmt(
-            "SELECT total_limits FROM licenses WHERE id = $1",
             vec![(&j.license_id).into()],
         ),
     ]
@@ -790,8 +791,11 @@ fn decide_device_file(
             grows = usage.grows;
             // License-level limits: the usage is counted (it happened), and a file that
             // takes the license's total past one is flagged.
-            let limits: BTreeMap<String, u64> = first_text(&got.next())
-                .and_then(|text| serde_json::from_str(&text).ok())
+            let limits: BTreeMap<String, u64> = rows
+                .first()
+                .and_then(|r| r.get(6))
+                .and_then(Val::text)
+                .and_then(|text| serde_json::from_str(text).ok())
                 .unwrap_or_default();
             let deltas: Vec<(String, u64)> = grows
                 .iter()

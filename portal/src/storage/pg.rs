@@ -75,7 +75,8 @@ type Pending<'a> =
 /// One connection, with the statements it has prepared and the ones waiting to be sent.
 pub struct Pg {
     client: Client,
-    prepared: HashMap<(String, Vec<Type>), Statement>,
+    /// By SQL text, each form prepared (one per list of argument types, NULLs aside).
+    prepared: HashMap<String, Vec<(Vec<Type>, Statement)>>,
     deferred: Vec<Item>,
     /// Why the transaction cannot go on: a statement failed (without savepoints, that
     /// aborts the transaction), or a write changed other rows than its job expected.
@@ -116,19 +117,30 @@ impl Pg {
         self.client.is_closed()
     }
 
-    /// The prepared statement for `sql` with these arguments' types (prepared once).
+    /// The prepared statement for `sql` with these arguments' types (prepared once; a
+    /// statement already prepared is found without allocating: this runs for every
+    /// statement the writer sends).
     async fn statement(&mut self, sql: &str, args: &[Val]) -> Result<Statement, PortalError> {
-        let types: Vec<Type> = args.iter().map(pg_type).collect();
-        let key = (sql.to_string(), types);
-        if let Some(s) = self.prepared.get(&key) {
-            return Ok(s.clone());
+        let same_types = |types: &[Type]| {
+            types.len() == args.len() && types.iter().zip(args).all(|(t, a)| *t == pg_type(a))
+        };
+        if let Some(s) = self
+            .prepared
+            .get(sql)
+            .and_then(|forms| forms.iter().find(|(types, _)| same_types(types)))
+        {
+            return Ok(s.1.clone());
         }
+        let types: Vec<Type> = args.iter().map(pg_type).collect();
         let s = self
             .client
-            .prepare_typed(sql, &key.1)
+            .prepare_typed(sql, &types)
             .await
             .map_err(storage)?;
-        self.prepared.insert(key, s.clone());
+        self.prepared
+            .entry(sql.to_string())
+            .or_default()
+            .push((types, s.clone()));
         Ok(s)
     }
 
