@@ -263,6 +263,33 @@ mod tests {
     }
 
     #[test]
+    fn unsynced_writes_refuse_to_overwrite_and_are_synced_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = (0..40)
+            .map(|i| dir.path().join(format!("r{i}.lic")))
+            .collect();
+        for p in &paths {
+            write_new_unsynced(p, b"one", PUBLIC_MODE).unwrap();
+        }
+        let err = write_new_unsynced(&paths[0], b"two", PUBLIC_MODE).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&paths[0]).unwrap(), b"one");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            40,
+            "no temporary file left"
+        );
+        sync_files(&paths).unwrap();
+        sync_files(&[]).unwrap();
+        // A file that is not there is an error, not a silent success.
+        let missing = dir.path().join("gone.lic");
+        assert_eq!(
+            sync_files(&[missing]).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
     fn write_new_never_shows_a_partial_file() {
         // Stop before the name is given (a crash there): the target does not exist.
         let dir = tempfile::tempdir().unwrap();

@@ -813,6 +813,22 @@ mod tests {
     }
 
     #[test]
+    fn totals_are_name_equals_limit_each_once() {
+        let t = parse_totals(&["minutes=100".to_string(), "jobs=5".to_string()]).unwrap();
+        assert_eq!((t["minutes"], t["jobs"]), (100, 5));
+        for bad in [
+            &["minutes"][..],
+            &["minutes=many"],
+            &["=5"],
+            &["jobs=1", "jobs=2"],
+        ] {
+            let specs: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+            let e = parse_totals(&specs).unwrap_err().to_string();
+            assert!(e.contains("total"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn features_are_a_name_a_limit_overage_and_an_overage_cap() {
         let specs: Vec<String> = ["pdf", "jobs=100", "minutes=1000+", "renders=50+10"]
             .map(String::from)

@@ -655,6 +655,31 @@ async fn a_policy_with_an_unknown_component_or_an_unusable_feature_name_is_refus
                     );
                 }),
             ),
+            (
+                "an overage cap beyond the largest counter",
+                Box::new(|p| {
+                    p.features.insert(
+                        "f".into(),
+                        Feature {
+                            limit: Some(10),
+                            overage: true,
+                            max_overage: Some(MAX_COUNTER + 1),
+                        },
+                    );
+                }),
+            ),
+            (
+                "a license-level limit beyond the largest counter",
+                Box::new(|p| {
+                    p.total_limits.insert("f".into(), MAX_COUNTER + 1);
+                }),
+            ),
+            (
+                "a license-level limit of a feature without a usable name",
+                Box::new(|p| {
+                    p.total_limits.insert("render minutes".into(), 10);
+                }),
+            ),
         ];
         for (what, change) in variants {
             let mut p = policy(1);
