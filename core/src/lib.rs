@@ -42,6 +42,7 @@ pub mod check;
 pub mod client;
 pub mod clock;
 pub mod fingerprint;
+pub mod floating;
 pub mod format;
 #[cfg(feature = "device")]
 pub mod fsutil;

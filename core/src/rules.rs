@@ -44,6 +44,18 @@ pub enum Violation {
     InvalidLicense { reason: String },
     /// The device store was changed outside lic.
     StoreTampered { reason: String },
+    /// The floating lease lapsed and was not renewed.
+    LeaseLapsed { at: DateTime<Utc> },
+    /// The floating server took the seat away or refused it, and no seat is free (the
+    /// license was revoked or suspended, the seat reclaimed, all seats in use): its code
+    /// and words.
+    SeatLost { code: String, reason: String },
+    /// The floating server could not be reached, and the lease has lapsed meanwhile.
+    ServerUnreachable {
+        since: DateTime<Utc>,
+        lapsed: DateTime<Utc>,
+        error: String,
+    },
 }
 
 impl Violation {
@@ -58,6 +70,9 @@ impl Violation {
             Violation::WrongDevice { .. } => "wrong-device",
             Violation::InvalidLicense { .. } => "invalid-license",
             Violation::StoreTampered { .. } => "store-tampered",
+            Violation::LeaseLapsed { .. } => "lease-lapsed",
+            Violation::SeatLost { .. } => "seat-lost",
+            Violation::ServerUnreachable { .. } => "server-unreachable",
         }
     }
 
@@ -96,6 +111,18 @@ impl Violation {
             Violation::StoreTampered { .. } => {
                 "the license store was changed outside lic; restore the store directory from a \
                  backup, or run `lic store reset` and activate again (your vendor sees the reset)"
+            }
+            Violation::LeaseLapsed { .. } => {
+                "take a seat again (`lic lease`, or restart the application) while connected \
+                 to the license server"
+            }
+            Violation::SeatLost { .. } => {
+                "wait for a seat to free and start again (`lic lease --wait`), or ask your \
+                 license administrator"
+            }
+            Violation::ServerUnreachable { .. } => {
+                "check the network connection to the license server, then start again; to \
+                 work offline, check a seat out beforehand (`lic checkout --hours H`)"
             }
         }
     }
@@ -161,6 +188,23 @@ impl fmt::Display for Violation {
             Violation::StoreTampered { reason } => {
                 write!(f, "the license store was tampered with: {reason}")
             }
+            Violation::LeaseLapsed { at } => {
+                write!(f, "the floating lease lapsed on {}", when(at))
+            }
+            Violation::SeatLost { code, reason } => {
+                write!(f, "the floating seat was lost ({code}): {reason}")
+            }
+            Violation::ServerUnreachable {
+                since,
+                lapsed,
+                error,
+            } => write!(
+                f,
+                "the license server has been unreachable since {} and the lease lapsed on {}: \
+                 {error}",
+                when(since),
+                when(lapsed)
+            ),
         }
     }
 }
@@ -604,6 +648,7 @@ mod tests {
             limit: Some(10),
             overage: false,
             max_overage: None,
+            floating: None,
         };
         assert_eq!(
             consume(&capped, 8, 2),
@@ -624,6 +669,7 @@ mod tests {
             limit: Some(10),
             overage: true,
             max_overage: None,
+            floating: None,
         };
         assert_eq!(
             consume(&overage, 8, 5),
@@ -636,6 +682,7 @@ mod tests {
             limit: Some(10),
             overage: true,
             max_overage: Some(5),
+            floating: None,
         };
         assert_eq!(
             consume(&capped_overage, 8, 7),
@@ -690,6 +737,7 @@ mod tests {
             limit: Some(10),
             overage: true,
             max_overage: None,
+            floating: None,
         };
         assert_eq!(
             consume(&overage, 5, MAX_COUNTER),

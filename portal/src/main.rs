@@ -565,6 +565,7 @@ fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
                         limit: Some(number(digits, spec, "the limit")?),
                         overage,
                         max_overage: cap,
+                        floating: None,
                     },
                 )
             }

@@ -651,6 +651,7 @@ async fn a_policy_with_an_unknown_component_or_an_unusable_feature_name_is_refus
                             limit: Some(MAX_COUNTER + 1),
                             overage: false,
                             max_overage: None,
+                            floating: None,
                         },
                     );
                 }),
@@ -664,6 +665,7 @@ async fn a_policy_with_an_unknown_component_or_an_unusable_feature_name_is_refus
                             limit: Some(10),
                             overage: true,
                             max_overage: Some(MAX_COUNTER + 1),
+                            floating: None,
                         },
                     );
                 }),

@@ -32,6 +32,7 @@ fn features(specs: &[(&str, Option<u64>, bool)]) -> Features {
                     limit: *limit,
                     overage: *overage,
                     max_overage: None,
+                    floating: None,
                 },
             )
         })

@@ -1131,6 +1131,7 @@ async fn an_overage_cap_travels_in_the_license_and_the_device_stops_at_it() {
                 limit: Some(10),
                 overage: true,
                 max_overage: Some(5),
+                floating: None,
             },
         );
         let (_, key) = license(&portal, spec).await;

@@ -4,7 +4,8 @@ use super::envelope::{Verified, decode_verified, unarmor, verify_envelope};
 use super::error::FormatError;
 use super::kind::FileKind;
 use super::payload::{
-    ActivationRequest, Deactivation, KeySet, License, Receipt, Refresh, UsageReport,
+    ActivationRequest, CheckIn, Deactivation, KeySet, Lease, LeaseRequest, License, Receipt,
+    Refresh, UsageReport,
 };
 use crate::keys::Keyring;
 
@@ -19,6 +20,9 @@ pub enum AnyFile {
     UsageReport(Verified<UsageReport>),
     Receipt(Verified<Receipt>),
     KeySet(Verified<KeySet>),
+    LeaseRequest(Verified<LeaseRequest>),
+    Lease(Verified<Lease>),
+    CheckIn(Verified<CheckIn>),
 }
 
 impl AnyFile {
@@ -31,6 +35,9 @@ impl AnyFile {
             AnyFile::UsageReport(_) => FileKind::UsageReport,
             AnyFile::Receipt(_) => FileKind::Receipt,
             AnyFile::KeySet(_) => FileKind::KeySet,
+            AnyFile::LeaseRequest(_) => FileKind::LeaseRequest,
+            AnyFile::Lease(_) => FileKind::Lease,
+            AnyFile::CheckIn(_) => FileKind::CheckIn,
         }
     }
 }
@@ -48,5 +55,8 @@ pub fn open_any(input: &[u8], keys: &Keyring) -> Result<AnyFile, FormatError> {
         FileKind::UsageReport => AnyFile::UsageReport(decode_verified(checked)?),
         FileKind::Receipt => AnyFile::Receipt(decode_verified(checked)?),
         FileKind::KeySet => AnyFile::KeySet(decode_verified(checked)?),
+        FileKind::LeaseRequest => AnyFile::LeaseRequest(decode_verified(checked)?),
+        FileKind::Lease => AnyFile::Lease(decode_verified(checked)?),
+        FileKind::CheckIn => AnyFile::CheckIn(decode_verified(checked)?),
     })
 }

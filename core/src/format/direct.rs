@@ -135,17 +135,19 @@ impl<'a> Reader<'a> {
     }
 
     fn feature(&mut self) -> Option<Feature> {
-        let (mut limit, mut overage, mut max_overage) = (None, None, None);
+        let (mut limit, mut overage, mut max_overage, mut floating) = (None, None, None, None);
         self.map(|r, key| match key {
             b"limit" => set(&mut limit, r.uint()),
             b"overage" => set(&mut overage, r.bool()),
             b"max_overage" => set(&mut max_overage, r.uint()),
+            b"floating" => set(&mut floating, r.uint()),
             _ => r.skip(),
         })?;
         Some(Feature {
             limit,
             overage: overage.unwrap_or(false),
             max_overage,
+            floating,
         })
     }
 

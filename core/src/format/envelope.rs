@@ -1383,9 +1383,9 @@ mod tests {
     #[test]
     fn a_lic_content_type_of_an_unknown_kind_is_a_newer_kind_not_a_wrong_file() {
         let keys = Keyring::with([SecretKey::from_seed(&[1; 32]).public()]);
-        let future = signed_with_content_type("application/vnd.lic.check-in+cbor");
+        let future = signed_with_content_type("application/vnd.lic.seat-transfer+cbor");
         let expected = FormatError::UnsupportedKind {
-            found: "application/vnd.lic.check-in+cbor".into(),
+            found: "application/vnd.lic.seat-transfer+cbor".into(),
         };
         let err = open::<License>(future.bytes(), &keys).unwrap_err();
         assert_eq!(err, expected);
@@ -1648,6 +1648,7 @@ mod tests {
                 limit: Some(5),
                 overage: true,
                 max_overage: Some(2),
+                floating: Some(3),
             },
         );
         lic.features.remove("f");
@@ -1710,6 +1711,55 @@ mod tests {
             state: "deactivated".into(),
             applied: t(5),
         };
+        let lease_request = LeaseRequest {
+            product: "p".into(),
+            credential: Credential::LicenseKey("K".into()),
+            fingerprint: lic.fingerprint.clone(),
+            action: LeaseAction::Checkout,
+            instance: Nonce([6; 16]),
+            feature: Some("g".into()),
+            hours: Some(8),
+            journal: Some(JournalHead {
+                seq: 0,
+                prev: Bytes32([0; 32]),
+                trail: vec![Bytes32([5; 32])],
+            }),
+            nonce: Nonce([7; 16]),
+            created: t(6),
+            client: "lic".into(),
+            variables: [("site".to_string(), "Lab 2".to_string())].into(),
+        };
+        let lease = Lease {
+            license_id: "lic_1".into(),
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            device_key: Bytes32(device.to_bytes()),
+            fingerprint: lic.fingerprint.clone(),
+            match_rule: lic.match_rule.clone(),
+            instance: Nonce([6; 16]),
+            feature: Some("g".into()),
+            features: lic.features.clone(),
+            license_type: LicenseType::Floating,
+            issued: t(6),
+            renew_after: t(7),
+            expires: t(8),
+            license_expires: Some(t(30)),
+            offline_expiry: Some(t(9)),
+            clock_tolerance: 60,
+            request_nonce: Nonce([7; 16]),
+        };
+        let check_in = CheckIn {
+            activation_id: "act_1".into(),
+            product: "p".into(),
+            counters: [("g".to_string(), 1)].into(),
+            journal: JournalHead {
+                seq: 1,
+                prev: Bytes32([4; 32]),
+                trail: vec![Bytes32([5; 32])],
+            },
+            created: t(7),
+            variables: [("site".to_string(), "Lab 2".to_string())].into(),
+        };
         for (kind, value) in [
             (FileKind::ActivationRequest, with_v(&request)),
             (FileKind::License, with_v(&lic)),
@@ -1726,6 +1776,9 @@ mod tests {
             ),
             (FileKind::Receipt, with_v(&receipt)),
             (FileKind::KeySet, with_v(&key_set)),
+            (FileKind::LeaseRequest, with_v(&lease_request)),
+            (FileKind::Lease, with_v(&lease)),
+            (FileKind::CheckIn, with_v(&check_in)),
         ] {
             assert_shape_is(&value, payload_shape(kind), kind.name());
         }

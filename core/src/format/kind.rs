@@ -1,4 +1,4 @@
-//! The six kinds of lic file, and the names each has in armor and in COSE.
+//! The kinds of lic file, and the names each has in armor and in COSE.
 
 use std::fmt;
 
@@ -23,11 +23,17 @@ pub enum FileKind {
     UsageReport,
     Receipt,
     KeySet,
+    /// Device → server, online: take, renew or release a floating seat, or check one out.
+    LeaseRequest,
+    /// Server → device, online: a floating seat held until a time, renewed by heartbeat.
+    Lease,
+    /// Device → vendor: a checked-out floating seat returned before its Offline Expiry Date.
+    CheckIn,
 }
 
 impl FileKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FileKind; 7] = [
+    pub const ALL: [FileKind; 10] = [
         FileKind::ActivationRequest,
         FileKind::License,
         FileKind::Refresh,
@@ -35,6 +41,9 @@ impl FileKind {
         FileKind::UsageReport,
         FileKind::Receipt,
         FileKind::KeySet,
+        FileKind::LeaseRequest,
+        FileKind::Lease,
+        FileKind::CheckIn,
     ];
 
     /// The word(s) after `LIC ` in the armor lines, e.g. `ACTIVATION REQUEST`.
@@ -47,6 +56,9 @@ impl FileKind {
             Self::UsageReport => "USAGE REPORT",
             Self::Receipt => "RECEIPT",
             Self::KeySet => "KEY SET",
+            Self::LeaseRequest => "LEASE REQUEST",
+            Self::Lease => "LEASE",
+            Self::CheckIn => "CHECK-IN",
         }
     }
 
@@ -60,6 +72,9 @@ impl FileKind {
             Self::UsageReport => "usage-report",
             Self::Receipt => "receipt",
             Self::KeySet => "key-set",
+            Self::LeaseRequest => "lease-request",
+            Self::Lease => "lease",
+            Self::CheckIn => "check-in",
         }
     }
 
@@ -73,14 +88,23 @@ impl FileKind {
             Self::UsageReport => "application/vnd.lic.usage-report+cbor",
             Self::Receipt => "application/vnd.lic.receipt+cbor",
             Self::KeySet => "application/vnd.lic.key-set+cbor",
+            Self::LeaseRequest => "application/vnd.lic.lease-request+cbor",
+            Self::Lease => "application/vnd.lic.lease+cbor",
+            Self::CheckIn => "application/vnd.lic.check-in+cbor",
         }
     }
 
     /// Who signs files of this kind.
     pub fn signer(self) -> SignerRole {
         match self {
-            Self::ActivationRequest | Self::Deactivation | Self::UsageReport => SignerRole::Device,
-            Self::License | Self::Refresh | Self::Receipt | Self::KeySet => SignerRole::Vendor,
+            Self::ActivationRequest
+            | Self::Deactivation
+            | Self::UsageReport
+            | Self::LeaseRequest
+            | Self::CheckIn => SignerRole::Device,
+            Self::License | Self::Refresh | Self::Receipt | Self::KeySet | Self::Lease => {
+                SignerRole::Vendor
+            }
         }
     }
 
@@ -101,6 +125,9 @@ impl FileKind {
             Self::UsageReport => "usage",
             Self::Receipt => "receipt",
             Self::KeySet => "keys",
+            Self::LeaseRequest => "leasereq",
+            Self::Lease => "lease",
+            Self::CheckIn => "checkin",
         }
     }
 
@@ -148,6 +175,9 @@ impl fmt::Display for FileKind {
             Self::UsageReport => "usage report",
             Self::Receipt => "receipt",
             Self::KeySet => "key set",
+            Self::LeaseRequest => "lease request",
+            Self::Lease => "lease",
+            Self::CheckIn => "check-in",
         })
     }
 }
@@ -166,7 +196,7 @@ mod tests {
             assert_eq!(FileKind::from_name(kind.name()), Some(kind));
         }
         let n = FileKind::ALL.len();
-        let distinct = |names: [&str; 7]| names.into_iter().collect::<BTreeSet<_>>().len();
+        let distinct = |names: [&str; 10]| names.into_iter().collect::<BTreeSet<_>>().len();
         assert_eq!(distinct(FileKind::ALL.map(FileKind::content_type)), n);
         assert_eq!(distinct(FileKind::ALL.map(FileKind::armor_label)), n);
         assert_eq!(distinct(FileKind::ALL.map(FileKind::name)), n);
@@ -181,7 +211,7 @@ mod tests {
                 format!("application/vnd.lic.{}+cbor", kind.name())
             );
         }
-        assert!(is_lic_content_type("application/vnd.lic.check-in+cbor"));
+        assert!(is_lic_content_type("application/vnd.lic.pool-lease+cbor"));
         assert!(is_lic_content_type("application/vnd.lic.v2-license+cbor"));
         for other in [
             "application/vnd.lic.+cbor",

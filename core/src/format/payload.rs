@@ -291,6 +291,11 @@ pub struct Feature {
     /// With `overage`: how far beyond `limit` consumption may go (absent: without end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_overage: Option<u64>,
+    /// A floating feature: at most this many devices of the license use it at once, each
+    /// holding a feature lease (docs/floating.md). Absent: every device that holds the
+    /// license may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floating: Option<u64>,
 }
 
 impl Feature {
@@ -517,6 +522,124 @@ pub struct KeySet {
     pub issued: Timestamp,
 }
 
+/// What a lease request asks of the floating server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseAction {
+    /// Take a seat (or a floating feature) and get a lease for it.
+    Take,
+    /// Renew the lease this instance holds (a heartbeat).
+    Renew,
+    /// Give the lease up (the application exits); the seat is free when no other
+    /// instance on this device holds it.
+    Release,
+    /// Take the seat for offline use until an Offline Expiry Date; the answer is a
+    /// license carrying it.
+    Checkout,
+}
+
+impl LeaseAction {
+    /// The name in files and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            LeaseAction::Take => "take",
+            LeaseAction::Renew => "renew",
+            LeaseAction::Release => "release",
+            LeaseAction::Checkout => "checkout",
+        }
+    }
+}
+
+/// Device → floating server, online: take, renew or release a floating seat (or one
+/// floating feature), or check the seat out. Signed by the device key, which the protected
+/// header carries. The server decides from its own records; the request only says who
+/// asks, for which license and process, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub product: String,
+    pub credential: Credential,
+    pub fingerprint: Fingerprint,
+    pub action: LeaseAction,
+    /// The application process: instances on one device share one seat.
+    pub instance: Nonce,
+    /// A floating feature's lease rather than a seat's (absent: the seat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    /// Checkout: the hours of offline use asked for (the server caps them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<u64>,
+    /// Checkout: the device journal head, as in an activation request (the checkout
+    /// license starts a journal; its check-in continues it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalHead>,
+    pub nonce: Nonce,
+    #[serde(with = "ts")]
+    pub created: Timestamp,
+    /// The requesting software and version, e.g. `lic 0.1.0`.
+    pub client: String,
+    /// The device variables when the request was made (absent: none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: Variables,
+}
+
+/// Server → device, online: a floating seat (or one floating feature) held by one
+/// application instance until `expires`, renewed by heartbeat from `renew_after`. The
+/// client verifies it offline until it lapses, so a short loss of network costs nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub license_id: String,
+    /// The activation that records the seat at the server.
+    pub activation_id: String,
+    pub product: String,
+    /// The device key the lease is bound to.
+    pub device_key: Bytes32,
+    pub fingerprint: Fingerprint,
+    pub match_rule: MatchRule,
+    /// The application instance that holds it.
+    pub instance: Nonce,
+    /// A floating feature's lease (absent: the seat's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    /// The entitlements while the lease holds.
+    pub features: Features,
+    pub license_type: LicenseType,
+    #[serde(with = "ts")]
+    pub issued: Timestamp,
+    /// When the client renews (a fraction of the lease period).
+    #[serde(with = "ts")]
+    pub renew_after: Timestamp,
+    /// When the lease lapses unless renewed; the seat is then free again.
+    #[serde(with = "ts")]
+    pub expires: Timestamp,
+    /// The license's own expiry.
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub license_expires: Option<Timestamp>,
+    /// An Offline Expiry Date the policy sets on every lease: until then the server keeps
+    /// the seat (refuses to deactivate or reclaim it), even when no heartbeat comes.
+    #[serde(default, with = "ts::option", skip_serializing_if = "Option::is_none")]
+    pub offline_expiry: Option<Timestamp>,
+    /// How far (seconds) the clock may go back before the last seen time without a violation.
+    pub clock_tolerance: u64,
+    /// The nonce of the lease request it answers.
+    pub request_nonce: Nonce,
+}
+
+/// Device → vendor: a checked-out floating seat returned before its Offline Expiry Date,
+/// with the checkout's counters. Applied like a deactivation: online (`lic checkin
+/// --server`) or as a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckIn {
+    pub activation_id: String,
+    pub product: String,
+    pub counters: Counters,
+    pub journal: JournalHead,
+    #[serde(with = "ts")]
+    pub created: Timestamp,
+    /// The device variables when the file was made (absent: none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: Variables,
+}
+
 /// The fields of a payload as a reader checks them (docs/format.md §5.1, §5.10): the type
 /// rules (no tag, null or float) apply to the fields this version knows; a field it does
 /// not know, in the payload or in one of its extensible structures, is ignored whatever
@@ -538,8 +661,12 @@ use Shape::Plain;
 
 const JOURNAL: Shape = Shape::Struct(&[("seq", Plain), ("prev", Plain), ("trail", Plain)]);
 const MATCH_RULE: Shape = Shape::Struct(&[("required", Plain), ("max_changed", Plain)]);
-const FEATURE: Shape =
-    Shape::Struct(&[("limit", Plain), ("overage", Plain), ("max_overage", Plain)]);
+const FEATURE: Shape = Shape::Struct(&[
+    ("limit", Plain),
+    ("overage", Plain),
+    ("max_overage", Plain),
+    ("floating", Plain),
+]);
 const FEATURES: Shape = Shape::Names(&FEATURE);
 
 const ACTIVATION_REQUEST: Shape = Shape::Struct(&[
@@ -615,15 +742,53 @@ const KEY_SET: Shape = Shape::Struct(&[
     ("issued", Plain),
 ]);
 
+const LEASE_REQUEST: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("product", Plain),
+    ("credential", Plain),
+    ("fingerprint", Plain),
+    ("action", Plain),
+    ("instance", Plain),
+    ("feature", Plain),
+    ("hours", Plain),
+    ("journal", JOURNAL),
+    ("nonce", Plain),
+    ("created", Plain),
+    ("client", Plain),
+    ("variables", Plain),
+]);
+const LEASE: Shape = Shape::Struct(&[
+    ("v", Plain),
+    ("license_id", Plain),
+    ("activation_id", Plain),
+    ("product", Plain),
+    ("device_key", Plain),
+    ("fingerprint", Plain),
+    ("match_rule", MATCH_RULE),
+    ("instance", Plain),
+    ("feature", Plain),
+    ("features", FEATURES),
+    ("license_type", Plain),
+    ("issued", Plain),
+    ("renew_after", Plain),
+    ("expires", Plain),
+    ("license_expires", Plain),
+    ("offline_expiry", Plain),
+    ("clock_tolerance", Plain),
+    ("request_nonce", Plain),
+]);
+
 /// The shape of the payload of `kind`.
 pub(crate) fn payload_shape(kind: FileKind) -> &'static Shape {
     match kind {
         FileKind::ActivationRequest => &ACTIVATION_REQUEST,
         FileKind::License => &LICENSE,
         FileKind::Refresh => &REFRESH,
-        FileKind::Deactivation | FileKind::UsageReport => &COUNTERS_REPORT,
+        FileKind::Deactivation | FileKind::UsageReport | FileKind::CheckIn => &COUNTERS_REPORT,
         FileKind::Receipt => &RECEIPT,
         FileKind::KeySet => &KEY_SET,
+        FileKind::LeaseRequest => &LEASE_REQUEST,
+        FileKind::Lease => &LEASE,
     }
 }
 
@@ -773,6 +938,98 @@ impl Payload for Deactivation {
 impl sealed::Sealed for UsageReport {}
 impl Payload for UsageReport {
     const KIND: FileKind = FileKind::UsageReport;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("activation_id", &self.activation_id),
+            ("product", &self.product),
+        ])?;
+        valid_counters(&self.counters)?;
+        valid_journal(&self.journal)?;
+        valid_variables(&self.variables)
+    }
+}
+
+/// The most hours of offline use a checkout may ask for (the server caps them lower, by
+/// policy): ten years.
+pub const MAX_CHECKOUT_HOURS: u64 = 10 * 366 * 24;
+
+impl sealed::Sealed for LeaseRequest {}
+impl Payload for LeaseRequest {
+    const KIND: FileKind = FileKind::LeaseRequest;
+    fn validate(&self) -> Result<(), String> {
+        let credential = match &self.credential {
+            Credential::LicenseKey(k) => ("credential", k.as_str()),
+            Credential::User(u) => ("credential", u.as_str()),
+        };
+        non_empty(&[("product", &self.product), credential])?;
+        if self.fingerprint.is_empty() {
+            return Err("`fingerprint` has no components".into());
+        }
+        if let Some(name) = self.feature.as_deref().filter(|n| !is_usable_name(n)) {
+            return Err(format!("`feature` {name:?} is not a usable feature name"));
+        }
+        match (self.action, self.hours, &self.journal) {
+            (LeaseAction::Checkout, Some(1..=MAX_CHECKOUT_HOURS), Some(journal)) => {
+                valid_journal(journal)?;
+            }
+            (LeaseAction::Checkout, Some(h), Some(_)) => {
+                return Err(format!(
+                    "`hours` is {h}; a checkout asks for 1 to {MAX_CHECKOUT_HOURS} hours"
+                ));
+            }
+            (LeaseAction::Checkout, _, _) => {
+                return Err("a checkout carries `hours` and `journal`".into());
+            }
+            (action, Some(_), _) | (action, _, Some(_)) => {
+                return Err(format!(
+                    "`hours` and `journal` belong to a checkout, not to `{}`",
+                    action.name()
+                ));
+            }
+            _ => {}
+        }
+        if self.action == LeaseAction::Checkout && self.feature.is_some() {
+            return Err("a checkout is for the seat; it carries no `feature`".into());
+        }
+        valid_variables(&self.variables)
+    }
+}
+
+impl sealed::Sealed for Lease {}
+impl Payload for Lease {
+    const KIND: FileKind = FileKind::Lease;
+    fn validate(&self) -> Result<(), String> {
+        non_empty(&[
+            ("license_id", &self.license_id),
+            ("activation_id", &self.activation_id),
+            ("product", &self.product),
+        ])?;
+        if let Some(name) = self.feature.as_deref().filter(|n| !is_usable_name(n)) {
+            return Err(format!("`feature` {name:?} is not a usable feature name"));
+        }
+        if self.expires <= self.issued {
+            return Err("`expires` is not after `issued`".into());
+        }
+        if self.renew_after < self.issued || self.renew_after > self.expires {
+            return Err("`renew_after` is not between `issued` and `expires`".into());
+        }
+        if let Some(missing) = self
+            .match_rule
+            .required
+            .iter()
+            .find(|c| !self.fingerprint.contains_key(*c))
+        {
+            return Err(format!(
+                "the match rule requires component `{missing}`, which the fingerprint lacks"
+            ));
+        }
+        valid_features(&self.features)
+    }
+}
+
+impl sealed::Sealed for CheckIn {}
+impl Payload for CheckIn {
+    const KIND: FileKind = FileKind::CheckIn;
     fn validate(&self) -> Result<(), String> {
         non_empty(&[
             ("activation_id", &self.activation_id),

@@ -126,6 +126,7 @@ pub fn policy(seats: i64) -> Policy {
                     limit: Some(1000),
                     overage: false,
                     max_overage: None,
+                    floating: None,
                 },
             ),
         ]
