@@ -995,6 +995,8 @@ fn status(g: &Global) -> Result<u8, Failure> {
             last_seen: None,
             fingerprint: None,
             device_kid: None,
+            lease: None,
+            leases: Vec::new(),
         };
         output::status(&status, g.format)?;
         return Ok(EXIT_NO);
