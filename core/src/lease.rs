@@ -35,7 +35,9 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
-use crate::client::{Client, ClientError, Installed, LeaseInfo, SignedLeaseRequest, new_instance};
+use crate::client::{Client, ClientError, Installed, SignedLeaseRequest};
+/// The lease a holder keeps, and new application instance ids, as the client names them.
+pub use crate::client::{LeaseInfo, new_instance};
 use crate::floating::Grant;
 use crate::format::{self, Credential, LeaseAction, License, Nonce, Receipt, SignedFile};
 use crate::rules::Violation;
