@@ -26,6 +26,8 @@ const KEY: &str = "PHPRO-7Q2M-K4XD-9WBT";
 #[derive(Default)]
 struct Script {
     no_seat: bool,
+    /// Refuse this many takes with `no-seat`, then grant.
+    busy_takes: u32,
     checkouts: u32,
 }
 
@@ -122,7 +124,8 @@ fn answer(route: &str, body: &[u8], script: &mut Script) -> (u16, Value) {
     };
     match request.action {
         LeaseAction::Take | LeaseAction::Renew => {
-            if script.no_seat && request.action == LeaseAction::Take {
+            if request.action == LeaseAction::Take && (script.no_seat || script.busy_takes > 0) {
+                script.busy_takes = script.busy_takes.saturating_sub(1);
                 return refusal(
                     "no-seat",
                     "all 3 floating seat(s) of the license are in use",
@@ -294,6 +297,27 @@ fn no_seat_is_refused_in_the_servers_words_and_the_command_does_not_run() {
     );
     assert!(stderr(&out).contains("ask a colleague"), "{out:?}");
     assert!(!std::path::Path::new(marker).exists());
+}
+
+#[test]
+fn wait_queues_until_a_seat_frees_saying_so() {
+    let env = Env::new();
+    let server = Server::start();
+    server.script.lock().unwrap().busy_takes = 1;
+    let out = env.lic(&lease_args(&server, &["--key", KEY, "--wait"], &["true"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stderr(&out).contains("waiting in the queue for a seat"),
+        "{out:?}"
+    );
+    assert_eq!(
+        server.routes(),
+        [
+            "/api/v1/leases?wait=true",
+            "/api/v1/leases?wait=true",
+            "/api/v1/leases/release"
+        ]
+    );
 }
 
 #[test]

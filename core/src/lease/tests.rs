@@ -646,6 +646,25 @@ fn the_clock_mark_rises_with_each_lease_and_a_clock_turned_back_is_a_violation()
 }
 
 #[test]
+fn a_renewal_with_the_clock_turned_back_is_reported_at_once() {
+    let w = World::new();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let holder = w.holder(&events);
+    holder.tick(w.at(300));
+    // Turned back past the mark by more than the tolerance, with the lease still live by
+    // this clock: the renewed lease is refused by the device itself, and said so.
+    w.clock.set(t0() - Duration::seconds(7200));
+    let mut core = holder.shared.lock();
+    core.next_attempt = w.clock.now();
+    drop(core);
+    holder.tick(w.clock.now());
+    let reported = violations(&events);
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(reported[0].code(), "clock-turned-back");
+    assert!(!holder.status().valid);
+}
+
+#[test]
 fn a_floating_feature_is_usable_only_with_a_live_lease_for_it() {
     let w = World::new();
     let events = Arc::new(Mutex::new(Vec::new()));
