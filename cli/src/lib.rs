@@ -6,6 +6,7 @@
 //! 2 an error (bad arguments, a file refused, the store unreadable) — the message says
 //! what is wrong and what to do next.
 
+mod floating;
 mod online;
 mod output;
 
@@ -161,6 +162,30 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Hold a floating seat while a command runs: take a seat from the license server,
+    /// run the command, renew the lease in the background while it runs, and release
+    /// the seat when it exits. Exits with the command's status.
+    ///
+    /// The command sees the lease in the store (LIC_STORE and LIC_PRODUCT are set for
+    /// it), so `lic check` and the application's own checks pass while the seat is
+    /// held. All seats in use is a refusal, unless --wait queues for one.
+    #[command(
+        after_help = "Example: lic lease --server https://licensing.example.com \
+                            --product photo-pro --key KEY -- photo-pro --batch jobs/"
+    )]
+    Lease(LeaseArgs),
+    /// Check a floating seat out for offline use: the license server answers with a
+    /// license that holds until an Offline Expiry Date (OED), without network.
+    ///
+    /// The seat stays taken until the OED, or until you check it in (`lic checkin`).
+    Checkout(CheckoutArgs),
+    /// Return a checked-out floating seat before its Offline Expiry Date: removes the
+    /// checkout license and sends the signed check-in file to the license server
+    /// (--server), or writes it for your vendor (--out FILE).
+    ///
+    /// If the server cannot be reached, the license is removed all the same and the
+    /// check-in file is kept: run the command again, or write it with --out.
+    Checkin(CheckinArgs),
     /// Show this machine's fingerprint (component hashes keyed by the device key).
     Fingerprint {
         /// Also compare it with the installed license (or --license FILE).
@@ -222,6 +247,67 @@ pub struct OnlineActivateArgs {
     /// Your user id, for user-based licenses.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// The license server, e.g. https://licensing.example.com
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The license key (needed the first time; remembered for the product).
+    #[arg(long, value_name = "KEY", conflicts_with = "user")]
+    pub key: Option<String>,
+    /// Your user id, for user-based licenses (instead of --key).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Also hold a lease on this floating feature (repeat for several).
+    #[arg(long = "feature", value_name = "NAME")]
+    pub features: Vec<String>,
+    /// When every seat is in use, wait in the server's queue until one frees (progress
+    /// on standard error) instead of giving up.
+    #[arg(long)]
+    pub wait: bool,
+    /// The command to run, and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckoutArgs {
+    /// The license server, e.g. https://licensing.example.com
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// Hours of offline use (the server caps them by the license's policy, and at the
+    /// license's expiry).
+    #[arg(long, value_name = "H", value_parser = clap::value_parser!(u64).range(1..=MAX_HOURS))]
+    pub hours: u64,
+    /// The license key (needed the first time; remembered for the product).
+    #[arg(long, value_name = "KEY", conflicts_with = "user")]
+    pub key: Option<String>,
+    /// Your user id, for user-based licenses (instead of --key).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+/// The most hours a checkout asks for (the format's limit; servers cap lower).
+const MAX_HOURS: u64 = format::MAX_CHECKOUT_HOURS;
+
+#[derive(Debug, Args)]
+pub struct CheckinArgs {
+    /// Send the check-in to the license server, e.g. https://licensing.example.com
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "out",
+        conflicts_with = "out"
+    )]
+    pub server: Option<String>,
+    /// Write the check-in file here instead (`-`: standard output), for your vendor.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing file (with --out).
+    #[arg(long, requires = "out")]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -446,6 +532,9 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
         Command::UsageReport { out, force } => usage_report(g, out, *force),
         Command::OfflineDeactivate { out, force } => deactivate(g, out, *force),
         Command::Deactivate { server } => deactivate_online(g, server),
+        Command::Lease(args) => floating::lease(g, args),
+        Command::Checkout(args) => floating::checkout(g, args),
+        Command::Checkin(args) => floating::checkin(g, args),
         Command::Fingerprint { explain, license } => fingerprint(g, *explain, license.as_deref()),
         Command::Inspect { file } => inspect(g, file),
         Command::Var(VarCommand::Set { name, value }) => var_set(g, name, value),
@@ -995,6 +1084,8 @@ fn status(g: &Global) -> Result<u8, Failure> {
             last_seen: None,
             fingerprint: None,
             device_kid: None,
+            lease: None,
+            leases: Vec::new(),
         };
         output::status(&status, g.format)?;
         return Ok(EXIT_NO);

@@ -9,7 +9,7 @@
 use std::io::{self, Write as _};
 
 use clap::ValueEnum;
-use lic_core::client::Status;
+use lic_core::client::{LeaseInfo, Status};
 use lic_core::fingerprint::MatchReport;
 use lic_core::format::{AnyFile, Bytes32, Fingerprint, Verified};
 use lic_core::text;
@@ -105,6 +105,22 @@ pub fn qr(cose: &[u8]) -> Result<(), Failure> {
     Ok(())
 }
 
+fn lease_json(l: &LeaseInfo, now: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "license_id": l.license_id,
+        "activation_id": l.activation_id,
+        "instance": l.instance.to_string(),
+        "feature": l.feature,
+        "issued": time(Some(l.issued)),
+        "renew_after": time(Some(l.renew_after)),
+        "expires": time(Some(l.expires)),
+        "offline_expiry": time(l.offline_expiry),
+        "license_expires": time(l.license_expires),
+        "valid_until": time(Some(l.valid_until())),
+        "live": l.live(now),
+    })
+}
+
 pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
     match fmt {
         OutputFormat::Json => {
@@ -130,6 +146,9 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                 "features": s.features,
                 "last_seen": time(s.last_seen),
                 "device_kid": s.device_kid,
+                "lease": s.lease.as_ref().map(|l| lease_json(l, s.now)),
+                "leases": s.leases.iter().map(|l| lease_json(l, s.now)).collect::<Vec<_>>(),
+                "instances": s.live_instances(),
             }))
         }
         OutputFormat::Text => {
@@ -148,10 +167,17 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default();
-                line(
-                    &mut t,
-                    &format!("  license:    {} ({ty}, serial {})", e.license_id, e.serial),
-                );
+                if s.lease.is_some() {
+                    line(
+                        &mut t,
+                        &format!("  license:    {} ({ty}, leased)", e.license_id),
+                    );
+                } else {
+                    line(
+                        &mut t,
+                        &format!("  license:    {} ({ty}, serial {})", e.license_id, e.serial),
+                    );
+                }
                 line(&mut t, &format!("  activation: {}", e.activation_id));
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
                     d.map_or("never".to_string(), |d| {
@@ -162,7 +188,34 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                 if e.offline_expiry.is_some() {
                     line(
                         &mut t,
-                        &format!("  offline until: {}", when(e.offline_expiry)),
+                        &format!(
+                            "  offline until: {} (checked out; `lic checkin` returns the seat \
+                             earlier)",
+                            when(e.offline_expiry)
+                        ),
+                    );
+                }
+                let secs = |d: chrono::DateTime<chrono::Utc>| {
+                    d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+                };
+                if let Some(l) = &s.lease {
+                    line(
+                        &mut t,
+                        &format!(
+                            "  lease:      renews after {}, lapses at {}",
+                            secs(l.renew_after),
+                            secs(l.expires)
+                        ),
+                    );
+                    if let Some(oed) = l.offline_expiry {
+                        line(&mut t, &format!("  seat kept offline until: {}", secs(oed)));
+                    }
+                    line(
+                        &mut t,
+                        &format!(
+                            "  instances:  {} on this machine hold a live lease",
+                            s.live_instances()
+                        ),
                     );
                 }
                 for f in &s.features {
@@ -181,9 +234,16 @@ pub fn status(s: &Status, fmt: OutputFormat) -> Result<(), Failure> {
                     } else {
                         String::new()
                     };
+                    let floating = match f.floating {
+                        Some(n) => format!(" (floating: {n} device(s) at once, with a lease)"),
+                        None => String::new(),
+                    };
                     line(
                         &mut t,
-                        &format!("  feature {}: used {} of {limit}{overage}", f.name, f.used),
+                        &format!(
+                            "  feature {}: used {} of {limit}{overage}{floating}",
+                            f.name, f.used
+                        ),
                     );
                 }
             }

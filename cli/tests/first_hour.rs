@@ -142,6 +142,37 @@ fn every_command_answers_in_versioned_json() {
             vec!["store".into(), "forget".into(), "photo-pro".into()],
             &["error"],
         ),
+        // The floating commands' documents are checked in full in floating.rs, against
+        // a stand-in server; here, their refusals are JSON too.
+        (
+            "lease",
+            vec![
+                "lease".into(),
+                "--server".into(),
+                unreachable.into(),
+                "--key".into(),
+                "PHPRO-7Q2M".into(),
+                "--".into(),
+                "true".into(),
+            ],
+            &["error"],
+        ),
+        (
+            "checkout",
+            vec![
+                "checkout".into(),
+                "--server".into(),
+                unreachable.into(),
+                "--hours".into(),
+                "8".into(),
+            ],
+            &["error"],
+        ),
+        (
+            "checkin",
+            vec!["checkin".into(), "--out".into(), "c.checkin".into()],
+            &["error"],
+        ),
         (
             "offline-deactivate",
             vec![

@@ -34,7 +34,10 @@ use crate::format::{
 use crate::keys::{Keyring, PublicKey, SecretKey};
 use crate::rules::{self, ConsumeRefused, Consumed, Entitlements, SerialDecision, Violation};
 use crate::store::{Installation, Pending, State, Store, StoreError, StoreLock, Tombstone};
+
+mod leases;
 use crate::trust::{self, KeySetError};
+pub use leases::{LeaseInfo, SignedLeaseRequest, new_instance};
 
 /// How far the clock must have moved past the stored high-water mark before a read-only
 /// call (status, check) writes the new mark. Writes that happen anyway always record it.
@@ -153,6 +156,28 @@ pub enum ClientError {
         product: String,
         refused: VariableRefused,
     },
+    /// A floating lease or checkout needs the credential (license key or user id) it is
+    /// taken with, and none was given or remembered for the product.
+    #[error("no license key or user id is known for floating product '{product}'")]
+    CredentialNeeded { product: String },
+    /// The lease does not answer the request it was asked with (another instance,
+    /// feature or request): a server's mistake or a replayed lease.
+    #[error("the lease does not answer this device's request: {what}")]
+    LeaseMismatch { what: String },
+    /// A check-in returns a checked-out seat; the product's installed license is not a
+    /// checkout (it has no Offline Expiry Date).
+    #[error(
+        "product '{product}' is not checked out on this device: there is no checkout to check in"
+    )]
+    NotCheckedOut { product: String },
+    /// An activation request waits for its license: a checkout would replace it.
+    #[error(
+        "an activation request for product '{product}' is waiting for its license on this device"
+    )]
+    RequestPending { product: String },
+    /// A floating feature may be used only while this device holds a lease for it.
+    #[error("feature '{feature}' is floating: this device holds no live lease for it")]
+    FeatureNotLeased { feature: String },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -188,6 +213,11 @@ impl ClientError {
             ClientError::RefreshMismatch { .. } => "refresh-mismatch",
             ClientError::ConfirmForget { .. } => "confirm-forget",
             ClientError::Variable { refused, .. } => refused.code(),
+            ClientError::CredentialNeeded { .. } => "credential-needed",
+            ClientError::LeaseMismatch { .. } => "lease-mismatch",
+            ClientError::NotCheckedOut { .. } => "not-checked-out",
+            ClientError::RequestPending { .. } => "request-pending",
+            ClientError::FeatureNotLeased { .. } => "feature-not-leased",
             ClientError::Io { .. } => "io",
         }
     }
@@ -246,6 +276,26 @@ impl ClientError {
                  deactivates it"
             }
             ClientError::Variable { refused, .. } => refused.hint(),
+            ClientError::CredentialNeeded { .. } => {
+                "give the license key (--key KEY) or user id (--user USER) once; it is \
+                 remembered for the next leases"
+            }
+            ClientError::LeaseMismatch { .. } => {
+                "take the seat again (`lic lease`); if it happens again, tell your license \
+                 administrator: the server answered with a lease for another request"
+            }
+            ClientError::NotCheckedOut { .. } => {
+                "only a seat checked out with `lic checkout` is checked in; to give up a \
+                 node-locked activation use `lic deactivate` or `lic offline-deactivate`"
+            }
+            ClientError::RequestPending { .. } => {
+                "install the license that answers the request (`lic install FILE`), or drop \
+                 the request with `lic store forget PRODUCT`, then check out"
+            }
+            ClientError::FeatureNotLeased { .. } => {
+                "take a lease for the feature (`lic lease --feature NAME`), or wait until one \
+                 of the feature's concurrent uses is free"
+            }
             ClientError::Io { .. } => "check the path and your permissions",
         }
     }
@@ -310,6 +360,9 @@ pub struct FeatureStatus {
     pub used: u64,
     /// Units beyond the limit.
     pub overage: u64,
+    /// A floating feature: how many devices of the license may use it at once, each
+    /// holding a lease for it (None: every device that holds the license may).
+    pub floating: Option<u64>,
 }
 
 /// The license status of one product on this device.
@@ -327,11 +380,25 @@ pub struct Status {
     /// The fingerprint comparison, when a license is installed.
     pub fingerprint: Option<MatchReport>,
     pub device_kid: Option<String>,
+    /// The floating lease the status comes from, when the product is used through a
+    /// lease rather than an installed license.
+    pub lease: Option<LeaseInfo>,
+    /// Every lease this device keeps for the product that verifies (seat and floating
+    /// features, one per application instance), live or lapsed.
+    pub leases: Vec<LeaseInfo>,
 }
 
 impl Status {
     pub fn is_valid(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The application instances of this device that hold a live seat lease now.
+    pub fn live_instances(&self) -> usize {
+        self.leases
+            .iter()
+            .filter(|l| l.feature.is_none() && l.live(self.now))
+            .count()
     }
 }
 
@@ -490,7 +557,8 @@ impl Client {
         trust::effective(&self.keys, &state.key_sets).keys
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// The time now, by the client's clock (the one given to the builder).
+    pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 
@@ -543,6 +611,8 @@ impl Client {
             last_seen: None,
             fingerprint: None,
             device_kid: None,
+            lease: None,
+            leases: Vec::new(),
         };
         let key = match self.store.device_key() {
             Ok(key) => key,
@@ -562,30 +632,60 @@ impl Client {
             Err(e) => return Err(e.into()),
         };
         status.last_seen = state.last_seen.map(from_ts);
-        let Some(inst) = state.installations.get(&self.product) else {
-            status.violations.push(Violation::NotActivated {
-                product: self.product.clone(),
-            });
-            return Ok(status);
+        status.leases = self.verified_leases(&state);
+        let installed = state
+            .installations
+            .get(&self.product)
+            .map(|inst| self.evaluate(&key, &state, inst, now));
+        // A product used through a lease: the installed license (a checkout) in force,
+        // else the seat lease — also when the checkout ended (or no longer verifies) and
+        // the device took a seat online again meanwhile.
+        let leased = match &installed {
+            Some(Ok(e)) if e.violations.is_empty() => None,
+            _ => self.evaluate_lease(&key, &state, &status.leases, now),
         };
-        let Evaluation {
-            licensed,
-            violations,
-        } = match self.evaluate(&key, &state, inst, now) {
-            Ok(evaluation) => evaluation,
-            Err(v) => {
+        let (entitlements, counters) = match (installed, leased) {
+            (_, Some(leased)) if leased.violations.is_empty() => {
+                status.fingerprint = leased.fingerprint;
+                status.lease = Some(leased.lease);
+                (leased.entitlements, None)
+            }
+            (
+                Some(Ok(Evaluation {
+                    licensed,
+                    violations,
+                })),
+                _,
+            ) => {
+                status.violations = violations;
+                status.fingerprint = Some(licensed.fingerprint().clone());
+                (
+                    licensed.into_entitlements(),
+                    state.installations.get(&self.product).map(|i| &i.counters),
+                )
+            }
+            (Some(Err(v)), _) => {
                 status.violations.push(v);
                 return Ok(status);
             }
+            (None, Some(leased)) => {
+                status.violations = leased.violations;
+                status.fingerprint = leased.fingerprint;
+                status.lease = Some(leased.lease);
+                (leased.entitlements, None)
+            }
+            (None, None) => {
+                status.violations.push(Violation::NotActivated {
+                    product: self.product.clone(),
+                });
+                return Ok(status);
+            }
         };
-        status.violations = violations;
-        status.fingerprint = Some(licensed.fingerprint().clone());
-        let entitlements = licensed.into_entitlements();
         status.features = entitlements
             .features
             .iter()
             .map(|(name, f)| {
-                let used = inst.counters.get(name).copied().unwrap_or(0);
+                let used = counters.and_then(|c| c.get(name)).copied().unwrap_or(0);
                 FeatureStatus {
                     name: name.clone(),
                     limit: f.limit,
@@ -593,6 +693,7 @@ impl Client {
                     max_overage: f.max_overage.filter(|_| f.overage),
                     used,
                     overage: f.limit.map_or(0, |l| used.saturating_sub(l)),
+                    floating: f.floating,
                 }
             })
             .collect();
@@ -627,6 +728,16 @@ impl Client {
                     product: self.product.clone(),
                     feature: name.to_string(),
                 })?;
+            if f.floating.is_some()
+                && !status
+                    .leases
+                    .iter()
+                    .any(|l| l.feature.as_deref() == Some(name) && l.live(status.now))
+            {
+                return Err(ClientError::FeatureNotLeased {
+                    feature: name.to_string(),
+                });
+            }
             if let Some(limit) = f.limit.filter(|l| f.used >= *l && !f.overage_allowed) {
                 return Err(ClientError::LimitExceeded {
                     feature: name.to_string(),
@@ -725,11 +836,10 @@ impl Client {
                     activation_id,
                 });
             }
-            if let Some(p) = state
-                .pending
-                .get(&self.product)
-                .filter(|p| p.credential == credential)
-            {
+            if let Some(p) = state.pending.get(&self.product).filter(|p| {
+                p.credential == credential
+                    && format::kind_of(&p.request).ok() == Some(format::FileKind::ActivationRequest)
+            }) {
                 return Ok(signed_again(
                     format::FileKind::ActivationRequest,
                     &p.request,
@@ -1063,8 +1173,13 @@ impl Client {
                 if let Some(t) = state
                     .tombstones
                     .values()
-                    // A forgotten license left no deactivation file to hand out.
-                    .filter(|t| t.product == self.product && !t.deactivation.is_empty())
+                    // A forgotten license left no deactivation file to hand out, and a
+                    // check-in is handed out by `check_in`.
+                    .filter(|t| {
+                        t.product == self.product
+                            && format::kind_of(&t.deactivation).ok()
+                                == Some(format::FileKind::Deactivation)
+                    })
                     .max_by_key(|t| t.deactivated)
                 {
                     return Ok(signed_again(

@@ -47,6 +47,8 @@ pub mod format;
 #[cfg(feature = "device")]
 pub mod fsutil;
 pub mod keys;
+#[cfg(feature = "device")]
+pub mod lease;
 pub mod license_key;
 pub mod rules;
 #[cfg(feature = "device")]

@@ -120,16 +120,46 @@ pub struct Pending {
     pub created: i64,
 }
 
-/// What remains of a deactivated activation: its id may never be installed again.
+/// What remains of a deactivated (or checked-in) activation: its id may never be
+/// installed again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     pub product: String,
     pub deactivated: i64,
-    /// The deactivation file (binary COSE bytes), so it can be written out again; empty
-    /// when the license was forgotten ([`Client::forget`](crate::client::Client::forget))
+    /// The deactivation file — or, for a checkout, the check-in file — (binary COSE
+    /// bytes), so it can be written out again; empty when the license was forgotten ([`Client::forget`](crate::client::Client::forget))
     /// rather than deactivated.
     #[serde(with = "serde_bytes")]
     pub deactivation: Vec<u8>,
+}
+
+/// A floating seat (or one floating feature) held by one application instance of this
+/// device: the lease the server signed, kept so that every process on the machine (the
+/// command run under `lic lease`, the application's own checks) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLease {
+    /// The lease file as received (binary COSE bytes); verified again on every use.
+    #[serde(with = "serde_bytes")]
+    pub lease: Vec<u8>,
+    /// The application instance that holds it.
+    pub instance: Nonce,
+    /// The floating feature it is for (absent: the seat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    /// Until when it may be used (seconds since the epoch, UTC): its expiry, or its
+    /// Offline Expiry Date when that is later. Kept to prune lapsed leases without
+    /// verifying them; every use reads the times from the verified lease.
+    pub until: i64,
+}
+
+/// What the device keeps about a product it uses as a floating license.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Floating {
+    /// The credential leases are taken with (remembered from the first `lic lease --key`).
+    pub credential: Credential,
+    /// The leases held, one per application instance (and floating feature).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leases: Vec<HeldLease>,
 }
 
 /// Everything the device keeps, authenticated as one unit.
@@ -158,6 +188,11 @@ pub struct State {
     /// deactivation. Kept when the product is deactivated: a new activation carries them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, crate::format::Variables>,
+    /// Floating licenses by product: the credential and the leases held. Absent in a
+    /// state written before floating licenses (it reads as none), and written only when
+    /// there is one, so such a state is written byte for byte as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub floating: BTreeMap<String, Floating>,
 }
 
 impl State {
@@ -168,6 +203,7 @@ impl State {
             self.installations.keys().cloned().collect();
         products.extend(self.pending.keys().cloned());
         products.extend(self.tombstones.values().map(|t| t.product.clone()));
+        products.extend(self.floating.keys().cloned());
         products.into_iter().collect()
     }
 }
@@ -182,6 +218,7 @@ impl Default for State {
             tombstones: BTreeMap::new(),
             key_sets: Vec::new(),
             variables: BTreeMap::new(),
+            floating: BTreeMap::new(),
         }
     }
 }
@@ -589,6 +626,39 @@ mod tests {
         let bytes = encode_state(&sample(), &key());
         let read = decode_state(&bytes, &key()).unwrap();
         assert_eq!(read.variables["p"]["site"], "Lab 2");
+    }
+
+    #[test]
+    fn a_state_without_floating_licenses_reads_as_one_with_none_and_is_written_the_same() {
+        // A state written before floating licenses has no `floating` key; one without
+        // them is written without it.
+        let plain = sample();
+        let mut body = Vec::new();
+        ciborium::ser::into_writer(&plain, &mut body).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("floating"));
+        let bytes = encode_state(&plain, &key());
+        assert_eq!(
+            decode_state(&bytes, &key()).unwrap().floating,
+            BTreeMap::new()
+        );
+        // With a lease, it round-trips, and the product is one the store knows.
+        let mut leased = sample();
+        leased.floating.insert(
+            "q".into(),
+            Floating {
+                credential: Credential::LicenseKey("K".into()),
+                leases: vec![HeldLease {
+                    lease: vec![9, 9],
+                    instance: Nonce([7; 16]),
+                    feature: Some("render".into()),
+                    until: 1_800_000_600,
+                }],
+            },
+        );
+        let bytes = encode_state(&leased, &key());
+        let read = decode_state(&bytes, &key()).unwrap();
+        assert_eq!(read, leased);
+        assert_eq!(read.products(), ["p", "q"]);
     }
 
     #[test]

@@ -10,6 +10,8 @@ fingerprint is recomputed from the manifest's raw components (§5.2).
 
 The trust files of the manifest's trust_files are read with the grammar of §8.4.
 QR text (§2.4, `LIC1:` and base45) is read with a base45 decoder of its own.
+The floating kinds (lease-request, lease, check-in; issue 11) follow the payload rules of
+core/src/format/payload.rs until docs/format.md specifies them.
 
 Usage: verify_vectors.py [FIXTURES_DIR]   (default: the fixtures/ beside tests/)
 Requires: pip install cbor2 cryptography
@@ -33,6 +35,9 @@ KINDS = {  # short name: (armor label, content type, signer)
  'usage-report': ('USAGE REPORT', 'application/vnd.lic.usage-report+cbor', 'device'),
  'receipt': ('RECEIPT', 'application/vnd.lic.receipt+cbor', 'vendor'),
  'key-set': ('KEY SET', 'application/vnd.lic.key-set+cbor', 'vendor'),
+ 'lease-request': ('LEASE REQUEST', 'application/vnd.lic.lease-request+cbor', 'device'),
+ 'lease': ('LEASE', 'application/vnd.lic.lease+cbor', 'vendor'),
+ 'check-in': ('CHECK-IN', 'application/vnd.lic.check-in+cbor', 'device'),
 }
 # The 14 encodings of the 8 small-order points (docs/format.md §3.3).
 SMALL = {bytes.fromhex(h) for h in '''
@@ -373,7 +378,7 @@ LIC_CONTENT_TYPE = re.compile(r'application/vnd\.lic\.[a-z0-9-]+\+cbor')
 # extensible structure (unknown fields ignored, whatever they hold); ('names', shape):
 # a name-indexed map of values of that shape; ('list', shape): an array of them.
 JOURNAL = {'seq': None, 'prev': None, 'trail': None}
-FEATURES = ('names', {'limit': None, 'overage': None, 'max_overage': None})
+FEATURES = ('names', {'limit': None, 'overage': None, 'max_overage': None, 'floating': None})
 SHAPES = {
  'activation-request': {'v': None, 'product': None, 'credential': None, 'fingerprint': None,
                         'nonce': None, 'created': None, 'client': None, 'journal': JOURNAL,
@@ -397,6 +402,18 @@ SHAPES = {
  'key-set': {'v': None, 'version': None, 'keys': None,
              'revoked': ('list', {'key': None, 'reason': None, 'revoked': None}),
              'issued': None},
+ 'lease-request': {'v': None, 'product': None, 'credential': None, 'fingerprint': None,
+                   'action': None, 'instance': None, 'feature': None, 'hours': None,
+                   'journal': JOURNAL, 'nonce': None, 'created': None, 'client': None,
+                   'variables': None},
+ 'lease': {'v': None, 'license_id': None, 'activation_id': None, 'product': None,
+           'device_key': None, 'fingerprint': None,
+           'match_rule': {'required': None, 'max_changed': None}, 'instance': None,
+           'feature': None, 'features': FEATURES, 'license_type': None, 'issued': None,
+           'renew_after': None, 'expires': None, 'license_expires': None,
+           'offline_expiry': None, 'clock_tolerance': None, 'request_nonce': None},
+ 'check-in': {'v': None, 'activation_id': None, 'product': None, 'counters': None,
+              'journal': JOURNAL, 'created': None, 'variables': None},
 }
 
 def plain(x):
@@ -470,7 +487,8 @@ def credential(x):
 fingerprint = names(bytes32)
 counters = names(u64)
 variables = names(tstr)
-features = names(record({'limit': u64, 'overage': boolean, 'max_overage': u64}, optional=('limit', 'overage', 'max_overage')))
+features = names(record({'limit': u64, 'overage': boolean, 'max_overage': u64, 'floating': u64},
+                        optional=('limit', 'overage', 'max_overage', 'floating')))
 match_rule = record({'required': array(tstr), 'max_changed': u32})
 journal_head = record({'seq': u64, 'prev': bytes32, 'trail': array(bytes32)}, optional=('trail',))
 license_type = one_of('perpetual', 'time-limited', 'subscription', 'trial', 'floating')
@@ -501,6 +519,20 @@ TYPES = {
     'state': tstr, 'applied': timestamp}),
  'key-set': record({'version': u64, 'keys': array(bytes32), 'revoked': array(revoked_key),
     'issued': timestamp}, optional=('revoked',)),
+ 'lease-request': record({'product': tstr, 'credential': credential,
+    'fingerprint': fingerprint, 'action': one_of('take', 'renew', 'release', 'checkout'),
+    'instance': nonce, 'feature': tstr, 'hours': u64, 'journal': journal_head, 'nonce': nonce,
+    'created': timestamp, 'client': tstr, 'variables': variables},
+    optional=('feature', 'hours', 'journal', 'variables')),
+ 'lease': record({'license_id': tstr, 'activation_id': tstr, 'product': tstr,
+    'device_key': bytes32, 'fingerprint': fingerprint, 'match_rule': match_rule,
+    'instance': nonce, 'feature': tstr, 'features': features, 'license_type': license_type,
+    'issued': timestamp, 'renew_after': timestamp, 'expires': timestamp,
+    'license_expires': timestamp, 'offline_expiry': timestamp, 'clock_tolerance': u64,
+    'request_nonce': nonce}, optional=('feature', 'license_expires', 'offline_expiry')),
+ 'check-in': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
+    'journal': journal_head, 'created': timestamp, 'variables': variables},
+    optional=('variables',)),
 }
 
 # -- the rules of each kind (§5.3 to §5.9) --
@@ -512,6 +544,7 @@ MAX_NAME_LEN = 64            # §5.2, variables
 MAX_VARIABLES = 64
 MAX_VARIABLE_VALUE = 1024    # bytes of UTF-8
 MAX_VARIABLES_SIZE = 16384   # names and values together, bytes of UTF-8
+MAX_CHECKOUT_HOURS = 10 * 366 * 24  # the most hours a checkout asks for
 NAME_CHARS = set('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.')
 # Unicode White_Space (§5.1, non-blank text).
 WHITE_SPACE = set(WHITE_SPACE_CHARS)
@@ -541,6 +574,9 @@ def valid_variables(v):
         size += len(name.encode()) + len(value.encode())
     if size > MAX_VARIABLES_SIZE: invalid('variables too large')
 
+def usable_name(name):
+    return 0 < len(name.encode()) <= MAX_NAME_LEN and set(name) <= NAME_CHARS
+
 def valid_journal(j):
     if len(j.get('trail', [])) > MAX_TRAIL: invalid('trail too long')
 
@@ -565,7 +601,25 @@ def rules(kind, p):
         non_blank(p['license_id'], p['activation_id'], p['product'], p['reason'])
         if p['serial'] < 2: invalid('serial')
         valid_features(p['features'])
-    elif kind in ('deactivation', 'usage-report'):
+    elif kind == 'lease-request':
+        non_blank(p['product'], p['credential'].pairs[0][1])
+        if not p['fingerprint']: invalid('no fingerprint components')
+        if 'feature' in p and not usable_name(p['feature']): invalid('feature name')
+        if p['action'] == 'checkout':
+            if 'hours' not in p or 'journal' not in p: invalid('a checkout carries hours and journal')
+            if not 1 <= p['hours'] <= MAX_CHECKOUT_HOURS: invalid('checkout hours')
+            valid_journal(p['journal'])
+            if 'feature' in p: invalid('a checkout carries no feature')
+        elif 'hours' in p or 'journal' in p: invalid('hours and journal belong to a checkout')
+        valid_variables(p.get('variables', {}))
+    elif kind == 'lease':
+        non_blank(p['license_id'], p['activation_id'], p['product'])
+        if 'feature' in p and not usable_name(p['feature']): invalid('feature name')
+        if p['expires'] <= p['issued']: invalid('expires not after issued')
+        if not p['issued'] <= p['renew_after'] <= p['expires']: invalid('renew_after outside the lease')
+        if any(c not in p['fingerprint'] for c in p['match_rule']['required']): invalid('required component')
+        valid_features(p['features'])
+    elif kind in ('deactivation', 'usage-report', 'check-in'):
         non_blank(p['activation_id'], p['product'])
         valid_counters(p['counters'])
         valid_journal(p['journal'])
