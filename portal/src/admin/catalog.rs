@@ -43,6 +43,7 @@ pub(crate) async fn policy(
     let portal = open(g).await?;
     match c {
         PolicyCommand::Create(a) => {
+            let defaults = Policy::default();
             let spec = Policy {
                 id: String::new(),
                 product: a.product,
@@ -64,6 +65,16 @@ pub(crate) async fn policy(
                 total_limits: parse_totals(&a.totals)?,
                 refuse_over_total: a.refuse_over_total,
                 created: 0,
+                floating: a.floating.floating,
+                lease_secs: a.floating.lease_secs.unwrap_or(defaults.lease_secs),
+                renew_percent: a.floating.renew_percent.unwrap_or(defaults.renew_percent),
+                max_processes: a.floating.max_processes,
+                revival_secs: a.floating.revival_secs.unwrap_or(0),
+                max_checkout_hours: a.floating.max_checkout_hours,
+                lease_oed_hours: a.floating.lease_oed_hours,
+                reclaim: a.floating.reclaim,
+                reclaim_every_secs: a.floating.reclaim_every_secs,
+                reclaim_since: None,
             };
             let p = portal.create_policy(spec, actor).await?;
             if json {
@@ -262,10 +273,16 @@ pub(crate) fn feature_specs(features: &Features) -> String {
     }
     features
         .iter()
-        .map(|(name, f)| match f.limit {
-            None => name.clone(),
-            Some(limit) if f.overage => format!("{name}={limit}+"),
-            Some(limit) => format!("{name}={limit}"),
+        .map(|(name, f)| {
+            let spec = match f.limit {
+                None => name.clone(),
+                Some(limit) if f.overage => format!("{name}={limit}+"),
+                Some(limit) => format!("{name}={limit}"),
+            };
+            match f.floating {
+                Some(n) => format!("{spec}:floating={n}"),
+                None => spec,
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
