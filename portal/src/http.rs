@@ -562,6 +562,7 @@ routes! {
     GET "/api/v1/policies", Token(Action::Read) => list_policies;
     POST "/api/v1/policies", Token(Action::CreatePolicy) => create_policy;
     GET "/api/v1/policies/{id}", Token(Action::Read) => get_policy;
+    PATCH "/api/v1/policies/{id}/reclamation", Token(Action::CreatePolicy) => edit_reclamation;
     GET "/api/v1/licenses", Token(Action::Read) => list_licenses;
     POST "/api/v1/licenses", Token(Action::CreateLicense) => create_license;
     GET "/api/v1/licenses/{id}", Token(Action::Read) => get_license;

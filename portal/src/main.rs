@@ -255,6 +255,23 @@ enum PolicyCommand {
     Show {
         id: String,
     },
+    /// Change a floating policy's reclamation (the reason is audited). Enabling it counts
+    /// inactivity from now: seats whose last heartbeat predates it are not reclaimed at once.
+    Edit {
+        id: String,
+        /// Enable (true) or disable (false) reclamation of inactive seats.
+        #[arg(long, value_name = "true|false", value_parser = parse_yes_no)]
+        reclaim: Option<bool>,
+        /// The inactivity threshold, in seconds.
+        #[arg(long, value_name = "SECS")]
+        inactivity_secs: Option<i64>,
+        /// How often `serve` runs reclamation, in seconds.
+        #[arg(long, value_name = "SECS")]
+        reclaim_every_secs: Option<i64>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,37 @@ pub(crate) async fn policy(
                 format!("{}  {}  {}  {} seat(s)\n", p.id, p.product, p.name, p.seats)
             })?;
         }
+        PolicyCommand::Edit {
+            id,
+            reclaim,
+            inactivity_secs,
+            reclaim_every_secs,
+            reason,
+        } => {
+            let edit = lic_portal::ops::ReclaimEdit {
+                reclaim,
+                inactivity_secs,
+                reclaim_every_secs,
+                reason,
+            };
+            let p = portal.edit_reclamation(&id, &edit, actor).await?;
+            if json {
+                print_doc(serde_json::json!({ "policy": p }))?;
+            } else {
+                println!(
+                    "policy {}: reclamation {}",
+                    p.id,
+                    match (p.reclaim, p.inactivity_secs, p.reclaim_every_secs) {
+                        (true, Some(i), Some(e)) => format!(
+                            "on: seats inactive for more than {i} s are reclaimed, checked every \
+                             {e} s (inactivity counted from {} at the earliest)",
+                            when(p.reclaim_since)
+                        ),
+                        _ => "off".to_string(),
+                    }
+                );
+            }
+        }
         PolicyCommand::Show { id } => {
             let p = portal.policy(&id).await?;
             if json {

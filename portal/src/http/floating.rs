@@ -4,7 +4,7 @@
 use lic_core::format::LeaseAction;
 
 use super::*;
-use crate::ops::{CheckoutAnswer, LeaseAnswer, Reclaimed, ReleaseAnswer};
+use crate::ops::{CheckoutAnswer, LeaseAnswer, ReclaimEdit, Reclaimed, ReleaseAnswer};
 
 /// `POST /api/v1/leases?wait=true`.
 #[derive(Debug, Deserialize)]
@@ -82,5 +82,18 @@ pub(super) async fn reclaim(
         s.portal
             .reclaim(q.dry_run, None, scope(&p), &p.actor())
             .await?,
+    ))
+}
+
+/// `PATCH /api/v1/policies/{id}/reclamation`: enable, disable or tune reclamation.
+pub(super) async fn edit_reclamation(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Body(edit): Body<ReclaimEdit>,
+) -> ApiResult<Policy> {
+    visible_policy(&s.portal, &p, &id).await?;
+    Ok(Json(
+        s.portal.edit_reclamation(&id, &edit, &p.actor()).await?,
     ))
 }

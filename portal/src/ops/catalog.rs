@@ -625,7 +625,7 @@ impl Portal {
 
 /// A policy's floating terms and reclamation settings: usable (lic_core's rules), and
 /// given only to a floating policy.
-fn check_floating_terms(spec: &Policy) -> Result<(), PortalError> {
+pub(super) fn check_floating_terms(spec: &Policy) -> Result<(), PortalError> {
     let invalid = |reason: String| PortalError::Invalid {
         field: "policy",
         reason,

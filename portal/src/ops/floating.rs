@@ -8,6 +8,7 @@
 use lic_core::floating::{self, Grant};
 use lic_core::format::{CheckIn, Lease, LeaseAction, LeaseRequest};
 
+use super::catalog::check_floating_terms;
 use super::*;
 
 /// The answer to a lease taken or renewed.
@@ -61,6 +62,24 @@ pub struct Reclaimed {
     /// When it ran (seconds since the epoch).
     pub at: i64,
     pub seats: Vec<ReclaimedSeat>,
+}
+
+/// A change of a policy's reclamation settings; what is not given stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReclaimEdit {
+    /// Enable or disable reclamation. Enabling it starts counting inactivity now: seats
+    /// whose last access predates it are not reclaimed at once.
+    #[serde(default)]
+    pub reclaim: Option<bool>,
+    /// The inactivity threshold (seconds).
+    #[serde(default)]
+    pub inactivity_secs: Option<i64>,
+    /// How often the timer in `serve` runs it (seconds).
+    #[serde(default)]
+    pub reclaim_every_secs: Option<i64>,
+    /// Why (audited).
+    pub reason: String,
 }
 
 /// Who reclaims seats, in the audit log.
@@ -598,6 +617,90 @@ impl Portal {
             at,
             seats: done,
         })
+    }
+
+    /// Change a policy's reclamation settings (the only part of a policy that changes
+    /// after it was made): audited with the reason, before and after. Enabling it sets
+    /// `reclaim_since` to now.
+    pub async fn edit_reclamation(
+        &self,
+        id: &str,
+        edit: &ReclaimEdit,
+        actor: &Actor,
+    ) -> Result<Policy, PortalError> {
+        require_reason(&edit.reason, "a change of a policy's reclamation")?;
+        let before = self.policy(id).await?;
+        let now = self.now().timestamp();
+        let enable = edit.reclaim.unwrap_or(before.reclaim);
+        let after = Policy {
+            reclaim: enable,
+            inactivity_secs: edit.inactivity_secs.or(before.inactivity_secs),
+            reclaim_every_secs: match (enable, edit.reclaim_every_secs, before.reclaim_every_secs) {
+                (_, Some(e), _) => Some(e),
+                (true, None, None) => Some(DEFAULT_RECLAIM_EVERY_SECS),
+                (_, None, b) => b,
+            },
+            reclaim_since: match (enable, before.reclaim) {
+                (true, false) => Some(now),
+                (true, true) => before.reclaim_since,
+                (false, _) => None,
+            },
+            ..before.clone()
+        };
+        if enable && !after.floating {
+            return Err(PortalError::Invalid {
+                field: "reclaim",
+                reason: format!("policy {id} is not floating: only floating seats are reclaimed"),
+            });
+        }
+        if let Some(v) = after
+            .inactivity_secs
+            .filter(|v| !(1..=MAX_DAYS * 86_400).contains(v))
+        {
+            return Err(PortalError::Invalid {
+                field: "inactivity_secs",
+                reason: format!("{v}; give 1 to {} seconds", MAX_DAYS * 86_400),
+            });
+        }
+        check_floating_terms(&after)?;
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "UPDATE policies SET reclaim = $1, inactivity_secs = $2, reclaim_every_secs = $3, \
+             reclaim_since = $4 WHERE id = $5",
+        )
+        .bind(flag(after.reclaim))
+        .bind(after.inactivity_secs)
+        .bind(after.reclaim_every_secs)
+        .bind(after.reclaim_since)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let change = serde_json::json!({
+            "before": {
+                "reclaim": before.reclaim,
+                "inactivity_secs": before.inactivity_secs,
+                "reclaim_every_secs": before.reclaim_every_secs,
+            },
+            "after": {
+                "reclaim": after.reclaim,
+                "inactivity_secs": after.inactivity_secs,
+                "reclaim_every_secs": after.reclaim_every_secs,
+                "reclaim_since": after.reclaim_since,
+            },
+        });
+        audit(
+            &mut *tx,
+            self.now().timestamp_millis(),
+            actor,
+            "policy.reclamation",
+            Some(id),
+            Some(&edit.reason),
+            None,
+            Some(&change.to_string()),
+        )
+        .await?;
+        tx.commit().await?;
+        self.policy(id).await
     }
 
     /// The policies with reclamation enabled, and how often each runs (seconds).

@@ -36,7 +36,8 @@ mod refreshes;
 mod writes;
 
 pub use floating::{
-    CheckoutAnswer, LeaseAnswer, RECLAIMER, Reclaimed, ReclaimedSeat, ReleaseAnswer, route_of,
+    CheckoutAnswer, LeaseAnswer, RECLAIMER, ReclaimEdit, Reclaimed, ReclaimedSeat, ReleaseAnswer,
+    route_of,
 };
 pub use lists::*;
 
