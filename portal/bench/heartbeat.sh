@@ -44,7 +44,7 @@ run() {
     --floating --lease-secs 600 | awk '{print $3}')
   key=$("${portal[@]}" --format json license create --policy "$policy" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-  LIC_LOG=warn "${portal[@]}" serve --listen 127.0.0.1:$port --uploads-per-minute 0 &
+  LIC_LOG=warn "${portal[@]}" serve --listen 127.0.0.1:$port --uploads-per-minute 0 >/dev/null &
   pid=$!
   for _ in $(seq 1 100); do
     if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi

@@ -243,7 +243,7 @@ enum ProductCommand {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    Create(PolicyArgs),
+    Create(Box<PolicyArgs>),
     /// Policies, by product and name.
     List {
         /// Only this product's policies.

@@ -1060,7 +1060,7 @@ async fn reclamation_frees_exactly_the_inactive_seats_keeps_checkouts_and_is_aud
         let before = snapshot(w.portal.db()).await;
         assert_eq!(
             reclaimed_ids(&w, true).await,
-            [inactive.clone()],
+            std::slice::from_ref(&inactive),
             "{}",
             db.name
         );
@@ -1074,7 +1074,10 @@ async fn reclamation_frees_exactly_the_inactive_seats_keeps_checkouts_and_is_aud
             ok(&api, "api dry run")["seats"][0]["activation"],
             inactive.as_str()
         );
-        assert_eq!(reclaimed_ids(&w, false).await, [inactive.clone()]);
+        assert_eq!(
+            reclaimed_ids(&w, false).await,
+            std::slice::from_ref(&inactive)
+        );
         assert_eq!(w.held(&license).await, 2);
         let audit = w
             .portal

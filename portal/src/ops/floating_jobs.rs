@@ -323,6 +323,7 @@ fn instances_from(rows: &[Vec<Val>]) -> Vec<(String, i64)> {
 
 /// The waiter rows a grant or a refusal changes: the device leaves the queue when it gets
 /// its seat, or joins (or stays in) it when it waits; waiters that stopped asking go.
+#[allow(clippy::too_many_arguments)] // the pool, the device, its place, and the times
 fn queue_writes(
     out: &mut Vec<Write>,
     lic_id: &str,
