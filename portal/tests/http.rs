@@ -477,6 +477,13 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
         let cases: Vec<ScopeCase<'_>> = vec![
             ("GET", "/api/v1/products/{code}", reader, None, not_found),
             ("GET", "/api/v1/policies/{id}", reader, None, not_found),
+            (
+                "PATCH",
+                "/api/v1/policies/{id}/reclamation",
+                admin,
+                Some(json!({"reclaim": false, "reason": "scope"})),
+                not_found,
+            ),
             ("GET", "/api/v1/licenses/{id}", reader, None, not_found),
             (
                 "GET",
@@ -649,6 +656,8 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
             .collect();
         for (m, t) in [
             ("POST", "/api/v1/apply"),
+            // (Reclamation by a token for some products reclaims only theirs: floating.rs.)
+            ("POST", "/api/v1/reclaim"),
             ("GET", "/api/v1/audit"),
             ("GET", "/api/v1/keys"),
             ("GET", "/api/v1/products"),
