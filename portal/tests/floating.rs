@@ -1074,6 +1074,18 @@ async fn reclamation_frees_exactly_the_inactive_seats_keeps_checkouts_and_is_aud
             ok(&api, "api dry run")["seats"][0]["activation"],
             inactive.as_str()
         );
+        // A token limited to other products reclaims nothing of this one.
+        let (_, video) = auth::create_token(
+            w.portal.db(),
+            "video",
+            Role::Admin,
+            Some(vec!["video-pro".into()]),
+            0,
+        )
+        .await
+        .unwrap();
+        let scoped = post(&w.addr, "/api/v1/reclaim", b"", Some(&video)).await;
+        assert_eq!(ok(&scoped, "scoped")["seats"], serde_json::json!([]));
         assert_eq!(
             reclaimed_ids(&w, false).await,
             std::slice::from_ref(&inactive)
