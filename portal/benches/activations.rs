@@ -58,6 +58,7 @@ async fn run(url: &str, keys: &std::path::Path, n: usize) {
                 total_limits: Default::default(),
                 refuse_over_total: false,
                 created: 0,
+                ..Policy::default()
             },
             &a,
         )

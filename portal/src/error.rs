@@ -1,6 +1,9 @@
 //! Portal errors: each with a stable code, an HTTP status and a message a person
 //! understands, plus what to do next.
 
+use std::borrow::Cow;
+
+use lic_core::floating::Refusal;
 use lic_core::format::FormatError;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,29 @@ pub enum PortalError {
         total: u64,
         limit: u64,
     },
+    /// A floating server's refusal (lic_core::floating): no seat, too many processes, a
+    /// seat checked out until its OED, a stale request…
+    #[error(transparent)]
+    Floating(Refusal),
+    #[error("license {license} is floating: its seats are leased online, not activated offline")]
+    FloatingOnlineOnly { license: String },
+    #[error("license {license} is not floating: it has no seats to lease or check out")]
+    NotFloating { license: String },
+    #[error("{route} takes a lease request of action `{expected}`, not `{found}`")]
+    WrongAction {
+        route: &'static str,
+        expected: &'static str,
+        found: &'static str,
+        /// The route that takes the request's action.
+        right: &'static str,
+    },
+    #[error("this lease request was applied before: a request is taken once")]
+    RequestReplayed,
+    #[error(
+        "activation {activation} is not checked out: a check-in file returns a seat checked \
+         out for offline use"
+    )]
+    NotCheckedOut { activation: String },
     #[error("no activation {activation} is known")]
     UnknownActivation { activation: String },
     #[error("{what} '{id}' was not found")]
@@ -147,6 +173,12 @@ impl PortalError {
             PortalError::NoSeatLeft { .. } => "no-seat-left",
             PortalError::TooManyDeactivations { .. } => "too-many-deactivations",
             PortalError::LicenseTotalReached { .. } => "license-total-reached",
+            PortalError::Floating(r) => r.code(),
+            PortalError::FloatingOnlineOnly { .. } => "floating-online-only",
+            PortalError::NotFloating { .. } => "license-not-floating",
+            PortalError::WrongAction { .. } => "wrong-action",
+            PortalError::RequestReplayed => "request-replayed",
+            PortalError::NotCheckedOut { .. } => "not-checked-out",
             PortalError::UnknownActivation { .. } => "unknown-activation",
             PortalError::NotFound { .. } => "not-found",
             PortalError::AlreadyExists { .. } => "already-exists",
@@ -173,7 +205,15 @@ impl PortalError {
             | PortalError::InvalidCursor { .. }
             | PortalError::WrongProduct { .. }
             | PortalError::MissingComponents { .. }
-            | PortalError::UsageOutOfRange { .. } => 400,
+            | PortalError::UsageOutOfRange { .. }
+            | PortalError::WrongAction { .. }
+            | PortalError::Floating(Refusal::Stale { .. }) => 400,
+            PortalError::Floating(Refusal::LicenseExpired { .. } | Refusal::CheckoutNotAllowed)
+            | PortalError::FloatingOnlineOnly { .. } => 403,
+            PortalError::Floating(_)
+            | PortalError::NotFloating { .. }
+            | PortalError::RequestReplayed
+            | PortalError::NotCheckedOut { .. } => 409,
             PortalError::UnknownLicense { .. }
             | PortalError::UnknownActivation { .. }
             | PortalError::NotFound { .. } => 404,
@@ -201,8 +241,35 @@ impl PortalError {
     }
 
     /// What the person should do next.
-    pub fn hint(&self) -> &'static str {
+    pub fn hint(&self) -> Cow<'static, str> {
         match self {
+            PortalError::Floating(r) => Cow::Owned(r.hint()),
+            PortalError::WrongAction { right, .. } => {
+                Cow::Owned(format!("send this request to {right}"))
+            }
+            other => Cow::Borrowed(other.static_hint()),
+        }
+    }
+
+    fn static_hint(&self) -> &'static str {
+        match self {
+            PortalError::Floating(_) | PortalError::WrongAction { .. } => "see the message",
+            PortalError::FloatingOnlineOnly { .. } => {
+                "take a seat online with `lic lease --server URL -- COMMAND`, or check one out \
+                 for offline use with `lic checkout --server URL --hours H`"
+            }
+            PortalError::NotFloating { .. } => {
+                "activate this license (`lic activate --server URL`, or `lic offline-activate`); \
+                 only floating licenses lease seats"
+            }
+            PortalError::RequestReplayed => {
+                "make a new request (lic does for each attempt); a copy of an earlier request \
+                 is not taken again"
+            }
+            PortalError::NotCheckedOut { .. } => {
+                "nothing to return: release an online lease by closing the application (or \
+                 `lic checkin --server URL`)"
+            }
             PortalError::File(e) => e.hint(),
             PortalError::UnknownLicense { .. } => {
                 "check the license key (or user id) and the product in the activation request"

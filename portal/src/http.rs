@@ -10,12 +10,13 @@
 //!
 //! Access:
 //! - anonymous: `/healthz` and `/openapi.json`; rate-limited per client IP: the trusted
-//!   public keys `/api/v1/keys/trust.pem` and the uploads `/api/v1/{activate,deactivate,usage}`;
+//!   public keys `/api/v1/keys/trust.pem`, the uploads `/api/v1/{activate,deactivate,usage}`
+//!   and the floating device routes `/api/v1/leases{,/renew,/release}`,
+//!   `/api/v1/{checkout,checkin}`;
 //! - read-only and up: reading products, policies, licenses, activations, keys;
 //! - support and up: the audit log, refresh files, applying any device file;
 //! - admin: creating products, policies and licenses, editing and revoking licenses,
-//!   deactivating on the
-//!   server; and, with a token for all products only, rotating the vendor key and managing
+//!   deactivating on the server, reclaiming inactive floating seats; and, with a token for all products only, rotating the vendor key and managing
 //!   tokens.
 //!
 //! A token limited to some products sees only their objects: an object of another
@@ -57,6 +58,7 @@ mod activations;
 mod audit;
 mod catalog;
 mod files;
+mod floating;
 mod keys;
 mod parse_errors;
 
@@ -64,6 +66,7 @@ use activations::*;
 use audit::*;
 use catalog::*;
 use files::*;
+use floating::*;
 use keys::*;
 
 /// The largest request body: a lic file is at most 64 KiB, and so is any JSON request.
@@ -186,7 +189,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    hint: &'static str,
+    hint: std::borrow::Cow<'static, str>,
     retry_after: Option<u64>,
 }
 
@@ -222,7 +225,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            hint,
+            hint: hint.into(),
             retry_after: None,
         }
     }
@@ -548,12 +551,18 @@ routes! {
     POST "/api/v1/activate", Anonymous => activate;
     POST "/api/v1/deactivate", Anonymous => deactivate;
     POST "/api/v1/usage", Anonymous => usage;
+    POST "/api/v1/leases", Anonymous => take_lease;
+    POST "/api/v1/leases/renew", Anonymous => renew_lease;
+    POST "/api/v1/leases/release", Anonymous => release_lease;
+    POST "/api/v1/checkout", Anonymous => checkout;
+    POST "/api/v1/checkin", Anonymous => checkin;
     GET "/api/v1/products", Token(Action::Read) => list_products;
     POST "/api/v1/products", Token(Action::CreateProduct) => create_product;
     GET "/api/v1/products/{code}", Token(Action::Read) => get_product;
     GET "/api/v1/policies", Token(Action::Read) => list_policies;
     POST "/api/v1/policies", Token(Action::CreatePolicy) => create_policy;
     GET "/api/v1/policies/{id}", Token(Action::Read) => get_policy;
+    PATCH "/api/v1/policies/{id}/reclamation", Token(Action::CreatePolicy) => edit_reclamation;
     GET "/api/v1/licenses", Token(Action::Read) => list_licenses;
     POST "/api/v1/licenses", Token(Action::CreateLicense) => create_license;
     GET "/api/v1/licenses/{id}", Token(Action::Read) => get_license;
@@ -565,6 +574,7 @@ routes! {
     POST "/api/v1/activations/{id}/deactivate", Token(Action::Deactivate) => deactivate_activation;
     POST "/api/v1/activations/{id}/resign", Token(Action::Refresh) => resign_activation;
     POST "/api/v1/apply", Token(Action::Apply) => apply;
+    POST "/api/v1/reclaim", Token(Action::Deactivate) => reclaim;
     GET "/api/v1/audit", Token(Action::ReadAudit) => audit;
     GET "/api/v1/keys", Token(Action::Read) => keys;
     POST "/api/v1/keys/rotate", Token(Action::RotateKey) => rotate_key;

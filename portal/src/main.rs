@@ -140,6 +140,15 @@ enum Command {
     Key(KeyCommand),
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+    /// Reclaim the seats of floating licenses inactive for longer than their policy's
+    /// --inactivity-secs (policies with --reclaim): the same as the timer of `serve` does.
+    /// Checked-out seats are kept until their Offline Expiry Date; each reclaimed seat is
+    /// audited (actor `reclaimer`, action `seat.reclaimed`).
+    Reclaim {
+        /// Show the seats it would reclaim, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// API tokens for vendor and support staff.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -234,7 +243,7 @@ enum ProductCommand {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    Create(PolicyArgs),
+    Create(Box<PolicyArgs>),
     /// Policies, by product and name.
     List {
         /// Only this product's policies.
@@ -245,6 +254,23 @@ enum PolicyCommand {
     },
     Show {
         id: String,
+    },
+    /// Change a floating policy's reclamation (the reason is audited). Enabling it counts
+    /// inactivity from now: seats whose last heartbeat predates it are not reclaimed at once.
+    Edit {
+        id: String,
+        /// Enable (true) or disable (false) reclamation of inactive seats.
+        #[arg(long, value_name = "true|false", value_parser = parse_yes_no)]
+        reclaim: Option<bool>,
+        /// The inactivity threshold, in seconds.
+        #[arg(long, value_name = "SECS")]
+        inactivity_secs: Option<i64>,
+        /// How often `serve` runs reclamation, in seconds.
+        #[arg(long, value_name = "SECS")]
+        reclaim_every_secs: Option<i64>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -262,7 +288,8 @@ struct PolicyArgs {
     #[arg(long, value_name = "DAYS")]
     validity_days: Option<i64>,
     /// A feature: NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed) or NAME=LIMIT+CAP
-    /// (overage up to CAP beyond the limit); repeat.
+    /// (overage up to CAP beyond the limit), optionally with `:floating=N` (at most N
+    /// machines of a license use it at once, each leasing it); repeat.
     #[arg(long = "feature", value_name = "SPEC")]
     features: Vec<String>,
     /// Refuse offline activation for licenses of this policy (a license may override).
@@ -297,6 +324,45 @@ struct PolicyArgs {
     /// this, the reports that pass it are only flagged).
     #[arg(long, requires = "totals")]
     refuse_over_total: bool,
+    #[command(flatten)]
+    floating: FloatingArgs,
+}
+
+/// A policy's floating terms (docs/vendor-guide.md, "Floating licenses").
+#[derive(Debug, Args)]
+pub(crate) struct FloatingArgs {
+    /// Floating: the license's seats are a pool leased online (`lic lease`) and checked
+    /// out for offline use (`lic checkout`), whatever --type (`--type floating` is a
+    /// floating perpetual policy).
+    #[arg(long)]
+    pub(crate) floating: bool,
+    /// Floating: how long a lease lasts unless renewed, in seconds (10 to 2592000).
+    #[arg(long, value_name = "SECS", requires = "floating")]
+    pub(crate) lease_secs: Option<u64>,
+    /// Floating: when clients renew, in percent of the lease period (1 to 100).
+    #[arg(long, value_name = "PERCENT", requires = "floating")]
+    pub(crate) renew_percent: Option<u8>,
+    /// Floating: the most application instances sharing one machine's seat (default: no cap).
+    #[arg(long, value_name = "N", requires = "floating")]
+    pub(crate) max_processes: Option<u32>,
+    /// Floating: a machine whose lease lapsed gets its own seat back, ahead of the
+    /// machines waiting, within this many seconds (default 0: no revival).
+    #[arg(long, value_name = "SECS", requires = "floating")]
+    pub(crate) revival_secs: Option<u64>,
+    /// Floating: the longest offline checkout, in hours (default: checkouts refused).
+    #[arg(long, value_name = "HOURS", requires = "floating")]
+    pub(crate) max_checkout_hours: Option<u64>,
+    /// Floating: "always set an OED" — every lease keeps its seat this many hours after its
+    /// last renewal, even offline; staff cannot deactivate or reclaim it before then.
+    #[arg(long, value_name = "HOURS", requires = "floating")]
+    pub(crate) lease_oed_hours: Option<u64>,
+    /// Floating: reclaim seats whose last heartbeat is older than --inactivity-secs (on a
+    /// timer in `serve`, and by `lic-portal reclaim`); counted from now for existing seats.
+    #[arg(long, requires_all = ["floating", "inactivity_secs"])]
+    pub(crate) reclaim: bool,
+    /// Floating: how often `serve` runs reclamation, in seconds (default 3600).
+    #[arg(long, value_name = "SECS", requires = "reclaim")]
+    pub(crate) reclaim_every_secs: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,7 +605,8 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
 }
 
 /// NAME, NAME=LIMIT, NAME=LIMIT+ (overage allowed), NAME=LIMIT+CAP (overage allowed up
-/// to CAP units beyond the limit).
+/// to CAP units beyond the limit), each optionally followed by `:floating=N` (a floating
+/// feature: at most N devices use it at once).
 fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
     let mut out = Features::new();
     let number = |digits: &str, spec: &str, what: &str| -> anyhow::Result<u64> {
@@ -551,7 +618,13 @@ fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
         })
     };
     for spec in specs {
-        let (name, feature) = match spec.split_once('=') {
+        // A floating feature: `…:floating=N` (N concurrent uses across the devices).
+        let (base, floating) = match spec.split_once(":floating=") {
+            Some((base, n)) => (base, Some(number(n, spec, "the floating uses")?)),
+            None => (spec.as_str(), None),
+        };
+        let spec = &base.to_string();
+        let (name, mut feature) = match spec.split_once('=') {
             None => (spec.as_str(), Feature::default()),
             Some((name, limit)) => {
                 let (digits, overage, cap) = match limit.split_once('+') {
@@ -573,6 +646,7 @@ fn parse_features(specs: &[String]) -> anyhow::Result<Features> {
         if name.trim().is_empty() {
             bail!("feature '{spec}' has no name");
         }
+        feature.floating = floating;
         out.insert(name.to_string(), feature);
     }
     Ok(out)
@@ -674,12 +748,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 /// The code, message and hint of an error, for the text and the JSON report alike.
-fn describe(e: &anyhow::Error) -> (&'static str, String, Option<&'static str>) {
+fn describe(e: &anyhow::Error) -> (&'static str, String, Option<String>) {
     let message = format!("{e:#}");
     if let Some(p) = e.downcast_ref::<PortalError>() {
-        (p.code(), message, Some(p.hint()))
+        (p.code(), message, Some(p.hint().into_owned()))
     } else if let Some(k) = e.downcast_ref::<KeyError>() {
-        ("key", message, Some(k.hint()))
+        ("key", message, Some(k.hint().to_string()))
     } else {
         ("error", message, None)
     }
@@ -697,7 +771,8 @@ fn finish(result: anyhow::Result<ExitCode>, format: Format) -> ExitCode {
                 Format::Json => print_json_error(
                     code,
                     &message,
-                    hint.unwrap_or("see the message; lic-portal COMMAND --help shows the options"),
+                    hint.as_deref()
+                        .unwrap_or("see the message; lic-portal COMMAND --help shows the options"),
                 ),
                 Format::Text => {
                     eprintln!("error: {}", escape(&message));
@@ -794,6 +869,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Refresh(args) => return refresh(g, args, &actor, json).await,
         Command::Key(c) => return key(g, c, &actor).await,
         Command::Audit(args) => return audit(g, args, json).await,
+        Command::Reclaim { dry_run } => return reclaim(g, dry_run, &actor, json).await,
         Command::Token(c) => return token(g, c).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -849,7 +925,14 @@ mod tests {
             ),
             (Some(50), true, Some(10))
         );
-        for bad in ["x=ten", "x=10+many", "x=+5", "=5"] {
+        let floating =
+            parse_features(&["render:floating=2".into(), "jobs=5:floating=1".into()]).unwrap();
+        assert_eq!(floating["render"].floating, Some(2));
+        assert_eq!(
+            (floating["jobs"].limit, floating["jobs"].floating),
+            (Some(5), Some(1))
+        );
+        for bad in ["x=ten", "x=10+many", "x=+5", "=5", "x:floating=many"] {
             let e = parse_features(&[bad.to_string()]).unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }

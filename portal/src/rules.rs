@@ -511,6 +511,149 @@ pub fn carry_over(license: &mut License, first: Option<&License>, last_refresh: 
     }
 }
 
+// ----- floating seats (the protocol's rules are lic_core::floating's) ---------------------
+
+/// One device waiting for a seat of a pool (`lic lease --wait`), as the portal recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    pub device: String,
+    /// Its place: lower is earlier.
+    pub ticket: i64,
+    /// When it last asked (seconds).
+    pub seen: i64,
+}
+
+/// A pool's queue as one device sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// Live waiters ahead of the device (all live waiters, if it is not queued).
+    pub ahead: u64,
+    /// The device's ticket, if it waits (and asked recently enough to keep its place).
+    pub mine: Option<i64>,
+    /// The ticket a newcomer gets.
+    pub next_ticket: i64,
+    /// Whether some waiter stopped asking (its row can go).
+    pub dead: bool,
+}
+
+/// The queue of a pool as `device` sees it at `now`: a waiter keeps its place while it
+/// asks again within two lease periods (a `lic lease --wait` asks far more often); first
+/// come, first served. A device that stopped asking for longer lost its place.
+pub fn queue(waiters: &[Waiter], device: &str, now: i64, lease_secs: u64) -> Queue {
+    let window = i64::try_from(lease_secs.saturating_mul(2)).unwrap_or(i64::MAX);
+    let live = |w: &Waiter| w.seen > now.saturating_sub(window);
+    let mine = waiters
+        .iter()
+        .find(|w| w.device == device && live(w))
+        .map(|w| w.ticket);
+    let ahead = waiters
+        .iter()
+        .filter(|w| w.device != device && live(w))
+        .filter(|w| mine.is_none_or(|t| w.ticket < t))
+        .count() as u64;
+    Queue {
+        ahead,
+        mine,
+        next_ticket: waiters.iter().map(|w| w.ticket).max().unwrap_or(0) + 1,
+        dead: waiters.iter().any(|w| !live(w)),
+    }
+}
+
+/// The application instances holding a device's seat (or its use of a floating feature),
+/// as one of them (`me`) sees them at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instances {
+    /// Live instances other than `me`.
+    pub others: u64,
+    /// Whether `me` holds a live lease.
+    pub mine: bool,
+    /// When the others' leases lapse, the latest first.
+    pub others_until: Option<i64>,
+}
+
+/// The instances of (instance, lease end) as `me` sees them at `now`.
+pub fn instances(rows: &[(String, i64)], me: &str, now: i64) -> Instances {
+    let others: Vec<i64> = rows
+        .iter()
+        .filter(|(i, expires)| i != me && *expires > now)
+        .map(|(_, e)| *e)
+        .collect();
+    Instances {
+        others: others.len() as u64,
+        mine: rows.iter().any(|(i, e)| i == me && *e > now),
+        others_until: others.into_iter().max(),
+    }
+}
+
+/// The Offline Expiry Date a device's seat keeps when a lease is granted or renewed: a
+/// checkout's OED still ahead stays (an online lease never shortens it; the policy's OED
+/// on every lease may lengthen it), else the lease's own OED (the policy's "always set an
+/// OED", or none). Also whether the seat is still checked out.
+pub fn seat_oed(
+    checked_out: bool,
+    current: Option<i64>,
+    lease_oed: Option<i64>,
+    now: i64,
+) -> (Option<i64>, bool) {
+    match current.filter(|t| checked_out && *t > now) {
+        Some(t) => (Some(lease_oed.map_or(t, |l| l.max(t))), true),
+        None => (lease_oed, false),
+    }
+}
+
+/// What releasing one instance's lease does to the device's seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Whether the instance held a live lease.
+    pub released: bool,
+    /// The seat's lease end after it: the other instances' latest, or none (the seat is
+    /// free, unless a checkout's OED is ahead).
+    pub lease_expires: Option<i64>,
+}
+
+/// Release instance `me` at `now`.
+pub fn release(rows: &[(String, i64)], me: &str, now: i64) -> Released {
+    let seen = instances(rows, me, now);
+    Released {
+        released: seen.mine,
+        lease_expires: seen.others_until,
+    }
+}
+
+/// Why a seat is reclaimed at `now` (None: it is kept). Only a seat held now is reclaimed
+/// (a lapsed lease holds nothing: there is nothing to free); lic_core decides whether it
+/// is inactive, counting from when reclamation was enabled at the earliest, and keeps a
+/// checkout until its OED.
+pub fn reclaim(
+    rule: &lic_core::floating::Reclamation,
+    last_accessed: i64,
+    lease_expires: Option<i64>,
+    offline_expiry: Option<i64>,
+    now: i64,
+) -> Option<String> {
+    let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+    let holder = lic_core::floating::Holder {
+        lease_expires: lease_expires.map(at),
+        offline_expiry: offline_expiry.map(at),
+    };
+    if !holder.holds(at(now))
+        || !lic_core::floating::reclaimable(
+            rule,
+            at(last_accessed),
+            offline_expiry.map(at),
+            at(now),
+        )
+    {
+        return None;
+    }
+    let since = at(last_accessed).max(rule.enabled_since);
+    Some(format!(
+        "inactive since {}: no heartbeat or validation for more than the policy's {} s",
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        rule.inactivity_secs
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1046,5 +1189,99 @@ mod tests {
             missing_components(&["machine-id".into()], &Fingerprint::new()),
             ["machine-id"]
         );
+    }
+
+    fn waiter(device: &str, ticket: i64, seen: i64) -> Waiter {
+        Waiter {
+            device: device.into(),
+            ticket,
+            seen,
+        }
+    }
+
+    #[test]
+    fn a_queue_is_first_come_first_served_among_the_waiters_that_keep_asking() {
+        let w = [
+            waiter("a", 1, 100),
+            waiter("b", 2, 100),
+            waiter("c", 3, 100),
+        ];
+        assert_eq!(queue(&w, "a", 100, 60).ahead, 0);
+        assert_eq!(queue(&w, "c", 100, 60).ahead, 2);
+        assert_eq!(queue(&w, "c", 100, 60).mine, Some(3));
+        // A newcomer is behind everyone and gets the next ticket.
+        let new = queue(&w, "d", 100, 60);
+        assert_eq!((new.ahead, new.mine, new.next_ticket), (3, None, 4));
+        // A waiter that stopped asking for two lease periods lost its place.
+        let w = [waiter("a", 1, 0), waiter("b", 2, 100)];
+        let b = queue(&w, "b", 121, 60);
+        assert_eq!((b.ahead, b.dead), (0, true));
+        assert_eq!(queue(&w, "a", 121, 60).mine, None);
+        assert!(!queue(&w, "b", 119, 60).dead);
+    }
+
+    #[test]
+    fn instances_count_the_live_others_and_a_release_frees_the_seat_with_the_last() {
+        let rows = [
+            ("a".to_string(), 50),
+            ("b".to_string(), 70),
+            ("c".to_string(), 10),
+        ];
+        assert_eq!(
+            instances(&rows, "a", 20),
+            Instances {
+                others: 1,
+                mine: true,
+                others_until: Some(70)
+            }
+        );
+        assert!(!instances(&rows, "c", 20).mine);
+        assert_eq!(
+            release(&rows, "a", 20),
+            Released {
+                released: true,
+                lease_expires: Some(70)
+            }
+        );
+        let last = [("a".to_string(), 50)];
+        assert_eq!(
+            release(&last, "a", 20),
+            Released {
+                released: true,
+                lease_expires: None
+            }
+        );
+        // A lapsed or unknown instance releases nothing.
+        assert!(!release(&last, "a", 50).released);
+        assert!(!release(&last, "x", 20).released);
+    }
+
+    #[test]
+    fn a_lease_never_shortens_a_checkout_and_otherwise_carries_the_policy_oed() {
+        assert_eq!(seat_oed(true, Some(500), None, 100), (Some(500), true));
+        assert_eq!(seat_oed(true, Some(500), Some(900), 100), (Some(900), true));
+        assert_eq!(seat_oed(true, Some(500), Some(200), 100), (Some(500), true));
+        // A checkout whose OED passed is over: the lease's OED, not checked out.
+        assert_eq!(seat_oed(true, Some(50), Some(200), 100), (Some(200), false));
+        assert_eq!(seat_oed(false, Some(500), None, 100), (None, false));
+    }
+
+    #[test]
+    fn only_held_inactive_seats_are_reclaimed_and_checkouts_are_kept_to_their_oed() {
+        let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap();
+        let rule = lic_core::floating::Reclamation {
+            inactivity_secs: 100,
+            enabled_since: at(1000),
+        };
+        // Held by a long lease, last seen long ago, but counted from when enabled.
+        assert_eq!(reclaim(&rule, 0, Some(5000), None, 1050), None);
+        let why = reclaim(&rule, 0, Some(5000), None, 1101).unwrap();
+        assert!(why.contains("100 s"), "{why}");
+        // A lapsed lease holds nothing: nothing to reclaim.
+        assert_eq!(reclaim(&rule, 0, Some(1100), None, 1200), None);
+        // A checkout before its OED is kept; after it, it holds nothing.
+        assert_eq!(reclaim(&rule, 1000, None, Some(3000), 2000), None);
+        assert_eq!(reclaim(&rule, 1000, Some(9000), Some(3000), 2000), None);
+        assert!(reclaim(&rule, 1000, Some(9000), Some(3000), 3000).is_some());
     }
 }

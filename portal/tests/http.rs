@@ -293,12 +293,22 @@ const ACCESS: &[(&str, &str, Need)] = &[
     ("POST", "/api/v1/activate", Need::Upload),
     ("POST", "/api/v1/deactivate", Need::Upload),
     ("POST", "/api/v1/usage", Need::Upload),
+    ("POST", "/api/v1/leases", Need::Upload),
+    ("POST", "/api/v1/leases/renew", Need::Upload),
+    ("POST", "/api/v1/leases/release", Need::Upload),
+    ("POST", "/api/v1/checkout", Need::Upload),
+    ("POST", "/api/v1/checkin", Need::Upload),
     ("GET", "/api/v1/products", Need::Role(Role::ReadOnly)),
     ("POST", "/api/v1/products", Need::Role(Role::Admin)),
     ("GET", "/api/v1/products/{code}", Need::Role(Role::ReadOnly)),
     ("GET", "/api/v1/policies", Need::Role(Role::ReadOnly)),
     ("POST", "/api/v1/policies", Need::Role(Role::Admin)),
     ("GET", "/api/v1/policies/{id}", Need::Role(Role::ReadOnly)),
+    (
+        "PATCH",
+        "/api/v1/policies/{id}/reclamation",
+        Need::Role(Role::Admin),
+    ),
     ("GET", "/api/v1/licenses", Need::Role(Role::ReadOnly)),
     ("POST", "/api/v1/licenses", Need::Role(Role::Admin)),
     ("GET", "/api/v1/licenses/{id}", Need::Role(Role::ReadOnly)),
@@ -330,6 +340,7 @@ const ACCESS: &[(&str, &str, Need)] = &[
         Need::Role(Role::Support),
     ),
     ("POST", "/api/v1/apply", Need::Role(Role::Support)),
+    ("POST", "/api/v1/reclaim", Need::Role(Role::Admin)),
     ("GET", "/api/v1/audit", Need::Role(Role::Support)),
     ("GET", "/api/v1/keys", Need::Role(Role::ReadOnly)),
     ("POST", "/api/v1/keys/rotate", Need::GlobalAdmin),
@@ -466,6 +477,13 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
         let cases: Vec<ScopeCase<'_>> = vec![
             ("GET", "/api/v1/products/{code}", reader, None, not_found),
             ("GET", "/api/v1/policies/{id}", reader, None, not_found),
+            (
+                "PATCH",
+                "/api/v1/policies/{id}/reclamation",
+                admin,
+                Some(json!({"reclaim": false, "reason": "scope"})),
+                not_found,
+            ),
             ("GET", "/api/v1/licenses/{id}", reader, None, not_found),
             (
                 "GET",
@@ -638,6 +656,8 @@ async fn a_token_limited_to_some_products_sees_and_changes_only_them() {
             .collect();
         for (m, t) in [
             ("POST", "/api/v1/apply"),
+            // (Reclamation by a token for some products reclaims only theirs: floating.rs.)
+            ("POST", "/api/v1/reclaim"),
             ("GET", "/api/v1/audit"),
             ("GET", "/api/v1/keys"),
             ("GET", "/api/v1/products"),

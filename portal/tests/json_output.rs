@@ -207,6 +207,55 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
     assert_eq!(s(&list["items"][0]["id"]), policy);
     let shown = p.doc("policy show", &["policy", "show", &policy], &["policy"]);
     assert_eq!(shown["policy"]["seats"], 2);
+    assert_eq!(shown["policy"]["floating"], false);
+    // A floating policy, its reclamation enabled later, and a reclamation run.
+    let floating = p.doc(
+        "policy create",
+        &[
+            "policy",
+            "create",
+            "--product",
+            "photo-pro",
+            "--name",
+            "office",
+            "--seats",
+            "3",
+            "--floating",
+            "--lease-secs",
+            "300",
+            "--max-checkout-hours",
+            "24",
+            "--feature",
+            "render:floating=1",
+        ],
+        &["policy"],
+    );
+    assert_eq!(floating["policy"]["floating"], true);
+    assert_eq!(floating["policy"]["lease_secs"], 300);
+    assert_eq!(floating["policy"]["features"]["render"]["floating"], 1);
+    let edited = p.doc(
+        "policy edit",
+        &[
+            "policy",
+            "edit",
+            s(&floating["policy"]["id"]).as_str(),
+            "--reclaim",
+            "true",
+            "--inactivity-secs",
+            "3600",
+            "--reason",
+            "reclaim idle seats",
+        ],
+        &["policy"],
+    );
+    assert_eq!(edited["policy"]["reclaim"], true);
+    assert!(edited["policy"]["reclaim_since"].is_i64());
+    let reclaimed = p.doc(
+        "reclaim",
+        &["reclaim", "--dry-run"],
+        &["dry_run", "at", "seats"],
+    );
+    assert_eq!(reclaimed["seats"], serde_json::json!([]));
 
     let created = p.doc(
         "license create",

@@ -1,5 +1,5 @@
-//! Activations: `lic-portal activation …` (list, show, server-side deactivation) and
-//! support's `refresh`.
+//! Activations: `lic-portal activation …` (list, show, server-side deactivation),
+//! support's `refresh`, and `reclaim` (inactive floating seats).
 
 use crate::*;
 
@@ -277,4 +277,44 @@ async fn refresh_outdated(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `lic-portal reclaim [--dry-run]`.
+pub(crate) async fn reclaim(
+    g: &Global,
+    dry_run: bool,
+    actor: &Actor,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let portal = open(g).await?;
+    let done = portal.reclaim(dry_run, None, None, actor).await?;
+    if json {
+        print_doc(serde_json::json!({
+            "dry_run": done.dry_run,
+            "at": done.at,
+            "seats": done.seats,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &done.seats {
+        out(&format!(
+            "{}  license {}  device {}  last seen {}: {}\n",
+            s.activation,
+            s.license,
+            s.device_kid,
+            when(Some(s.last_accessed)),
+            s.reason
+        ))?;
+    }
+    let n = done.seats.len();
+    println!(
+        "{}",
+        match (dry_run, n) {
+            (true, 0) => "no seat would be reclaimed".to_string(),
+            (true, n) => format!("{n} seat(s) would be reclaimed (dry run: nothing changed)"),
+            (false, 0) => "no seat was inactive: nothing reclaimed".to_string(),
+            (false, n) => format!("{n} seat(s) reclaimed (see `lic-portal audit`)"),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

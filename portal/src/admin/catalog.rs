@@ -43,6 +43,7 @@ pub(crate) async fn policy(
     let portal = open(g).await?;
     match c {
         PolicyCommand::Create(a) => {
+            let defaults = Policy::default();
             let spec = Policy {
                 id: String::new(),
                 product: a.product,
@@ -64,6 +65,16 @@ pub(crate) async fn policy(
                 total_limits: parse_totals(&a.totals)?,
                 refuse_over_total: a.refuse_over_total,
                 created: 0,
+                floating: a.floating.floating,
+                lease_secs: a.floating.lease_secs.unwrap_or(defaults.lease_secs),
+                renew_percent: a.floating.renew_percent.unwrap_or(defaults.renew_percent),
+                max_processes: a.floating.max_processes,
+                revival_secs: a.floating.revival_secs.unwrap_or(0),
+                max_checkout_hours: a.floating.max_checkout_hours,
+                lease_oed_hours: a.floating.lease_oed_hours,
+                reclaim: a.floating.reclaim,
+                reclaim_every_secs: a.floating.reclaim_every_secs,
+                reclaim_since: None,
             };
             let p = portal.create_policy(spec, actor).await?;
             if json {
@@ -78,6 +89,37 @@ pub(crate) async fn policy(
             print_page(&page, json, |p| {
                 format!("{}  {}  {}  {} seat(s)\n", p.id, p.product, p.name, p.seats)
             })?;
+        }
+        PolicyCommand::Edit {
+            id,
+            reclaim,
+            inactivity_secs,
+            reclaim_every_secs,
+            reason,
+        } => {
+            let edit = lic_portal::ops::ReclaimEdit {
+                reclaim,
+                inactivity_secs,
+                reclaim_every_secs,
+                reason,
+            };
+            let p = portal.edit_reclamation(&id, &edit, actor).await?;
+            if json {
+                print_doc(serde_json::json!({ "policy": p }))?;
+            } else {
+                println!(
+                    "policy {}: reclamation {}",
+                    p.id,
+                    match (p.reclaim, p.inactivity_secs, p.reclaim_every_secs) {
+                        (true, Some(i), Some(e)) => format!(
+                            "on: seats inactive for more than {i} s are reclaimed, checked every \
+                             {e} s (inactivity counted from {} at the earliest)",
+                            when(p.reclaim_since)
+                        ),
+                        _ => "off".to_string(),
+                    }
+                );
+            }
         }
         PolicyCommand::Show { id } => {
             let p = portal.policy(&id).await?;
@@ -262,10 +304,16 @@ pub(crate) fn feature_specs(features: &Features) -> String {
     }
     features
         .iter()
-        .map(|(name, f)| match f.limit {
-            None => name.clone(),
-            Some(limit) if f.overage => format!("{name}={limit}+"),
-            Some(limit) => format!("{name}={limit}"),
+        .map(|(name, f)| {
+            let spec = match f.limit {
+                None => name.clone(),
+                Some(limit) if f.overage => format!("{name}={limit}+"),
+                Some(limit) => format!("{name}={limit}"),
+            };
+            match f.floating {
+                Some(n) => format!("{spec}:floating={n}"),
+                None => spec,
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -126,6 +126,7 @@ pub(crate) async fn demo(
         total_limits: Default::default(),
         refuse_over_total: false,
         created: 0,
+        ..Policy::default()
     };
     let policy = portal.create_policy(policy, &actor).await?;
     let created = portal

@@ -97,14 +97,38 @@ pub(crate) fn show_activation(a: &Activation) -> String {
         None => a.state.clone(),
     };
     format!(
-        "{}  license {}  {state}  device {}  serial {}  last seen {}{}\n",
+        "{}  license {}  {state}  device {}  serial {}  last seen {}{}{}\n",
         a.id,
         a.license,
         a.device_kid,
         a.serial,
         when(Some(a.last_accessed)),
+        floating_seat(a),
         fork
     )
+}
+
+/// A floating seat's state: held or free, the lease's end and its instances, the OED.
+fn floating_seat(a: &Activation) -> String {
+    if !a.floating || a.state != "active" {
+        return String::new();
+    }
+    let mut parts = vec![if a.held { "HELD" } else { "free" }.to_string()];
+    if let Some(t) = a.lease_expires {
+        parts.push(format!(
+            "lease until {} ({} instance(s))",
+            when(Some(t)),
+            a.instances
+        ));
+    }
+    if let Some(t) = a.offline_expiry {
+        parts.push(format!(
+            "{} until {}",
+            if a.checked_out { "checked out" } else { "OED" },
+            when(Some(t))
+        ));
+    }
+    format!("  floating: {}", parts.join(", "))
 }
 
 impl From<PageArgs> for PageRequest {

@@ -63,6 +63,8 @@ pub(crate) async fn serve(
             uploads_per_minute.div_ceil(3).max(1),
         )
     };
+    // Reclamation of inactive floating seats, for the policies that enable it.
+    tokio::spawn(std::sync::Arc::clone(&portal).reclaim_timer(None));
     let state = lic_portal::http::AppState::new(portal).with_limiter(limiter);
     let bound = lic_portal::http::Bound::bind(listen)
         .await

@@ -7,14 +7,23 @@
 //! With `--write-to DIR` it writes the requests as files instead, for a bulk
 //! `lic-portal apply` (portal/bench/apply.sh).
 //!
-//! See docs/performance.md ("Portal activations") for the procedure and results.
+//! With `--heartbeat` the key must be a floating license's (at least --connections seats):
+//! each connection is one client that takes a lease (`POST /api/v1/leases`, not timed),
+//! then renews it as fast as it can (`POST /api/v1/leases/renew`, each a new signed lease
+//! request, made before the clock starts); renewals per second and latency are reported
+//! (portal/bench/heartbeat.sh).
+//!
+//! See docs/performance.md ("Portal activations", "Heartbeats") for the procedure and
+//! results.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use lic_core::format::{self, ActivationRequest, Bytes32, Credential, JournalHead, Nonce};
+use lic_core::format::{
+    self, ActivationRequest, Bytes32, Credential, JournalHead, LeaseAction, LeaseRequest, Nonce,
+};
 use lic_core::keys::SecretKey;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -39,8 +48,62 @@ struct Args {
     requests: usize,
     /// Write the requests as files into this directory (`req-N.req`) instead of posting
     /// them: the input of a bulk `lic-portal apply` benchmark.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "heartbeat")]
     write_to: Option<std::path::PathBuf>,
+    /// Lease renewals (heartbeats) instead of activations: each connection holds a lease
+    /// on the floating license and renews it; --requests renewals in total.
+    #[arg(long)]
+    heartbeat: bool,
+}
+
+/// A client of the heartbeat mode: its device key, fingerprint and instance.
+struct Leaser {
+    key: SecretKey,
+    fingerprint: format::Fingerprint,
+    instance: Nonce,
+}
+
+impl Leaser {
+    fn new(i: usize) -> Leaser {
+        let mut instance = [0u8; 16];
+        instance[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        Leaser {
+            key: SecretKey::generate(),
+            fingerprint: [(
+                "machine-id".to_string(),
+                Bytes32(sha2_of(&format!("heartbeat device {i}"))),
+            )]
+            .into(),
+            instance: Nonce(instance),
+        }
+    }
+
+    fn request(
+        &self,
+        product: &str,
+        key: &str,
+        action: LeaseAction,
+        n: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&n.to_le_bytes());
+        nonce[8..].copy_from_slice(&self.instance.0[..8]);
+        let request = LeaseRequest {
+            product: product.into(),
+            credential: Credential::LicenseKey(key.into()),
+            fingerprint: self.fingerprint.clone(),
+            action,
+            instance: self.instance,
+            feature: None,
+            hours: None,
+            journal: None,
+            nonce: Nonce(nonce),
+            created: chrono::Utc::now(),
+            client: "lic-load".into(),
+            variables: Default::default(),
+        };
+        Ok(format::sign(&request, &self.key)?.armored().into_bytes())
+    }
 }
 
 fn make_request(product: &str, key: &str, i: usize) -> anyhow::Result<Vec<u8>> {
@@ -72,7 +135,11 @@ fn sha2_of(text: &str) -> [u8; 32] {
 
 /// One keep-alive connection posting its share of the requests; returns latencies and
 /// the number of non-200 answers.
-async fn worker(addr: SocketAddr, bodies: Vec<Vec<u8>>) -> anyhow::Result<(Vec<Duration>, usize)> {
+async fn worker(
+    addr: SocketAddr,
+    path: &'static str,
+    bodies: Vec<Vec<u8>>,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
     let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -84,7 +151,7 @@ async fn worker(addr: SocketAddr, bodies: Vec<Vec<u8>>) -> anyhow::Result<(Vec<D
     let mut line = String::new();
     for body in bodies {
         let head = format!(
-            "POST /api/v1/activate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         let start = Instant::now();
@@ -160,12 +227,42 @@ async fn main() -> anyhow::Result<()> {
             args.addr
         );
     }
-    eprintln!("making {} activation requests…", args.requests);
     let mut shares: Vec<Vec<Vec<u8>>> = vec![Vec::new(); args.connections.max(1)];
     let n = shares.len();
-    for i in 0..args.requests {
-        shares[i % n].push(make_request(&args.product, &args.key, i)?);
-    }
+    let (path, what) = if args.heartbeat {
+        let leasers: Vec<Leaser> = (0..n).map(Leaser::new).collect();
+        eprintln!("taking {n} leases…");
+        let takes: Vec<_> = leasers
+            .iter()
+            .map(|l| l.request(&args.product, &args.key, LeaseAction::Take, 0))
+            .collect::<anyhow::Result<_>>()?;
+        let tasks: Vec<_> = takes
+            .into_iter()
+            .map(|t| tokio::spawn(worker(args.addr, "/api/v1/leases", vec![t])))
+            .collect();
+        for t in tasks {
+            let (_, failed) = t.await??;
+            if failed > 0 {
+                bail!("a client could not take a lease (the license needs --connections seats)");
+            }
+        }
+        eprintln!("making {} renewals…", args.requests);
+        for i in 0..args.requests {
+            shares[i % n].push(leasers[i % n].request(
+                &args.product,
+                &args.key,
+                LeaseAction::Renew,
+                i as u64 + 1,
+            )?);
+        }
+        ("/api/v1/leases/renew", "renewals")
+    } else {
+        eprintln!("making {} activation requests…", args.requests);
+        for i in 0..args.requests {
+            shares[i % n].push(make_request(&args.product, &args.key, i)?);
+        }
+        ("/api/v1/activate", "activations")
+    };
     eprintln!(
         "posting them over {} connections to {}…",
         shares.len(),
@@ -174,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let tasks: Vec<_> = shares
         .into_iter()
-        .map(|s| tokio::spawn(worker(args.addr, s)))
+        .map(|s| tokio::spawn(worker(args.addr, path, s)))
         .collect();
     let mut latencies = Vec::with_capacity(args.requests);
     let mut failures = 0;
@@ -187,10 +284,10 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
     let ok = latencies.len() - failures;
     println!("requests:       {}", latencies.len());
-    println!("activations:    {ok} ({failures} failed)");
+    println!("{:<15} {ok} ({failures} failed)", format!("{what}:"));
     println!("elapsed:        {:.2} s", elapsed.as_secs_f64());
     println!(
-        "throughput:     {:.0} activations/s",
+        "throughput:     {:.0} {what}/s",
         ok as f64 / elapsed.as_secs_f64()
     );
     println!(

@@ -109,6 +109,7 @@ pub(super) async fn check_file_scope(
         }
         Ok(AnyFile::Deactivation(d)) => d.payload().activation_id.clone(),
         Ok(AnyFile::UsageReport(u)) => u.payload().activation_id.clone(),
+        Ok(AnyFile::CheckIn(c)) => c.payload().activation_id.clone(),
         // Vendor-signed kinds (no vendor key is given, so they end here): applying refuses them.
         Ok(_) | Err(FormatError::UnknownKey { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),

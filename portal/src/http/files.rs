@@ -77,6 +77,7 @@ pub(super) async fn upload(
         FileKind::ActivationRequest => portal.apply_activation(&bytes, actor).await,
         FileKind::Deactivation => portal.apply_deactivation(&bytes, actor).await,
         FileKind::UsageReport => portal.apply_usage_report(&bytes, actor).await,
+        FileKind::CheckIn => portal.apply_check_in(&bytes, actor).await,
         other => Err(FormatError::WrongKind {
             expected: other,
             found: armor_kind.unwrap_or(other),

@@ -45,7 +45,10 @@ impl Portal {
                       p.features AS p_features, p.match_required, p.match_max_changed, \
                       p.clock_tolerance_secs, p.max_offline_days, p.inactivity_secs, p.max_deactivations, \
                       p.deactivation_period_days, p.created AS p_created, \
-                      p.total_limits AS p_total_limits, p.refuse_over_total AS p_refuse_over_total \
+                      p.total_limits AS p_total_limits, p.refuse_over_total AS p_refuse_over_total, \
+                      l.floating, p.floating AS p_floating, p.lease_secs, p.renew_percent, \
+                      p.max_processes, p.revival_secs, p.max_checkout_hours, p.lease_oed_hours, \
+                      p.reclaim, p.reclaim_every_secs, p.reclaim_since, l.created \
                       FROM licenses l JOIN policies p ON p.id = l.policy";
         let row = match &lookup {
             LicenseLookup::KeyHash(hash) => {
@@ -141,6 +144,12 @@ impl Portal {
         if matches!(r.credential, Credential::User(_)) && actor.is_anonymous() {
             // A user id is no secret: whoever knows it could take the user's seats.
             return Err(PortalError::UserLicenseNeedsVendor {
+                license: lic.id.clone(),
+            });
+        }
+        if lic.floating {
+            // A floating seat is leased online, or checked out online for offline use.
+            return Err(PortalError::FloatingOnlineOnly {
                 license: lic.id.clone(),
             });
         }
@@ -275,6 +284,11 @@ impl Portal {
             WriteOutcome::StaleLicense => Err(PortalError::Conflict {
                 reason: "the license changed while the file was applied; upload it again".into(),
             }),
+            WriteOutcome::Leased(_)
+            | WriteOutcome::Released { .. }
+            | WriteOutcome::CheckedOut { .. } => Err(PortalError::Storage(
+                "a floating write answered a file's application".into(),
+            )),
         }
     }
 
@@ -331,13 +345,14 @@ impl Portal {
         require_reason(reason, "a server-side deactivation")?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query("SELECT license, state FROM activations WHERE id = $1")
-            .bind(activation_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| PortalError::UnknownActivation {
-                activation: activation_id.into(),
-            })?;
+        let row =
+            sqlx::query("SELECT license, state, offline_expiry FROM activations WHERE id = $1")
+                .bind(activation_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| PortalError::UnknownActivation {
+                    activation: activation_id.into(),
+                })?;
         let state: String = row.try_get("state")?;
         if state != "active" {
             return Err(PortalError::NotActive {
@@ -345,6 +360,14 @@ impl Portal {
                 state,
             });
         }
+        // A seat checked out (or kept by the policy's OED on every lease) stays its
+        // user's until the Offline Expiry Date: an admin must not take it away while the
+        // user is offline.
+        lic_core::floating::may_take_away(
+            row.try_get::<Option<i64>, _>("offline_expiry")?.map(time),
+            now,
+        )
+        .map_err(PortalError::Floating)?;
         let license: String = row.try_get("license")?;
         if self.db.backend() == crate::db::Backend::Postgres {
             // The license's row first, as the writer locks it before the activations
@@ -358,8 +381,9 @@ impl Portal {
         // deactivation file applied at the same moment waits for this row and then finds
         // it deactivated (and the other way round).
         let ended = sqlx::query(
-            "UPDATE activations SET state = 'deactivated', deactivated = $1, closed_by = 'server' \
-             WHERE id = $2 AND state = 'active'",
+            "UPDATE activations SET state = 'deactivated', deactivated = $1, closed_by = 'server', \
+             lease_expires = NULL WHERE id = $2 AND state = 'active' \
+             AND (offline_expiry IS NULL OR offline_expiry <= $1)",
         )
         .bind(now.timestamp())
         .bind(activation_id)
@@ -407,23 +431,41 @@ impl Portal {
             .map_err(Into::into)
     }
 
+    /// An activation from its row (with `lease_expires`, `checked_out` and the license's
+    /// `floating`), as seen at `now`, with `instances` live lease instances.
     pub(super) fn activation_from(
         r: &AnyRow,
         usage: BTreeMap<String, i64>,
         flags: Vec<Flag>,
+        now: i64,
+        instances: u64,
     ) -> Result<Activation, PortalError> {
+        let state: String = r.try_get("state")?;
+        let floating = r.try_get::<Option<i64>, _>("floating")?.unwrap_or(0) == 1;
+        let lease_expires: Option<i64> = r.try_get("lease_expires")?;
+        let offline_expiry: Option<i64> = r.try_get("offline_expiry")?;
+        let holder = lic_core::floating::Holder {
+            lease_expires: lease_expires.map(time),
+            offline_expiry: offline_expiry.map(time),
+        };
+        let held = state == "active" && (!floating || holder.holds(time(now)));
         Ok(Activation {
+            floating,
+            lease_expires,
+            checked_out: r.try_get::<i64, _>("checked_out")? == 1,
+            instances,
+            held,
             id: r.try_get("id")?,
             license: r.try_get("license")?,
             product: r.try_get("product")?,
             device_kid: r.try_get("device_kid")?,
-            state: r.try_get("state")?,
+            state,
             closed_by: r.try_get("closed_by")?,
             serial: r.try_get("serial")?,
             journal_seq: r.try_get("journal_seq")?,
             fork: r.try_get("fork")?,
             reactivations: r.try_get("reactivations")?,
-            offline_expiry: r.try_get("offline_expiry")?,
+            offline_expiry,
             last_accessed: r.try_get("last_accessed")?,
             created: r.try_get("created")?,
             deactivated: r.try_get("deactivated")?,
@@ -463,13 +505,24 @@ impl Portal {
     }
 
     pub async fn activation(&self, id: &str) -> Result<Activation, PortalError> {
-        let r = sqlx::query("SELECT * FROM activations WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?
-            .ok_or_else(|| PortalError::UnknownActivation {
-                activation: id.into(),
-            })?;
+        let r = sqlx::query(
+            "SELECT *, (SELECT l.floating FROM licenses l WHERE l.id = activations.license) \
+             AS floating FROM activations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| PortalError::UnknownActivation {
+            activation: id.into(),
+        })?;
+        let now = self.now().timestamp();
+        let instances: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM lease_instances WHERE activation = $1 AND expires > $2",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_one(self.db.pool())
+        .await?;
         let mut flags = self
             .flags_by(
                 "SELECT * FROM activation_flags WHERE activation = $1 ORDER BY at, kind",
@@ -480,6 +533,8 @@ impl Portal {
             &r,
             self.activation_usage(id).await?,
             flags.remove(id).unwrap_or_default(),
+            now,
+            u64::try_from(instances).unwrap_or(0),
         )
     }
 

@@ -77,8 +77,18 @@ impl Portal {
         })
     }
 
-    pub async fn create_policy(&self, spec: Policy, actor: &Actor) -> Result<Policy, PortalError> {
+    pub async fn create_policy(
+        &self,
+        mut spec: Policy,
+        actor: &Actor,
+    ) -> Result<Policy, PortalError> {
         self.product(&spec.product).await?;
+        if spec.license_type == LicenseType::Floating {
+            // The old spelling: floating is not a license model but a way of holding seats.
+            spec.license_type = LicenseType::Perpetual;
+            spec.floating = true;
+        }
+        check_floating_terms(&spec)?;
         if spec.seats < 1 {
             return Err(PortalError::Invalid {
                 field: "seats",
@@ -132,6 +142,11 @@ impl Portal {
         let policy = Policy {
             id: new_id("pol"),
             created: now.timestamp(),
+            reclaim_every_secs: spec.reclaim.then(|| {
+                spec.reclaim_every_secs
+                    .unwrap_or(DEFAULT_RECLAIM_EVERY_SECS)
+            }),
+            reclaim_since: spec.reclaim.then(|| now.timestamp()),
             ..spec
         };
         let mut tx = self.db.begin_write().await?;
@@ -139,8 +154,10 @@ impl Portal {
             "INSERT INTO policies (id, product, name, license_type, allow_offline, seats, validity_days, \
              features, match_required, match_max_changed, clock_tolerance_secs, max_offline_days, \
              inactivity_secs, max_deactivations, deactivation_period_days, created, total_limits, \
-             refuse_over_total) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+             refuse_over_total, floating, lease_secs, renew_percent, max_processes, revival_secs, \
+             max_checkout_hours, lease_oed_hours, reclaim, reclaim_every_secs, reclaim_since) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(&policy.id)
         .bind(&policy.product)
@@ -160,6 +177,16 @@ impl Portal {
         .bind(policy.created)
         .bind(json(&policy.total_limits))
         .bind(flag(policy.refuse_over_total))
+        .bind(flag(policy.floating))
+        .bind(u64_to_i64(policy.lease_secs))
+        .bind(i64::from(policy.renew_percent))
+        .bind(policy.max_processes.map(i64::from))
+        .bind(u64_to_i64(policy.revival_secs))
+        .bind(policy.max_checkout_hours.map(u64_to_i64))
+        .bind(policy.lease_oed_hours.map(u64_to_i64))
+        .bind(flag(policy.reclaim))
+        .bind(policy.reclaim_every_secs)
+        .bind(policy.reclaim_since)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -253,8 +280,8 @@ impl Portal {
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, product, policy, key_hash, key_hint, user_id, allow_offline, seats, \
              seats_used, features, expires, status, created, total_limits, refuse_over_total, \
-             customer) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11, $12, $13, $14)",
+             customer, floating) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, 'active', $11, $12, $13, $14, $15)",
         )
         .bind(&id)
         .bind(&policy.product)
@@ -270,6 +297,7 @@ impl Portal {
         .bind(json(spec.total_limits.as_ref().unwrap_or(&policy.total_limits)))
         .bind(flag(policy.refuse_over_total))
         .bind(&spec.customer)
+        .bind(flag(policy.floating))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -347,6 +375,7 @@ impl Portal {
             revision: row.revision,
             total_limits: row.total_limits,
             refuse_over_total: row.refuse_over_total,
+            floating: row.floating,
         })
     }
 
@@ -592,4 +621,52 @@ impl Portal {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|_, cached| cached.0.id != id);
     }
+}
+
+/// A policy's floating terms and reclamation settings: usable (lic_core's rules), and
+/// given only to a floating policy.
+pub(super) fn check_floating_terms(spec: &Policy) -> Result<(), PortalError> {
+    let invalid = |reason: String| PortalError::Invalid {
+        field: "policy",
+        reason,
+    };
+    let defaults = lic_core::floating::Terms::default();
+    if !spec.floating {
+        let given = [
+            ("lease_secs", spec.lease_secs != defaults.lease_secs),
+            (
+                "renew_percent",
+                spec.renew_percent != defaults.renew_percent,
+            ),
+            ("max_processes", spec.max_processes.is_some()),
+            ("revival_secs", spec.revival_secs != 0),
+            ("max_checkout_hours", spec.max_checkout_hours.is_some()),
+            ("lease_oed_hours", spec.lease_oed_hours.is_some()),
+            ("reclaim", spec.reclaim),
+            ("reclaim_every_secs", spec.reclaim_every_secs.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(invalid(format!(
+                "{name} is a floating term: make the policy floating (--floating), or leave \
+                 it out"
+            )));
+        }
+    }
+    // (Floating features lease with these terms on any policy.)
+    spec.terms().validate().map_err(invalid)?;
+    if spec.reclaim && spec.inactivity_secs.is_none() {
+        return Err(invalid(
+            "reclamation needs an inactivity threshold (inactivity_secs, --inactivity-secs)".into(),
+        ));
+    }
+    if let Some(every) = spec
+        .reclaim_every_secs
+        .filter(|s| !(1..=MAX_DAYS * 86_400).contains(s))
+    {
+        return Err(invalid(format!(
+            "reclaim_every_secs is {every}; give 1 to {} seconds",
+            MAX_DAYS * 86_400
+        )));
+    }
+    Ok(())
 }

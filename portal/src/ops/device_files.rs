@@ -19,11 +19,20 @@ impl Portal {
             FileKind::ActivationRequest => self.apply_activation(&bytes, actor).await,
             FileKind::Deactivation => self.apply_deactivation(&bytes, actor).await,
             FileKind::UsageReport => self.apply_usage_report(&bytes, actor).await,
+            FileKind::CheckIn => self.apply_check_in(&bytes, actor).await,
+            FileKind::LeaseRequest => Err(PortalError::Invalid {
+                field: "file",
+                reason: "a lease request is sent online by the application (lic lease, lic \
+                         checkout), to /api/v1/leases or /api/v1/checkout; it is not applied \
+                         as a file"
+                    .into(),
+            }),
             other => Err(PortalError::Invalid {
                 field: "file",
                 reason: format!(
                     "a {other} file is made by the portal, not uploaded to it; upload an \
-                     activation request, a deactivation file or a usage report"
+                     activation request, a deactivation file, a usage report or a check-in \
+                     file"
                 ),
             }),
         }

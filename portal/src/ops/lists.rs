@@ -182,7 +182,9 @@ const LISTS: [&str; 5] = ["products", "policies", "licenses", "activations", "au
 /// What a listed activation shows: not its license file, journal or device key (a page of
 /// a thousand would carry a megabyte or two of license files no list shows).
 const ACTIVATION_COLUMNS: &str = "id, license, product, device_kid, state, closed_by, serial, \
-     journal_seq, fork, reactivations, offline_expiry, last_accessed, created, deactivated, variables";
+     journal_seq, fork, reactivations, offline_expiry, last_accessed, created, deactivated, variables, \
+     lease_expires, checked_out, \
+     (SELECT l.floating FROM licenses l WHERE l.id = activations.license) AS floating";
 
 /// Longest cursor read (the portal's own are well under 200 characters).
 const MAX_CURSOR: usize = 2048;
@@ -549,6 +551,20 @@ impl Portal {
                     file_hash: (!file_hash.is_empty()).then_some(file_hash),
                 });
         }
+        let now = self.now().timestamp();
+        let mut instances: BTreeMap<String, u64> = BTreeMap::new();
+        for i in self
+            .rows_in(
+                "SELECT activation, expires FROM lease_instances WHERE activation IN (",
+                &ids,
+                "",
+            )
+            .await?
+        {
+            if i.try_get::<i64, _>("expires")? > now {
+                *instances.entry(i.try_get("activation")?).or_default() += 1;
+            }
+        }
         let items = rows
             .iter()
             .zip(&ids)
@@ -557,6 +573,8 @@ impl Portal {
                     r,
                     usage.remove(id).unwrap_or_default(),
                     flags.remove(id).unwrap_or_default(),
+                    now,
+                    instances.get(id).copied().unwrap_or(0),
                 )
             })
             .collect::<Result<_, _>>()?;

@@ -29,11 +29,16 @@ mod activations;
 mod audit;
 mod catalog;
 mod device_files;
+mod floating;
 mod keys;
 mod lists;
 mod refreshes;
 mod writes;
 
+pub use floating::{
+    CheckoutAnswer, LeaseAnswer, RECLAIMER, ReclaimEdit, Reclaimed, ReclaimedSeat, ReleaseAnswer,
+    route_of,
+};
 pub use lists::*;
 
 use writes::*;
@@ -153,6 +158,114 @@ pub struct Policy {
     pub refuse_over_total: bool,
     #[serde(default)]
     pub created: i64,
+    /// Floating: the licenses' seats are a pool leased online (and checked out for
+    /// offline use), whatever the license model. (`license_type: "floating"`, the old
+    /// spelling, is taken as a floating perpetual policy.)
+    #[serde(default)]
+    pub floating: bool,
+    /// Floating: how long a lease lasts unless renewed (seconds).
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// Floating: when clients renew, in percent of the lease period.
+    #[serde(default = "default_renew_percent")]
+    pub renew_percent: u8,
+    /// Floating: the most application instances sharing one device's seat (none: no cap).
+    #[serde(default)]
+    pub max_processes: Option<u32>,
+    /// Floating: how long after its lease lapsed a device gets its own seat back ahead of
+    /// the devices waiting (seconds; 0: no revival).
+    #[serde(default)]
+    pub revival_secs: u64,
+    /// Floating: the longest offline checkout in hours (none: no checkout).
+    #[serde(default)]
+    pub max_checkout_hours: Option<u64>,
+    /// Floating: "always set an OED" — every lease keeps its seat this many hours after it
+    /// was last renewed, even offline (none: leases carry no OED).
+    #[serde(default)]
+    pub lease_oed_hours: Option<u64>,
+    /// Reclamation: seats of floating licenses inactive for longer than `inactivity_secs`
+    /// are reclaimed (by the timer in `serve`, or `lic-portal reclaim`).
+    #[serde(default)]
+    pub reclaim: bool,
+    /// Reclamation: how often the timer in `serve` runs it (seconds; default 3600).
+    #[serde(default)]
+    pub reclaim_every_secs: Option<i64>,
+    /// When reclamation was enabled (seconds since the epoch; set by the portal): inactivity
+    /// counts from then at the earliest.
+    #[serde(default)]
+    pub reclaim_since: Option<i64>,
+}
+
+impl Default for Policy {
+    /// A node-locked perpetual policy of one seat with the defaults of the JSON API (the
+    /// product and name left empty).
+    fn default() -> Self {
+        let terms = lic_core::floating::Terms::default();
+        Policy {
+            id: String::new(),
+            product: String::new(),
+            name: String::new(),
+            license_type: LicenseType::Perpetual,
+            allow_offline: true,
+            seats: 1,
+            validity_days: None,
+            features: Features::new(),
+            match_rule: default_match(),
+            clock_tolerance_secs: default_tolerance(),
+            max_offline_days: None,
+            inactivity_secs: None,
+            max_deactivations: None,
+            deactivation_period_days: None,
+            total_limits: BTreeMap::new(),
+            refuse_over_total: false,
+            created: 0,
+            floating: false,
+            lease_secs: terms.lease_secs,
+            renew_percent: terms.renew_percent,
+            max_processes: None,
+            revival_secs: 0,
+            max_checkout_hours: None,
+            lease_oed_hours: None,
+            reclaim: false,
+            reclaim_every_secs: None,
+            reclaim_since: None,
+        }
+    }
+}
+
+impl Policy {
+    /// The floating terms (lic_core::floating::Terms).
+    pub fn terms(&self) -> lic_core::floating::Terms {
+        lic_core::floating::Terms {
+            lease_secs: self.lease_secs,
+            renew_percent: self.renew_percent,
+            max_processes: self.max_processes,
+            revival_secs: self.revival_secs,
+            max_checkout_hours: self.max_checkout_hours,
+            lease_oed_hours: self.lease_oed_hours,
+        }
+    }
+
+    /// Reclamation, when enabled.
+    pub fn reclamation(&self) -> Option<lic_core::floating::Reclamation> {
+        if !self.reclaim {
+            return None;
+        }
+        Some(lic_core::floating::Reclamation {
+            inactivity_secs: u64::try_from(self.inactivity_secs?).ok()?,
+            enabled_since: time(self.reclaim_since?),
+        })
+    }
+}
+
+/// How often reclamation runs when a policy does not say.
+pub const DEFAULT_RECLAIM_EVERY_SECS: i64 = 3600;
+
+fn default_lease_secs() -> u64 {
+    lic_core::floating::Terms::default().lease_secs
+}
+fn default_renew_percent() -> u8 {
+    lic_core::floating::Terms::default().renew_percent
 }
 
 fn yes() -> bool {
@@ -198,6 +311,11 @@ pub struct LicenseInfo {
     /// How many times the license was edited (0: never).
     #[serde(default)]
     pub revision: i64,
+    /// Whether its seats are a floating pool (from its policy). `seats_used` counts the
+    /// seats held by node-locked activations; a floating license's seats are held by
+    /// leases and checkouts (`activation list --license ID` shows which).
+    #[serde(default)]
+    pub floating: bool,
 }
 
 /// Changes to a license; what is not given stays as it is.
@@ -355,6 +473,18 @@ pub struct Activation {
     /// The device variables, as the newest device-signed file of its journal carried them
     /// (`{}`: none). The customer's claims: signed by the device key, not checked.
     pub variables: format::Variables,
+    /// Whether its license is floating (its seat is held by a lease or an OED).
+    pub floating: bool,
+    /// Floating: when the seat's lease lapses unless renewed (seconds since the epoch).
+    pub lease_expires: Option<i64>,
+    /// Floating: `offline_expiry` is a checkout's OED (else the policy's OED on every
+    /// lease, if any).
+    pub checked_out: bool,
+    /// Floating: the application instances holding a live lease on the seat now.
+    pub instances: u64,
+    /// Whether it holds a seat now: an active node-locked activation, or a floating seat
+    /// with a live lease or an OED ahead.
+    pub held: bool,
 }
 
 /// Evidence recorded on an activation: a journal fork or gap, counters that went back or
@@ -440,6 +570,13 @@ impl Applied {
                  vendor's signed confirmation that the device's deactivation was applied, with \
                  its final counters ({counters}). Keep it as proof; nothing needs to be \
                  installed."
+            )
+        } else if self.kind == FileKind::CheckIn.name() {
+            format!(
+                "The seat is returned: activation {activation}'s checkout ended before its \
+                 Offline Expiry Date and the seat is free for others. This receipt is the \
+                 vendor's signed confirmation, with the checkout's final counters \
+                 ({counters}). Keep it as proof; nothing needs to be installed."
             )
         } else if self.kind == FileKind::UsageReport.name() {
             format!(
@@ -647,6 +784,12 @@ fn check_features(features: &Features, field: &'static str) -> Result<(), Portal
                 ),
             });
         }
+        if feature.floating == Some(0) {
+            return Err(PortalError::Invalid {
+                field,
+                reason: format!("feature {name}: a floating feature has at least 1 concurrent use"),
+            });
+        }
         if let Some(cap) = feature.max_overage.filter(|c| *c > format::MAX_COUNTER) {
             return Err(PortalError::Invalid {
                 field,
@@ -800,6 +943,8 @@ struct LicenseRow {
     revision: i64,
     total_limits: BTreeMap<String, u64>,
     refuse_over_total: bool,
+    floating: bool,
+    created: i64,
 }
 
 fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
@@ -818,6 +963,8 @@ fn license_row(r: &AnyRow) -> Result<LicenseRow, PortalError> {
         revision: r.try_get("revision")?,
         total_limits: from_json(&r.try_get::<String, _>("total_limits")?, "total_limits")?,
         refuse_over_total: r.try_get::<i64, _>("refuse_over_total")? == 1,
+        floating: r.try_get::<i64, _>("floating")? == 1,
+        created: r.try_get("created")?,
     })
 }
 
@@ -828,7 +975,7 @@ fn policy_row(r: &AnyRow) -> Result<Policy, PortalError> {
 /// A policy from a row; in a join with `licenses` the policy's columns whose names clash
 /// are read with `prefix` (e.g. `p_id`).
 fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
-    const CLASHING: [&str; 9] = [
+    const CLASHING: [&str; 10] = [
         "id",
         "product",
         "name",
@@ -838,6 +985,7 @@ fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
         "created",
         "total_limits",
         "refuse_over_total",
+        "floating",
     ];
     let col = |name: &str| {
         if CLASHING.contains(&name) {
@@ -874,6 +1022,22 @@ fn policy_from(r: &AnyRow, prefix: &str) -> Result<Policy, PortalError> {
         )?,
         refuse_over_total: r.try_get::<i64, _>(col("refuse_over_total").as_str())? == 1,
         created: r.try_get(col("created").as_str())?,
+        floating: r.try_get::<i64, _>(col("floating").as_str())? == 1,
+        lease_secs: u64::try_from(r.try_get::<i64, _>("lease_secs")?).unwrap_or(0),
+        renew_percent: u8::try_from(r.try_get::<i64, _>("renew_percent")?).unwrap_or(0),
+        max_processes: r
+            .try_get::<Option<i64>, _>("max_processes")?
+            .and_then(|n| u32::try_from(n).ok()),
+        revival_secs: u64::try_from(r.try_get::<i64, _>("revival_secs")?).unwrap_or(0),
+        max_checkout_hours: r
+            .try_get::<Option<i64>, _>("max_checkout_hours")?
+            .and_then(|n| u64::try_from(n).ok()),
+        lease_oed_hours: r
+            .try_get::<Option<i64>, _>("lease_oed_hours")?
+            .and_then(|n| u64::try_from(n).ok()),
+        reclaim: r.try_get::<i64, _>("reclaim")? == 1,
+        reclaim_every_secs: r.try_get("reclaim_every_secs")?,
+        reclaim_since: r.try_get("reclaim_since")?,
     })
 }
 

@@ -7,12 +7,20 @@ use super::*;
 use crate::storage::sql::{Write, stmt};
 use crate::storage::writer;
 
+#[path = "floating_jobs.rs"]
+mod floating;
+pub(super) use floating::{CheckoutWrite, LeaseGrant, LeaseWrite, ReleaseWrite};
+
 /// A unit of writing: everything was verified and signed before; this only touches the
 /// database, inside a group commit.
 pub(super) enum Job {
     Activation(ActivationWrite),
     Reissue(ReissueWrite),
     Device(DeviceWrite),
+    /// A floating lease taken or renewed (seat or feature).
+    Lease(LeaseWrite),
+    Release(ReleaseWrite),
+    Checkout(CheckoutWrite),
 }
 
 impl writer::Job for Job {
@@ -24,6 +32,9 @@ impl writer::Job for Job {
             Job::Activation(j) => &j.lic_id,
             Job::Reissue(j) => &j.license.license_id,
             Job::Device(j) => &j.license_id,
+            Job::Lease(j) => &j.lic_id,
+            Job::Release(j) => &j.lic_id,
+            Job::Checkout(j) => &j.lic_id,
         }
     }
 
@@ -33,6 +44,11 @@ impl writer::Job for Job {
             Job::Activation(j) => activation_reads(j, lock),
             Job::Reissue(j) => reissue_reads(j, lock),
             Job::Device(j) => device_reads(j, lock),
+            // (The writer locked the license row for the batch: every row these read is
+            // changed only under that lock.)
+            Job::Lease(j) => floating::lease_reads(j),
+            Job::Release(j) => floating::release_reads(j),
+            Job::Checkout(j) => floating::checkout_reads(j),
         }
     }
 
@@ -55,6 +71,26 @@ impl writer::Job for Job {
             Job::Device(j) => {
                 unseen.files.contains(&j.hash) || unseen.activations.contains(&j.activation_id)
             }
+            // A pool whose holders or queue an earlier job changed is counted again; so is
+            // a device an earlier job wrote for.
+            Job::Lease(j) => {
+                unseen
+                    .pools
+                    .contains(&(j.lic_id.clone(), j.feature.clone().unwrap_or_default()))
+                    || unseen
+                        .devices
+                        .contains(&(j.lic_id.clone(), j.device_hex.clone()))
+            }
+            Job::Release(j) => unseen
+                .devices
+                .contains(&(j.lic_id.clone(), j.device_hex.clone())),
+            Job::Checkout(j) => {
+                unseen.files.contains(&j.hash)
+                    || unseen.pools.contains(&(j.lic_id.clone(), String::new()))
+                    || unseen
+                        .devices
+                        .contains(&(j.lic_id.clone(), j.device_hex.clone()))
+            }
         }
     }
 
@@ -70,6 +106,9 @@ impl writer::Job for Job {
             Job::Activation(j) => decide_activation(j, got, unseen, mine, writes),
             Job::Reissue(j) => decide_reissue(j, got, mine, writes),
             Job::Device(j) => decide_device_file(j, got, unseen, mine, writes),
+            Job::Lease(j) => floating::decide_lease(j, got, mine, writes),
+            Job::Release(j) => floating::decide_release(j, got, mine, writes),
+            Job::Checkout(j) => floating::decide_checkout(j, got, mine, writes),
         }
     }
 
@@ -80,7 +119,14 @@ impl writer::Job for Job {
     /// What a job wrote stays when it was applied or refused with evidence; a job that
     /// found the file applied already, or the device's seat held, must leave nothing.
     fn keeps(out: &WriteOutcome) -> bool {
-        matches!(out, WriteOutcome::Done(_) | WriteOutcome::Refused(_))
+        matches!(
+            out,
+            WriteOutcome::Done(_)
+                | WriteOutcome::Refused(_)
+                | WriteOutcome::Leased(_)
+                | WriteOutcome::Released { .. }
+                | WriteOutcome::CheckedOut { .. }
+        )
     }
 }
 
@@ -100,6 +146,8 @@ pub(super) struct Changes {
     files: std::collections::HashSet<String>,
     /// Usage added, by (license, feature).
     totals: HashMap<(String, String), u64>,
+    /// Floating pools (license, feature or '') whose holders or queue changed.
+    pools: std::collections::HashSet<(String, String)>,
 }
 
 impl Changes {
@@ -150,6 +198,7 @@ impl Changes {
         for ((license, feature), delta) in from.totals {
             self.add_total(&license, &feature, delta);
         }
+        self.pools.extend(from.pools);
     }
 }
 
@@ -172,6 +221,18 @@ pub(super) enum WriteOutcome {
         /// The request's device variables (JSON), which the reissue records.
         variables: String,
         actor: Actor,
+    },
+    /// A floating lease granted or renewed: the lease file is signed after the commit.
+    Leased(Box<LeaseGrant>),
+    /// A lease released (or not held: `released` false).
+    Released {
+        released: bool,
+        activation: Option<String>,
+    },
+    /// A seat checked out until its OED (seconds).
+    CheckedOut {
+        activation: String,
+        offline_expiry: i64,
     },
 }
 
@@ -672,7 +733,7 @@ fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
             format!(
                 "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
                  (SELECT count(*) FROM applied_files f WHERE f.hash = $2), \
-                 (SELECT l.total_limits FROM licenses l WHERE l.id = $3) \
+                 (SELECT l.total_limits FROM licenses l WHERE l.id = $3), checked_out \
                  FROM activations WHERE id = $1{lock}"
             ),
             vec![
@@ -750,6 +811,13 @@ fn decide_device_file(
                 }))
             }
         };
+    }
+    let check_in = j.kind == FileKind::CheckIn;
+    if check_in && row.state == "active" && int_at(&rows, 7) != Some(1) {
+        // Only a checkout is checked in (an online lease is released by the application).
+        return Err(PortalError::NotCheckedOut {
+            activation: j.activation_id.clone(),
+        });
     }
     let mut flags: Vec<(&str, String)> = Vec::new();
     let link = decide::journal_link(
@@ -928,7 +996,25 @@ fn decide_device_file(
             .into(),
         );
     }
-    if deactivating {
+    if deactivating && check_in {
+        // The checked-out floating seat is free at once (floating seats are not counted
+        // in seats_used: a seat is held by its lease or OED).
+        writes.push(
+            stmt(
+                "UPDATE activations SET offline_expiry = NULL, lease_expires = NULL, \
+                 checked_out = 0 WHERE id = $1",
+                vec![(&j.activation_id).into()],
+            )
+            .into(),
+        );
+        writes.push(
+            stmt(
+                "DELETE FROM lease_instances WHERE activation = $1",
+                vec![(&j.activation_id).into()],
+            )
+            .into(),
+        );
+    } else if deactivating {
         writes.push(
             stmt(
                 "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
@@ -941,7 +1027,9 @@ fn decide_device_file(
         audit_stmt(
             now_ms,
             &j.actor,
-            if j.deactivate {
+            if check_in {
+                "activation.check-in"
+            } else if j.deactivate {
                 "activation.deactivate"
             } else {
                 "usage.report"

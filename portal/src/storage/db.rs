@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "device-variables",
         include_str!("../../migrations/0008_device_variables.sql"),
     ),
+    (
+        9,
+        "floating",
+        include_str!("../../migrations/0009_floating.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.

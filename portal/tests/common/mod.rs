@@ -143,6 +143,7 @@ pub fn policy(seats: i64) -> Policy {
         total_limits: Default::default(),
         refuse_over_total: false,
         created: 0,
+        ..Policy::default()
     }
 }
 
