@@ -304,10 +304,12 @@ struct PolicyArgs {
     /// How far (seconds) a device clock may go back before it is a violation.
     #[arg(long, default_value_t = 86_400)]
     clock_tolerance: i64,
-    /// Maximum offline checkout, in days (floating licenses).
+    /// Recorded on the policy only, not enforced: floating checkouts are capped by
+    /// --max-checkout-hours.
     #[arg(long)]
     max_offline_days: Option<i64>,
-    /// Inactivity threshold for reclaiming seats, in seconds.
+    /// Floating, with --reclaim: how long a seat may go without a heartbeat before it is
+    /// reclaimed, in seconds.
     #[arg(long)]
     inactivity_secs: Option<i64>,
     /// Churn control: at most this many deactivations per period…
