@@ -464,6 +464,16 @@ impl std::fmt::Debug for ClientBuilder {
     }
 }
 
+/// The fields every file that ends an installation carries (a deactivation, a check-in).
+pub(crate) struct Closing {
+    pub(crate) activation_id: String,
+    pub(crate) product: String,
+    pub(crate) counters: format::Counters,
+    pub(crate) journal: JournalHead,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) variables: Variables,
+}
+
 /// The device side of one product: status, checks, consumption, and the offline files.
 pub struct Client {
     product: String,
@@ -1195,35 +1205,57 @@ impl Client {
             // a machine that lost its trust file (or whose license's key was revoked) can
             // still give its seat back.
             let activation_id = format::payload_unverified::<License>(&inst.license)?.activation_id;
-            let deactivation = Deactivation {
-                activation_id: activation_id.clone(),
-                product: self.product.clone(),
-                counters: inst.counters.clone(),
-                journal: rules::next_journal(
-                    inst.journal_seq,
-                    inst.journal_head,
-                    &inst.journal_trail,
-                ),
-                created: now,
-                variables: state
-                    .variables
-                    .get(&self.product)
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            let file = format::sign(&deactivation, key)?;
-            state.installations.remove(&self.product);
-            state.tombstones.insert(
-                activation_id,
-                Tombstone {
-                    product: self.product.clone(),
-                    deactivated: ts(now),
-                    deactivation: file.bytes().to_vec(),
-                },
-            );
-            state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
-            Ok(file)
+            self.close_installation(state, &inst, activation_id, now, |c| {
+                Ok(format::sign(
+                    &Deactivation {
+                        activation_id: c.activation_id,
+                        product: c.product,
+                        counters: c.counters,
+                        journal: c.journal,
+                        created: c.created,
+                        variables: c.variables,
+                    },
+                    key,
+                )?)
+            })
         })
+    }
+
+    /// The end of an installation (a deactivation, a check-in): `make` signs the closing
+    /// file from the final counters, the next journal head and the variables; the license
+    /// is removed, a tombstone keeps the file (so the license cannot be installed again)
+    /// and the clock mark rises to now.
+    pub(crate) fn close_installation(
+        &self,
+        state: &mut State,
+        inst: &Installation,
+        activation_id: String,
+        now: DateTime<Utc>,
+        make: impl FnOnce(Closing) -> Result<SignedFile, ClientError>,
+    ) -> Result<SignedFile, ClientError> {
+        let file = make(Closing {
+            activation_id: activation_id.clone(),
+            product: self.product.clone(),
+            counters: inst.counters.clone(),
+            journal: rules::next_journal(inst.journal_seq, inst.journal_head, &inst.journal_trail),
+            created: now,
+            variables: state
+                .variables
+                .get(&self.product)
+                .cloned()
+                .unwrap_or_default(),
+        })?;
+        state.installations.remove(&self.product);
+        state.tombstones.insert(
+            activation_id,
+            Tombstone {
+                product: self.product.clone(),
+                deactivated: ts(now),
+                deactivation: file.bytes().to_vec(),
+            },
+        );
+        state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
+        Ok(file)
     }
 
     /// Set the device variable `name` of the product to `value` (replacing its value),

@@ -490,34 +490,19 @@ impl Client {
                     product: self.product.clone(),
                 });
             }
-            let check_in = CheckIn {
-                activation_id: license.activation_id.clone(),
-                product: self.product.clone(),
-                counters: inst.counters.clone(),
-                journal: rules::next_journal(
-                    inst.journal_seq,
-                    inst.journal_head,
-                    &inst.journal_trail,
-                ),
-                created: now,
-                variables: state
-                    .variables
-                    .get(&self.product)
-                    .cloned()
-                    .unwrap_or_default(),
-            };
-            let file = format::sign(&check_in, key)?;
-            state.installations.remove(&self.product);
-            state.tombstones.insert(
-                license.activation_id,
-                Tombstone {
-                    product: self.product.clone(),
-                    deactivated: ts(now),
-                    deactivation: file.bytes().to_vec(),
-                },
-            );
-            state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
-            Ok(file)
+            self.close_installation(state, &inst, license.activation_id, now, |c| {
+                Ok(format::sign(
+                    &CheckIn {
+                        activation_id: c.activation_id,
+                        product: c.product,
+                        counters: c.counters,
+                        journal: c.journal,
+                        created: c.created,
+                        variables: c.variables,
+                    },
+                    key,
+                )?)
+            })
         })
     }
 }
