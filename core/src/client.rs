@@ -1179,23 +1179,11 @@ impl Client {
         let now = self.now();
         self.update(|state, key, _| {
             let Some(inst) = state.installations.get(&self.product).cloned() else {
-                // Already deactivated? Hand out the same file again.
-                if let Some(t) = state
-                    .tombstones
-                    .values()
-                    // A forgotten license left no deactivation file to hand out, and a
-                    // check-in is handed out by `check_in`.
-                    .filter(|t| {
-                        t.product == self.product
-                            && format::kind_of(&t.deactivation).ok()
-                                == Some(format::FileKind::Deactivation)
-                    })
-                    .max_by_key(|t| t.deactivated)
-                {
-                    return Ok(signed_again(
-                        format::FileKind::Deactivation,
-                        &t.deactivation,
-                    ));
+                // Already deactivated? Hand out the same file again. (A forgotten license
+                // left no deactivation file to hand out, and a check-in is handed out by
+                // `check_in`.)
+                if let Some(file) = self.closed_again(state, format::FileKind::Deactivation) {
+                    return Ok(file);
                 }
                 return Err(ClientError::Violation(Violation::NotActivated {
                     product: self.product.clone(),
@@ -1219,6 +1207,20 @@ impl Client {
                 )?)
             })
         })
+    }
+
+    /// The newest file of `kind` (a deactivation, a check-in) that ended an installation
+    /// of the product here, signed again as it was: what `deactivate` and `check_in`
+    /// hand out when asked a second time.
+    pub(crate) fn closed_again(&self, state: &State, kind: format::FileKind) -> Option<SignedFile> {
+        state
+            .tombstones
+            .values()
+            .filter(|t| {
+                t.product == self.product && format::kind_of(&t.deactivation).ok() == Some(kind)
+            })
+            .max_by_key(|t| t.deactivated)
+            .map(|t| signed_again(kind, &t.deactivation))
     }
 
     /// The end of an installation (a deactivation, a check-in): `make` signs the closing

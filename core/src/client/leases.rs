@@ -460,17 +460,8 @@ impl Client {
         let now = self.now();
         self.update(|state, key, _| {
             let Some(inst) = state.installations.get(&self.product).cloned() else {
-                if let Some(t) = state
-                    .tombstones
-                    .values()
-                    .filter(|t| {
-                        t.product == self.product
-                            && format::kind_of(&t.deactivation).ok()
-                                == Some(format::FileKind::CheckIn)
-                    })
-                    .max_by_key(|t| t.deactivated)
-                {
-                    return Ok(signed_again(format::FileKind::CheckIn, &t.deactivation));
+                if let Some(file) = self.closed_again(state, format::FileKind::CheckIn) {
+                    return Ok(file);
                 }
                 return Err(ClientError::NotCheckedOut {
                     product: self.product.clone(),

@@ -135,18 +135,7 @@ impl Portal {
         let hash = request.file_hash().to_string();
         let r = request.payload();
         let (lic, policy) = found;
-        if lic.product != r.product {
-            return Err(PortalError::WrongProduct {
-                requested: r.product.clone(),
-                license_product: lic.product.clone(),
-            });
-        }
-        if matches!(r.credential, Credential::User(_)) && actor.is_anonymous() {
-            // A user id is no secret: whoever knows it could take the user's seats.
-            return Err(PortalError::UserLicenseNeedsVendor {
-                license: lic.id.clone(),
-            });
-        }
+        request_fits(lic, &r.product, &r.credential, actor)?;
         if lic.floating {
             // A floating seat is leased online, or checked out online for offline use.
             return Err(PortalError::FloatingOnlineOnly {
@@ -166,14 +155,7 @@ impl Portal {
             });
         }
 
-        // The license carries the policy's match rule as it is: a request that lacks a
-        // component the rule requires would give a license bound to nothing.
-        let missing = decide::missing_components(&policy.match_rule.required, &r.fingerprint);
-        if !missing.is_empty() {
-            return Err(PortalError::MissingComponents {
-                components: missing,
-            });
-        }
+        has_required_components(policy, &r.fingerprint)?;
         let now = self.now();
         let device = *request.signer();
         let activation_id = new_id("act");
@@ -551,4 +533,43 @@ impl Portal {
         };
         every!(page => self.list_activations(&filter, scope, &page).await)
     }
+}
+
+/// Whether a device's request (an activation request, a lease request) may be answered
+/// from license `lic`: it names the license's product, and a user-based license is
+/// applied only by staff — a user id is no secret: whoever knows it could take the
+/// user's seats.
+pub(in crate::ops) fn request_fits(
+    lic: &LicenseRow,
+    product: &str,
+    credential: &Credential,
+    actor: &Actor,
+) -> Result<(), PortalError> {
+    if lic.product != product {
+        return Err(PortalError::WrongProduct {
+            requested: product.to_owned(),
+            license_product: lic.product.clone(),
+        });
+    }
+    if matches!(credential, Credential::User(_)) && actor.is_anonymous() {
+        return Err(PortalError::UserLicenseNeedsVendor {
+            license: lic.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The license carries the policy's match rule as it is: a request that lacks a
+/// component the rule requires would give a license (or lease) bound to nothing.
+pub(in crate::ops) fn has_required_components(
+    policy: &Policy,
+    fingerprint: &format::Fingerprint,
+) -> Result<(), PortalError> {
+    let missing = decide::missing_components(&policy.match_rule.required, fingerprint);
+    if !missing.is_empty() {
+        return Err(PortalError::MissingComponents {
+            components: missing,
+        });
+    }
+    Ok(())
 }

@@ -145,24 +145,8 @@ impl Portal {
         let now = self.now();
         floating::fresh(r.created, now).map_err(PortalError::Floating)?;
         let (found, _) = self.license_for(&r.product, &r.credential, false).await?;
-        let lic = &found.0;
-        if lic.product != r.product {
-            return Err(PortalError::WrongProduct {
-                requested: r.product.clone(),
-                license_product: lic.product.clone(),
-            });
-        }
-        if matches!(r.credential, Credential::User(_)) && actor.is_anonymous() {
-            return Err(PortalError::UserLicenseNeedsVendor {
-                license: lic.id.clone(),
-            });
-        }
-        let missing = decide::missing_components(&found.1.match_rule.required, &r.fingerprint);
-        if !missing.is_empty() {
-            return Err(PortalError::MissingComponents {
-                components: missing,
-            });
-        }
+        activations::request_fits(&found.0, &r.product, &r.credential, actor)?;
+        activations::has_required_components(&found.1, &r.fingerprint)?;
         Ok(Asked {
             request,
             found,
