@@ -437,6 +437,7 @@ mod tests {
     #[test]
     fn a_request_at_its_largest_fits_a_version_20_qr_code_at_level_m() {
         let request = ActivationRequest {
+            pool_seats: None,
             product: "product-code-of-24-chars".into(),
             credential: Credential::LicenseKey("ABCD1-EFGH2-JKMN3-PQRS4-TVWX5-YZ012".into()),
             fingerprint: lic_core::fingerprint::component::ALL

@@ -132,6 +132,7 @@ fn answer(route: &str, body: &[u8], script: &mut Script) -> (u16, Value) {
                 );
             }
             let lease = Lease {
+                pool: None,
                 license_id: "lic_1".into(),
                 activation_id: "act_fl".into(),
                 product: request.product.clone(),
@@ -162,6 +163,8 @@ fn answer(route: &str, body: &[u8], script: &mut Script) -> (u16, Value) {
             let activation = format!("act_co{}", script.checkouts);
             let oed = now + Duration::hours(i64::try_from(request.hours.unwrap()).unwrap());
             let license = License {
+                pool: None,
+                pool_seats: None,
                 license_id: "lic_1".into(),
                 activation_id: activation.clone(),
                 product: request.product.clone(),

@@ -210,6 +210,7 @@ fn crafted_request() -> String {
     use chrono::TimeZone as _;
     use lic_core::format::{self, ActivationRequest, Bytes32, Credential, JournalHead, Nonce};
     let request = ActivationRequest {
+        pool_seats: None,
         product: "photo\u{1b}[31mpro\u{9b}2J\u{202e}gpj.exe".into(),
         credential: Credential::LicenseKey("KEY\u{1b}]0;owned\u{7}".into()),
         fingerprint: [("machine\u{7f}id".to_string(), Bytes32([7; 32]))].into(),

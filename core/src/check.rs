@@ -43,6 +43,8 @@
 //!     serial: 1,
 //!     request_nonce: Nonce([0; 16]),
 //!     counters: Default::default(),
+//!     pool_seats: None,
+//!     pool: None,
 //! };
 //! let file = format::sign(&license, &vendor).unwrap().armored();
 //! let trusted = Keyring::with([vendor.public()]);
@@ -72,6 +74,7 @@ use crate::format::{
     self, Bytes32, Fingerprint, FormatError, License, MatchRule, Refresh, Verified,
 };
 use crate::keys::{Keyring, PublicKey, SecretKey};
+use crate::pool::{self, PoolError};
 use crate::rules::{self, Entitlements, Violation};
 
 /// This device, as a license names it: its public key and its fingerprint (the keyed
@@ -208,6 +211,10 @@ pub enum CheckError {
     /// code is the format's ([`FormatError::code`]).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A checkout license from an on-premise floating server whose pool license does not
+    /// make it trusted (see [`crate::pool`]).
+    #[error("the floating server's license is not trusted: {0}")]
+    Pool(PoolError),
     /// The license (or the refresh) is for another product than the application's.
     #[error("the license is for product '{found}', not for '{expected}'")]
     WrongProduct {
@@ -244,6 +251,7 @@ impl CheckError {
     pub fn code(&self) -> &'static str {
         match self {
             CheckError::Format(e) => e.code(),
+            CheckError::Pool(e) => e.code(),
             CheckError::WrongProduct { .. } => "wrong-product",
             CheckError::RefreshMismatch { .. } => "refresh-mismatch",
             CheckError::Violations(v) => v.first().map_or("invalid-license", Violation::code),
@@ -254,6 +262,7 @@ impl CheckError {
     pub fn hint(&self) -> &'static str {
         match self {
             CheckError::Format(e) => e.hint(),
+            CheckError::Pool(e) => e.hint(),
             CheckError::WrongProduct { .. } => {
                 "this license is for another product: install the license file issued for this one"
             }
@@ -335,7 +344,12 @@ impl<'a> Check<'a> {
     /// `now`. An error means the files cannot be used at all; a license that verifies
     /// gives an [`Evaluation`] with its violations (possibly none).
     pub fn evaluate(&self, input: &[u8], now: DateTime<Utc>) -> Result<Evaluation, CheckError> {
-        let license = format::open::<License>(input, self.keys)?;
+        // Signed by a vendor key, or (a checkout from an on-premise floating server) by a
+        // device key that a vendor-signed pool license names.
+        let (license, pool) = pool::open::<License>(input, self.keys).map_err(|e| match e {
+            PoolError::Format(e) | PoolError::Untrusted(e) => CheckError::Format(e),
+            e => CheckError::Pool(e),
+        })?;
         let l = license.payload();
         if l.product != self.product {
             return Err(CheckError::WrongProduct {
@@ -369,6 +383,9 @@ impl<'a> Check<'a> {
             violations.push(v);
         }
         violations.extend(rules::validity(&entitlements, now));
+        if let Some(Err(PoolError::Expired { at })) = pool.map(|p| p.check_at(now)) {
+            violations.push(Violation::Expired { at });
+        }
         let report =
             fingerprint::match_fingerprint(&l.fingerprint, &self.device.fingerprint, &l.match_rule);
         if l.device_key != Bytes32(self.device.key.to_bytes()) {

@@ -32,6 +32,7 @@ use crate::format::{
     VariableRefused, Variables,
 };
 use crate::keys::{Keyring, PublicKey, SecretKey};
+use crate::pool::{self, Pool, PoolError};
 use crate::rules::{self, ConsumeRefused, Consumed, Entitlements, SerialDecision, Violation};
 use crate::store::{Installation, Pending, State, Store, StoreError, StoreLock, Tombstone};
 
@@ -49,6 +50,11 @@ pub const MARK_GRANULARITY_SECS: i64 = 60;
 pub enum ClientError {
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A lease or checkout license from an on-premise floating server that its pool
+    /// license does not make trusted: not a pool for this product, expired, replaced by
+    /// a higher serial (see [`crate::pool`]).
+    #[error("the floating server is not trusted: {0}")]
+    Pool(PoolError),
     /// The store cannot be used: unreadable, written by a newer lic, a damaged device key.
     /// (A store that fails its integrity check is `Violation(Violation::StoreTampered)`,
     /// in every call.)
@@ -191,6 +197,7 @@ impl ClientError {
     pub fn code(&self) -> &'static str {
         match self {
             ClientError::Format(e) => e.code(),
+            ClientError::Pool(e) => e.code(),
             ClientError::Store(StoreError::Tampered { .. }) => "store-tampered",
             ClientError::Store(StoreError::Unsupported { .. }) => "store-unsupported",
             ClientError::Store(StoreError::Key(_)) => "store-key",
@@ -226,6 +233,7 @@ impl ClientError {
     pub fn hint(&self) -> &'static str {
         match self {
             ClientError::Format(e) => e.hint(),
+            ClientError::Pool(e) => e.hint(),
             ClientError::Store(e) => e.hint(),
             ClientError::Violation(v) => v.hint(),
             ClientError::FeatureNotLicensed { .. } => {
@@ -573,8 +581,8 @@ impl Client {
     }
 
     /// Verify the installation's files and lay the refresh over the license.
-    fn current(&self, inst: &Installation, keys: &Keyring) -> Result<Current, FormatError> {
-        let license = format::verify::<License>(inst.license.clone(), keys)?;
+    fn current(&self, inst: &Installation, keys: &Keyring) -> Result<Current, ClientError> {
+        let (license, _) = verify_chained::<License>(inst.license.clone(), keys)?;
         let refresh = match &inst.refresh {
             Some(bytes) => Some(format::verify::<Refresh>(bytes.clone(), keys)?),
             None => None,
@@ -837,6 +845,25 @@ impl Client {
     /// Make (or, if one is already waiting with the same credential, repeat) the
     /// activation request for the product.
     pub fn request_activation(&self, credential: Credential) -> Result<SignedFile, ClientError> {
+        self.request_activation_for(credential, None)
+    }
+
+    /// Make (or repeat) an on-premise floating server's activation request: for a pool
+    /// of `seats` of the floating license, which this device will lease on its own
+    /// network under the pool license that answers it.
+    pub fn request_pool_activation(
+        &self,
+        credential: Credential,
+        seats: u32,
+    ) -> Result<SignedFile, ClientError> {
+        self.request_activation_for(credential, Some(seats))
+    }
+
+    fn request_activation_for(
+        &self,
+        credential: Credential,
+        pool_seats: Option<u32>,
+    ) -> Result<SignedFile, ClientError> {
         let now = self.now();
         self.update(|state, key, _| {
             if let Some(inst) = state.installations.get(&self.product) {
@@ -848,7 +875,8 @@ impl Client {
             }
             if let Some(p) = state.pending.get(&self.product).filter(|p| {
                 p.credential == credential
-                    && format::kind_of(&p.request).ok() == Some(format::FileKind::ActivationRequest)
+                    && format::payload_unverified::<ActivationRequest>(&p.request)
+                        .is_ok_and(|r| r.pool_seats == pool_seats)
             }) {
                 return Ok(signed_again(
                     format::FileKind::ActivationRequest,
@@ -858,6 +886,7 @@ impl Client {
             let mut nonce = [0u8; 16];
             rand_core::OsRng.fill_bytes(&mut nonce);
             let request = ActivationRequest {
+                pool_seats,
                 product: self.product.clone(),
                 credential: credential.clone(),
                 fingerprint: self.fingerprint_of(key),
@@ -886,11 +915,32 @@ impl Client {
         })
     }
 
+    /// The pool this device holds as an on-premise floating server: the chain its leases
+    /// carry (the installed pool license and refresh) and what it grants, verified with
+    /// the trusted keys. `None` when the product's installed license is not a pool
+    /// license (or none is installed).
+    pub fn pool(&self) -> Result<Option<(format::PoolChain, Pool)>, ClientError> {
+        let key = self.store.device_key()?;
+        let state = self.store.load(&key)?;
+        let Some(inst) = state.installations.get(&self.product) else {
+            return Ok(None);
+        };
+        let chain = format::PoolChain {
+            license: inst.license.clone(),
+            refresh: inst.refresh.clone(),
+        };
+        match pool::verify_pool(&chain, &self.keyring(&state)) {
+            Ok(pool) => Ok(Some((chain, pool))),
+            Err(PoolError::NotAPool) => Ok(None),
+            Err(e) => Err(pool_error(e)),
+        }
+    }
+
     /// The activation id of an installation, for messages ("unknown" if its license no
     /// longer verifies).
     fn installed_activation(&self, inst: &Installation, state: &State) -> String {
-        format::verify::<License>(inst.license.clone(), &self.keyring(state))
-            .map(|l| l.payload().activation_id.clone())
+        verify_chained::<License>(inst.license.clone(), &self.keyring(state))
+            .map(|(l, _)| l.payload().activation_id.clone())
             .unwrap_or_else(|_| "unknown".into())
     }
 
@@ -940,7 +990,12 @@ impl Client {
         let now = self.now();
         self.update(|state, key, _| {
             let keys = self.keyring(state);
-            let license = format::verify::<License>(bytes, &keys)?;
+            // A checkout license from an on-premise floating server is signed by its
+            // device key, which the vendor-signed pool license it carries names.
+            let (license, pool) = verify_chained::<License>(bytes, &keys)?;
+            if let Some(pool) = &pool {
+                accept_pool(state, pool, now)?;
+            }
             let l = license.payload();
             if l.product != self.product {
                 return Err(ClientError::WrongProduct {
@@ -1383,7 +1438,8 @@ impl Client {
                 let Some(inst) = state.installations.get(&self.product) else {
                     return Ok(None);
                 };
-                installed = format::verify::<License>(inst.license.clone(), &self.keyring(&state))?;
+                installed =
+                    verify_chained::<License>(inst.license.clone(), &self.keyring(&state))?.0;
                 installed.payload()
             }
         };
@@ -1432,4 +1488,39 @@ fn clock_behind(file: format::FileKind, a: rules::IssuedAhead) -> ClientError {
 /// A stored file handed out again.
 fn signed_again(kind: format::FileKind, bytes: &[u8]) -> SignedFile {
     SignedFile::from_parts(kind, bytes.to_vec())
+}
+
+/// Verify a file signed by a vendor key, or by an on-premise floating server's device key
+/// under the pool license it carries ([`pool::verify`]).
+pub(crate) fn verify_chained<T: pool::Chained>(
+    bytes: Vec<u8>,
+    keys: &Keyring,
+) -> Result<(format::Verified<T>, Option<Pool>), ClientError> {
+    pool::verify::<T>(bytes, keys).map_err(pool_error)
+}
+
+pub(crate) fn pool_error(e: PoolError) -> ClientError {
+    match e {
+        PoolError::Format(e) | PoolError::Untrusted(e) => ClientError::Format(e),
+        e => ClientError::Pool(e),
+    }
+}
+
+/// Take a file from an on-premise floating server under `pool`: refused when the pool
+/// has expired or a higher serial of it was seen before; else its serial is remembered
+/// (a pool refresh replaces the older pool license for good on this device).
+pub(crate) fn accept_pool(
+    state: &mut State,
+    pool: &Pool,
+    now: DateTime<Utc>,
+) -> Result<(), ClientError> {
+    pool.check_at(now).map_err(ClientError::Pool)?;
+    pool.check_serial(state.pool_serials.get(&pool.activation_id).copied())
+        .map_err(ClientError::Pool)?;
+    state
+        .pool_serials
+        .entry(pool.activation_id.clone())
+        .and_modify(|s| *s = (*s).max(pool.serial))
+        .or_insert(pool.serial);
+    Ok(())
 }

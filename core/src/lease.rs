@@ -353,8 +353,9 @@ pub fn checkout(
         let body = exchange(transport, ROUTE_CHECKOUT, &file.armored())?;
         let answer: FileAnswer = parse(&body, "a checkout answer")?;
         let installed = client.install(answer.response.as_bytes())?;
-        let license = format::open::<License>(answer.response.as_bytes(), &client.trusted_keys()?)
-            .map_err(ClientError::from)?;
+        let (license, _) =
+            crate::pool::open::<License>(answer.response.as_bytes(), &client.trusted_keys()?)
+                .map_err(crate::client::pool_error)?;
         Ok(CheckedOut {
             activation_id: license.activation_id.clone(),
             offline_expiry: license.offline_expiry,

@@ -25,6 +25,7 @@
 //!     client: "lic 0.1.0".into(),
 //!     journal: JournalHead::first(),
 //!     variables: Default::default(),
+//!     pool_seats: None,
 //! };
 //! let file = format::sign(&request, &device).unwrap();
 //! let text = file.armored();
@@ -50,6 +51,7 @@ pub mod keys;
 #[cfg(feature = "device")]
 pub mod lease;
 pub mod license_key;
+pub mod pool;
 pub mod rules;
 #[cfg(feature = "device")]
 pub mod store;

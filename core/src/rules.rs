@@ -748,6 +748,8 @@ mod tests {
     #[test]
     fn a_refresh_replaces_the_mutable_entitlements() {
         let license = License {
+            pool: None,
+            pool_seats: None,
             license_id: "l".into(),
             activation_id: "a".into(),
             product: "p".into(),
@@ -769,6 +771,7 @@ mod tests {
             counters: Default::default(),
         };
         let refresh = Refresh {
+            pool_seats: None,
             license_id: "l".into(),
             activation_id: "a".into(),
             product: "p".into(),

@@ -193,6 +193,11 @@ pub struct State {
     /// there is one, so such a state is written byte for byte as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub floating: BTreeMap<String, Floating>,
+    /// The highest serial seen of each on-premise floating server's pool license, by
+    /// the pool's activation id: a lease or checkout under a lower one is refused (the
+    /// server runs on a pool license a refresh replaced).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pool_serials: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -219,6 +224,7 @@ impl Default for State {
             key_sets: Vec::new(),
             variables: BTreeMap::new(),
             floating: BTreeMap::new(),
+            pool_serials: BTreeMap::new(),
         }
     }
 }

@@ -268,6 +268,8 @@ mod tests {
     fn license_by(k: &SecretKey) -> SignedFile {
         let at = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
         let l = License {
+            pool: None,
+            pool_seats: None,
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: "p".into(),

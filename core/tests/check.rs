@@ -51,6 +51,8 @@ fn setup() -> Setup {
 
 fn license(s: &Setup) -> License {
     License {
+        pool: None,
+        pool_seats: None,
         license_id: "lic_1".into(),
         activation_id: "act_1".into(),
         product: PRODUCT.into(),
@@ -191,6 +193,7 @@ fn the_full_form_lays_a_refresh_over_and_sees_a_clock_turned_back() {
     let l = license(&s);
     let file = signed(&s, &l);
     let refresh = Refresh {
+        pool_seats: None,
         license_id: l.license_id.clone(),
         activation_id: l.activation_id.clone(),
         product: PRODUCT.into(),

@@ -14,6 +14,7 @@ use lic_portal::{Actor, Portal};
 fn request(key: &str, i: usize) -> Vec<u8> {
     let device = SecretKey::generate();
     let r = ActivationRequest {
+        pool_seats: None,
         product: "photo-pro".into(),
         credential: Credential::LicenseKey(key.into()),
         fingerprint: [("machine-id".to_string(), Bytes32([(i % 251) as u8; 32]))].into(),

@@ -694,6 +694,8 @@ mod tests {
     /// A license as a new request would get it: today's entitlements, serial 1.
     fn fresh() -> License {
         License {
+            pool: None,
+            pool_seats: None,
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: "photo-pro".into(),
@@ -737,6 +739,7 @@ mod tests {
     #[test]
     fn a_reissue_carries_the_last_refresh_and_its_serial() {
         let refresh = Refresh {
+            pool_seats: None,
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: "photo-pro".into(),

@@ -30,6 +30,7 @@ fn ok(data: &Path, args: &[&str]) -> String {
 fn request(product: &str, key: &str) -> String {
     use chrono::TimeZone as _;
     let request = ActivationRequest {
+        pool_seats: None,
         product: product.into(),
         credential: Credential::LicenseKey(key.into()),
         fingerprint: [("machine-id".to_string(), Bytes32([7; 32]))].into(),

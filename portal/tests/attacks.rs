@@ -427,6 +427,7 @@ async fn a_leaked_vendor_key_is_revoked_by_a_key_set_and_its_files_are_refused()
         );
         // …nor does anything else it signs, e.g. a refresh forged by whoever holds it.
         let refresh = format::Refresh {
+            pool_seats: None,
             license_id: "x".into(),
             activation_id: act.clone(),
             product: "photo-pro".into(),

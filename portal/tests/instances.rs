@@ -100,6 +100,7 @@ fn license(url: &str, data: &Path, seats: u32) -> (String, String) {
 fn request(key: &str) -> Vec<u8> {
     let device = SecretKey::generate();
     let r = ActivationRequest {
+        pool_seats: None,
         product: "photo-pro".into(),
         credential: Credential::LicenseKey(key.into()),
         fingerprint: [(

@@ -178,7 +178,12 @@ impl Client {
         let now = self.now();
         self.update(|state, key, _| {
             let keys = self.keyring(state);
-            let lease = format::open::<Lease>(input, &keys)?;
+            // From the vendor's portal (a vendor key), or from an on-premise floating
+            // server (its device key, named by the vendor-signed pool license it carries).
+            let (lease, pool) = pool::open::<Lease>(input, &keys).map_err(pool_error)?;
+            if let Some(pool) = &pool {
+                accept_pool(state, pool, now)?;
+            }
             let l = lease.payload();
             if l.product != self.product || request.product != self.product {
                 return Err(ClientError::WrongProduct {
@@ -285,7 +290,7 @@ impl Client {
             .leases
             .iter()
             .filter_map(|h| {
-                let lease = format::verify::<Lease>(h.lease.clone(), &keys).ok()?;
+                let (lease, _) = pool::verify::<Lease>(h.lease.clone(), &keys).ok()?;
                 let l = lease.payload();
                 (l.product == self.product && l.instance == h.instance && l.feature == h.feature)
                     .then(|| LeaseInfo::of(l))
@@ -305,21 +310,21 @@ impl Client {
     ) -> Option<LeaseEvaluation> {
         let floating = state.floating.get(&self.product)?;
         let keys = self.keyring(state);
-        let mut best: Option<format::Verified<Lease>> = None;
+        let mut best: Option<(format::Verified<Lease>, Option<Pool>)> = None;
         for held in floating.leases.iter().filter(|h| h.feature.is_none()) {
-            let Ok(lease) = format::verify::<Lease>(held.lease.clone(), &keys) else {
+            let Ok((lease, pool)) = pool::verify::<Lease>(held.lease.clone(), &keys) else {
                 continue;
             };
             let until = |l: &Lease| valid_until(l.expires, l.offline_expiry);
             if lease.product == self.product
                 && lease.instance == held.instance
                 && lease.feature.is_none()
-                && best.as_ref().is_none_or(|b| until(&lease) > until(b))
+                && best.as_ref().is_none_or(|(b, _)| until(&lease) > until(b))
             {
-                best = Some(lease);
+                best = Some((lease, pool));
             }
         }
-        let Some(best) = best else {
+        let Some((best, pool)) = best else {
             // Leases kept, none of which verifies any more (a revoked vendor key).
             return floating
                 .leases
@@ -359,6 +364,17 @@ impl Client {
         let until = valid_until(l.expires, l.offline_expiry);
         if now >= until {
             violations.push(Violation::LeaseLapsed { at: until });
+        }
+        if let Some(pool) = &pool {
+            match pool.check_at(now).and_then(|()| {
+                pool.check_serial(state.pool_serials.get(&pool.activation_id).copied())
+            }) {
+                Err(PoolError::Expired { at }) => violations.push(Violation::Expired { at }),
+                Err(e) => violations.push(Violation::InvalidLicense {
+                    reason: e.to_string(),
+                }),
+                Ok(()) => {}
+            }
         }
         let report = fingerprint::match_fingerprint(
             &l.fingerprint,

@@ -223,6 +223,8 @@ pub(crate) fn license(bytes: &[u8]) -> Option<License> {
     let mut serial = None;
     let mut request_nonce = None;
     let mut counters = None;
+    let mut pool_seats = None;
+    let mut has_pool = false;
     read_map(bytes, |r, key| match key {
         b"license_id" => set(&mut license_id, r.string()),
         b"activation_id" => set(&mut activation_id, r.string()),
@@ -240,6 +242,12 @@ pub(crate) fn license(bytes: &[u8]) -> Option<License> {
         b"serial" => set(&mut serial, r.uint()),
         b"request_nonce" => set(&mut request_nonce, r.nonce()),
         b"counters" => set(&mut counters, r.counters()),
+        b"pool_seats" => set(&mut pool_seats, r.uint().and_then(|n| n.try_into().ok())),
+        // A chained (on-premise server's) license is rare: serde reads it.
+        b"pool" => {
+            has_pool = true;
+            r.skip()
+        }
         _ => r.skip(),
     })?;
     Some(License {
@@ -259,7 +267,10 @@ pub(crate) fn license(bytes: &[u8]) -> Option<License> {
         serial: serial?,
         request_nonce: request_nonce?,
         counters: counters.unwrap_or_default(),
+        pool_seats,
+        pool: None,
     })
+    .filter(|_| !has_pool)
 }
 
 /// A refresh payload (proven [`cbor::is_plain_payload`], of this version), or `None`.
@@ -277,11 +288,13 @@ pub(crate) fn refresh(bytes: &[u8]) -> Option<Refresh> {
     let mut clock_floor = None;
     let mut reason = None;
     let mut issued = None;
+    let mut pool_seats = None;
     read_map(bytes, |r, key| match key {
         b"license_id" => set(&mut license_id, r.string()),
         b"activation_id" => set(&mut activation_id, r.string()),
         b"product" => set(&mut product, r.string()),
         b"device_key" => set(&mut device_key, r.bytes32()),
+        b"pool_seats" => set(&mut pool_seats, r.uint().and_then(|n| n.try_into().ok())),
         b"serial" => set(&mut serial, r.uint()),
         b"features" => set(&mut features, r.features()),
         b"license_type" => set(&mut license_type, r.license_type()),
@@ -307,5 +320,6 @@ pub(crate) fn refresh(bytes: &[u8]) -> Option<Refresh> {
         clock_floor,
         reason: reason?,
         issued: issued?,
+        pool_seats,
     })
 }

@@ -907,6 +907,8 @@ mod tests {
 
     fn license(device: &PublicKey) -> License {
         License {
+            pool: None,
+            pool_seats: None,
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: "p".into(),
@@ -1653,7 +1655,14 @@ mod tests {
         );
         lic.features.remove("f");
         lic.counters.insert("g".into(), 3);
+        lic.pool_seats = Some(4);
+        let chain = PoolChain {
+            license: vec![1],
+            refresh: Some(vec![2]),
+        };
+        lic.pool = Some(chain.clone());
         let refresh = Refresh {
+            pool_seats: Some(4),
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: "p".into(),
@@ -1669,6 +1678,7 @@ mod tests {
             issued: t(2),
         };
         let request = ActivationRequest {
+            pool_seats: Some(3),
             product: "p".into(),
             credential: Credential::User("u".into()),
             fingerprint: lic.fingerprint.clone(),
@@ -1730,6 +1740,7 @@ mod tests {
             variables: [("site".to_string(), "Lab 2".to_string())].into(),
         };
         let lease = Lease {
+            pool: Some(chain.clone()),
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: "p".into(),

@@ -384,6 +384,11 @@ pub struct ActivationRequest {
     /// The device variables set before the request was made (absent: none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: Variables,
+    /// An on-premise floating server's request: the seats of the floating license it
+    /// asks to hold as its pool, to lease them on its own network (absent: an
+    /// ordinary activation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_seats: Option<u32>,
 }
 
 /// Vendor → device: the license for one activation.
@@ -419,6 +424,26 @@ pub struct License {
     /// again to a device that holds the seat): the device's counters start from these.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counters: Counters,
+    /// A pool license: the device (an on-premise floating server) holds this many seats
+    /// and signs the leases of its clients with its device key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_seats: Option<u32>,
+    /// A checkout license from an on-premise floating server (signed by its device key,
+    /// not a vendor key): the vendor-signed pool license that names that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolChain>,
+}
+
+/// The vendor-signed files that make an on-premise floating server's device key the
+/// signer of leases and checkout licenses: its pool license and the latest refresh of
+/// it (vendor key → pool license → lease). Both are whole files, as the server installed
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolChain {
+    #[serde(with = "serde_bytes")]
+    pub license: Vec<u8>,
+    #[serde(default, with = "serde_bytes", skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Vec<u8>>,
 }
 
 /// Vendor → device: new entitlements or expiry for one activation.
@@ -449,6 +474,9 @@ pub struct Refresh {
     pub reason: String,
     #[serde(with = "ts")]
     pub issued: Timestamp,
+    /// A pool license's new number of seats (absent: unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_seats: Option<u32>,
 }
 
 /// Device → vendor: this activation is given up; here are its final counters.
@@ -622,6 +650,10 @@ pub struct Lease {
     pub clock_tolerance: u64,
     /// The nonce of the lease request it answers.
     pub request_nonce: Nonce,
+    /// A lease from an on-premise floating server (signed by its device key): the
+    /// vendor-signed pool license that names that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolChain>,
 }
 
 /// Device → vendor: a checked-out floating seat returned before its Offline Expiry Date,
@@ -679,7 +711,9 @@ const ACTIVATION_REQUEST: Shape = Shape::Struct(&[
     ("client", Plain),
     ("journal", JOURNAL),
     ("variables", Plain),
+    ("pool_seats", Plain),
 ]);
+const POOL_CHAIN: Shape = Shape::Struct(&[("license", Plain), ("refresh", Plain)]);
 const LICENSE: Shape = Shape::Struct(&[
     ("v", Plain),
     ("license_id", Plain),
@@ -698,6 +732,8 @@ const LICENSE: Shape = Shape::Struct(&[
     ("serial", Plain),
     ("request_nonce", Plain),
     ("counters", Plain),
+    ("pool_seats", Plain),
+    ("pool", POOL_CHAIN),
 ]);
 const REFRESH: Shape = Shape::Struct(&[
     ("v", Plain),
@@ -714,6 +750,7 @@ const REFRESH: Shape = Shape::Struct(&[
     ("clock_floor", Plain),
     ("reason", Plain),
     ("issued", Plain),
+    ("pool_seats", Plain),
 ]);
 const COUNTERS_REPORT: Shape = Shape::Struct(&[
     ("v", Plain),
@@ -776,6 +813,7 @@ const LEASE: Shape = Shape::Struct(&[
     ("offline_expiry", Plain),
     ("clock_tolerance", Plain),
     ("request_nonce", Plain),
+    ("pool", POOL_CHAIN),
 ]);
 
 /// The shape of the payload of `kind`.
@@ -854,6 +892,9 @@ impl Payload for ActivationRequest {
         if self.fingerprint.is_empty() {
             return Err("`fingerprint` has no components".into());
         }
+        if self.pool_seats == Some(0) {
+            return Err("`pool_seats` is 0; a pool asks for 1 seat or more".into());
+        }
         valid_journal(&self.journal)?;
         valid_variables(&self.variables)
     }
@@ -892,6 +933,12 @@ impl Payload for License {
         if self.expires.is_some_and(|e| e < self.not_before) {
             return Err("`expires` is before `not_before`".into());
         }
+        if self.pool_seats == Some(0) {
+            return Err("`pool_seats` is 0; a pool license holds 1 seat or more".into());
+        }
+        if self.pool_seats.is_some() && self.pool.is_some() {
+            return Err("a pool license is signed by the vendor; it carries no `pool`".into());
+        }
         valid_counters(&self.counters)?;
         valid_features(&self.features)
     }
@@ -916,6 +963,9 @@ impl Payload for Refresh {
                 "`serial` is {}, but a refresh has serial 2 or more",
                 self.serial
             ));
+        }
+        if self.pool_seats == Some(0) {
+            return Err("`pool_seats` is 0; a pool license holds 1 seat or more".into());
         }
         valid_features(&self.features)
     }
@@ -1181,6 +1231,7 @@ mod tests {
             "the value of variable `k` has 1025 bytes; at most 1024 are allowed"
         );
         let request = ActivationRequest {
+            pool_seats: None,
             product: "p".into(),
             credential: Credential::LicenseKey("K".into()),
             fingerprint: [("machine-id".to_string(), Bytes32([1; 32]))].into(),

@@ -112,6 +112,7 @@ impl StandIn {
         let times = lease_times(&self.terms, now, None).unwrap();
         let other = SecretKey::from_seed(&[99; 32]);
         let mut lease = Lease {
+            pool: None,
             license_id: "lic_1".into(),
             activation_id: "act_1".into(),
             product: request.product.clone(),
@@ -217,6 +218,8 @@ impl Transport for StandIn {
                 let hours = request.hours.unwrap();
                 let oed = now + Duration::hours(i64::try_from(hours.min(48)).unwrap());
                 let license = License {
+                    pool: None,
+                    pool_seats: None,
                     license_id: "lic_1".into(),
                     activation_id: "act_co".into(),
                     product: request.product.clone(),

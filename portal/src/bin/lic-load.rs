@@ -116,6 +116,7 @@ fn make_request(product: &str, key: &str, i: usize) -> anyhow::Result<Vec<u8>> {
     let mut nonce = [0u8; 16];
     nonce[..8].copy_from_slice(&(i as u64).to_le_bytes());
     let request = ActivationRequest {
+        pool_seats: None,
         product: product.into(),
         credential: Credential::LicenseKey(key.into()),
         fingerprint: fp,

@@ -166,6 +166,8 @@ impl Portal {
             (None, None) => None,
         };
         let license = License {
+            pool: None,
+            pool_seats: None,
             license_id: lic.id.clone(),
             activation_id: activation_id.clone(),
             product: r.product.clone(),

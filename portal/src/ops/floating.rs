@@ -212,6 +212,7 @@ impl Portal {
         };
         // The seat is recorded (committed): the lease says so, signed.
         let lease = Lease {
+            pool: None,
             license_id: lic.id.clone(),
             activation_id: granted.activation.clone(),
             product: lic.product.clone(),
@@ -360,6 +361,8 @@ impl Portal {
             None => Default::default(),
         };
         let license = License {
+            pool: None,
+            pool_seats: None,
             license_id: lic.id.clone(),
             activation_id: expected.clone().unwrap_or_else(|| new_id("act")),
             product: lic.product.clone(),

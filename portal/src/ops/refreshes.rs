@@ -154,6 +154,7 @@ impl Portal {
         let serial = issued.serial;
         let new_serial = serial + 1;
         let refresh = Refresh {
+            pool_seats: None,
             license_id: base.license_id.clone(),
             activation_id: activation_id.into(),
             product: base.product.clone(),
