@@ -234,6 +234,12 @@ pub struct ActivateArgs {
     /// Install the license file your vendor sent back.
     #[arg(long, value_name = "FILE")]
     pub response: Option<PathBuf>,
+    /// For an on-premise floating server (`lic-server`): ask for a pool of this many
+    /// seats of the floating license, to lease them on your own network. Use the
+    /// server's store (--store).
+    #[arg(long, value_name = "N", conflicts_with = "response",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pool_seats: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -823,7 +829,10 @@ fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
     let product_name = product_to_activate(g)?;
     let credential = credential(args.key.as_deref(), args.user.as_deref())?;
     let client = client(g, Some(product_name.clone()))?;
-    let file = client.request_activation(credential)?;
+    let file = match args.pool_seats {
+        Some(seats) => client.request_pool_activation(credential, seats)?,
+        None => client.request_activation(credential)?,
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "{product_name}.{}",
@@ -847,6 +856,7 @@ fn activate(g: &Global, args: &ActivateArgs) -> Result<u8, Failure> {
             "product": product_name,
             "request": out,
             "file_hash": file.hash().to_string(),
+            "pool_seats": args.pool_seats,
         }))?;
     }
     Ok(EXIT_OK)

@@ -842,6 +842,37 @@ impl Client {
         })
     }
 
+    /// An on-premise floating server adds its clients' usage to its own counters: the
+    /// counters of the client file `file` (a check-in) are added to the pool's, once —
+    /// the same file again adds nothing (`false`). No limit is enforced: the use already
+    /// happened on the client, under the client's own checks; the server's usage report
+    /// and deactivation carry the total to the vendor. Counters saturate at
+    /// [`format::MAX_COUNTER`].
+    pub fn add_pool_usage(
+        &self,
+        file: Bytes32,
+        counters: &format::Counters,
+    ) -> Result<bool, ClientError> {
+        let now = self.now();
+        self.update(|state, _, _| {
+            let Some(inst) = state.installations.get_mut(&self.product) else {
+                return Err(ClientError::Violation(Violation::NotActivated {
+                    product: self.product.clone(),
+                }));
+            };
+            if inst.pool_usage.contains(&file) {
+                return Ok(false);
+            }
+            for (feature, n) in counters {
+                let total = inst.counters.entry(feature.clone()).or_insert(0);
+                *total = total.saturating_add(*n).min(MAX_COUNTER);
+            }
+            inst.pool_usage.push(file);
+            state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
+            Ok(true)
+        })
+    }
+
     /// Make (or, if one is already waiting with the same credential, repeat) the
     /// activation request for the product.
     pub fn request_activation(&self, credential: Credential) -> Result<SignedFile, ClientError> {
@@ -1078,6 +1109,7 @@ impl Client {
                     journal_head: request_hash,
                     journal_trail: Vec::new(),
                     installed: ts(now),
+                    pool_usage: Vec::new(),
                 },
             );
             let mark = rules::raise_mark(state.last_seen.map(from_ts), now).max(l.issued);

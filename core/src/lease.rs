@@ -386,11 +386,17 @@ pub struct CheckedIn {
 /// and a tombstone kept), the file sent to the server, and its receipt verified. If the
 /// server cannot be reached the check-in is kept: calling this again sends the same file.
 pub fn check_in(client: &Client, transport: &dyn Transport) -> Result<CheckedIn, LeaseError> {
+    // A checkout from an on-premise floating server is checked in there: its receipt is
+    // signed by the server's device key, which the checkout license's pool names.
+    let mut keys = client.trusted_keys()?;
+    if let Some(server) = client.checkout_server()? {
+        keys.add(server);
+    }
     let file = client.check_in()?;
     let body = exchange(transport, ROUTE_CHECKIN, &file.armored())?;
     let answer: FileAnswer = parse(&body, "a check-in answer")?;
-    let receipt = format::open::<Receipt>(answer.response.as_bytes(), &client.trusted_keys()?)
-        .map_err(ClientError::from)?;
+    let receipt =
+        format::open::<Receipt>(answer.response.as_bytes(), &keys).map_err(ClientError::from)?;
     if receipt.file_hash != file.hash() {
         return Err(LeaseError::BadAnswer(
             "the receipt is for another file than this check-in".into(),

@@ -211,12 +211,11 @@ pub fn verify<T: Chained>(
         return Err(PoolError::Untrusted(unknown));
     };
     let pool = verify_pool(chain, vendor)?;
-    let file = format::verify::<T>(bytes, &Keyring::with([pool.server_key.clone()])).map_err(
-        |e| match e {
+    let file =
+        format::verify::<T>(bytes, &Keyring::with([pool.server_key])).map_err(|e| match e {
             FormatError::UnknownKey { .. } | FormatError::BadSignature => PoolError::WrongSigner,
             e => PoolError::Format(e),
-        },
-    )?;
+        })?;
     let (product, license) = file.payload().product_license();
     if product != pool.product {
         return Err(PoolError::OtherProduct {

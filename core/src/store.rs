@@ -107,6 +107,10 @@ pub struct Installation {
     pub journal_trail: Vec<Bytes32>,
     /// When it was installed (seconds since the epoch, UTC).
     pub installed: i64,
+    /// An on-premise floating server's pool: the hashes of its clients' check-in files
+    /// whose counters were added to `counters`, so that each is counted once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool_usage: Vec<Bytes32>,
 }
 
 /// An activation request that awaits its license.
@@ -601,6 +605,7 @@ mod tests {
                 journal_head: Bytes32([5; 32]),
                 journal_trail: vec![Bytes32([4; 32])],
                 installed: 1_700_000_000,
+                pool_usage: Vec::new(),
             },
         );
         s.variables.insert(

@@ -467,6 +467,23 @@ impl Client {
         })
     }
 
+    /// The device key of the on-premise floating server the installed checkout came
+    /// from (named by the pool license it carries); `None` for a checkout from the
+    /// vendor's portal, or when nothing is checked out.
+    pub fn checkout_server(&self) -> Result<Option<PublicKey>, ClientError> {
+        let key = self.store.device_key()?;
+        let state = self.store.load(&key)?;
+        let Some(inst) = state.installations.get(&self.product) else {
+            return Ok(None);
+        };
+        Ok(
+            verify_chained::<License>(inst.license.clone(), &self.keyring(&state))
+                .ok()
+                .and_then(|(_, pool)| pool)
+                .map(|p| p.server_key),
+        )
+    }
+
     /// Check the checked-out seat in: remove the checkout license, keep a tombstone (so
     /// the same license cannot be installed again), and return the signed check-in file
     /// with the final counters, continuing the device journal — for the server (`lic
