@@ -52,7 +52,10 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ServerError> {
     tokio::task::spawn_blocking(move || f(&server))
         .await
-        .map_err(|e| ServerError::Unusable(format!("the request's task failed: {e}")))?
+        .map_err(|e| ServerError::Unusable {
+            code: "server-internal",
+            problem: format!("the request's task failed: {e}"),
+        })?
 }
 
 fn answer<T: serde::Serialize>(r: Result<T, ServerError>) -> Response {

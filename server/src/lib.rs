@@ -34,7 +34,7 @@ use lic_core::format::{
 };
 use lic_core::keys::{Keyring, SecretKey};
 use lic_core::pool::Pool;
-use lic_core::rules::{self, Violation};
+use lic_core::rules;
 
 use db::{Seat, from_ts, ts};
 
@@ -88,8 +88,13 @@ pub enum ServerError {
     OtherDevice(String),
     #[error("the server has no pool license for `{0}` installed")]
     NoPool(String),
-    #[error("the server's own license cannot be used: {0}")]
-    Unusable(String),
+    #[error("the server's own license cannot be used: {problem}")]
+    Unusable {
+        /// The violation's code (`wrong-device`, `expired`, `clock-turned-back`, …) or
+        /// the pool's (`pool-expired`, …).
+        code: &'static str,
+        problem: String,
+    },
     #[error("the server's store: {0}")]
     Store(ClientError),
     #[error("the server's database: {0}")]
@@ -99,8 +104,14 @@ pub enum ServerError {
 impl From<ClientError> for ServerError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Violation(v) => ServerError::Unusable(v.to_string()),
-            ClientError::Pool(p) => ServerError::Unusable(p.to_string()),
+            ClientError::Violation(v) => ServerError::Unusable {
+                code: v.code(),
+                problem: v.to_string(),
+            },
+            ClientError::Pool(p) => ServerError::Unusable {
+                code: p.code(),
+                problem: p.to_string(),
+            },
             e => ServerError::Store(e),
         }
     }
@@ -118,7 +129,7 @@ impl ServerError {
             ServerError::NotCheckedOut(_) => "not-checked-out",
             ServerError::OtherDevice(_) => "wrong-device",
             ServerError::NoPool(_) => "no-pool",
-            ServerError::Unusable(_) => "server-unlicensed",
+            ServerError::Unusable { code, .. } => code,
             ServerError::Store(_) => "server-store",
             ServerError::Db(_) => "server-database",
         }
@@ -140,7 +151,9 @@ impl ServerError {
             | ServerError::WrongProduct { .. }
             | ServerError::FeatureUnsupported(_)
             | ServerError::OtherDevice(_) => 403,
-            ServerError::NoPool(_) | ServerError::Unusable(_) => 503,
+            // The server's own license: a refusal the client reports with its code.
+            ServerError::Unusable { code, .. } if code.starts_with("server-") => 500,
+            ServerError::NoPool(_) | ServerError::Unusable { .. } => 403,
             ServerError::Store(_) | ServerError::Db(_) => 500,
         }
     }
@@ -165,7 +178,7 @@ impl ServerError {
                  `lic offline-activate --pool-seats N --store DIR`, then installs the pool \
                  license with `lic install FILE --store DIR`"
                 .into(),
-            ServerError::Unusable(_) => "the server's administrator runs `lic-server status` \
+            ServerError::Unusable { .. } => "the server's administrator runs `lic-server status` \
                  and asks the vendor for a refresh of the pool license"
                 .into(),
             ServerError::Store(e) => e.hint().into(),
@@ -256,7 +269,7 @@ pub struct Server {
     db: Mutex<Connection>,
     config: Config,
     /// When the server's own license was last checked in full, and the verdict.
-    health: Mutex<Option<(DateTime<Utc>, Option<String>)>>,
+    health: Mutex<Option<(DateTime<Utc>, Option<(&'static str, String)>)>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -288,10 +301,10 @@ impl Server {
     /// refused unless a pool license is installed and the server's own license may be
     /// used (on this machine, clock not turned back, not expired).
     pub fn open(client: Client, db: &std::path::Path, config: Config) -> Result<Self, ServerError> {
-        config
-            .terms
-            .validate()
-            .map_err(|e| ServerError::Unusable(format!("the lease terms: {e}")))?;
+        config.terms.validate().map_err(|e| ServerError::Unusable {
+            code: "server-config",
+            problem: format!("the lease terms: {e}"),
+        })?;
         let key = client.store().device_key().map_err(ClientError::Store)?;
         let server = Server {
             client,
@@ -303,6 +316,23 @@ impl Server {
         server.check_health(true)?;
         server.pool_now()?;
         Ok(server)
+    }
+
+    /// Open the server only to report on it ([`Server::status`]): not refused when its
+    /// own license cannot be used, so that the status says why.
+    pub fn open_for_status(
+        client: Client,
+        db: &std::path::Path,
+        config: Config,
+    ) -> Result<Self, ServerError> {
+        let key = client.store().device_key().map_err(ClientError::Store)?;
+        Ok(Server {
+            client,
+            key,
+            db: Mutex::new(db::open(db)?),
+            config,
+            health: Mutex::new(None),
+        })
     }
 
     pub fn product(&self) -> &str {
@@ -333,17 +363,17 @@ impl Server {
         if force || !fresh {
             let verdict = match self.client.check(None) {
                 Ok(()) => None,
-                Err(ClientError::Violation(v)) => Some(v.to_string()),
-                Err(ClientError::Pool(p)) => Some(p.to_string()),
+                Err(ClientError::Violation(v)) => Some((v.code(), v.to_string())),
+                Err(ClientError::Pool(p)) => Some((p.code(), p.to_string())),
                 Err(e) => return Err(ServerError::Store(e)),
             };
-            if let Some(problem) = &verdict {
+            if let Some((_, problem)) = &verdict {
                 tracing::error!(problem = %problem, "the server's own license cannot be used");
             }
             *health = Some((now, verdict));
         }
         match health.as_ref().and_then(|(_, v)| v.clone()) {
-            Some(problem) => Err(ServerError::Unusable(problem)),
+            Some((code, problem)) => Err(ServerError::Unusable { code, problem }),
             None => Ok(()),
         }
     }
@@ -355,7 +385,10 @@ impl Server {
             .pool()?
             .ok_or_else(|| ServerError::NoPool(self.product().to_owned()))?;
         pool.check_at(self.now())
-            .map_err(|e| ServerError::Unusable(e.to_string()))?;
+            .map_err(|e| ServerError::Unusable {
+                code: e.code(),
+                problem: e.to_string(),
+            })?;
         let license = format::payload_unverified::<License>(&chain.license)?;
         let refresh = match &chain.refresh {
             Some(bytes) => Some(format::payload_unverified::<Refresh>(bytes)?),
@@ -820,9 +853,4 @@ fn client_rule(pool: &MatchRule, fingerprint: &format::Fingerprint) -> MatchRule
             .collect(),
         max_changed: pool.max_changed,
     }
-}
-
-/// The violations that stop the server, as text (for messages).
-pub fn describe(v: &Violation) -> String {
-    format!("{v} ({})", v.code())
 }

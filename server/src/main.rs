@@ -164,6 +164,12 @@ fn keyring(cli: &Cli) -> Result<Keyring> {
 }
 
 fn open(cli: &Cli, config: Config) -> Result<Server> {
+    open_with(cli, config, Server::open)
+}
+
+type Opener = fn(Client, &Path, Config) -> Result<Server, lic_server::ServerError>;
+
+fn open_with(cli: &Cli, config: Config, opener: Opener) -> Result<Server> {
     let Some(store) = &cli.store else {
         bail!("which store? pass --store DIR (the store the pool license was installed in)");
     };
@@ -186,7 +192,8 @@ fn open(cli: &Cli, config: Config) -> Result<Server> {
         .db
         .clone()
         .unwrap_or_else(|| Path::new(store).join("lic-server.db"));
-    Server::open(client, &db, config).map_err(|e| anyhow::anyhow!("{e}\nhint: {}", e.hint()))
+    opener(client, &db, config)
+        .map_err(|e| anyhow::anyhow!("{e} ({})\nhint: {}", e.code(), e.hint()))
 }
 
 fn run(cli: &Cli) -> Result<u8> {
@@ -227,7 +234,7 @@ fn run(cli: &Cli) -> Result<u8> {
 
 /// Status opens the server even when its license cannot be used, to say why.
 fn open_for_status(cli: &Cli) -> Result<Server> {
-    open(cli, Config::default())
+    open_with(cli, Config::default(), Server::open_for_status)
 }
 
 fn print_status(format: Format, r: &StatusReport) -> Result<()> {
