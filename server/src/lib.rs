@@ -262,6 +262,9 @@ struct PoolNow {
     clock_tolerance: u64,
 }
 
+/// Why the server's own license cannot be used: a code and a message.
+type Problem = (&'static str, String);
+
 /// The on-premise floating server.
 pub struct Server {
     client: Client,
@@ -269,7 +272,7 @@ pub struct Server {
     db: Mutex<Connection>,
     config: Config,
     /// When the server's own license was last checked in full, and the verdict.
-    health: Mutex<Option<(DateTime<Utc>, Option<(&'static str, String)>)>>,
+    health: Mutex<Option<(DateTime<Utc>, Option<Problem>)>>,
 }
 
 impl std::fmt::Debug for Server {
