@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use lic_core::client::Client;
 use lic_core::floating::Terms;
 use lic_core::keys::Keyring;
-use lic_server::{Config, Server, StatusReport, http};
+use lic_server::{Config, Server, ServerError, StatusReport, http};
 
 /// The trusted vendor keys installed beside the executable (as for `lic`).
 const TRUST_FILE: &str = "trusted-keys.pem";
@@ -142,8 +142,29 @@ fn main() -> std::process::ExitCode {
     match run(&cli) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            report(cli.format, &e);
             std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// An error on standard error: the server's code and hint when it has them (text, or
+/// one JSON line with `--format json`).
+fn report(format: Format, e: &anyhow::Error) {
+    let (code, hint) = match e.downcast_ref::<ServerError>() {
+        Some(s) => (s.code().to_owned(), s.hint()),
+        None => ("server-setup".to_owned(), String::new()),
+    };
+    if format == Format::Json {
+        let error = serde_json::json!({
+            "format": 1,
+            "error": {"code": code, "message": format!("{e:#}"), "hint": hint, "exit": 2},
+        });
+        eprintln!("{error}");
+    } else {
+        eprintln!("error: {e:#} ({code})");
+        if !hint.is_empty() {
+            eprintln!("hint: {hint}");
         }
     }
 }
@@ -167,7 +188,7 @@ fn open(cli: &Cli, config: Config) -> Result<Server> {
     open_with(cli, config, Server::open)
 }
 
-type Opener = fn(Client, &Path, Config) -> Result<Server, lic_server::ServerError>;
+type Opener = fn(Client, &Path, Config) -> Result<Server, ServerError>;
 
 fn open_with(cli: &Cli, config: Config, opener: Opener) -> Result<Server> {
     let Some(store) = &cli.store else {
@@ -192,8 +213,7 @@ fn open_with(cli: &Cli, config: Config, opener: Opener) -> Result<Server> {
         .db
         .clone()
         .unwrap_or_else(|| Path::new(store).join("lic-server.db"));
-    opener(client, &db, config)
-        .map_err(|e| anyhow::anyhow!("{e} ({})\nhint: {}", e.code(), e.hint()))
+    Ok(opener(client, &db, config)?)
 }
 
 fn run(cli: &Cli) -> Result<u8> {
