@@ -350,3 +350,33 @@ fn crafted_requests_are_refused_with_codes_and_change_nothing() {
     let (status, stale_code) = code(t.post(ROUTE_RENEW, &stale.file.armored()).unwrap());
     assert_eq!((status, stale_code.as_str()), (400, "request-stale"));
 }
+
+#[test]
+fn the_server_stops_leasing_when_its_clock_is_turned_back() {
+    let site = Site::serving(2, config());
+    site.advance(3600);
+    site.take(&site.workstation("ws-1"), false).unwrap();
+    site.clock.set(site.clock_now() - chrono::Duration::days(2));
+    let err = site.take(&site.workstation("ws-2"), false).unwrap_err();
+    assert_eq!(err.code(), "clock-turned-back", "{err}");
+    assert!(!site.status().problems.is_empty());
+}
+
+#[test]
+fn a_deactivated_server_stops_and_its_pool_license_cannot_come_back() {
+    let site = Site::serving(2, config());
+    let w = site.workstation("ws-1");
+    site.take(&w, false).unwrap();
+    // The administrator moves the server: the deactivation file goes to the vendor.
+    let deactivation = site.server_client().deactivate().unwrap();
+    assert!(!deactivation.bytes().is_empty());
+    let err = site.renew(&w).unwrap_err();
+    assert_eq!(err.code(), "no-pool", "{err}");
+    let again = site
+        .server_client()
+        .install(site.pool_license.armored().as_bytes())
+        .unwrap_err();
+    assert_eq!(again.code(), "already-deactivated", "{again}");
+    let err = Server::open(site.server_client(), &site.db(), config()).unwrap_err();
+    assert!(["not-activated", "no-pool"].contains(&err.code()), "{err}");
+}
