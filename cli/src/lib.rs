@@ -18,8 +18,11 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use lic_core::client::{Client, ClientError, Forgotten, Installed, Status};
 use lic_core::fingerprint::{FingerprintSource as _, SystemSource};
-use lic_core::format::{self, AnyFile, Credential, FileKind, FormatError, License, SignedFile};
+use lic_core::format::{
+    self, AnyFile, Credential, FileKind, FormatError, Lease, License, SignedFile,
+};
 use lic_core::keys::{KeyError, Keyring};
+use lic_core::pool::{self, Pool, PoolError};
 use lic_core::rules::Violation;
 use lic_core::store::{Store, StoreError};
 use serde_json::json;
@@ -1334,9 +1337,41 @@ fn inspect(g: &Global, file: &Path) -> Result<u8, Failure> {
     if let Some(refusal) = online::refusal_in(&input) {
         return Err(refusal);
     }
-    let any = format::open_any(&input, &keys)?;
-    output::inspect(&any, g.format)?;
+    let (any, pool) = open_inspected(&input, &keys)?;
+    output::inspect(&any, pool.as_ref(), g.format)?;
     Ok(EXIT_OK)
+}
+
+/// Read and verify a file of any kind for `inspect`. Licenses and leases are read as a
+/// client reads them (`lic_core::pool::open`): signed by a vendor key, or by an
+/// on-premise floating server whose pool chain they carry, refused with the pool's code
+/// (`pool-untrusted`, …) when that chain does not hold. A file that carries no pool is
+/// refused with the format's error, as by every other reader.
+fn open_inspected(input: &[u8], keys: &Keyring) -> Result<(AnyFile, Option<Pool>), Failure> {
+    let (armor_kind, bytes) = format::unarmor(input)?;
+    // The kind the armor names, else (binary, QR text) the signed content type; a file
+    // whose content type cannot be read is left to `open_any`, for its exact error.
+    let kind = armor_kind.or_else(|| format::kind_of(&bytes).ok());
+    Ok(match kind {
+        Some(FileKind::License) => {
+            let (file, pool) = pool::open::<License>(input, keys).map_err(pool_failure)?;
+            (AnyFile::License(file), pool)
+        }
+        Some(FileKind::Lease) => {
+            let (file, pool) = pool::open::<Lease>(input, keys).map_err(pool_failure)?;
+            (AnyFile::Lease(file), pool)
+        }
+        _ => (format::open_any(input, keys)?, None),
+    })
+}
+
+/// A refusal by the pool chain: the format's own error when the file is simply not
+/// signed by a trusted key (or not a lic file at all), else the pool's code.
+fn pool_failure(e: PoolError) -> Failure {
+    match e {
+        PoolError::Untrusted(e) | PoolError::Format(e) => e.into(),
+        e => Failure::new(e.to_string(), e.hint(), e.code()),
+    }
 }
 
 fn store_info(g: &Global) -> Result<u8, Failure> {

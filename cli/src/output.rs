@@ -12,6 +12,7 @@ use clap::ValueEnum;
 use lic_core::client::{LeaseInfo, Status};
 use lic_core::fingerprint::MatchReport;
 use lic_core::format::{AnyFile, Bytes32, Fingerprint, Verified};
+use lic_core::pool::Pool;
 use lic_core::text;
 use serde_json::{Value, json};
 
@@ -334,7 +335,23 @@ fn describe<T: serde::Serialize>(v: &Verified<T>) -> (Value, Value) {
     )
 }
 
-pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
+/// What `inspect` says of the pool a file verified through: the pool license that makes
+/// the floating server's key its signer.
+fn pool_summary(pool: &Pool) -> Value {
+    json!({
+        "license_id": pool.license_id,
+        "activation_id": pool.activation_id,
+        "product": pool.product,
+        "server_kid": pool.server_key.kid().to_string(),
+        "seats": pool.seats,
+        "expires": pool.expires,
+        "serial": pool.serial,
+    })
+}
+
+/// Show a verified file; `pool` is the pool it verified through (a lease or license
+/// signed by an on-premise floating server), whose key is then the signer.
+pub fn inspect(any: &AnyFile, pool: Option<&Pool>, fmt: OutputFormat) -> Result<(), Failure> {
     let (summary, payload) = match any {
         AnyFile::ActivationRequest(v) => describe(v),
         AnyFile::License(v) => describe(v),
@@ -343,12 +360,16 @@ pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
         AnyFile::UsageReport(v) => describe(v),
         AnyFile::Receipt(v) => describe(v),
         AnyFile::KeySet(v) => describe(v),
+        AnyFile::LeaseRequest(v) => describe(v),
+        AnyFile::Lease(v) => describe(v),
+        AnyFile::CheckIn(v) => describe(v),
         _ => (json!({}), Value::Null),
     };
     let kind = any.kind();
-    let role = match kind.signer() {
-        lic_core::format::SignerRole::Vendor => "vendor",
-        lic_core::format::SignerRole::Device => "device",
+    let role = match (pool, kind.signer()) {
+        (Some(_), _) => "floating-server",
+        (None, lic_core::format::SignerRole::Vendor) => "vendor",
+        (None, lic_core::format::SignerRole::Device) => "device",
     };
     match fmt {
         OutputFormat::Json => json(&json!({
@@ -356,19 +377,42 @@ pub fn inspect(any: &AnyFile, fmt: OutputFormat) -> Result<(), Failure> {
             "kind": kind.name(),
             "valid": true,
             "signer": { "role": role, "kid": summary["kid"], "public_key": summary["public_key"] },
+            "pool": pool.map(pool_summary),
             "file_hash": summary["file_hash"],
             "payload": payload,
         })),
         OutputFormat::Text => {
             let mut t = String::new();
             line(&mut t, &format!("{kind} file: signature valid"));
+            let signer = match pool {
+                Some(_) => "floating server",
+                None => role,
+            };
             line(
                 &mut t,
                 &format!(
-                    "  signed by:  {role} key {}",
+                    "  signed by:  {signer} key {}",
                     summary["kid"].as_str().unwrap_or_default()
                 ),
             );
+            if let Some(p) = pool {
+                line(
+                    &mut t,
+                    &format!(
+                        "  pool:       license {} ({} seats, pool serial {}{}), signed by a \
+                         vendor key",
+                        p.license_id,
+                        p.seats,
+                        p.serial,
+                        p.expires
+                            .map(|at| format!(
+                                ", until {}",
+                                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ))
+                            .unwrap_or_default()
+                    ),
+                );
+            }
             line(
                 &mut t,
                 &format!(

@@ -289,3 +289,46 @@ fn the_error_report_escapes_what_it_quotes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_lease_from_a_floating_server_shows_the_pool_it_verifies_through() {
+    let out = lic(
+        &[
+            "inspect",
+            "--format",
+            "json",
+            "--trust",
+            &trust(),
+            fixture("valid/pool-lease-refreshed.lease")
+                .to_str()
+                .unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["kind"], "lease");
+    assert_eq!(doc["signer"]["role"], "floating-server");
+    assert_eq!(
+        doc["signer"]["kid"],
+        lic_fixtures::pool_server_key().kid().to_string()
+    );
+    assert_eq!(doc["pool"]["seats"], lic_fixtures::POOL_REFRESH_SEATS);
+    assert_eq!(doc["pool"]["serial"], 2);
+    assert_eq!(doc["pool"]["license_id"], lic_fixtures::LICENSE_ID);
+    // A vendor-signed license names no pool.
+    let out = lic(
+        &[
+            "inspect",
+            "--format",
+            "json",
+            "--trust",
+            &trust(),
+            fixture("valid/license.lic").to_str().unwrap(),
+        ],
+        None,
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["signer"]["role"], "vendor");
+    assert!(doc["pool"].is_null());
+}

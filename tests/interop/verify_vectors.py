@@ -11,7 +11,10 @@ fingerprint is recomputed from the manifest's raw components (§5.2).
 The trust files of the manifest's trust_files are read with the grammar of §8.4.
 QR text (§2.4, `LIC1:` and base45) is read with a base45 decoder of its own.
 The floating kinds (lease-request, lease, check-in; issue 11) follow the payload rules of
-core/src/format/payload.rs until docs/format.md specifies them.
+core/src/format/payload.rs until docs/format.md specifies them. Licenses and leases
+signed by an on-premise floating server are verified through the pool chain they carry
+(docs/format.md, "Pool chain", steps P1 to P7), and the manifest's `pool` of a vector
+names the pool license (and refresh) it must verify through.
 
 Usage: verify_vectors.py [FIXTURES_DIR]   (default: the fixtures/ beside tests/)
 Requires: pip install cbor2 cryptography
@@ -378,21 +381,22 @@ LIC_CONTENT_TYPE = re.compile(r'application/vnd\.lic\.[a-z0-9-]+\+cbor')
 # extensible structure (unknown fields ignored, whatever they hold); ('names', shape):
 # a name-indexed map of values of that shape; ('list', shape): an array of them.
 JOURNAL = {'seq': None, 'prev': None, 'trail': None}
+POOL_CHAIN = {'license': None, 'refresh': None}  # extensible (the pool chain)
 FEATURES = ('names', {'limit': None, 'overage': None, 'max_overage': None, 'floating': None})
 SHAPES = {
  'activation-request': {'v': None, 'product': None, 'credential': None, 'fingerprint': None,
                         'nonce': None, 'created': None, 'client': None, 'journal': JOURNAL,
-                        'variables': None},
+                        'variables': None, 'pool_seats': None},
  'license': {'v': None, 'license_id': None, 'activation_id': None, 'product': None,
              'device_key': None, 'fingerprint': None,
              'match_rule': {'required': None, 'max_changed': None}, 'features': FEATURES,
              'license_type': None, 'issued': None, 'not_before': None, 'expires': None,
              'offline_expiry': None, 'clock_tolerance': None, 'serial': None,
-             'request_nonce': None, 'counters': None},
+             'request_nonce': None, 'counters': None, 'pool_seats': None, 'pool': POOL_CHAIN},
  'refresh': {'v': None, 'license_id': None, 'activation_id': None, 'product': None,
              'device_key': None, 'serial': None, 'features': FEATURES, 'license_type': None,
              'expires': None, 'offline_expiry': None, 'clock_tolerance': None,
-             'clock_floor': None, 'reason': None, 'issued': None},
+             'clock_floor': None, 'reason': None, 'issued': None, 'pool_seats': None},
  'deactivation': {'v': None, 'activation_id': None, 'product': None, 'counters': None,
                   'journal': JOURNAL, 'created': None, 'variables': None},
  'usage-report': {'v': None, 'activation_id': None, 'product': None, 'counters': None,
@@ -411,7 +415,8 @@ SHAPES = {
            'match_rule': {'required': None, 'max_changed': None}, 'instance': None,
            'feature': None, 'features': FEATURES, 'license_type': None, 'issued': None,
            'renew_after': None, 'expires': None, 'license_expires': None,
-           'offline_expiry': None, 'clock_tolerance': None, 'request_nonce': None},
+           'offline_expiry': None, 'clock_tolerance': None, 'request_nonce': None,
+           'pool': POOL_CHAIN},
  'check-in': {'v': None, 'activation_id': None, 'product': None, 'counters': None,
               'journal': JOURNAL, 'created': None, 'variables': None},
 }
@@ -493,22 +498,28 @@ match_rule = record({'required': array(tstr), 'max_changed': u32})
 journal_head = record({'seq': u64, 'prev': bytes32, 'trail': array(bytes32)}, optional=('trail',))
 license_type = one_of('perpetual', 'time-limited', 'subscription', 'trial', 'floating')
 revoked_key = record({'key': bytes32, 'reason': tstr, 'revoked': timestamp})
+def any_bytes(x):
+    if not isinstance(x, bytes): invalid('not a byte string')
+pool_chain = record({'license': any_bytes, 'refresh': any_bytes}, optional=('refresh',))
 
 TYPES = {
  'activation-request': record({'product': tstr, 'credential': credential,
     'fingerprint': fingerprint, 'nonce': nonce, 'created': timestamp, 'client': tstr,
-    'journal': journal_head, 'variables': variables}, optional=('variables',)),
+    'journal': journal_head, 'variables': variables, 'pool_seats': u32},
+    optional=('variables', 'pool_seats')),
  'license': record({'license_id': tstr, 'activation_id': tstr, 'product': tstr,
     'device_key': bytes32, 'fingerprint': fingerprint, 'match_rule': match_rule,
     'features': features, 'license_type': license_type, 'issued': timestamp,
     'not_before': timestamp, 'expires': timestamp, 'offline_expiry': timestamp,
-    'clock_tolerance': u64, 'serial': u64, 'request_nonce': nonce, 'counters': counters},
-    optional=('expires', 'offline_expiry', 'counters')),
+    'clock_tolerance': u64, 'serial': u64, 'request_nonce': nonce, 'counters': counters,
+    'pool_seats': u32, 'pool': pool_chain},
+    optional=('expires', 'offline_expiry', 'counters', 'pool_seats', 'pool')),
  'refresh': record({'license_id': tstr, 'activation_id': tstr, 'product': tstr,
     'device_key': bytes32, 'serial': u64, 'features': features,
     'license_type': license_type, 'expires': timestamp, 'offline_expiry': timestamp,
-    'clock_tolerance': u64, 'clock_floor': timestamp, 'reason': tstr, 'issued': timestamp},
-    optional=('expires', 'offline_expiry', 'clock_floor')),
+    'clock_tolerance': u64, 'clock_floor': timestamp, 'reason': tstr, 'issued': timestamp,
+    'pool_seats': u32},
+    optional=('expires', 'offline_expiry', 'clock_floor', 'pool_seats')),
  'deactivation': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
     'journal': journal_head, 'created': timestamp, 'variables': variables},
     optional=('variables',)),
@@ -529,7 +540,8 @@ TYPES = {
     'instance': nonce, 'feature': tstr, 'features': features, 'license_type': license_type,
     'issued': timestamp, 'renew_after': timestamp, 'expires': timestamp,
     'license_expires': timestamp, 'offline_expiry': timestamp, 'clock_tolerance': u64,
-    'request_nonce': nonce}, optional=('feature', 'license_expires', 'offline_expiry')),
+    'request_nonce': nonce, 'pool': pool_chain},
+    optional=('feature', 'license_expires', 'offline_expiry', 'pool')),
  'check-in': record({'activation_id': tstr, 'product': tstr, 'counters': counters,
     'journal': journal_head, 'created': timestamp, 'variables': variables},
     optional=('variables',)),
@@ -588,6 +600,7 @@ def rules(kind, p):
     if kind == 'activation-request':
         non_blank(p['product'], p['credential'].pairs[0][1])
         if not p['fingerprint']: invalid('no fingerprint components')
+        if p.get('pool_seats') == 0: invalid('a pool of 0 seats')
         valid_journal(p['journal'])
         valid_variables(p.get('variables', {}))
     elif kind == 'license':
@@ -595,11 +608,14 @@ def rules(kind, p):
         if p['serial'] < 1: invalid('serial')
         if any(c not in p['fingerprint'] for c in p['match_rule']['required']): invalid('required component')
         if 'expires' in p and p['expires'] < p['not_before']: invalid('expires before not_before')
+        if p.get('pool_seats') == 0: invalid('a pool license of 0 seats')
+        if 'pool_seats' in p and 'pool' in p: invalid('a pool license carries no pool')
         valid_counters(p.get('counters', {}))
         valid_features(p['features'])
     elif kind == 'refresh':
         non_blank(p['license_id'], p['activation_id'], p['product'], p['reason'])
         if p['serial'] < 2: invalid('serial')
+        if p.get('pool_seats') == 0: invalid('a pool of 0 seats')
         valid_features(p['features'])
     elif kind == 'lease-request':
         non_blank(p['product'], p['credential'].pairs[0][1])
@@ -646,7 +662,11 @@ class Trust:
         self.anchors = dict(anchors); self.keys = dict(anchors); self.revoked = {}
         self.version = 0; self.last = None
 
-def verify(data, expected, trust):
+def verify(data, expected, trust, signer=None):
+    """The steps of §6. `signer`: None, the keys in force find a vendor-signed file's
+    key; UNVERIFIED, steps 8 and 9 are skipped (the payload read without verifying it,
+    only to find its pool chain, P1); or a floating server's key (bytes), the only key
+    a vendor-signed file may then be signed by (P5)."""
     akind, raw = unarmor(data)
     if expected and akind and akind != expected: raise Refused('wrong-kind')
     exp = expected or akind
@@ -689,7 +709,11 @@ def verify(data, expected, trust):
     # 8
     kid = hdr.get(4, b'')
     if len(kid) != 8: raise Refused('header-invalid')
-    if KINDS[kind][2] == 'vendor':
+    if signer is UNVERIFIED: key = None
+    elif KINDS[kind][2] == 'vendor' and signer is not None:
+        if kid == kid_of(signer): key = signer
+        else: raise Refused('unknown-key')
+    elif KINDS[kind][2] == 'vendor':
         if kid in trust.keys: key = trust.keys[kid]
         elif kid in trust.revoked: raise Refused('key-revoked', trust.revoked[kid])
         else: raise Refused('unknown-key')
@@ -703,10 +727,12 @@ def verify(data, expected, trust):
         if kid_of(key) != kid: raise Refused('header-invalid')
     # 9
     tbs = cbor2.dumps(['Signature1', prot, b'', payload])
-    if len(sig) != 64 or sig[:32] in SMALL or int.from_bytes(sig[32:], 'little') >= L:
+    if key is None: pass  # UNVERIFIED
+    elif len(sig) != 64 or sig[:32] in SMALL or int.from_bytes(sig[32:], 'little') >= L:
         raise Refused('bad-signature')
-    try: Ed25519PublicKey.from_public_bytes(key).verify(sig, tbs)
-    except InvalidSignature: raise Refused('bad-signature')
+    else:
+        try: Ed25519PublicKey.from_public_bytes(key).verify(sig, tbs)
+        except InvalidSignature: raise Refused('bad-signature')
     # 10
     version = lenient_version(payload)
     if version is not None and version != 1: raise Refused('unsupported-version')
@@ -738,6 +764,57 @@ def apply_key_set(trust, data):
     for k in list(trust.anchors.values()) + list(p['keys']):
         if kid_of(k) not in trust.revoked: keys[kid_of(k)] = k
     trust.keys, trust.version, trust.last = keys, p['version'], raw
+
+# ---- the pool chain (docs/format.md, "Pool chain": P1 to P9) ----------------------
+# vendor key -> pool license (vendor-signed, with pool_seats, naming the floating
+# server's device key) -> lease or checkout license signed by that key.
+
+UNVERIFIED = object()
+
+def verify_pool(chain, trust):
+    """P3, P4: the pool a chain grants, verified with the vendor's keys."""
+    try: _, _, l, _ = verify(chain['license'], 'license', trust)
+    except Refused as r: raise Refused('pool-untrusted', f'the pool license: {r.code}')
+    if 'pool_seats' not in l: raise Refused('pool-untrusted', 'not a pool license')
+    if not usable_key(l['device_key']): raise Refused('pool-untrusted', 'the server key is unusable')
+    pool = {'license_id': l['license_id'], 'activation_id': l['activation_id'],
+            'product': l['product'], 'server_key': l['device_key'], 'seats': l['pool_seats'],
+            'expires': l.get('expires'), 'serial': l['serial']}
+    if 'refresh' in chain:
+        try: _, _, r, _ = verify(chain['refresh'], 'refresh', trust)
+        except Refused as e: raise Refused('pool-untrusted', f'the pool refresh: {e.code}')
+        if r['activation_id'] != l['activation_id'] or r['license_id'] != l['license_id']:
+            raise Refused('pool-untrusted', 'a refresh of another activation')
+        if r['device_key'] != l['device_key'] or r['product'] != l['product']:
+            raise Refused('pool-untrusted', 'a refresh of another device or product')
+        if r['serial'] > l['serial']:
+            pool.update(serial=r['serial'], expires=r.get('expires'),
+                        seats=r.get('pool_seats', pool['seats']))
+    return pool
+
+def verify_chained(data, expected, trust):
+    """Verify a file as a client does: signed by a vendor key, or (a license or lease)
+    by a floating server whose pool chain it carries. Returns verify's four values and
+    the pool (None: signed by a vendor key)."""
+    try: return verify(data, expected, trust) + (None,)
+    except Refused as r:
+        if r.code != 'unknown-key': raise
+        unknown = r
+    # P1: the payload read without verifying it: only to find its pool chain.
+    try: kind, _, p, _ = verify(data, expected, trust, UNVERIFIED)
+    except Refused: raise unknown
+    # P2: only a license or a lease carrying a chain can be signed by a floating server.
+    if kind not in ('license', 'lease') or 'pool' not in p: raise unknown
+    pool = verify_pool(p['pool'], trust)  # P3, P4
+    # P5: the file is signed by the key the pool license names.
+    try: kind, key, p, h = verify(data, expected, trust, pool['server_key'])
+    except Refused as r:
+        if r.code in ('unknown-key', 'bad-signature'): raise Refused('pool-untrusted', 'wrong signer')
+        raise
+    # P6, P7: the pool's product and license.
+    if p['product'] != pool['product']: raise Refused('pool-other-product')
+    if p['license_id'] != pool['license_id']: raise Refused('pool-untrusted', 'another license')
+    return kind, key, p, h, pool
 
 # ---- the fingerprint (§5.2) --------------------------------------------------------
 
@@ -794,13 +871,22 @@ def raw_public(pem):
 
 man = json.load(open(FIX + 'manifest.json'))
 anchors = read_trust_file(open(FIX + man['trust'], 'rb').read())
+def raw_seed(path):
+    return serialization.load_pem_private_key(open(FIX + path, 'rb').read(), password=None).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+
 devpub = raw_public(open(FIX + man['keys']['device_public'], 'rb').read())
-device_seed = serialization.load_pem_private_key(
-    open(FIX + man['keys']['device_private'], 'rb').read(), password=None).private_bytes(
-    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+serverpub = raw_public(open(FIX + man['keys']['pool_server_public'], 'rb').read())
 fp = man['fingerprint']
-expected_fingerprint = {name: component_hash(fingerprint_key(device_seed), fp['product'], name, value)
-                        for name, value in fp['components'].items()}
+# The fixture fingerprint, keyed by the device key; the floating server's (its pool
+# request, license and refresh) is the same components keyed by the server's key.
+expected_fingerprint = {
+    pub: {name: component_hash(fingerprint_key(raw_seed(man['keys'][private])), fp['product'], name, value)
+          for name, value in fp['components'].items()}
+    for pub, private in ((devpub, 'device_private'), (serverpub, 'pool_server_private'))}
+
+def binary(path):
+    return unarmor(open(FIX + path, 'rb').read())[1]
 failed = passed = 0
 for v in man['vectors']:
     data = open(FIX + v['file'], 'rb').read()
@@ -809,11 +895,21 @@ for v in man['vectors']:
         for f in v.get('key_sets', []):
             try: apply_key_set(trust, open(FIX + f, 'rb').read())
             except Refused as r: raise Refused(f'key set {f} refused: {r.code}')
-        kind, key, p, h = verify(data, v['read_as'], trust)
+        kind, key, p, h, pool = verify_chained(data, v['read_as'], trust)
         got = None
-        if KINDS[kind][2] == 'device': assert key == devpub
+        if KINDS[kind][2] == 'device': assert key in (devpub, serverpub)
+        owner = p['device_key'] if 'device_key' in p else key
         if 'fingerprint' in p and p['product'] == fp['product']:
-            if dict(p['fingerprint']) != expected_fingerprint: got = 'fingerprint differs'
+            if dict(p['fingerprint']) != expected_fingerprint.get(owner): got = 'fingerprint differs'
+        # The manifest's `pool`: the pool license (and refresh) it verifies through.
+        named = v.get('pool')
+        if (pool is None) != (named is None): got = 'verified through another pool (or none)'
+        elif named is not None:
+            chain = p['pool']
+            if chain['license'] != binary(named['license']): got = 'another pool license'
+            if chain.get('refresh') != (binary(named['refresh']) if 'refresh' in named else None):
+                got = 'another pool refresh'
+            if key != serverpub: got = 'not signed by the pool server key'
     except Refused as r:
         got = r.code
     want = v['error']['code'] if v['error'] else None
