@@ -31,6 +31,8 @@ impl IntoResponse for ServerError {
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::info!(code = self.code(), error = %self, "request refused");
         }
         let body = json!({
             "error": {"code": self.code(), "message": self.to_string(), "hint": self.hint()}
