@@ -482,9 +482,13 @@ pub struct Activation {
     pub checked_out: bool,
     /// Floating: the application instances holding a live lease on the seat now.
     pub instances: u64,
-    /// Whether it holds a seat now: an active node-locked activation, or a floating seat
-    /// with a live lease or an OED ahead.
+    /// Whether it holds a seat now: an active node-locked activation or pool, or a
+    /// floating seat with a live lease or an OED ahead.
     pub held: bool,
+    /// An on-premise floating server's pool: the seats of the floating license it holds
+    /// (counted as held in every seat count while it is active); None: an ordinary
+    /// activation.
+    pub pool_seats: Option<i64>,
 }
 
 /// Evidence recorded on an activation: a journal fork or gap, counters that went back or
