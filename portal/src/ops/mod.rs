@@ -312,8 +312,9 @@ pub struct LicenseInfo {
     #[serde(default)]
     pub revision: i64,
     /// Whether its seats are a floating pool (from its policy). `seats_used` counts the
-    /// seats held by node-locked activations; a floating license's seats are held by
-    /// leases and checkouts (`activation list --license ID` shows which).
+    /// seats held by node-locked activations and by an on-premise floating server's pool
+    /// (its `pool_seats`); a floating license's other seats are held by leases and
+    /// checkouts (`activation list --license ID` shows which).
     #[serde(default)]
     pub floating: bool,
 }
@@ -614,6 +615,10 @@ pub struct RefreshSpec {
     /// Reset the device's clock high-water mark to this time (seconds since the epoch).
     #[serde(default)]
     pub clock_floor: Option<i64>,
+    /// An on-premise floating server's pool: its new number of seats (refused for an
+    /// activation that is not a pool, and when the license has too few free).
+    #[serde(default)]
+    pub pool_seats: Option<u32>,
 }
 
 /// How often the active vendor key is looked up again (rotations by other instances).
