@@ -361,11 +361,11 @@ impl Portal {
              FROM activations WHERE id = $1",
         )
         .bind(activation_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| PortalError::UnknownActivation {
-                    activation: activation_id.into(),
-                })?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| PortalError::UnknownActivation {
+            activation: activation_id.into(),
+        })?;
         let state: String = row.try_get("state")?;
         if state != "active" {
             return Err(PortalError::NotActive {
@@ -468,8 +468,8 @@ impl Portal {
             offline_expiry: offline_expiry.map(time),
         };
         let pool_seats: Option<i64> = r.try_get("pool_seats")?;
-        let held = state == "active"
-            && (!floating || pool_seats.is_some() || holder.holds(time(now)));
+        let held =
+            state == "active" && (!floating || pool_seats.is_some() || holder.holds(time(now)));
         Ok(Activation {
             pool_seats,
             floating,
