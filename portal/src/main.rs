@@ -131,9 +131,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
-    /// Support: write a refresh file for one activation (serial + 1; the reason is audited),
-    /// or with --license L --all-outdated one for each of the license's devices that is out
-    /// of date after an edit, into --out-dir.
+    /// Support: write a refresh file for one activation (serial + 1; the reason is audited)
+    /// — new features or expiry, a clock-floor reset, an on-premise floating server's pool
+    /// seats (--seats) — or with --license L --all-outdated one for each of the license's
+    /// devices that is out of date after an edit, into --out-dir.
     Refresh(RefreshArgs),
     /// Vendor signing keys.
     #[command(subcommand)]

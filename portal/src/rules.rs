@@ -329,13 +329,13 @@ pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
 }
 
 /// The seats of `seats_used` an active activation holds: a pool's `pool_seats`, a
-/// node-locked activation's one, none for a floating seat (held by its lease or OED,
-/// counted from those).
-pub fn seats_held(pool_seats: Option<i64>, floating: bool) -> i64 {
+/// node-locked activation's one (`node_locked`: made by an activation request), none for
+/// a floating seat (held by its lease or OED, counted from those).
+pub fn seats_held(pool_seats: Option<i64>, node_locked: bool) -> i64 {
     match pool_seats {
         Some(n) => n,
-        None if floating => 0,
-        None => 1,
+        None if node_locked => 1,
+        None => 0,
     }
 }
 
@@ -1023,9 +1023,9 @@ mod tests {
 
     #[test]
     fn a_deactivation_frees_the_seats_the_activation_held() {
-        assert_eq!(seats_held(Some(5), true), 5);
-        assert_eq!(seats_held(None, false), 1);
-        assert_eq!(seats_held(None, true), 0);
+        assert_eq!(seats_held(Some(5), false), 5);
+        assert_eq!(seats_held(None, true), 1);
+        assert_eq!(seats_held(None, false), 0);
     }
 
     #[test]

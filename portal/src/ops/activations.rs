@@ -355,11 +355,10 @@ impl Portal {
         require_reason(reason, "a server-side deactivation")?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
-        let row = sqlx::query(
-            "SELECT license, state, offline_expiry, pool_seats, \
-             (SELECT l.floating FROM licenses l WHERE l.id = activations.license) AS floating \
-             FROM activations WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT license, state, offline_expiry, pool_seats, {NODE_LOCKED} AS node_locked \
+             FROM activations WHERE id = $1"
+        ))
         .bind(activation_id)
         .fetch_optional(&mut *tx)
         .await?
@@ -411,7 +410,7 @@ impl Portal {
         // The seats it held are free (a floating seat's is its lease, not counted here).
         let freed = decide::seats_held(
             row.try_get("pool_seats")?,
-            row.try_get::<Option<i64>, _>("floating")?.unwrap_or(0) == 1,
+            row.try_get::<i64, _>("node_locked")? == 1,
         );
         if freed > 0 {
             sqlx::query(FREE_SEATS)

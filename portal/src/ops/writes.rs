@@ -398,6 +398,14 @@ fn raise_flag(
     );
 }
 
+/// Whether an activation (the row of `activations` selected) holds a node-locked seat
+/// counted in `seats_used` (1) or a floating seat held by its lease or OED (0): a seat of
+/// a license that is not floating, or one made by an activation request (a floating
+/// license's activations from before floating was a policy's switch).
+pub(super) const NODE_LOCKED: &str = "(CASE WHEN (SELECT l.floating FROM licenses l \
+     WHERE l.id = activations.license) = 1 AND NOT EXISTS (SELECT 1 FROM applied_files f \
+     WHERE f.hash = activations.request_hash AND f.kind = 'activation-request') THEN 0 ELSE 1 END)";
+
 /// Free `$2` seats of license `$1`'s `seats_used` (never below none).
 pub(super) const FREE_SEATS: &str = "UPDATE licenses SET seats_used = CASE WHEN seats_used > $2 \
      THEN seats_used - $2 ELSE 0 END WHERE id = $1";
@@ -815,7 +823,7 @@ fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
                 "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
                  (SELECT count(*) FROM applied_files f WHERE f.hash = $2), \
                  (SELECT l.total_limits FROM licenses l WHERE l.id = $3), checked_out, \
-                 pool_seats, (SELECT l.floating FROM licenses l WHERE l.id = $3) \
+                 pool_seats, {NODE_LOCKED} \
                  FROM activations WHERE id = $1{lock}"
             ),
             vec![
