@@ -39,8 +39,8 @@ pub enum PortalError {
     #[error("license {license} is suspended")]
     LicenseSuspended { license: String },
     #[error(
-        "license {license} cannot have {seats} seat(s): {in_use} device(s) hold a seat of it \
-         now; deactivate {} of them first",
+        "license {license} cannot have {seats} seat(s): {in_use} of its seats are held now (by \
+         devices, or by an on-premise floating server's pool); free {} of them first",
         in_use - seats
     )]
     SeatsInUse {
@@ -106,6 +106,53 @@ pub enum PortalError {
     FloatingOnlineOnly { license: String },
     #[error("license {license} is not floating: it has no seats to lease or check out")]
     NotFloating { license: String },
+    #[error(
+        "license {license} is not floating: an on-premise floating server's pool holds seats \
+         of a floating license only"
+    )]
+    PoolNotFloating { license: String },
+    #[error(
+        "license {license} has {free} of its {seats} seat(s) free, fewer than the {wanted} \
+         the pool asks for (seats are held by devices, floating leases and checkouts)"
+    )]
+    PoolNoSeat {
+        license: String,
+        wanted: i64,
+        free: i64,
+        seats: i64,
+    },
+    #[error(
+        "license {license} already has a pool: activation {activation}, held by another \
+         on-premise floating server; a license has one pool at a time"
+    )]
+    PoolHeld { license: String, activation: String },
+    #[error(
+        "{}",
+        if *pool {
+            format!(
+                "this device holds license {license}'s pool (activation {activation}): an \
+                 on-premise floating server leases its pool's seats itself and takes no \
+                 other seat of the license"
+            )
+        } else {
+            format!(
+                "this device already holds a seat of license {license} (activation \
+                 {activation}): a pool is held by a device that has no other seat of the \
+                 license"
+            )
+        }
+    )]
+    DeviceHasSeat {
+        license: String,
+        activation: String,
+        /// The seat the device holds is the license's pool.
+        pool: bool,
+    },
+    #[error(
+        "activation {activation} is not an on-premise floating server's pool: it has no \
+         pool seats to change"
+    )]
+    NotAPool { activation: String },
     #[error("{route} takes a lease request of action `{expected}`, not `{found}`")]
     WrongAction {
         route: &'static str,
@@ -176,6 +223,11 @@ impl PortalError {
             PortalError::Floating(r) => r.code(),
             PortalError::FloatingOnlineOnly { .. } => "floating-online-only",
             PortalError::NotFloating { .. } => "license-not-floating",
+            PortalError::PoolNotFloating { .. } => "pool-not-floating",
+            PortalError::PoolNoSeat { .. } => "no-seat",
+            PortalError::PoolHeld { .. } => "pool-held",
+            PortalError::DeviceHasSeat { .. } => "device-has-seat",
+            PortalError::NotAPool { .. } => "not-a-pool",
             PortalError::WrongAction { .. } => "wrong-action",
             PortalError::RequestReplayed => "request-replayed",
             PortalError::NotCheckedOut { .. } => "not-checked-out",
@@ -212,6 +264,11 @@ impl PortalError {
             | PortalError::FloatingOnlineOnly { .. } => 403,
             PortalError::Floating(_)
             | PortalError::NotFloating { .. }
+            | PortalError::PoolNotFloating { .. }
+            | PortalError::PoolNoSeat { .. }
+            | PortalError::PoolHeld { .. }
+            | PortalError::DeviceHasSeat { .. }
+            | PortalError::NotAPool { .. }
             | PortalError::RequestReplayed
             | PortalError::NotCheckedOut { .. } => 409,
             PortalError::UnknownLicense { .. }
@@ -262,6 +319,33 @@ impl PortalError {
                 "activate this license (`lic activate --server URL`, or `lic offline-activate`); \
                  only floating licenses lease seats"
             }
+            PortalError::PoolNotFloating { .. } => {
+                "pools are for floating licenses: ask the vendor for a floating license for \
+                 the on-premise floating server (or activate this license on each machine)"
+            }
+            PortalError::PoolNoSeat { .. } => {
+                "make the server's request again for no more seats than are free \
+                 (`lic offline-activate --pool-seats N`), free seats (deactivate devices, \
+                 release leases), or ask the vendor for more seats; nothing was changed"
+            }
+            PortalError::PoolHeld { .. } => {
+                "the server that holds the pool must deactivate first (upload its \
+                 deactivation file), or the vendor's support can give that pool more seats \
+                 (`lic-portal refresh --activation ACTIVATION --seats N`); nothing was changed"
+            }
+            PortalError::DeviceHasSeat { pool: true, .. } => {
+                "use a client machine for leases (the server leases the pool's seats to its \
+                 clients), or deactivate the pool first"
+            }
+            PortalError::DeviceHasSeat { .. } => {
+                "run the floating server on another machine, or free this device's seat first \
+                 (release its lease, or `lic-portal activation deactivate ACTIVATION --reason \
+                 …`) and apply the request again; nothing was changed"
+            }
+            PortalError::NotAPool { .. } => {
+                "refresh it without --seats (pool_seats); only an on-premise floating server's \
+                 pool activation has seats to change"
+            }
             PortalError::RequestReplayed => {
                 "make a new request (lic does for each attempt); a copy of an earlier request \
                  is not taken again"
@@ -290,8 +374,9 @@ impl PortalError {
             PortalError::SeatsInUse { .. } => {
                 "list the license's devices (`lic-portal activation list --license ID`), free the \
                  seats of those that no longer need one (their deactivation files, or \
-                 `lic-portal activation deactivate ACTIVATION --reason …`), then lower the seats; \
-                 nothing was changed"
+                 `lic-portal activation deactivate ACTIVATION --reason …`) or give a pool fewer \
+                 seats (`lic-portal refresh --activation ACTIVATION --seats N`), then lower the \
+                 seats; nothing was changed"
             }
             PortalError::MissingComponents { .. } => {
                 "make the request with `lic offline-activate` on the machine the license is for: \

@@ -131,9 +131,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
-    /// Support: write a refresh file for one activation (serial + 1; the reason is audited),
-    /// or with --license L --all-outdated one for each of the license's devices that is out
-    /// of date after an edit, into --out-dir.
+    /// Support: write a refresh file for one activation (serial + 1; the reason is audited)
+    /// — new features or expiry, a clock-floor reset, an on-premise floating server's pool
+    /// seats (--seats) — or with --license L --all-outdated one for each of the license's
+    /// devices that is out of date after an edit, into --out-dir.
     Refresh(RefreshArgs),
     /// Vendor signing keys.
     #[command(subcommand)]
@@ -192,6 +193,12 @@ pub(crate) struct RefreshArgs {
     /// NAME=LIMIT+CAP (overage up to CAP beyond the limit); repeat.
     #[arg(long = "feature", value_name = "SPEC", conflicts_with = "license")]
     pub(crate) features: Vec<String>,
+    /// An on-premise floating server's pool: its new number of seats, taken from the
+    /// license's free seats (or given back). Refused for an activation that is not a pool
+    /// (`not-a-pool`) and when too few seats are free (`no-seat`). Every refresh of a pool
+    /// carries its number of seats, changed or not.
+    #[arg(long, value_name = "N", conflicts_with = "license")]
+    pub(crate) seats: Option<u32>,
     /// Where to write the refresh file.
     #[arg(
         long,

@@ -294,7 +294,13 @@ pub enum SeatAnswer {
     TooManyDeactivations(ChurnRefused),
     /// Every seat is taken.
     NoSeatLeft,
-    /// Take a seat.
+    /// A pool: fewer seats are free than it asks for.
+    TooFewSeats { free: i64 },
+    /// A pool: the device holds a seat of the license by other means (a floating seat).
+    DeviceHasSeat(String),
+    /// A pool: another device holds the license's pool (this activation).
+    PoolHeld(String),
+    /// Take a seat (or, for a pool, its seats).
     Take,
 }
 
@@ -320,6 +326,84 @@ pub fn seat(ask: &SeatAsk<'_>) -> SeatAnswer {
     } else {
         SeatAnswer::Take
     }
+}
+
+/// The seats of `seats_used` an active activation holds: a pool's `pool_seats`, a
+/// node-locked activation's one (`node_locked`: made by an activation request), none for
+/// a floating seat (held by its lease or OED, counted from those).
+pub fn seats_held(pool_seats: Option<i64>, node_locked: bool) -> i64 {
+    match pool_seats {
+        Some(n) => n,
+        None if node_locked => 1,
+        None => 0,
+    }
+}
+
+/// What an on-premise floating server's request for a pool asks, beyond [`SeatAsk`]
+/// (whose `seats_used` counts node-locked seats and pools' seats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAsk<'a> {
+    /// The seats the pool asks to hold (at least one).
+    pub wanted: i64,
+    /// Seats held now by floating leases and checkouts.
+    pub leased: i64,
+    /// The device's active activation (`held_by_device`) is a pool.
+    pub device_is_pool: bool,
+    /// Another device's active pool of the license.
+    pub other_pool: Option<&'a str>,
+}
+
+/// The seats of a license free for a pool: its seats less those held by node-locked
+/// activations and pools (`used`) and by floating leases and checkouts (`leased`).
+pub fn free_seats(seats: i64, used: i64, leased: i64) -> i64 {
+    seats.saturating_sub(used).saturating_sub(leased).max(0)
+}
+
+/// May this pool request take its seats? As [`seat`] for what every request is asked
+/// (applied before, a stale copy, revoked, a total reached, churn); then: the server that
+/// holds the pool gets it again (reissued, with the seats it holds), a device that holds
+/// a seat by other means is refused, a license holds one pool at a time, and the pool
+/// takes its seats only when that many are free.
+pub fn pool_seat(ask: &SeatAsk<'_>, pool: &PoolAsk<'_>) -> SeatAnswer {
+    if ask.applied_before {
+        SeatAnswer::AlreadyApplied
+    } else if !ask.license_current {
+        SeatAnswer::StaleLicense
+    } else if !ask.license_active {
+        SeatAnswer::Revoked
+    } else if let Some(reached) = ask.total_reached {
+        SeatAnswer::TotalReached(reached.clone())
+    } else if let Some(id) = ask.held_by_device {
+        if pool.device_is_pool {
+            SeatAnswer::Reissue(id.to_string())
+        } else {
+            SeatAnswer::DeviceHasSeat(id.to_string())
+        }
+    } else if let Some(other) = pool.other_pool {
+        SeatAnswer::PoolHeld(other.to_string())
+    } else if let Err(refused) = ask.churn {
+        SeatAnswer::TooManyDeactivations(refused)
+    } else {
+        let free = free_seats(ask.seats, ask.seats_used, pool.leased);
+        if pool.wanted > free {
+            SeatAnswer::TooFewSeats { free }
+        } else {
+            SeatAnswer::Take
+        }
+    }
+}
+
+/// May a pool holding `current` seats hold `wanted` now? Its own seats count as free;
+/// the rest as for a new pool. `Err(free)`: the most it may hold.
+pub fn pool_resize(
+    seats: i64,
+    used: i64,
+    leased: i64,
+    current: i64,
+    wanted: i64,
+) -> Result<(), i64> {
+    let free = free_seats(seats, used.saturating_sub(current), leased);
+    if wanted <= free { Ok(()) } else { Err(free) }
 }
 
 /// A license-level consumption limit and the license's reported total for it.
@@ -856,6 +940,101 @@ mod tests {
             1
         );
         assert!(total_passed(&limits, &past, &[("other".into(), 1)]).is_empty());
+    }
+
+    fn pool(wanted: i64) -> PoolAsk<'static> {
+        PoolAsk {
+            wanted,
+            leased: 0,
+            device_is_pool: false,
+            other_pool: None,
+        }
+    }
+
+    #[test]
+    fn a_pool_takes_its_seats_only_when_that_many_are_free() {
+        // 2 seats, 1 held by a pool or node-locked device: 1 free.
+        assert_eq!(pool_seat(&ask(), &pool(1)), SeatAnswer::Take);
+        assert_eq!(
+            pool_seat(&ask(), &pool(2)),
+            SeatAnswer::TooFewSeats { free: 1 }
+        );
+        // Live floating leases count too.
+        let leased = PoolAsk {
+            leased: 1,
+            ..pool(1)
+        };
+        assert_eq!(
+            pool_seat(&ask(), &leased),
+            SeatAnswer::TooFewSeats { free: 0 }
+        );
+        // More held than there are (seats lowered) is nothing free, not less than none.
+        assert_eq!(free_seats(2, 3, 1), 0);
+    }
+
+    #[test]
+    fn a_license_holds_one_pool_and_a_device_with_a_seat_holds_none() {
+        let other = PoolAsk {
+            other_pool: Some("act_9"),
+            ..pool(1)
+        };
+        assert_eq!(
+            pool_seat(&ask(), &other),
+            SeatAnswer::PoolHeld("act_9".into())
+        );
+        let has_seat = SeatAsk {
+            held_by_device: Some("act_1"),
+            ..ask()
+        };
+        assert_eq!(
+            pool_seat(&has_seat, &pool(1)),
+            SeatAnswer::DeviceHasSeat("act_1".into())
+        );
+        // The server that holds the pool gets it again, even when the license is full.
+        let again = PoolAsk {
+            device_is_pool: true,
+            ..pool(5)
+        };
+        let full = SeatAsk {
+            seats_used: 2,
+            held_by_device: Some("act_1"),
+            ..ask()
+        };
+        assert_eq!(
+            pool_seat(&full, &again),
+            SeatAnswer::Reissue("act_1".into())
+        );
+    }
+
+    #[test]
+    fn a_pool_request_applied_before_or_on_a_revoked_license_is_answered_as_any() {
+        let before = SeatAsk {
+            license_active: false,
+            applied_before: true,
+            ..ask()
+        };
+        assert_eq!(pool_seat(&before, &pool(1)), SeatAnswer::AlreadyApplied);
+        let revoked = SeatAsk {
+            license_active: false,
+            ..ask()
+        };
+        assert_eq!(pool_seat(&revoked, &pool(1)), SeatAnswer::Revoked);
+    }
+
+    #[test]
+    fn a_deactivation_frees_the_seats_the_activation_held() {
+        assert_eq!(seats_held(Some(5), false), 5);
+        assert_eq!(seats_held(None, true), 1);
+        assert_eq!(seats_held(None, false), 0);
+    }
+
+    #[test]
+    fn a_pool_grows_into_free_seats_and_counts_its_own_as_free() {
+        // 10 seats; the pool holds 4, leases 3: the pool may hold up to 7.
+        assert_eq!(pool_resize(10, 4, 3, 4, 7), Ok(()));
+        assert_eq!(pool_resize(10, 4, 3, 4, 8), Err(7));
+        // Shrinking is always fine.
+        assert_eq!(pool_resize(10, 4, 3, 4, 1), Ok(()));
     }
 
     #[test]

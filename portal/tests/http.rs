@@ -1740,7 +1740,7 @@ async fn seats_below_those_in_use_are_refused_over_http_with_409() {
             r.body["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("2 device(s)"),
+                .contains("2 of its seats are held"),
             "{}",
             r.body
         );

@@ -389,7 +389,7 @@ async fn seats_below_those_in_use_are_refused_with_what_to_do() {
         assert_eq!(e.status(), 409);
         let message = e.to_string();
         assert!(
-            message.contains("2 device(s) hold a seat") && message.contains("deactivate 1"),
+            message.contains("2 of its seats are held") && message.contains("free 1"),
             "{message}"
         );
         assert!(e.hint().contains("activation deactivate"), "{}", e.hint());

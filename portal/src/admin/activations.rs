@@ -70,6 +70,7 @@ pub(crate) async fn refresh(
         expires,
         clock_floor,
         features,
+        seats,
         out: path,
     } = args;
     if let (Some(license), Some(out_dir)) = (license, out_dir) {
@@ -87,6 +88,7 @@ pub(crate) async fn refresh(
         expires: expires.as_deref().map(parse_time).transpose()?,
         extend_days,
         clock_floor: clock_floor.as_deref().map(parse_time).transpose()?,
+        pool_seats: seats,
     };
     // Refuse an existing output file before the refresh is made: making one uses
     // up a serial and is audited.

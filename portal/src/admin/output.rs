@@ -108,8 +108,16 @@ pub(crate) fn show_activation(a: &Activation) -> String {
     )
 }
 
-/// A floating seat's state: held or free, the lease's end and its instances, the OED.
+/// A floating seat's state: held or free, the lease's end and its instances, the OED;
+/// or the seats of an on-premise floating server's pool.
 fn floating_seat(a: &Activation) -> String {
+    if let Some(n) = a.pool_seats {
+        return if a.state == "active" {
+            format!("  pool: {n} seat(s)")
+        } else {
+            format!("  pool: {n} seat(s), freed")
+        };
+    }
     if !a.floating || a.state != "active" {
         return String::new();
     }

@@ -136,15 +136,33 @@ impl Portal {
         let r = request.payload();
         let (lic, policy) = found;
         request_fits(lic, &r.product, &r.credential, actor)?;
-        if lic.floating {
+        match r.pool_seats {
+            // An on-premise floating server's pool: seats of a floating license, which it
+            // leases on its own network (floating licenses are online otherwise, so the
+            // offline switch is not asked).
+            Some(_) if !lic.floating => {
+                return Err(PortalError::PoolNotFloating {
+                    license: lic.id.clone(),
+                });
+            }
+            Some(0) => {
+                return Err(PortalError::Invalid {
+                    field: "pool_seats",
+                    reason: "a pool holds at least one seat".into(),
+                });
+            }
+            Some(_) => {}
             // A floating seat is leased online, or checked out online for offline use.
-            return Err(PortalError::FloatingOnlineOnly {
-                license: lic.id.clone(),
-            });
+            None if lic.floating => {
+                return Err(PortalError::FloatingOnlineOnly {
+                    license: lic.id.clone(),
+                });
+            }
+            None => {}
         }
         // (Whether the license is revoked is decided in the write transaction: a replay
         // of a request applied before the revocation still gets its license.)
-        if !lic.allow_offline.unwrap_or(policy.allow_offline) {
+        if r.pool_seats.is_none() && !lic.allow_offline.unwrap_or(policy.allow_offline) {
             return Err(PortalError::OfflineNotAllowed {
                 license: lic.id.clone(),
             });
@@ -167,7 +185,7 @@ impl Portal {
         };
         let license = License {
             pool: None,
-            pool_seats: None,
+            pool_seats: r.pool_seats,
             license_id: lic.id.clone(),
             activation_id: activation_id.clone(),
             product: r.product.clone(),
@@ -209,6 +227,7 @@ impl Portal {
                 BTreeMap::new()
             },
             variables: json(&r.variables),
+            pool_seats: r.pool_seats,
             now,
             actor: actor.clone(),
         };
@@ -296,10 +315,17 @@ impl Portal {
         id: &str,
         license: &mut License,
     ) -> Result<(), PortalError> {
-        let row = sqlx::query("SELECT request_hash, license_file FROM activations WHERE id = $1")
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT request_hash, license_file, pool_seats FROM activations WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?;
+        // A pool is reissued with the seats it holds now (a refresh changes them), whatever
+        // the new request asks.
+        license.pool_seats = row
+            .try_get::<Option<i64>, _>("pool_seats")?
+            .and_then(|n| u32::try_from(n).ok());
         let keys = vendor::own_keys(&self.db).await?;
         let original: Option<String> =
             sqlx::query_scalar("SELECT response FROM applied_files WHERE hash = $1")
@@ -329,14 +355,16 @@ impl Portal {
         require_reason(reason, "a server-side deactivation")?;
         let now = self.now();
         let mut tx = self.db.begin_write().await?;
-        let row =
-            sqlx::query("SELECT license, state, offline_expiry FROM activations WHERE id = $1")
-                .bind(activation_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| PortalError::UnknownActivation {
-                    activation: activation_id.into(),
-                })?;
+        let row = sqlx::query(&format!(
+            "SELECT license, state, offline_expiry, pool_seats, {NODE_LOCKED} AS node_locked \
+             FROM activations WHERE id = $1"
+        ))
+        .bind(activation_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| PortalError::UnknownActivation {
+            activation: activation_id.into(),
+        })?;
         let state: String = row.try_get("state")?;
         if state != "active" {
             return Err(PortalError::NotActive {
@@ -379,12 +407,18 @@ impl Portal {
                 state: "deactivated".into(),
             });
         }
-        sqlx::query(
-            "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
-        )
-        .bind(&license)
-        .execute(&mut *tx)
-        .await?;
+        // The seats it held are free (a floating seat's is its lease, not counted here).
+        let freed = decide::seats_held(
+            row.try_get("pool_seats")?,
+            row.try_get::<i64, _>("node_locked")? == 1,
+        );
+        if freed > 0 {
+            sqlx::query(FREE_SEATS)
+                .bind(&license)
+                .bind(freed)
+                .execute(&mut *tx)
+                .await?;
+        }
         audit(
             &mut *tx,
             now.timestamp_millis(),
@@ -432,8 +466,11 @@ impl Portal {
             lease_expires: lease_expires.map(time),
             offline_expiry: offline_expiry.map(time),
         };
-        let held = state == "active" && (!floating || holder.holds(time(now)));
+        let pool_seats: Option<i64> = r.try_get("pool_seats")?;
+        let held =
+            state == "active" && (!floating || pool_seats.is_some() || holder.holds(time(now)));
         Ok(Activation {
+            pool_seats,
             floating,
             lease_expires,
             checked_out: r.try_get::<i64, _>("checked_out")? == 1,

@@ -90,7 +90,7 @@ fn license_terms_read(lic_id: &str, hash: &str, device: &str) -> (String, Vec<Va
          p.lease_oed_hours, p.max_checkout_hours, \
          (SELECT count(*) FROM applied_files f WHERE f.hash = $2), \
          (SELECT count(*) FROM activations h WHERE h.license = l.id AND h.device_key = $3), \
-         l.revision \
+         l.revision, l.seats_used \
          FROM licenses l JOIN policies p ON p.id = l.policy WHERE l.id = $1",
         vec![lic_id.into(), hash.into(), device.into()],
     )
@@ -100,7 +100,8 @@ fn license_terms_read(lic_id: &str, hash: &str, device: &str) -> (String, Vec<Va
 /// (none: a row of NULLs in the instance columns).
 fn seat_read(lic_id: &str, device: &str) -> (String, Vec<Val>) {
     stmt(
-        "SELECT a.id, a.lease_expires, a.offline_expiry, a.checked_out, i.instance, i.expires \
+        "SELECT a.id, a.lease_expires, a.offline_expiry, a.checked_out, i.instance, i.expires, \
+         a.pool_seats \
          FROM activations a LEFT JOIN lease_instances i ON i.activation = a.id \
          WHERE a.license = $1 AND a.device_key = $2 AND a.state = 'active'",
         vec![lic_id.into(), device.into()],
@@ -187,6 +188,9 @@ struct LicenseTerms {
     status: String,
     floating: bool,
     seats: u64,
+    /// Seats an on-premise floating server's pool holds (a floating license's
+    /// `seats_used`): not leased here.
+    pooled: u64,
     terms: Terms,
     expires: Option<DateTime<Utc>>,
     features: Features,
@@ -234,7 +238,26 @@ impl LicenseTerms {
             applied: int(14).unwrap_or(0) > 0,
             had_seat: int(15).unwrap_or(0) > 0,
             revision: int(16).unwrap_or(0),
+            pooled: unsigned(17).unwrap_or(0),
         })
+    }
+
+    /// The seats leased and checked out here: the license's less its pool's.
+    fn leasable(&self) -> u64 {
+        self.seats.saturating_sub(self.pooled)
+    }
+
+    /// A device that holds the license's pool leases its seats itself: it takes no seat
+    /// (or floating feature) here.
+    fn not_the_pool(&self, lic_id: &str, seat: Option<&Seat>) -> Result<(), PortalError> {
+        match seat {
+            Some(s) if s.pool => Err(PortalError::DeviceHasSeat {
+                license: lic_id.into(),
+                activation: s.id.clone(),
+                pool: true,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// A revoked or suspended license leases nothing.
@@ -259,6 +282,8 @@ struct Seat {
     checked_out: bool,
     /// (instance, lease end).
     instances: Vec<(String, i64)>,
+    /// It is an on-premise floating server's pool.
+    pool: bool,
 }
 
 impl Seat {
@@ -269,6 +294,7 @@ impl Seat {
             lease_expires: first.get(1).and_then(Val::int),
             offline_expiry: first.get(2).and_then(Val::int),
             checked_out: first.get(3).and_then(Val::int) == Some(1),
+            pool: first.get(6).and_then(Val::int).is_some(),
             instances: rows
                 .iter()
                 .filter_map(|r| {
@@ -380,6 +406,7 @@ pub(super) fn decide_lease(
     let lic = LicenseTerms::from_row(&got.next(), &j.lic_id)?;
     lic.usable(&j.lic_id)?;
     let seat = Seat::from_rows(&got.next());
+    lic.not_the_pool(&j.lic_id, seat.as_ref())?;
     let waiters = waiters_from(&got.next());
     if j.action == LeaseAction::Take && lic.applied {
         return Err(PortalError::RequestReplayed);
@@ -581,7 +608,7 @@ fn decide_seat_lease(
     let (held, next_free) = held_from(&got.next());
     let grant = floating::grant(
         Pool {
-            seats: lic.seats,
+            seats: lic.leasable(),
             held_by_others: held,
             waiting_ahead: queue.ahead,
             next_free,
@@ -856,12 +883,13 @@ pub(super) fn decide_checkout(
         return Ok(WriteOutcome::StaleLicense);
     }
     lic.usable(&j.lic_id)?;
+    lic.not_the_pool(&j.lic_id, seat.as_ref())?;
     let waiters = waiters_from(&got.next());
     let (held, next_free) = held_from(&got.next());
     let queue = decide::queue(&waiters, &j.device_hex, now, lic.terms.lease_secs);
     floating::grant(
         Pool {
-            seats: lic.seats,
+            seats: lic.leasable(),
             held_by_others: held,
             waiting_ahead: queue.ahead,
             next_free,

@@ -183,7 +183,7 @@ const LISTS: [&str; 5] = ["products", "policies", "licenses", "activations", "au
 /// a thousand would carry a megabyte or two of license files no list shows).
 const ACTIVATION_COLUMNS: &str = "id, license, product, device_kid, state, closed_by, serial, \
      journal_seq, fork, reactivations, offline_expiry, last_accessed, created, deactivated, variables, \
-     lease_expires, checked_out, \
+     lease_expires, checked_out, pool_seats, \
      (SELECT l.floating FROM licenses l WHERE l.id = activations.license) AS floating";
 
 /// Longest cursor read (the portal's own are well under 200 characters).

@@ -312,8 +312,9 @@ pub struct LicenseInfo {
     #[serde(default)]
     pub revision: i64,
     /// Whether its seats are a floating pool (from its policy). `seats_used` counts the
-    /// seats held by node-locked activations; a floating license's seats are held by
-    /// leases and checkouts (`activation list --license ID` shows which).
+    /// seats held by node-locked activations and by an on-premise floating server's pool
+    /// (its `pool_seats`); a floating license's other seats are held by leases and
+    /// checkouts (`activation list --license ID` shows which).
     #[serde(default)]
     pub floating: bool,
 }
@@ -482,9 +483,13 @@ pub struct Activation {
     pub checked_out: bool,
     /// Floating: the application instances holding a live lease on the seat now.
     pub instances: u64,
-    /// Whether it holds a seat now: an active node-locked activation, or a floating seat
-    /// with a live lease or an OED ahead.
+    /// Whether it holds a seat now: an active node-locked activation or pool, or a
+    /// floating seat with a live lease or an OED ahead.
     pub held: bool,
+    /// An on-premise floating server's pool: the seats of the floating license it holds
+    /// (counted as held in every seat count while it is active); None: an ordinary
+    /// activation.
+    pub pool_seats: Option<i64>,
 }
 
 /// Evidence recorded on an activation: a journal fork or gap, counters that went back or
@@ -610,6 +615,10 @@ pub struct RefreshSpec {
     /// Reset the device's clock high-water mark to this time (seconds since the epoch).
     #[serde(default)]
     pub clock_floor: Option<i64>,
+    /// An on-premise floating server's pool: its new number of seats (refused for an
+    /// activation that is not a pool, and when the license has too few free).
+    #[serde(default)]
+    pub pool_seats: Option<u32>,
 }
 
 /// How often the active vendor key is looked up again (rotations by other instances).

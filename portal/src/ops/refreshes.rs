@@ -2,11 +2,22 @@
 
 use super::*;
 
+/// What a refresh gives: the entitlements, a clock-floor reset, a pool's seats.
+struct RefreshTerms {
+    features: Features,
+    expires: Option<DateTime<Utc>>,
+    clock_floor: Option<DateTime<Utc>>,
+    /// A pool's seats after the refresh (None: not a pool).
+    pool_seats: Option<i64>,
+}
+
 /// What a device was last issued, as a refresh starts from it.
 struct Issued {
     /// Its license, with the last refresh's entitlements and serial over it.
     base: License,
     serial: i64,
+    /// An on-premise floating server's pool: the seats it holds now.
+    pool_seats: Option<i64>,
 }
 
 impl Portal {
@@ -23,6 +34,23 @@ impl Portal {
             check_features(features, "features")?;
         }
         let issued = self.issued(activation_id).await?;
+        let pool_seats = match (spec.pool_seats, issued.pool_seats) {
+            (Some(_), None) => {
+                return Err(PortalError::NotAPool {
+                    activation: activation_id.into(),
+                });
+            }
+            (Some(0), Some(_)) => {
+                return Err(PortalError::Invalid {
+                    field: "pool_seats",
+                    reason: "a pool holds at least one seat; to free them all, the server \
+                             deactivates (or `lic-portal activation deactivate`)"
+                        .into(),
+                });
+            }
+            (Some(n), Some(_)) => Some(i64::from(n)),
+            (None, current) => current,
+        };
         let now = self.now();
         let expires = match (spec.expires, spec.extend_days) {
             (Some(_), Some(_)) => {
@@ -62,9 +90,12 @@ impl Portal {
         self.create_refresh(
             activation_id,
             &issued,
-            features,
-            expires,
-            clock_floor,
+            RefreshTerms {
+                features,
+                expires,
+                clock_floor,
+                pool_seats,
+            },
             &spec.reason,
             actor,
         )
@@ -104,6 +135,7 @@ impl Portal {
         Ok(Issued {
             serial: u64_to_i64(base.serial),
             base,
+            pool_seats: row.try_get("pool_seats")?,
         })
     }
 
@@ -137,24 +169,29 @@ impl Portal {
     }
 
     /// Sign and record a refresh of `issued` with these entitlements (serial + 1), audited
-    /// with `reason`.
-    #[allow(clippy::too_many_arguments)] // the refresh's fields
+    /// with `reason`. A pool's new number of seats takes them from the license's free
+    /// seats (or gives them back) in the same transaction.
     async fn create_refresh(
         &self,
         activation_id: &str,
         issued: &Issued,
-        features: Features,
-        expires: Option<DateTime<Utc>>,
-        clock_floor: Option<DateTime<Utc>>,
+        terms: RefreshTerms,
         reason: &str,
         actor: &Actor,
     ) -> Result<String, PortalError> {
+        let RefreshTerms {
+            features,
+            expires,
+            clock_floor,
+            pool_seats,
+        } = terms;
         let now = self.now();
         let base = &issued.base;
         let serial = issued.serial;
         let new_serial = serial + 1;
         let refresh = Refresh {
-            pool_seats: None,
+            // Every refresh of a pool says how many seats it holds, changed or not.
+            pool_seats: pool_seats.and_then(|n| u32::try_from(n).ok()),
             license_id: base.license_id.clone(),
             activation_id: activation_id.into(),
             product: base.product.clone(),
@@ -173,14 +210,24 @@ impl Portal {
         let file = format::sign(&refresh, &signer)?;
         let armored = file.armored();
         let mut tx = self.db.begin_write().await?;
+        let mut detail = format!("serial {new_serial}");
+        if let (Some(current), Some(wanted)) = (issued.pool_seats, pool_seats) {
+            if current != wanted {
+                self.resize_pool(&mut tx, &base.license_id, current, wanted, now)
+                    .await?;
+            }
+            detail.push_str(&format!(", pool seats {current} -> {wanted}"));
+        }
+        // (A pool's seats change only with a refresh: the serial guards them too.)
         let updated = sqlx::query(
-            "UPDATE activations SET serial = $1, license_file = $2 \
+            "UPDATE activations SET serial = $1, license_file = $2, pool_seats = $5 \
              WHERE id = $3 AND serial = $4 AND state = 'active'",
         )
         .bind(new_serial)
         .bind(&armored)
         .bind(activation_id)
         .bind(serial)
+        .bind(pool_seats)
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -199,11 +246,64 @@ impl Portal {
             Some(activation_id),
             Some(reason),
             Some(&file.hash().to_string()),
-            Some(&format!("serial {new_serial}")),
+            Some(&detail),
         )
         .await?;
         tx.commit().await?;
         Ok(armored)
+    }
+
+    /// Take a pool from `current` to `wanted` seats of license `license` inside `tx`: its
+    /// own seats count as free, with those no one holds (node-locked seats, another
+    /// pool's, live floating leases and checkouts); refused with nothing changed when too
+    /// few are free. The license row is locked first (on PostgreSQL), as the writer locks
+    /// it before the activations under it.
+    async fn resize_pool(
+        &self,
+        tx: &mut crate::db::Tx,
+        license: &str,
+        current: i64,
+        wanted: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), PortalError> {
+        let lock = if self.db.backend() == crate::db::Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let row = sqlx::query(&format!(
+            "SELECT seats, seats_used FROM licenses WHERE id = $1{lock}"
+        ))
+        .bind(license)
+        .fetch_one(&mut **tx)
+        .await?;
+        let seats: i64 = row.try_get("seats")?;
+        let used: i64 = row.try_get("seats_used")?;
+        let leased: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM activations WHERE license = $1 AND state = 'active' \
+             AND pool_seats IS NULL AND (lease_expires > $2 OR offline_expiry > $2)",
+        )
+        .bind(license)
+        .bind(now.timestamp())
+        .fetch_one(&mut **tx)
+        .await?;
+        decide::pool_resize(seats, used, leased, current, wanted).map_err(|free| {
+            PortalError::PoolNoSeat {
+                license: license.into(),
+                wanted,
+                free,
+                seats,
+            }
+        })?;
+        sqlx::query(
+            "UPDATE licenses SET seats_used = CASE WHEN seats_used + $2 > 0 \
+             THEN seats_used + $2 ELSE 0 END WHERE id = $1",
+        )
+        .bind(license)
+        .bind(wanted - current)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// The active activations of license `license_id` whose devices were issued other
@@ -287,12 +387,16 @@ impl Portal {
             return Ok(None);
         }
         let expires = granted.expires.map(time);
+        let pool_seats = issued.pool_seats;
         self.create_refresh(
             activation_id,
             &issued,
-            granted.features,
-            expires,
-            None,
+            RefreshTerms {
+                features: granted.features,
+                expires,
+                clock_floor: None,
+                pool_seats,
+            },
             reason,
             actor,
         )

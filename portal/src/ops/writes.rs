@@ -57,9 +57,12 @@ impl writer::Job for Job {
     /// seat, or a seat freed (which the churn policy counts) under the same license.
     fn stale(&self, unseen: &Changes) -> bool {
         match self {
+            // (A pool also counts the floating leases an earlier job changed.)
             Job::Activation(j) => {
                 unseen.files.contains(&j.hash)
                     || unseen.freed.contains(&j.lic_id)
+                    || (j.pool_seats.is_some()
+                        && unseen.pools.contains(&(j.lic_id.clone(), String::new())))
                     || unseen
                         .devices
                         .contains(&(j.lic_id.clone(), j.device_hex.clone()))
@@ -168,7 +171,11 @@ impl Changes {
     }
 
     fn take_seat(&mut self, j: &ActivationWrite) {
-        *self.seats.entry(j.lic_id.clone()).or_default() += 1;
+        *self.seats.entry(j.lic_id.clone()).or_default() += j.pool_seats.map_or(1, i64::from);
+        if j.pool_seats.is_some() {
+            // The seats free for leases changed: leases of this batch count them again.
+            self.pools.insert((j.lic_id.clone(), String::new()));
+        }
         self.devices
             .insert((j.lic_id.clone(), j.device_hex.clone()));
         self.touch(&j.activation_id, &j.hash);
@@ -252,6 +259,8 @@ pub(super) struct ActivationWrite {
     pub(super) refusing_totals: BTreeMap<String, u64>,
     /// The request's device variables, as JSON (`{}`: none).
     pub(super) variables: String,
+    /// An on-premise floating server's pool: the seats it takes (None: one seat).
+    pub(super) pool_seats: Option<u32>,
     pub(super) now: DateTime<Utc>,
     pub(super) actor: Actor,
 }
@@ -389,6 +398,22 @@ fn raise_flag(
     );
 }
 
+/// Whether an activation (the row of `activations` selected) holds a node-locked seat
+/// counted in `seats_used` (1) or a floating seat held by its lease or OED (0): a seat of
+/// a license that is not floating, or one made by an activation request (a floating
+/// license's activations from before floating was a policy's switch).
+pub(super) const NODE_LOCKED: &str = "(CASE WHEN (SELECT l.floating FROM licenses l \
+     WHERE l.id = activations.license) = 1 AND NOT EXISTS (SELECT 1 FROM applied_files f \
+     WHERE f.hash = activations.request_hash AND f.kind = 'activation-request') THEN 0 ELSE 1 END)";
+
+/// Free `$2` seats of license `$1`'s `seats_used` (never below none).
+pub(super) const FREE_SEATS: &str = "UPDATE licenses SET seats_used = CASE WHEN seats_used > $2 \
+     THEN seats_used - $2 ELSE 0 END WHERE id = $1";
+
+fn free_seats_stmt(license: &str, n: i64) -> (String, Vec<Val>) {
+    stmt(FREE_SEATS, vec![license.into(), n.into()])
+}
+
 /// When the churn period of an activation began (None without a churn policy).
 fn churn_since(j: &ActivationWrite) -> Result<Option<i64>, PortalError> {
     match j.churn {
@@ -431,6 +456,23 @@ fn activation_reads(j: &ActivationWrite, lock: &str) -> Vec<(String, Vec<Val>)> 
             vec![(&j.lic_id).into()],
         ));
     }
+    if j.pool_seats.is_some() {
+        // A pool: the seats floating leases and checkouts hold now, another device's
+        // pool, and whether the device's own seat is a pool.
+        reads.push(stmt(
+            "SELECT (SELECT count(*) FROM activations WHERE license = $1 AND state = 'active' \
+             AND pool_seats IS NULL AND (lease_expires > $2 OR offline_expiry > $2)), \
+             (SELECT id FROM activations WHERE license = $1 AND state = 'active' \
+             AND pool_seats IS NOT NULL AND device_key <> $3 LIMIT 1), \
+             (SELECT pool_seats FROM activations WHERE license = $1 AND state = 'active' \
+             AND device_key = $3 LIMIT 1)",
+            vec![
+                (&j.lic_id).into(),
+                j.now.timestamp().into(),
+                (&j.device_hex).into(),
+            ],
+        ));
+    }
     reads
 }
 
@@ -469,7 +511,7 @@ fn decide_activation(
     };
     let seats = int_at(&license, 1).unwrap_or(0);
     let status = first_text(&license);
-    let answer = decide::seat(&decide::SeatAsk {
+    let ask = decide::SeatAsk {
         license_active: status.as_deref() == Some("active"),
         license_current: int_at(&license, 5) == Some(j.revision),
         seats,
@@ -479,7 +521,27 @@ fn decide_activation(
         applied_before,
         churn,
         total_reached: reached.first(),
-    });
+    };
+    let answer = match j.pool_seats {
+        None => decide::seat(&ask),
+        Some(wanted) => {
+            let pool = got.next();
+            let other = pool
+                .first()
+                .and_then(|r| r.get(1))
+                .and_then(Val::text)
+                .map(String::from);
+            decide::pool_seat(
+                &ask,
+                &decide::PoolAsk {
+                    wanted: i64::from(wanted),
+                    leased: int_at(&pool, 0).unwrap_or(0),
+                    device_is_pool: int_at(&pool, 2).is_some(),
+                    other_pool: other.as_deref(),
+                },
+            )
+        }
+    };
     match answer {
         decide::SeatAnswer::AlreadyApplied => return Ok(WriteOutcome::AlreadyApplied),
         decide::SeatAnswer::StaleLicense => return Ok(WriteOutcome::StaleLicense),
@@ -526,8 +588,30 @@ fn decide_activation(
                 seats,
             });
         }
+        decide::SeatAnswer::TooFewSeats { free } => {
+            return Err(PortalError::PoolNoSeat {
+                license: j.lic_id.clone(),
+                wanted: j.pool_seats.map_or(1, i64::from),
+                free,
+                seats,
+            });
+        }
+        decide::SeatAnswer::DeviceHasSeat(activation) => {
+            return Err(PortalError::DeviceHasSeat {
+                license: j.lic_id.clone(),
+                activation,
+                pool: false,
+            });
+        }
+        decide::SeatAnswer::PoolHeld(activation) => {
+            return Err(PortalError::PoolHeld {
+                license: j.lic_id.clone(),
+                activation,
+            });
+        }
         decide::SeatAnswer::Take => {}
     }
+    let taken = j.pool_seats.map_or(1, i64::from);
     // (Each write is certain: the decision above read the rows this job has locked.)
     mine.take_seat(j);
     out.extend([
@@ -544,8 +628,9 @@ fn decide_activation(
         ),
         Write::expecting(
             stmt(
-                "UPDATE licenses SET seats_used = seats_used + 1 WHERE id = $1 AND seats_used < seats",
-                vec![(&j.lic_id).into()],
+                "UPDATE licenses SET seats_used = seats_used + $2 WHERE id = $1 \
+                 AND seats_used + $2 <= seats",
+                vec![(&j.lic_id).into(), taken.into()],
             ),
             1,
             format!(
@@ -556,8 +641,8 @@ fn decide_activation(
         stmt(
             "INSERT INTO activations (id, license, product, device_key, device_kid, fingerprint, request_hash, \
              state, serial, license_file, journal_seq, journal_head, offline_expiry, last_accessed, created, \
-             variables) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8, $9)",
+             variables, pool_seats) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', 1, '', 0, $7, NULL, $8, $8, $9, $10)",
             vec![
                 (&j.activation_id).into(),
                 (&j.lic_id).into(),
@@ -568,6 +653,7 @@ fn decide_activation(
                 (&j.hash).into(),
                 now.into(),
                 (&j.variables).into(),
+                j.pool_seats.map(i64::from).into(),
             ],
         )
         .into(),
@@ -578,7 +664,10 @@ fn decide_activation(
             Some(&j.activation_id),
             None,
             Some(&j.hash),
-            Some(&format!("license {}", j.lic_id)),
+            Some(&match j.pool_seats {
+                Some(n) => format!("license {}, a pool of {n} seat(s)", j.lic_id),
+                None => format!("license {}", j.lic_id),
+            }),
         )
         .into(),
     ]);
@@ -733,7 +822,8 @@ fn device_reads(j: &DeviceWrite, lock: &str) -> Vec<(String, Vec<Val>)> {
             format!(
                 "SELECT state, closed_by, journal_seq, journal_head, journal_known, \
                  (SELECT count(*) FROM applied_files f WHERE f.hash = $2), \
-                 (SELECT l.total_limits FROM licenses l WHERE l.id = $3), checked_out \
+                 (SELECT l.total_limits FROM licenses l WHERE l.id = $3), checked_out, \
+                 pool_seats, {NODE_LOCKED} \
                  FROM activations WHERE id = $1{lock}"
             ),
             vec![
@@ -1015,13 +1105,16 @@ fn decide_device_file(
             .into(),
         );
     } else if deactivating {
-        writes.push(
-            stmt(
-                "UPDATE licenses SET seats_used = seats_used - 1 WHERE id = $1 AND seats_used > 0",
-                vec![(&j.license_id).into()],
-            )
-            .into(),
-        );
+        // The seats it held are free: a pool's, a node-locked activation's one (a floating
+        // seat is held by its lease, not counted in seats_used).
+        let pool_seats = int_at(&rows, 8);
+        let freed = decide::seats_held(pool_seats, int_at(&rows, 9) == Some(1));
+        if freed > 0 {
+            writes.push(free_seats_stmt(&j.license_id, freed).into());
+        }
+        if pool_seats.is_some() {
+            mine.pools.insert((j.license_id.clone(), String::new()));
+        }
     }
     writes.push(
         audit_stmt(

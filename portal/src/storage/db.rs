@@ -46,6 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "floating",
         include_str!("../../migrations/0009_floating.sql"),
     ),
+    (10, "pools", include_str!("../../migrations/0010_pools.sql")),
 ];
 
 /// Which database is behind the pool.
