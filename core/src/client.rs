@@ -1334,6 +1334,10 @@ impl Client {
                 .cloned()
                 .unwrap_or_default(),
         })?;
+        let server_key = verify_chained::<License>(inst.license.clone(), &self.keyring(state))
+            .ok()
+            .and_then(|(_, pool)| pool)
+            .map(|p| Bytes32(p.server_key.to_bytes()));
         state.installations.remove(&self.product);
         state.tombstones.insert(
             activation_id,
@@ -1341,6 +1345,7 @@ impl Client {
                 product: self.product.clone(),
                 deactivated: ts(now),
                 deactivation: file.bytes().to_vec(),
+                server_key,
             },
         );
         state.last_seen = Some(ts(rules::raise_mark(state.last_seen.map(from_ts), now)));
@@ -1443,6 +1448,7 @@ impl Client {
                         product: self.product.clone(),
                         deactivated: ts(now),
                         deactivation: Vec::new(),
+                        server_key: None,
                     },
                 );
                 return Ok(Forgotten::Installed { activation_id });

@@ -135,6 +135,10 @@ pub struct Tombstone {
     /// rather than deactivated.
     #[serde(with = "serde_bytes")]
     pub deactivation: Vec<u8>,
+    /// For a checkout from an on-premise floating server: the server's device key (which
+    /// signed the checkout license, and signs the check-in's receipt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<Bytes32>,
 }
 
 /// A floating seat (or one floating feature) held by one application instance of this

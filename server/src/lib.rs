@@ -509,7 +509,12 @@ impl Server {
                     db::wait(&tx, &device, ts(now))?;
                     tx.commit()?;
                 }
-                tracing::info!(device = short(&device), code = e.code(), wait, "lease refused");
+                tracing::info!(
+                    device = short(&device),
+                    code = e.code(),
+                    wait,
+                    "lease refused"
+                );
                 return Err(e);
             }
         };

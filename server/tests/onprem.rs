@@ -210,6 +210,10 @@ fn a_checkout_carries_its_oed_and_its_check_in_adds_usage_once() {
     w.client.check(None).unwrap();
     w.client.consume("render-minutes", 7).unwrap();
 
+    // As `lic checkin --server` does: the check-in file is made (and the checkout
+    // license removed) before it is sent; the receipt is still verified with the
+    // server's key.
+    w.client.check_in().unwrap();
     let back = lease::check_in(&w.client, &site.transport()).unwrap();
     assert!(!back.replay);
     let counters = |site: &Site| {
