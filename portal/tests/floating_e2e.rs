@@ -10,59 +10,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use common::commands::{Serve, lic, lic_binary, portal, vendor};
 
-fn lic_binary() -> &'static Path {
-    static LIC: OnceLock<PathBuf> = OnceLock::new();
-    LIC.get_or_init(|| lic_fixtures::binaries::workspace_binary("lic", "lic"))
-}
-
-fn portal(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic-portal"));
-    cmd.arg("--data")
-        .arg(data)
-        .env_remove("LIC_PORTAL_DATABASE")
-        .env_remove("LIC_PORTAL_KEYS");
-    cmd
-}
-
-fn vendor(data: &Path, args: &[&str]) -> serde_json::Value {
-    let out = portal(data)
-        .args(["--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The `lic` command on `store`, trusting `trust`.
-fn lic(store: &Path, trust: &Path) -> Command {
-    let mut cmd = Command::new(lic_binary());
-    cmd.arg("--store")
-        .arg(store)
-        .arg("--trust")
-        .arg(trust)
-        .env_remove("LIC_STORE")
-        .env_remove("LIC_TRUST")
-        .env_remove("LIC_PRODUCT")
-        .env("NO_COLOR", "1");
-    cmd
-}
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

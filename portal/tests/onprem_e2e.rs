@@ -9,60 +9,21 @@
 
 mod common;
 
+use common::commands::{Serve, lic, portal, vendor};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-
-fn binary(package: &str, bin: &str) -> PathBuf {
-    lic_fixtures::binaries::workspace_binary(package, bin)
-}
-
-fn lic_binary() -> &'static Path {
-    static LIC: OnceLock<PathBuf> = OnceLock::new();
-    LIC.get_or_init(|| binary("lic", "lic"))
-}
 
 fn server_binary() -> &'static Path {
     static SERVER: OnceLock<PathBuf> = OnceLock::new();
-    SERVER.get_or_init(|| binary("lic-server", "lic-server"))
-}
-
-fn portal(data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic-portal"));
-    cmd.arg("--data")
-        .arg(data)
-        .env_remove("LIC_PORTAL_DATABASE")
-        .env_remove("LIC_PORTAL_KEYS");
-    cmd
-}
-
-fn vendor(data: &Path, args: &[&str]) -> serde_json::Value {
-    let out = portal(data)
-        .args(["--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    SERVER.get_or_init(|| lic_fixtures::binaries::workspace_binary("lic-server", "lic-server"))
 }
 
 /// `lic-portal apply FILE`: the one item.
 fn apply(data: &Path, file: &Path) -> serde_json::Value {
     let doc = vendor(data, &["apply", file.to_str().unwrap()]);
     doc["items"][0].clone()
-}
-
-fn lic(store: &Path, trust: &Path) -> Command {
-    let mut cmd = Command::new(lic_binary());
-    cmd.arg("--store")
-        .arg(store)
-        .arg("--trust")
-        .arg(trust)
-        .env_remove("LIC_STORE")
-        .env_remove("LIC_TRUST")
-        .env_remove("LIC_PRODUCT")
-        .env("NO_COLOR", "1");
-    cmd
 }
 
 fn ok(cmd: &mut Command) -> Output {
@@ -76,15 +37,6 @@ fn refused(cmd: &mut Command, code: &str) {
     assert!(!out.status.success(), "{cmd:?}: {out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains(code), "{cmd:?}: expected {code}: {said}");
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod commands;
+
 use std::path::PathBuf;
 
 use lic_core::format::{Feature, LicenseType, MatchRule};

@@ -1,0 +1,58 @@
+//! The real binaries as a vendor and a customer run them: `lic-portal` on a data
+//! directory, `lic` on a store, and a server process stopped when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+
+/// `lic`, built once per test binary (cargo builds only this package's binaries for its
+/// tests).
+pub fn lic_binary() -> &'static Path {
+    static LIC: OnceLock<PathBuf> = OnceLock::new();
+    LIC.get_or_init(|| lic_fixtures::binaries::workspace_binary("lic", "lic"))
+}
+
+/// `lic-portal` on the SQLite store in `data`, whatever the environment says.
+pub fn portal(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic-portal"));
+    cmd.arg("--data")
+        .arg(data)
+        .env_remove("LIC_PORTAL_DATABASE")
+        .env_remove("LIC_PORTAL_KEYS");
+    cmd
+}
+
+/// `lic-portal --format json ARGS…`, which must succeed: its document.
+pub fn vendor(data: &Path, args: &[&str]) -> serde_json::Value {
+    let out = portal(data)
+        .args(["--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `lic` command on `store`, trusting `trust`.
+pub fn lic(store: &Path, trust: &Path) -> Command {
+    let mut cmd = Command::new(lic_binary());
+    cmd.arg("--store")
+        .arg(store)
+        .arg("--trust")
+        .arg(trust)
+        .env_remove("LIC_STORE")
+        .env_remove("LIC_TRUST")
+        .env_remove("LIC_PRODUCT")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// A server process, killed when dropped.
+pub struct Serve(pub Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
