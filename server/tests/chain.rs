@@ -125,6 +125,15 @@ fn refused(rogue: &Rogue) -> String {
     err.code().to_owned()
 }
 
+/// A server signing with `key`, carrying `license` as its pool license.
+fn signed_with(key: SecretKey, license: Vec<u8>) -> Rogue {
+    Rogue {
+        key,
+        license_id: license_id(&license),
+        chain: chain(license),
+    }
+}
+
 fn chain(license: Vec<u8>) -> Option<PoolChain> {
     Some(PoolChain {
         license,
@@ -144,11 +153,7 @@ fn an_honest_pool_is_accepted() {
         .fingerprint_source(machine("ws"))
         .open()
         .unwrap();
-    let honest = Rogue {
-        key,
-        license_id: license_id(&license),
-        chain: chain(license),
-    };
+    let honest = signed_with(key, license);
     lease::take(
         &ws,
         &honest,
@@ -167,11 +172,7 @@ fn a_pool_license_signed_by_a_key_the_vendor_does_not_list_is_refused() {
     let mut fake_vendor = vendor(t0());
     fake_vendor.vendor = std::sync::Arc::new(lic_fixtures::untrusted_vendor_key());
     let (key, license) = server_of(dir.path(), &fake_vendor, PRODUCT, Some(50));
-    let rogue = Rogue {
-        key,
-        license_id: license_id(&license),
-        chain: chain(license),
-    };
+    let rogue = signed_with(key, license);
     assert_eq!(refused(&rogue), "pool-untrusted");
 }
 
@@ -184,11 +185,7 @@ fn an_expired_pool_license_is_refused() {
         PRODUCT,
         Some(2),
     );
-    let rogue = Rogue {
-        key,
-        license_id: license_id(&license),
-        chain: chain(license),
-    };
+    let rogue = signed_with(key, license);
     assert_eq!(refused(&rogue), "pool-expired");
 }
 
@@ -196,11 +193,7 @@ fn an_expired_pool_license_is_refused() {
 fn a_pool_license_for_another_product_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (key, license) = server_of(dir.path(), &vendor(t0()), "cheap-viewer", Some(50));
-    let rogue = Rogue {
-        key,
-        license_id: license_id(&license),
-        chain: chain(license),
-    };
+    let rogue = signed_with(key, license);
     assert_eq!(refused(&rogue), "pool-other-product");
 }
 
@@ -208,11 +201,7 @@ fn a_pool_license_for_another_product_is_refused() {
 fn an_ordinary_license_does_not_make_its_device_a_floating_server() {
     let dir = tempfile::tempdir().unwrap();
     let (key, license) = server_of(dir.path(), &vendor(t0()), PRODUCT, None);
-    let rogue = Rogue {
-        key,
-        license_id: license_id(&license),
-        chain: chain(license),
-    };
+    let rogue = signed_with(key, license);
     assert_eq!(refused(&rogue), "pool-untrusted");
 }
 
