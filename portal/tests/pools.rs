@@ -658,3 +658,58 @@ async fn the_http_api_shows_pool_seats_and_refreshes_them() {
         assert_eq!(seats_used(&portal, &license).await, 3, "{}", db.name);
     }
 }
+
+// ----- under concurrency -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_pools_and_leases_never_hold_more_than_the_seats_and_one_pool_wins() {
+    for db in backends().await {
+        let portal = Arc::new(setup(&db).await);
+        let (license, key) = common::license(&portal, floating_policy(5)).await;
+        // Six servers ask for a pool of 2 at once, while six workstations lease.
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (p, k) = (Arc::clone(&portal), key.clone());
+            let request = Server::new().request(&key, 2);
+            tasks.push(tokio::spawn(async move {
+                p.apply(&request, &Actor::cli()).await.map(|_| "pool")
+            }));
+            let (p, k2) = (Arc::clone(&portal), k);
+            tasks.push(tokio::spawn(async move {
+                take(&p, &workstation(), &k2).await.map(|_| "lease")
+            }));
+        }
+        let mut pools = 0;
+        let mut leases = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok("pool") => pools += 1,
+                Ok(_) => leases += 1,
+                Err(e) => assert!(
+                    ["pool-held", "no-seat", "conflict"].contains(&e.code()),
+                    "{}: {e}",
+                    db.name
+                ),
+            }
+        }
+        assert!(pools <= 1, "{}: {pools} pools", db.name);
+        assert!(
+            pools * 2 + leases <= 5,
+            "{}: {pools} pools, {leases} leases",
+            db.name
+        );
+        let listed = portal.activations(Some(&license), None).await.unwrap();
+        let pooled: i64 = listed
+            .iter()
+            .filter(|a| a.state == "active")
+            .filter_map(|a| a.pool_seats)
+            .sum();
+        let leased = listed
+            .iter()
+            .filter(|a| a.held && a.pool_seats.is_none())
+            .count();
+        assert_eq!(pooled, pools * 2, "{}", db.name);
+        assert_eq!(leased, leases as usize, "{}", db.name);
+        assert_eq!(seats_used(&portal, &license).await, pooled, "{}", db.name);
+    }
+}
