@@ -399,8 +399,9 @@ async fn a_refresh_gives_a_pool_more_or_fewer_seats_and_always_says_how_many() {
     for db in backends().await {
         let portal = setup(&db).await;
         let (license, key) = common::license(&portal, floating_policy(5)).await;
+        let server = Server::new();
         let act = portal
-            .apply(&Server::new().request(&key, 2), &who())
+            .apply(&server.request(&key, 2), &who())
             .await
             .unwrap()
             .activation
@@ -442,6 +443,19 @@ async fn a_refresh_gives_a_pool_more_or_fewer_seats_and_always_says_how_many() {
         portal.refresh(&act, &spec(Some(1)), &who()).await.unwrap();
         assert_eq!(seats_used(&portal, &license).await, 1);
         take(&portal, &workstation(), &key).await.unwrap();
+
+        // The server's store is reset and it asks again: the pool comes back with the
+        // seats the last refresh gave it, and that refresh's serial.
+        common::reset_store(server.dir.path());
+        let anew = portal
+            .apply(&server.request(&key, 5), &who())
+            .await
+            .unwrap();
+        assert_eq!(anew.activation.as_deref(), Some(act.as_str()));
+        let back: License = opened(&portal, &anew.response).await;
+        assert_eq!(back.pool_seats, Some(1), "{}", db.name);
+        assert_eq!(back.serial, 4);
+        assert_eq!(seats_used(&portal, &license).await, 1);
 
         // Not a pool.
         let (_, locked_key) = common::license(&portal, node_locked_policy(2)).await;
