@@ -409,3 +409,107 @@ fn list_prints_where_the_next_page_starts_and_pages_walk_every_item_once() {
         assert!(stderr.contains("what to do:"), "{stderr}");
     }
 }
+
+// ----- pools -------------------------------------------------------------------------------
+
+/// An on-premise floating server's request for a pool of `seats`, signed with `key`.
+fn pool_request(license_key: &str, seats: u32, key: &SecretKey) -> String {
+    let request = ActivationRequest {
+        pool_seats: Some(seats),
+        product: "photo-pro".into(),
+        credential: Credential::LicenseKey(license_key.into()),
+        fingerprint: [("machine-id".to_string(), Bytes32(key.public().to_bytes()))].into(),
+        nonce: Nonce([2; 16]),
+        created: chrono::Utc::now(),
+        client: "lic 0.1.0".into(),
+        journal: JournalHead::first(),
+        variables: Default::default(),
+    };
+    format::sign(&request, key).unwrap().armored()
+}
+
+#[test]
+fn staff_see_a_pool_and_refresh_its_seats_at_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    ok(&data, &["init"]);
+    ok(
+        &data,
+        &["product", "create", "photo-pro", "--name", "Photo Pro"],
+    );
+    let out = ok(
+        &data,
+        &[
+            "policy",
+            "create",
+            "--product",
+            "photo-pro",
+            "--name",
+            "site",
+            "--seats",
+            "10",
+            "--floating",
+        ],
+    );
+    let policy = out.split_whitespace().nth(2).unwrap().to_string();
+    let created: serde_json::Value = serde_json::from_str(&ok(
+        &data,
+        &["--format", "json", "license", "create", "--policy", &policy],
+    ))
+    .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let file = dir.path().join("server.req");
+    std::fs::write(&file, pool_request(key, 4, &SecretKey::generate())).unwrap();
+    let out_dir = dir.path().join("out");
+    ok(
+        &data,
+        &[
+            "apply",
+            file.to_str().unwrap(),
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(seats_used(&data), 4);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&data, &["--format", "json", "activation", "list"])).unwrap();
+    let act = listed["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed["items"][0]["pool_seats"], 4, "{listed}");
+    let shown = ok(&data, &["activation", "show", &act]);
+    assert!(shown.contains("pool: 4 seat(s)"), "{shown}");
+
+    let refresh = dir.path().join("pool.refresh.lic");
+    ok(
+        &data,
+        &[
+            "refresh",
+            "--activation",
+            &act,
+            "--seats",
+            "6",
+            "--reason",
+            "order 4711",
+            "--out",
+            refresh.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(seats_used(&data), 6);
+    let too_many = portal(
+        &data,
+        &[
+            "refresh",
+            "--activation",
+            &act,
+            "--seats",
+            "11",
+            "--reason",
+            "order 4712",
+            "--out",
+            dir.path().join("no.lic").to_str().unwrap(),
+        ],
+    );
+    assert!(!too_many.status.success());
+    let stderr = String::from_utf8_lossy(&too_many.stderr);
+    assert!(stderr.contains("no-seat"), "{stderr}");
+    assert_eq!(seats_used(&data), 6);
+}

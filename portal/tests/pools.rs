@@ -399,8 +399,9 @@ async fn a_refresh_gives_a_pool_more_or_fewer_seats_and_always_says_how_many() {
     for db in backends().await {
         let portal = setup(&db).await;
         let (license, key) = common::license(&portal, floating_policy(5)).await;
+        let server = Server::new();
         let act = portal
-            .apply(&Server::new().request(&key, 2), &who())
+            .apply(&server.request(&key, 2), &who())
             .await
             .unwrap()
             .activation
@@ -442,6 +443,19 @@ async fn a_refresh_gives_a_pool_more_or_fewer_seats_and_always_says_how_many() {
         portal.refresh(&act, &spec(Some(1)), &who()).await.unwrap();
         assert_eq!(seats_used(&portal, &license).await, 1);
         take(&portal, &workstation(), &key).await.unwrap();
+
+        // The server's store is reset and it asks again: the pool comes back with the
+        // seats the last refresh gave it, and that refresh's serial.
+        common::reset_store(server.dir.path());
+        let anew = portal
+            .apply(&server.request(&key, 5), &who())
+            .await
+            .unwrap();
+        assert_eq!(anew.activation.as_deref(), Some(act.as_str()));
+        let back: License = opened(&portal, &anew.response).await;
+        assert_eq!(back.pool_seats, Some(1), "{}", db.name);
+        assert_eq!(back.serial, 4);
+        assert_eq!(seats_used(&portal, &license).await, 1);
 
         // Not a pool.
         let (_, locked_key) = common::license(&portal, node_locked_policy(2)).await;
@@ -656,5 +670,60 @@ async fn the_http_api_shows_pool_seats_and_refreshes_them() {
         assert_eq!(status, 409, "{answer}");
         assert_eq!(answer["error"]["code"], "no-seat", "{answer}");
         assert_eq!(seats_used(&portal, &license).await, 3, "{}", db.name);
+    }
+}
+
+// ----- under concurrency -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_pools_and_leases_never_hold_more_than_the_seats_and_one_pool_wins() {
+    for db in backends().await {
+        let portal = Arc::new(setup(&db).await);
+        let (license, key) = common::license(&portal, floating_policy(5)).await;
+        // Six servers ask for a pool of 2 at once, while six workstations lease.
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (p, k) = (Arc::clone(&portal), key.clone());
+            let request = Server::new().request(&key, 2);
+            tasks.push(tokio::spawn(async move {
+                p.apply(&request, &Actor::cli()).await.map(|_| "pool")
+            }));
+            let (p, k2) = (Arc::clone(&portal), k);
+            tasks.push(tokio::spawn(async move {
+                take(&p, &workstation(), &k2).await.map(|_| "lease")
+            }));
+        }
+        let mut pools = 0;
+        let mut leases = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok("pool") => pools += 1,
+                Ok(_) => leases += 1,
+                Err(e) => assert!(
+                    ["pool-held", "no-seat", "conflict"].contains(&e.code()),
+                    "{}: {e}",
+                    db.name
+                ),
+            }
+        }
+        assert!(pools <= 1, "{}: {pools} pools", db.name);
+        assert!(
+            pools * 2 + leases <= 5,
+            "{}: {pools} pools, {leases} leases",
+            db.name
+        );
+        let listed = portal.activations(Some(&license), None).await.unwrap();
+        let pooled: i64 = listed
+            .iter()
+            .filter(|a| a.state == "active")
+            .filter_map(|a| a.pool_seats)
+            .sum();
+        let leased = listed
+            .iter()
+            .filter(|a| a.held && a.pool_seats.is_none())
+            .count();
+        assert_eq!(pooled, pools * 2, "{}", db.name);
+        assert_eq!(leased, leases as usize, "{}", db.name);
+        assert_eq!(seats_used(&portal, &license).await, pooled, "{}", db.name);
     }
 }
