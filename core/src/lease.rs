@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, ClientError, Installed, SignedLeaseRequest};
 /// The lease a holder keeps, and new application instance ids, as the client names them.
@@ -180,18 +180,39 @@ struct ApiErrorBody {
     hint: String,
 }
 
-#[derive(Deserialize)]
-struct LeaseAnswer {
-    lease: String,
+/// The answer to a take or a renewal ([`ROUTE_TAKE`], [`ROUTE_RENEW`]), from the vendor's
+/// portal or an on-premise floating server: the wire shape both serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseAnswer {
+    /// The lease file, armored (`-----BEGIN LIC LEASE-----`).
+    pub lease: String,
+    /// The activation the server records the seat under (empty: not said).
     #[serde(default)]
-    activation: Option<String>,
+    pub activation: String,
+    /// `taken` (a free seat), `held` (renewed) or `revived` (the device's own seat back,
+    /// within the revival window); empty or unknown: taken.
     #[serde(default)]
-    grant: Option<String>,
+    pub grant: String,
 }
 
-#[derive(Deserialize)]
-struct ReleaseAnswer {
-    released: bool,
+/// The answer to a release ([`ROUTE_RELEASE`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseAnswer {
+    /// Whether the instance held a live lease (false: nothing to release, which is fine).
+    pub released: bool,
+    /// The device's activation of the license, if the server says.
+    #[serde(default)]
+    pub activation: Option<String>,
+}
+
+/// The answer to a checkout ([`ROUTE_CHECKOUT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutAnswer {
+    /// The checkout license, armored: installed like an offline activation's.
+    pub response: String,
+    pub activation: String,
+    /// The Offline Expiry Date (RFC 3339).
+    pub offline_expiry: String,
 }
 
 #[derive(Deserialize)]
@@ -274,8 +295,8 @@ fn lease_exchange(
     let lease = client.install_lease(&asked.request, answer.lease.as_bytes())?;
     Ok(Granted {
         lease,
-        grant: grant_of(answer.grant.as_deref()),
-        activation: answer.activation,
+        grant: grant_of(Some(answer.grant.as_str())),
+        activation: Some(answer.activation).filter(|a| !a.is_empty()),
     })
 }
 

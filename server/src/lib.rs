@@ -33,6 +33,7 @@ use lic_core::format::{
     MatchRule, PoolChain, Receipt, Refresh, Verified,
 };
 use lic_core::keys::{Keyring, SecretKey};
+pub use lic_core::lease::{CheckoutAnswer, LeaseAnswer, ReleaseAnswer};
 use lic_core::pool::Pool;
 use lic_core::rules;
 
@@ -185,32 +186,6 @@ impl ServerError {
             ServerError::Db(_) => "tell the server's administrator (see its log)".into(),
         }
     }
-}
-
-/// The answer to a take or a renewal (the shape the vendor's portal answers with).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseAnswer {
-    /// The lease file, armored.
-    pub lease: String,
-    pub activation: String,
-    /// `taken`, `held` or `revived`.
-    pub grant: String,
-}
-
-/// The answer to a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseAnswer {
-    pub released: bool,
-}
-
-/// The answer to a checkout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckoutAnswer {
-    /// The checkout license, armored.
-    pub response: String,
-    pub activation: String,
-    /// The Offline Expiry Date (RFC 3339).
-    pub offline_expiry: String,
 }
 
 /// The answer to a check-in (the shape of the portal's upload answer).
@@ -604,7 +579,10 @@ impl Server {
         }
         let Some(mut seat) = db::seat(&tx, &device)? else {
             tx.commit()?;
-            return Ok(ReleaseAnswer { released: false });
+            return Ok(ReleaseAnswer {
+                released: false,
+                activation: None,
+            });
         };
         let had = db::instance_expires(&tx, &device, &instance)?.is_some_and(|t| t > ts(now));
         seat.lease_expires = db::drop_instance(&tx, &device, Some(&instance), ts(now))?;
@@ -612,7 +590,10 @@ impl Server {
         db::put_seat(&tx, &seat)?;
         tx.commit()?;
         tracing::info!(device = short(&device), released = had, "lease released");
-        Ok(ReleaseAnswer { released: had })
+        Ok(ReleaseAnswer {
+            released: had,
+            activation: Some(seat.activation),
+        })
     }
 
     /// Check a seat out for offline use (`POST /api/v1/checkout`): a checkout license

@@ -11,35 +11,9 @@ use lic_core::format::{CheckIn, Lease, LeaseAction, LeaseRequest};
 use super::catalog::check_floating_terms;
 use super::*;
 
-/// The answer to a lease taken or renewed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseAnswer {
-    /// The lease file, armored (`-----BEGIN LIC LEASE-----`).
-    pub lease: String,
-    pub activation: String,
-    /// `taken` (a free seat), `held` (renewed) or `revived` (the device's own seat back,
-    /// within the revival window).
-    pub grant: String,
-}
-
-/// The answer to a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseAnswer {
-    /// Whether the instance held a live lease (false: nothing to release, which is fine).
-    pub released: bool,
-    /// The device's activation of the license, if it has one.
-    pub activation: Option<String>,
-}
-
-/// The answer to a checkout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckoutAnswer {
-    /// The checkout license, armored: installed like an offline activation's.
-    pub response: String,
-    pub activation: String,
-    /// The Offline Expiry Date (RFC 3339).
-    pub offline_expiry: String,
-}
+// The wire answers of the device routes: one definition, in lic-core, that the portal,
+// the on-premise floating server and the client share.
+pub use lic_core::lease::{CheckoutAnswer, LeaseAnswer, ReleaseAnswer};
 
 /// One seat reclaimed (or, in a dry run, that would be).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
