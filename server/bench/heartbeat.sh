@@ -43,6 +43,7 @@ lic=("$bin/lic" --store "$dir/server" --trust "$dir/trust.pem")
 
 run() {
   local connections=$1 out
+  rm -f "$dir/listen"
   RUST_LOG=warn "$bin/lic-server" --store "$dir/server" --product photo-pro \
     --trust "$dir/trust.pem" --db "$dir/server-$connections.db" \
     serve --listen 127.0.0.1:0 >"$dir/listen" &

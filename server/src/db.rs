@@ -1,7 +1,8 @@
 //! The server's own database: an embedded SQLite file (WAL, durable commits) with the
 //! seats it has leased, their application instances, the devices waiting, the lease
 //! requests seen (replays) and the check-ins applied. Every decision reads and writes it
-//! in one `BEGIN IMMEDIATE` transaction, so seats are counted where they are taken:
+//! inside a `BEGIN IMMEDIATE` transaction (the writer's, [`crate::writer`], shared by the
+//! decisions waiting, each in a savepoint), so seats are counted where they are taken:
 //! never more than the pool, across restarts and even with two processes on one file.
 
 use std::path::Path;

@@ -18,12 +18,12 @@
 
 pub mod db;
 pub mod http;
+pub mod writer;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand_core::RngCore as _;
-use rusqlite::{Connection, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use lic_core::client::{Client, ClientError};
@@ -36,8 +36,10 @@ use lic_core::keys::{Keyring, SecretKey};
 pub use lic_core::lease::{CheckoutAnswer, LeaseAnswer, ReleaseAnswer};
 use lic_core::pool::Pool;
 use lic_core::rules;
+use lic_core::store::STATE_FILE;
 
 use db::{Seat, from_ts, ts};
+use writer::{Step, Writer};
 
 /// How often the server checks its own license in full (its fingerprint, its clock,
 /// its expiry), in seconds. The pool itself is read again on every request, so a refresh
@@ -100,6 +102,8 @@ pub enum ServerError {
     Store(ClientError),
     #[error("the server's database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("the server's database: {0}")]
+    Commit(String),
 }
 
 impl From<ClientError> for ServerError {
@@ -132,7 +136,7 @@ impl ServerError {
             ServerError::NoPool(_) => "no-pool",
             ServerError::Unusable { code, .. } => code,
             ServerError::Store(_) => "server-store",
-            ServerError::Db(_) => "server-database",
+            ServerError::Db(_) | ServerError::Commit(_) => "server-database",
         }
     }
 
@@ -155,7 +159,7 @@ impl ServerError {
             // The server's own license: a refusal the client reports with its code.
             ServerError::Unusable { code, .. } if code.starts_with("server-") => 500,
             ServerError::NoPool(_) | ServerError::Unusable { .. } => 403,
-            ServerError::Store(_) | ServerError::Db(_) => 500,
+            ServerError::Store(_) | ServerError::Db(_) | ServerError::Commit(_) => 500,
         }
     }
 
@@ -183,7 +187,9 @@ impl ServerError {
                  and asks the vendor for a refresh of the pool license"
                 .into(),
             ServerError::Store(e) => e.hint().into(),
-            ServerError::Db(_) => "tell the server's administrator (see its log)".into(),
+            ServerError::Db(_) | ServerError::Commit(_) => {
+                "tell the server's administrator (see its log)".into()
+            }
         }
     }
 }
@@ -237,6 +243,9 @@ struct PoolNow {
     clock_tolerance: u64,
 }
 
+/// The store's state file as written: inode, length, modification time.
+type StateStamp = (u64, u64, std::time::SystemTime);
+
 /// Why the server's own license cannot be used: a code and a message.
 type Problem = (&'static str, String);
 
@@ -244,8 +253,11 @@ type Problem = (&'static str, String);
 pub struct Server {
     client: Client,
     key: SecretKey,
-    db: Mutex<Connection>,
+    /// The database, behind the group-commit writer.
+    writer: Writer,
     config: Config,
+    /// The pool last read, and the state file it was read from.
+    pool_cache: Mutex<Option<(Option<StateStamp>, Arc<PoolNow>)>>,
     /// When the server's own license was last checked in full, and the verdict.
     health: Mutex<Option<(DateTime<Utc>, Option<Problem>)>>,
 }
@@ -269,6 +281,12 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
+/// Open the database and start its writer.
+fn start_writer(path: &std::path::Path) -> Result<Writer, ServerError> {
+    Writer::start(db::open(path)?)
+        .map_err(|e| ServerError::Commit(format!("starting the database writer: {e}")))
+}
+
 /// A short form of a device key for logs.
 fn short(device: &str) -> &str {
     device.get(..12).unwrap_or(device)
@@ -287,9 +305,10 @@ impl Server {
         let server = Server {
             client,
             key,
-            db: Mutex::new(db::open(db)?),
+            writer: start_writer(db)?,
             config,
             health: Mutex::new(None),
+            pool_cache: Mutex::new(None),
         };
         server.check_health(true)?;
         server.pool_now()?;
@@ -307,9 +326,10 @@ impl Server {
         Ok(Server {
             client,
             key,
-            db: Mutex::new(db::open(db)?),
+            writer: start_writer(db)?,
             config,
             health: Mutex::new(None),
+            pool_cache: Mutex::new(None),
         })
     }
 
@@ -319,12 +339,6 @@ impl Server {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.client.now()
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.db
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The server's own license checked in full (device key and fingerprint, clock,
@@ -356,17 +370,52 @@ impl Server {
         }
     }
 
-    /// The pool as installed now (read on every request: a refresh takes effect at once).
-    fn pool_now(&self) -> Result<PoolNow, ServerError> {
-        let (chain, pool) = self
-            .client
-            .pool()?
-            .ok_or_else(|| ServerError::NoPool(self.product().to_owned()))?;
-        pool.check_at(self.now())
+    /// The pool as installed now: read again whenever the store's state file changed (a
+    /// refresh installed, a deactivation), so that it takes effect at once; its expiry is
+    /// checked on every request.
+    fn pool_now(&self) -> Result<Arc<PoolNow>, ServerError> {
+        let stamp = self.state_stamp();
+        let cached = self
+            .pool_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(at, _)| stamp.is_some() && *at == stamp)
+            .map(|(_, p)| p.clone());
+        let p = match cached {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(self.read_pool()?);
+                *self
+                    .pool_cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((stamp, p.clone()));
+                p
+            }
+        };
+        p.pool
+            .check_at(self.now())
             .map_err(|e| ServerError::Unusable {
                 code: e.code(),
                 problem: e.to_string(),
             })?;
+        Ok(p)
+    }
+
+    /// What identifies the store's state file as written: it is replaced (a new inode)
+    /// on every change.
+    fn state_stamp(&self) -> Option<StateStamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let meta = std::fs::metadata(self.client.store().dir().join(STATE_FILE)).ok()?;
+        Some((meta.ino(), meta.len(), meta.modified().ok()?))
+    }
+
+    /// The pool read from the store and verified with the trusted keys.
+    fn read_pool(&self) -> Result<PoolNow, ServerError> {
+        let (chain, pool) = self
+            .client
+            .pool()?
+            .ok_or_else(|| ServerError::NoPool(self.product().to_owned()))?;
         let license = format::payload_unverified::<License>(&chain.license)?;
         let refresh = match &chain.refresh {
             Some(bytes) => Some(format::payload_unverified::<Refresh>(bytes)?),
@@ -416,15 +465,10 @@ impl Server {
         Ok((req, device, hash))
     }
 
-    fn begin<'c>(conn: &'c mut Connection) -> Result<rusqlite::Transaction<'c>, ServerError> {
-        Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
-    }
-
-    /// The grant for `device` now, counted inside `tx`; with `wait`, a refused device
-    /// keeps (or takes) its place in the queue.
+    /// The grant for `device` now, counted inside `tx`.
     fn decide(
-        &self,
         tx: &rusqlite::Transaction<'_>,
+        config: &Config,
         pool: &Pool,
         me: Option<&Seat>,
         device: &str,
@@ -444,7 +488,7 @@ impl Server {
                 next_free: next.map(from_ts),
             },
             holder,
-            self.config.terms.revival_secs,
+            config.terms.revival_secs,
             None,
             now,
         )
@@ -463,27 +507,76 @@ impl Server {
         let p = self.pool_now()?;
         let (req, device, hash) = self.request(body, &[action], now)?;
         let instance = hex::encode(req.instance.0);
-        let terms = &self.config.terms;
-        let mut conn = self.conn();
-        let tx = Self::begin(&mut conn)?;
-        if !db::first_request(&tx, &hash, ts(now))? {
-            return Err(ServerError::Replayed);
-        }
-        let me = db::seat(&tx, &device)?;
-        if action == LeaseAction::Renew
-            && !me.as_ref().is_some_and(|s| s.holds(ts(now)))
-            && db::instance_expires(&tx, &device, &instance)?.is_none_or(|t| t <= ts(now))
-        {
-            tracing::info!(device = short(&device), "renewal refused: no lease held");
-            return Err(ServerError::Refused(Refusal::NotLeased));
-        }
-        let grant = match self.decide(&tx, &p.pool, me.as_ref(), &device, now) {
-            Ok(g) => g,
-            Err(e) => {
-                if wait && matches!(e, ServerError::Refused(Refusal::NoSeat { .. })) {
-                    db::wait(&tx, &device, ts(now))?;
-                    tx.commit()?;
+        let config = self.config;
+        let pool = p.pool.clone();
+        let client = req.client.clone();
+        let dev = device.clone();
+        let decided = self.writer.run(move |tx| {
+            let mut keep_refusal = false;
+            let result = (|| {
+                let device = dev;
+                if !db::first_request(tx, &hash, ts(now))? {
+                    return Err(ServerError::Replayed);
                 }
+                let me = db::seat(tx, &device)?;
+                if action == LeaseAction::Renew
+                    && !me.as_ref().is_some_and(|s| s.holds(ts(now)))
+                    && db::instance_expires(tx, &device, &instance)?.is_none_or(|t| t <= ts(now))
+                {
+                    return Err(ServerError::Refused(Refusal::NotLeased));
+                }
+                let grant = match Self::decide(tx, &config, &pool, me.as_ref(), &device, now) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        if wait && matches!(e, ServerError::Refused(Refusal::NoSeat { .. })) {
+                            // The refusal keeps the device's place in the queue.
+                            db::wait(tx, &device, ts(now))?;
+                            keep_refusal = true;
+                        }
+                        return Err(e);
+                    }
+                };
+                let terms = &config.terms;
+                floating::instances(
+                    db::other_instances(tx, &device, &instance, ts(now))?,
+                    terms.max_processes,
+                )
+                .map_err(ServerError::Refused)?;
+                let times = floating::lease_times(terms, now, pool.expires)
+                    .map_err(ServerError::Refused)?;
+                let live = |t: Option<i64>| t.filter(|t| *t > ts(now));
+                let seat = Seat {
+                    device_key: device.clone(),
+                    activation: me
+                        .as_ref()
+                        .map_or_else(|| new_id("onp"), |s| s.activation.clone()),
+                    lease_expires: Some(
+                        live(me.as_ref().and_then(|s| s.lease_expires))
+                            .map_or(ts(times.expires), |t| t.max(ts(times.expires))),
+                    ),
+                    offline_expiry: match (
+                        live(me.as_ref().and_then(|s| s.offline_expiry)),
+                        times.offline_expiry.map(ts),
+                    ) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    },
+                    checkout: me.as_ref().and_then(|s| s.checkout.clone()),
+                    last_access: ts(now),
+                    first_taken: me.as_ref().map_or(ts(now), |s| s.first_taken),
+                    client,
+                };
+                db::put_seat(tx, &seat)?;
+                db::put_instance(tx, &device, &instance, ts(times.expires))?;
+                db::stop_waiting(tx, &device)?;
+                Ok((seat, grant, times))
+            })();
+            let keep = result.is_ok() || keep_refusal;
+            Step { result, keep }
+        });
+        let (seat, grant, times) = match decided {
+            Ok(d) => d,
+            Err(e) => {
                 tracing::info!(
                     device = short(&device),
                     code = e.code(),
@@ -493,38 +586,7 @@ impl Server {
                 return Err(e);
             }
         };
-        floating::instances(
-            db::other_instances(&tx, &device, &instance, ts(now))?,
-            terms.max_processes,
-        )
-        .map_err(ServerError::Refused)?;
-        let times =
-            floating::lease_times(terms, now, p.pool.expires).map_err(ServerError::Refused)?;
-        let live = |t: Option<i64>| t.filter(|t| *t > ts(now));
-        let seat = Seat {
-            device_key: device.clone(),
-            activation: me
-                .as_ref()
-                .map_or_else(|| new_id("onp"), |s| s.activation.clone()),
-            lease_expires: Some(
-                live(me.as_ref().and_then(|s| s.lease_expires))
-                    .map_or(ts(times.expires), |t| t.max(ts(times.expires))),
-            ),
-            offline_expiry: match (
-                live(me.as_ref().and_then(|s| s.offline_expiry)),
-                times.offline_expiry.map(ts),
-            ) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            },
-            checkout: me.as_ref().and_then(|s| s.checkout.clone()),
-            last_access: ts(now),
-            first_taken: me.as_ref().map_or(ts(now), |s| s.first_taken),
-            client: req.client.clone(),
-        };
-        db::put_seat(&tx, &seat)?;
-        db::put_instance(&tx, &device, &instance, ts(times.expires))?;
-        db::stop_waiting(&tx, &device)?;
+        // Signed once the seat is durable, outside the writer.
         let r = req.payload();
         let lease = Lease {
             license_id: p.pool.license_id.clone(),
@@ -547,7 +609,6 @@ impl Server {
             pool: Some(p.chain.clone()),
         };
         let file = format::sign(&lease, &self.key)?;
-        tx.commit()?;
         let grant = match grant {
             Grant::Held => "held",
             Grant::Revived => "revived",
@@ -572,28 +633,36 @@ impl Server {
         let now = self.now();
         let (req, device, hash) = self.request(body, &[LeaseAction::Release], now)?;
         let instance = hex::encode(req.instance.0);
-        let mut conn = self.conn();
-        let tx = Self::begin(&mut conn)?;
-        if !db::first_request(&tx, &hash, ts(now))? {
-            return Err(ServerError::Replayed);
-        }
-        let Some(mut seat) = db::seat(&tx, &device)? else {
-            tx.commit()?;
-            return Ok(ReleaseAnswer {
-                released: false,
-                activation: None,
-            });
-        };
-        let had = db::instance_expires(&tx, &device, &instance)?.is_some_and(|t| t > ts(now));
-        seat.lease_expires = db::drop_instance(&tx, &device, Some(&instance), ts(now))?;
-        seat.last_access = ts(now);
-        db::put_seat(&tx, &seat)?;
-        tx.commit()?;
-        tracing::info!(device = short(&device), released = had, "lease released");
-        Ok(ReleaseAnswer {
-            released: had,
-            activation: Some(seat.activation),
-        })
+        let dev = device.clone();
+        let answer = self.writer.run(move |tx| {
+            Step::of((|| {
+                let device = dev;
+                if !db::first_request(tx, &hash, ts(now))? {
+                    return Err(ServerError::Replayed);
+                }
+                let Some(mut seat) = db::seat(tx, &device)? else {
+                    return Ok(ReleaseAnswer {
+                        released: false,
+                        activation: None,
+                    });
+                };
+                let had =
+                    db::instance_expires(tx, &device, &instance)?.is_some_and(|t| t > ts(now));
+                seat.lease_expires = db::drop_instance(tx, &device, Some(&instance), ts(now))?;
+                seat.last_access = ts(now);
+                db::put_seat(tx, &seat)?;
+                Ok(ReleaseAnswer {
+                    released: had,
+                    activation: Some(seat.activation),
+                })
+            })())
+        })?;
+        tracing::info!(
+            device = short(&device),
+            released = answer.released,
+            "lease released"
+        );
+        Ok(answer)
     }
 
     /// Check a seat out for offline use (`POST /api/v1/checkout`): a checkout license
@@ -603,46 +672,50 @@ impl Server {
         let now = self.now();
         let p = self.pool_now()?;
         let (req, device, hash) = self.request(body, &[LeaseAction::Checkout], now)?;
-        let mut conn = self.conn();
-        let tx = Self::begin(&mut conn)?;
-        if !db::first_request(&tx, &hash, ts(now))? {
-            return Err(ServerError::Replayed);
-        }
-        let me = db::seat(&tx, &device)?;
-        if let Some(until) = me
-            .as_ref()
-            .filter(|s| s.checkout.is_some())
-            .and_then(|s| s.offline_expiry)
-            .filter(|t| *t > ts(now))
-        {
-            return Err(ServerError::Refused(Refusal::CheckedOut {
-                until: from_ts(until),
-            }));
-        }
-        self.decide(&tx, &p.pool, me.as_ref(), &device, now)?;
+        let config = self.config;
+        let pool = p.pool.clone();
+        let hours = req.hours.unwrap_or(1);
+        let client = req.client.clone();
+        let dev = device.clone();
+        let (checkout, oed) = self.writer.run(move |tx| {
+            Step::of((|| {
+                let device = dev;
+                if !db::first_request(tx, &hash, ts(now))? {
+                    return Err(ServerError::Replayed);
+                }
+                let me = db::seat(tx, &device)?;
+                if let Some(until) = me
+                    .as_ref()
+                    .filter(|s| s.checkout.is_some())
+                    .and_then(|s| s.offline_expiry)
+                    .filter(|t| *t > ts(now))
+                {
+                    return Err(ServerError::Refused(Refusal::CheckedOut {
+                        until: from_ts(until),
+                    }));
+                }
+                Self::decide(tx, &config, &pool, me.as_ref(), &device, now)?;
+                let oed = floating::checkout_expiry(&config.terms, now, hours, pool.expires)
+                    .map_err(ServerError::Refused)?;
+                let checkout = new_id("chk");
+                let seat = Seat {
+                    device_key: device.clone(),
+                    activation: me
+                        .as_ref()
+                        .map_or_else(|| new_id("onp"), |s| s.activation.clone()),
+                    lease_expires: me.as_ref().and_then(|s| s.lease_expires),
+                    offline_expiry: Some(ts(oed)),
+                    checkout: Some(checkout.clone()),
+                    last_access: ts(now),
+                    first_taken: me.as_ref().map_or(ts(now), |s| s.first_taken),
+                    client,
+                };
+                db::put_seat(tx, &seat)?;
+                db::stop_waiting(tx, &device)?;
+                Ok((checkout, oed))
+            })())
+        })?;
         let r = req.payload();
-        let oed = floating::checkout_expiry(
-            &self.config.terms,
-            now,
-            r.hours.unwrap_or(1),
-            p.pool.expires,
-        )
-        .map_err(ServerError::Refused)?;
-        let checkout = new_id("chk");
-        let seat = Seat {
-            device_key: device.clone(),
-            activation: me
-                .as_ref()
-                .map_or_else(|| new_id("onp"), |s| s.activation.clone()),
-            lease_expires: me.as_ref().and_then(|s| s.lease_expires),
-            offline_expiry: Some(ts(oed)),
-            checkout: Some(checkout.clone()),
-            last_access: ts(now),
-            first_taken: me.as_ref().map_or(ts(now), |s| s.first_taken),
-            client: r.client.clone(),
-        };
-        db::put_seat(&tx, &seat)?;
-        db::stop_waiting(&tx, &device)?;
         let license = License {
             license_id: p.pool.license_id.clone(),
             activation_id: checkout.clone(),
@@ -664,7 +737,6 @@ impl Server {
             pool: Some(p.chain.clone()),
         };
         let file = format::sign(&license, &self.key)?;
-        tx.commit()?;
         tracing::info!(
             device = short(&device),
             activation = %checkout,
@@ -691,33 +763,33 @@ impl Server {
         }
         let hash = file.file_hash().to_string();
         let device = hex::encode(file.signer().to_bytes());
-        let mut conn = self.conn();
-        let tx = Self::begin(&mut conn)?;
-        if let Some(receipt) = db::checkin_receipt(&tx, &hash)? {
-            return Ok(CheckInAnswer {
-                response: receipt,
-                activation: file.activation_id.clone(),
-                replay: true,
-                flags: Vec::new(),
-            });
-        }
-        let Some(mut seat) = db::seat_by_checkout(&tx, &file.activation_id)? else {
-            return Err(ServerError::NotCheckedOut(file.activation_id.clone()));
+        let activation = file.activation_id.clone();
+        let replayed = |receipt| CheckInAnswer {
+            response: receipt,
+            activation: file.activation_id.clone(),
+            replay: true,
+            flags: Vec::new(),
         };
-        if seat.device_key != device {
-            return Err(ServerError::OtherDevice(file.activation_id.clone()));
+        // First, whether it may be applied (read only).
+        let (h, a, d) = (hash.clone(), activation.clone(), device.clone());
+        let seen = self.writer.run(move |tx| {
+            Step::of((|| {
+                if let Some(receipt) = db::checkin_receipt(tx, &h)? {
+                    return Ok(Some(receipt));
+                }
+                check_in_seat(tx, &a, &d).map(|_| None)
+            })())
+        })?;
+        if let Some(receipt) = seen {
+            return Ok(replayed(receipt));
         }
-        // The store records the file's hash with the counters it adds: counted once
-        // even if this transaction does not commit and the client sends it again.
+        // The store records the file's hash with the counters it adds: counted once even
+        // if the seat's return below does not commit and the client sends it again.
         self.client
             .add_pool_usage(file.file_hash(), &file.counters)?;
-        seat.checkout = None;
-        seat.offline_expiry = None;
-        seat.last_access = ts(now);
-        db::put_seat(&tx, &seat)?;
         let receipt = format::sign(
             &Receipt {
-                activation_id: file.activation_id.clone(),
+                activation_id: activation.clone(),
                 file_hash: file.file_hash(),
                 file_kind: FileKind::CheckIn.name().to_owned(),
                 state: "checked-in".into(),
@@ -726,17 +798,34 @@ impl Server {
             &self.key,
         )?
         .armored();
-        db::put_checkin(&tx, &hash, &file.activation_id, &receipt, ts(now))?;
-        tx.commit()?;
+        let (h, a, d, r) = (hash, activation.clone(), device.clone(), receipt.clone());
+        let earlier = self.writer.run(move |tx| {
+            Step::of((|| {
+                // A concurrent copy of this check-in may have returned the seat.
+                if let Some(receipt) = db::checkin_receipt(tx, &h)? {
+                    return Ok(Some(receipt));
+                }
+                let mut seat = check_in_seat(tx, &a, &d)?;
+                seat.checkout = None;
+                seat.offline_expiry = None;
+                seat.last_access = ts(now);
+                db::put_seat(tx, &seat)?;
+                db::put_checkin(tx, &h, &a, &r, ts(now))?;
+                Ok(None)
+            })())
+        })?;
+        if let Some(receipt) = earlier {
+            return Ok(replayed(receipt));
+        }
         tracing::info!(
             device = short(&device),
-            activation = %file.activation_id,
+            activation = %activation,
             counters = ?file.counters,
             "seat checked in"
         );
         Ok(CheckInAnswer {
             response: receipt,
-            activation: file.activation_id.clone(),
+            activation,
             replay: false,
             flags: Vec::new(),
         })
@@ -754,31 +843,34 @@ impl Server {
             inactivity_secs: after,
             enabled_since: DateTime::<Utc>::MIN_UTC,
         };
-        let mut conn = self.conn();
-        let tx = Self::begin(&mut conn)?;
-        let mut reclaimed = Vec::new();
-        for seat in db::seats(&tx)? {
-            if floating::reclaimable(
-                &rule,
-                from_ts(seat.last_access),
-                seat.offline_expiry.map(from_ts),
-                now,
-            ) {
-                if !dry_run {
-                    db::delete_seat(&tx, &seat.device_key)?;
-                    tracing::info!(
-                        device = short(&seat.device_key),
-                        activation = %seat.activation,
-                        "seat reclaimed"
-                    );
+        self.writer.run(move |tx| {
+            let result = (|| {
+                let mut reclaimed = Vec::new();
+                for seat in db::seats(tx)? {
+                    if floating::reclaimable(
+                        &rule,
+                        from_ts(seat.last_access),
+                        seat.offline_expiry.map(from_ts),
+                        now,
+                    ) {
+                        if !dry_run {
+                            db::delete_seat(tx, &seat.device_key)?;
+                            tracing::info!(
+                                device = short(&seat.device_key),
+                                activation = %seat.activation,
+                                "seat reclaimed"
+                            );
+                        }
+                        reclaimed.push(seat.activation);
+                    }
                 }
-                reclaimed.push(seat.activation);
+                Ok(reclaimed)
+            })();
+            Step {
+                keep: result.is_ok() && !dry_run,
+                result,
             }
-        }
-        if !dry_run {
-            tx.commit()?;
-        }
-        Ok(reclaimed)
+        })
     }
 
     /// The pool, the seats held and their OEDs, and whether the server may lease.
@@ -792,7 +884,10 @@ impl Server {
         if let Err(e) = &p {
             problems.push(e.to_string());
         }
-        let seats = db::seats(&self.conn())?;
+        let seats = self.writer.run(|tx| Step {
+            result: db::seats(tx).map_err(ServerError::from),
+            keep: false,
+        })?;
         let held = seats.iter().filter(|s| s.holds(ts(now))).count();
         let (license, activation, pool_seats, serial, expires) = match &p {
             Ok(p) => (
@@ -828,6 +923,22 @@ impl Server {
                 .collect(),
         })
     }
+}
+
+/// The checked-out seat a check-in returns: it must be checked out as that activation
+/// here, by the device that signed the check-in.
+fn check_in_seat(
+    tx: &rusqlite::Transaction<'_>,
+    activation: &str,
+    device: &str,
+) -> Result<Seat, ServerError> {
+    let Some(seat) = db::seat_by_checkout(tx, activation)? else {
+        return Err(ServerError::NotCheckedOut(activation.to_owned()));
+    };
+    if seat.device_key != device {
+        return Err(ServerError::OtherDevice(activation.to_owned()));
+    }
+    Ok(seat)
 }
 
 /// The match rule of a client's lease or checkout: the pool license's required
