@@ -306,3 +306,106 @@ async fn a_refused_request_shows_the_message_and_hint_and_keeps_the_text() {
         assert_eq!(snapshot(portal.db()).await, before, "{}", db.name);
     }
 }
+
+#[tokio::test]
+async fn the_qr_text_pasted_is_a_request_like_the_file() {
+    let db = backends().await.remove(0);
+    let portal = Arc::new(portal(&db).await);
+    let (_, key) = license(&portal, policy(1)).await;
+    let app =
+        http::router(AppState::new(Arc::clone(&portal)).with_limiter(RateLimiter::unlimited()));
+    let (cookie, field) = form(&app).await;
+    let store = tempfile::tempdir().unwrap();
+    let keys = portal.trusted_keys().await.unwrap();
+    let dev = device(store.path(), "m-1", keys);
+    let req = dev
+        .request_activation(lic_core::format::Credential::LicenseKey(key))
+        .unwrap();
+    let qr = lic_core::format::qrtext::encode(req.bytes());
+    assert!(qr.starts_with("LIC1:"));
+    let ready = send(
+        &app,
+        post_form(Some(&cookie), &[("csrf", &field), ("text", &qr)]),
+    )
+    .await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    let link = between(&ready.body, "href=\"/download/", "\"");
+    let file = send(&app, get(&format!("/download/{link}"))).await;
+    dev.install(file.body.as_bytes()).unwrap();
+}
+
+#[tokio::test]
+async fn the_pages_share_the_upload_apis_rate_limit() {
+    let db = backends().await.remove(0);
+    let portal = Arc::new(portal(&db).await);
+    let (_, key) = license(&portal, policy(3)).await;
+    // One upload, then one a minute.
+    let app = http::router(AppState::new(Arc::clone(&portal)).with_limiter(RateLimiter::new(1, 1)));
+    let (cookie, field) = form(&app).await;
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let first = request(a.path(), "m-1", &key);
+    let second = String::from_utf8(request(b.path(), "m-2", &key)).unwrap();
+    let api = send(
+        &app,
+        Request::post("/api/v1/activate")
+            .body(Body::from(first))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.body);
+    let before = snapshot(portal.db()).await;
+    let page = send(
+        &app,
+        post_form(Some(&cookie), &[("csrf", &field), ("text", &second)]),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+    assert!(page.headers.contains_key(header::RETRY_AFTER));
+    assert!(page.body.contains("rate-limited"), "{}", page.body);
+    // The text is kept, to send again later.
+    assert!(page.body.contains("-----BEGIN"), "{}", page.body);
+    assert_eq!(snapshot(portal.db()).await, before);
+}
+
+#[tokio::test]
+async fn too_large_or_empty_forms_are_refused_in_words() {
+    let db = backends().await.remove(0);
+    let portal = Arc::new(portal(&db).await);
+    let app =
+        http::router(AppState::new(Arc::clone(&portal)).with_limiter(RateLimiter::unlimited()));
+    let (cookie, field) = form(&app).await;
+    let huge = vec![b'A'; 200 * 1024];
+    let page = send(&app, post_file(&cookie, &field, &huge)).await;
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", page.body);
+    assert!(page.body.contains("role=\"alert\""), "{}", page.body);
+    assert!(page.body.contains("too-large"), "{}", page.body);
+    let empty = send(
+        &app,
+        post_form(Some(&cookie), &[("csrf", &field), ("text", "  ")]),
+    )
+    .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.body);
+    assert!(
+        empty.body.contains("no activation request was sent"),
+        "{}",
+        empty.body
+    );
+}
+
+#[tokio::test]
+async fn secure_cookies_are_secure_and_host_only() {
+    let db = backends().await.remove(0);
+    let portal = Arc::new(portal(&db).await);
+    let app = http::router(AppState::new(portal).with_web(lic_portal::web::WebConfig {
+        secure_cookies: true,
+        ..Default::default()
+    }));
+    let page = send(&app, get("/activate")).await;
+    let cookie = page.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("__Host-lic_csrf="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // The logo route answers 404 in HTML when no logo is configured.
+    let logo = send(&app, get("/static/logo")).await;
+    assert_eq!(logo.status, StatusCode::NOT_FOUND);
+}
