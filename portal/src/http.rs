@@ -26,6 +26,10 @@
 //! is changed. The audit log is for support and admin; a
 //! token limited to some products must ask for the entries of one object of its products
 //! (`subject=ID`).
+//!
+//! The same router serves the self-service HTML pages ([`crate::web`]: `/`, `/activate`,
+//! `/download/{token}`, `/static/logo`); they are not part of the API (nor of [`ROUTES`]
+//! and the OpenAPI document) and answer their errors in HTML.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -536,12 +540,13 @@ async fn authenticate(
     Ok(auth::authenticate(state.portal.db(), token).await?)
 }
 
-/// One log line per request: method, path (no query), status, time, client and token
-/// name — never the Authorization header or the body.
+/// One log line per request: method, path (no query; a download link's token left
+/// out), status, time, client and token name — never the Authorization header or the
+/// body.
 async fn log_request(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let path = crate::web::loggable_path(request.uri().path());
     let client = client_ip(&request);
     let response = next.run(request).await;
     let token = response

@@ -208,7 +208,7 @@ impl Web {
         Some(token)
     }
 
-    fn take(&self, token: &str) -> Option<(String, String)> {
+    fn offered(&self, token: &str) -> Option<(String, String)> {
         let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         pending
             .get(token)
@@ -609,8 +609,17 @@ fn file_stem(name: &str) -> String {
     }
 }
 
+/// `path` as the request log shows it: a download link without its token, which
+/// would let whoever reads the log fetch the license while the link lasts.
+pub(crate) fn loggable_path(path: &str) -> String {
+    match path.strip_prefix("/download/") {
+        Some(_) => "/download/…".to_string(),
+        None => path.to_string(),
+    }
+}
+
 async fn download(State(s): State<AppState>, Path(token): Path<String>) -> Response {
-    let Some((filename, body)) = s.web.take(&token) else {
+    let Some((filename, body)) = s.web.offered(&token) else {
         return page(
             StatusCode::NOT_FOUND,
             &MessagePage {
@@ -665,6 +674,15 @@ async fn logo(State(s): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_tokens_stay_out_of_the_log() {
+        assert_eq!(
+            loggable_path(&format!("/download/{}", "ab".repeat(32))),
+            "/download/…"
+        );
+        assert_eq!(loggable_path("/activate"), "/activate");
+    }
 
     #[test]
     fn file_names_keep_safe_characters_only() {
