@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::commands::{Serve, lic, portal, vendor};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -349,15 +350,13 @@ async fn a_pasted_request_text_gives_a_license_that_installs() {
     let client = browser(&driver, &downloads).await;
 
     send_form(&client, &v.url).await;
+    // By keyboard alone: type into the box its label names, then Enter on the button.
+    let label = client.find(Locator::Css("label[for=text]")).await.unwrap();
+    assert!(label.text().await.unwrap().contains("paste"));
     let area = client.find(Locator::Id("text")).await.unwrap();
     area.send_keys(&text).await.unwrap();
-    client
-        .find(Locator::Id("submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let button = client.find(Locator::Id("submit")).await.unwrap();
+    button.send_keys(&Key::Enter.to_string()).await.unwrap();
     download_and_install(&client, &v, &store, &downloads).await;
 
     screenshot(&client, "paste").await;
