@@ -409,6 +409,20 @@ async fn a_refused_request_is_explained_on_the_page() {
     }
     // The form is there again, to send another file.
     client.find(Locator::Id("file")).await.unwrap();
+    // On a phone's width the page fits: no sideways scrolling.
+    client.set_window_size(390, 844).await.unwrap();
+    let fits = client
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fits,
+        json!(true),
+        "the refusal page scrolls sideways at 390 px"
+    );
     // Nothing was installed.
     let out = lic(&store, &v.trust)
         .args(["check", "--product", "photo-pro"])
