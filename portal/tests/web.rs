@@ -409,3 +409,41 @@ async fn secure_cookies_are_secure_and_host_only() {
     let logo = send(&app, get("/static/logo")).await;
     assert_eq!(logo.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_brand_name_and_logo_are_served_by_the_portal() {
+    let db = backends().await.remove(0);
+    let portal = Arc::new(portal(&db).await);
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("acme.svg");
+    let bytes = br#"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>"#;
+    std::fs::write(&svg, bytes).unwrap();
+    let logo = lic_portal::web::Logo::read(&svg).unwrap();
+    let not_an_image = dir.path().join("acme.exe");
+    std::fs::write(&not_an_image, b"MZ").unwrap();
+    assert!(lic_portal::web::Logo::read(&not_an_image).is_err());
+
+    let app = http::router(AppState::new(portal).with_web(lic_portal::web::WebConfig {
+        brand_name: "Acme <Imaging>".into(),
+        brand_logo: Some(logo),
+        secure_cookies: false,
+    }));
+    let home = send(&app, get("/")).await;
+    // The name is escaped like any other value.
+    assert!(
+        home.body.contains("Acme &#60;Imaging&#62;") || home.body.contains("Acme &lt;Imaging&gt;"),
+        "{}",
+        home.body
+    );
+    assert!(!home.body.contains("<Imaging>"), "{}", home.body);
+    assert!(
+        home.body.contains("<img src=\"/static/logo\""),
+        "{}",
+        home.body
+    );
+    let served = send(&app, get("/static/logo")).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert_eq!(served.body.as_bytes(), bytes);
+    assert!(served.headers.contains_key(header::CONTENT_SECURITY_POLICY));
+}
