@@ -26,6 +26,10 @@
 //! is changed. The audit log is for support and admin; a
 //! token limited to some products must ask for the entries of one object of its products
 //! (`subject=ID`).
+//!
+//! The same router serves the self-service HTML pages ([`crate::web`]: `/`, `/activate`,
+//! `/download/{token}`, `/static/logo`); they are not part of the API (nor of [`ROUTES`]
+//! and the OpenAPI document) and answer their errors in HTML.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -55,6 +59,7 @@ use crate::ops::{
 use crate::vendor::{self, VendorKeyInfo};
 
 mod activations;
+pub(crate) use files::upload;
 mod audit;
 mod catalog;
 mod files;
@@ -80,8 +85,10 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct AppState {
     /// The portal's operations.
     pub portal: Arc<Portal>,
-    /// The rate limit on anonymous uploads.
+    /// The rate limit on anonymous uploads (the self-service pages' uploads count too).
     pub limiter: Arc<RateLimiter>,
+    /// The self-service pages: branding, cookies, the licenses waiting to be downloaded.
+    pub web: Arc<crate::web::Web>,
 }
 
 impl AppState {
@@ -91,7 +98,14 @@ impl AppState {
         AppState {
             portal,
             limiter: Arc::new(RateLimiter::new(60, 20)),
+            web: Arc::new(crate::web::Web::new(crate::web::WebConfig::default())),
         }
+    }
+
+    /// The same, with the self-service pages configured (branding, secure cookies).
+    pub fn with_web(mut self, config: crate::web::WebConfig) -> AppState {
+        self.web = Arc::new(crate::web::Web::new(config));
+        self
     }
 
     /// The same, with another upload limit.
@@ -235,6 +249,37 @@ impl ApiError {
         self.status
     }
 
+    /// Its stable code (e.g. `no-seat-left`).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// What went wrong, for a person.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What to do next.
+    pub fn hint(&self) -> &str {
+        &self.hint
+    }
+
+    /// The seconds to wait before retrying, for a refusal over the upload limit.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The refusal of a client over the upload limit, who may retry in `wait` seconds.
+    pub(crate) fn rate_limited(wait: u64) -> ApiError {
+        let mut e = ApiError::from(PortalError::RateLimited);
+        e.retry_after = Some(wait);
+        e
+    }
+
+    pub(crate) fn too_large_file() -> ApiError {
+        ApiError::too_large()
+    }
+
     fn too_large() -> ApiError {
         PortalError::File(FormatError::TooLarge {
             size: MAX_BODY + 1,
@@ -294,14 +339,17 @@ impl IntoResponse for ApiError {
 }
 
 /// Turn any error response that is not JSON yet (a rejection of a path or query, or
-/// anything else the framework answers by itself) into the API's JSON error shape.
+/// anything else the framework answers by itself) into the API's JSON error shape. The
+/// self-service pages' own HTML answers pass as they are.
 async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     if status.as_u16() < 400 || is_json {
         return response;
     }
@@ -403,10 +451,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
 /// The client of an anonymous upload.
 #[derive(Debug, Clone, Copy)]
-struct Client(Option<IpAddr>);
+pub(crate) struct Client(pub(crate) Option<IpAddr>);
 
 impl Client {
-    fn actor(self) -> Actor {
+    pub(crate) fn actor(self) -> Actor {
         match self.0 {
             Some(ip) => Actor::anonymous(&ip.to_string()),
             None => Actor::anonymous("unknown"),
@@ -414,7 +462,7 @@ impl Client {
     }
 }
 
-fn client_ip(request: &Request) -> Option<IpAddr> {
+pub(crate) fn client_ip(request: &Request) -> Option<IpAddr> {
     request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -452,9 +500,7 @@ async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Res
         Anonymous => {
             let client = client_ip(&request);
             if let Err(wait) = gate.state.limiter.check(client) {
-                let mut e = ApiError::from(PortalError::RateLimited);
-                e.retry_after = Some(wait);
-                return e.into_response();
+                return ApiError::rate_limited(wait).into_response();
             }
             request.extensions_mut().insert(Client(client));
             next.run(request).await
@@ -494,12 +540,13 @@ async fn authenticate(
     Ok(auth::authenticate(state.portal.db(), token).await?)
 }
 
-/// One log line per request: method, path (no query), status, time, client and token
-/// name — never the Authorization header or the body.
+/// One log line per request: method, path (no query; a download link's token left
+/// out), status, time, client and token name — never the Authorization header or the
+/// body.
 async fn log_request(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let path = crate::web::loggable_path(request.uri().path());
     let client = client_ip(&request);
     let response = next.run(request).await;
     let token = response
@@ -584,10 +631,12 @@ routes! {
     POST "/api/v1/tokens/{id}/revoke", Token(Action::ManageTokens) => revoke_token;
 }
 
-/// The API: every route in [`ROUTES`], a JSON 404 for any other path and a JSON 405 for
-/// a method a path does not take, bodies limited to [`MAX_BODY`], a log line per request.
+/// The API: every route in [`ROUTES`], the self-service pages ([`crate::web`]), a JSON
+/// 404 for any other path and a JSON 405 for a method a path does not take, bodies
+/// limited to [`MAX_BODY`] (the pages' form a little more), a log line per request.
 pub fn router(state: AppState) -> Router {
     routes(&state)
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

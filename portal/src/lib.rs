@@ -9,6 +9,7 @@ pub mod ops;
 pub mod rules;
 pub mod storage;
 pub mod vendor;
+pub mod web;
 
 pub use error::PortalError;
 pub use ops::{Actor, Portal};

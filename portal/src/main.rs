@@ -86,6 +86,17 @@ enum Command {
         /// behind a proxy that limits, or for a load test).
         #[arg(long, default_value_t = 60)]
         uploads_per_minute: u32,
+        /// The vendor's name on the self-service pages (`/`, `/activate`).
+        #[arg(long, env = "LIC_PORTAL_BRAND_NAME", default_value = "License portal")]
+        brand_name: String,
+        /// The vendor's logo on the self-service pages (.png, .svg, .jpg, .gif or .webp,
+        /// at most 512 KiB), served by the portal at `/static/logo`.
+        #[arg(long, env = "LIC_PORTAL_BRAND_LOGO", value_name = "FILE")]
+        brand_logo: Option<PathBuf>,
+        /// Mark the pages' CSRF cookie `Secure`: set it when clients reach the portal over
+        /// HTTPS (behind a TLS proxy). Off by default, for plain HTTP on loopback.
+        #[arg(long, env = "LIC_PORTAL_SECURE_COOKIES")]
+        secure_cookies: bool,
     },
     /// Quick start: a portal on SQLite with a demo product and license; prints what to try.
     ///
@@ -862,7 +873,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             listen,
             uploads_per_minute,
-        } => serve(g, listen, uploads_per_minute).await?,
+            brand_name,
+            brand_logo,
+            secure_cookies,
+        } => {
+            let web = lic_portal::web::WebConfig {
+                brand_name,
+                brand_logo: brand_logo
+                    .map(|path| lic_portal::web::Logo::read(&path))
+                    .transpose()?,
+                secure_cookies,
+            };
+            serve(g, listen, uploads_per_minute, web).await?
+        }
         Command::Demo {
             listen,
             dir,

@@ -52,6 +52,7 @@ pub(crate) async fn serve(
     g: &Global,
     listen: std::net::SocketAddr,
     uploads_per_minute: u32,
+    web: lic_portal::web::WebConfig,
 ) -> anyhow::Result<()> {
     init_logging();
     let portal = std::sync::Arc::new(open(g).await?);
@@ -65,7 +66,9 @@ pub(crate) async fn serve(
     };
     // Reclamation of inactive floating seats, for the policies that enable it.
     tokio::spawn(std::sync::Arc::clone(&portal).reclaim_timer(None));
-    let state = lic_portal::http::AppState::new(portal).with_limiter(limiter);
+    let state = lic_portal::http::AppState::new(portal)
+        .with_limiter(limiter)
+        .with_web(web);
     let bound = lic_portal::http::Bound::bind(listen)
         .await
         .with_context(|| {

@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub(super) type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 #[derive(Serialize)]
 pub(super) struct Health {
@@ -61,7 +61,7 @@ pub(super) async fn key_set(
 }
 
 /// Apply an anonymous upload, which must be a file of `expected` kind.
-pub(super) async fn upload(
+pub(crate) async fn upload(
     portal: &Portal,
     expected: FileKind,
     input: &[u8],
