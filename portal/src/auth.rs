@@ -104,6 +104,8 @@ pub enum Action {
     RotateKey,
     /// Create, list and revoke API tokens.
     ManageTokens,
+    /// Set or reset the password an end user of a user-based license signs in with.
+    SetUserPassword,
 }
 
 impl Action {
@@ -111,7 +113,9 @@ impl Action {
     pub fn least_role(self) -> Role {
         match self {
             Action::Read => Role::ReadOnly,
-            Action::ReadAudit | Action::Apply | Action::Refresh => Role::Support,
+            Action::ReadAudit | Action::Apply | Action::Refresh | Action::SetUserPassword => {
+                Role::Support
+            }
             Action::CreateProduct
             | Action::CreatePolicy
             | Action::CreateLicense
@@ -145,6 +149,7 @@ impl Action {
             Action::Deactivate => "deactivate activations",
             Action::RotateKey => "rotate the vendor key (it needs an admin token for all products)",
             Action::ManageTokens => "manage API tokens (it needs an admin token for all products)",
+            Action::SetUserPassword => "set end users' passwords",
         }
     }
 }

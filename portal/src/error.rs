@@ -194,6 +194,12 @@ pub enum PortalError {
     Forbidden { action: String },
     #[error("too many requests; try again in a minute")]
     RateLimited,
+    #[error("the name or the password is wrong, or the account is disabled")]
+    SignInFailed,
+    #[error(
+        "license for user '{user}' of {product}: the user must sign in on the portal's pages before a request naming them may take a seat"
+    )]
+    SignInRequired { product: String, user: String },
     #[error("the database failed: {0}")]
     Db(#[from] sqlx::Error),
     #[error("the database failed: {0}")]
@@ -244,6 +250,8 @@ impl PortalError {
             PortalError::Unauthenticated => "unauthenticated",
             PortalError::Forbidden { .. } => "forbidden",
             PortalError::RateLimited => "rate-limited",
+            PortalError::SignInFailed => "sign-in-failed",
+            PortalError::SignInRequired { .. } => "sign-in-required",
             PortalError::Db(_) | PortalError::Storage(_) => "internal",
         }
     }
@@ -291,7 +299,8 @@ impl PortalError {
             | PortalError::KeyActive { .. }
             | PortalError::AlreadyRevoked { .. }
             | PortalError::Conflict { .. } => 409,
-            PortalError::Unauthenticated => 401,
+            PortalError::Unauthenticated | PortalError::SignInFailed => 401,
+            PortalError::SignInRequired { .. } => 403,
             PortalError::RateLimited => 429,
             PortalError::Key(_) | PortalError::Db(_) | PortalError::Storage(_) => 500,
         }
@@ -439,6 +448,15 @@ impl PortalError {
             }
             PortalError::Forbidden { .. } => "use a token with the role and products this needs",
             PortalError::RateLimited => "wait a minute before uploading again",
+            PortalError::SignInFailed => {
+                "check the name and the password; a forgotten password is reset by the vendor's \
+                 staff"
+            }
+            PortalError::SignInRequired { .. } => {
+                "sign in on the portal's page /signin with the user's name and password, then \
+                 send the request from the activation page; the vendor's support sets or resets \
+                 the password"
+            }
             PortalError::Db(_) | PortalError::Storage(_) => {
                 "try again later; if it persists, the portal's operator must look at its log"
             }

@@ -89,6 +89,9 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// The self-service pages: branding, cookies, the licenses waiting to be downloaded.
     pub web: Arc<crate::web::Web>,
+    /// The rate limit on sign-ins (console and end users), per client IP: 10 a minute,
+    /// in bursts of up to 5.
+    pub sign_in: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -99,12 +102,19 @@ impl AppState {
             portal,
             limiter: Arc::new(RateLimiter::new(60, 20)),
             web: Arc::new(crate::web::Web::new(crate::web::WebConfig::default())),
+            sign_in: Arc::new(RateLimiter::new(10, 5)),
         }
     }
 
     /// The same, with the self-service pages configured (branding, secure cookies).
     pub fn with_web(mut self, config: crate::web::WebConfig) -> AppState {
         self.web = Arc::new(crate::web::Web::new(config));
+        self
+    }
+
+    /// The same, with another sign-in limit.
+    pub fn with_sign_in_limiter(mut self, limiter: RateLimiter) -> AppState {
+        self.sign_in = Arc::new(limiter);
         self
     }
 
@@ -637,6 +647,7 @@ routes! {
 pub fn router(state: AppState) -> Router {
     routes(&state)
         .merge(crate::web::routes())
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

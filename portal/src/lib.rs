@@ -2,7 +2,9 @@
 //! usage are accounted for, applying uploaded files and issuing signed ones, the admin
 //! CLI and the HTTP API.
 
+pub mod accounts;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod http;
 pub mod ops;

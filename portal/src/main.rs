@@ -18,6 +18,7 @@ use lic_portal::{Actor, Portal, PortalError};
 
 mod admin;
 
+use admin::accounts::*;
 use admin::activations::*;
 use admin::apply::*;
 use admin::audit::*;
@@ -164,6 +165,52 @@ enum Command {
     /// API tokens for vendor and support staff.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Staff accounts for the console (/console): name, password, role, products.
+    #[command(subcommand)]
+    Staff(StaffCommand),
+    /// End users of user-based licenses: the password they sign in with (/signin)
+    /// before a request naming them may take a seat.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StaffCommand {
+    /// Create a staff account; its password is read from standard input.
+    Add {
+        /// The name they sign in with.
+        #[arg(long)]
+        name: String,
+        /// admin, support or read-only.
+        #[arg(long)]
+        role: String,
+        /// Limit the account to these products (repeat); default: all products.
+        #[arg(long = "product")]
+        products: Vec<String>,
+    },
+    /// Set a new password (read from standard input), enabling a disabled account; the
+    /// account's sessions end.
+    Password {
+        #[arg(long)]
+        name: String,
+    },
+    /// Disable an account: it cannot sign in, and its sessions end.
+    Disable {
+        #[arg(long)]
+        name: String,
+    },
+    /// List the staff accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Set or reset an end user's password (read from standard input); their sessions end.
+    SetPassword {
+        /// The user id their licenses carry.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -903,6 +950,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => return audit(g, args, json).await,
         Command::Reclaim { dry_run } => return reclaim(g, dry_run, &actor, json).await,
         Command::Token(c) => return token(g, c).await,
+        Command::Staff(c) => return staff(g, c, &actor).await,
+        Command::User(c) => return user(g, c, &actor).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -169,11 +169,16 @@ impl Web {
         }
     }
 
-    fn brand(&self) -> Brand<'_> {
+    pub(crate) fn brand(&self) -> Brand<'_> {
         Brand {
             name: &self.config.brand_name,
             logo: self.config.brand_logo.is_some(),
         }
+    }
+
+    /// Whether cookies are marked `Secure` (the portal is behind TLS).
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.config.secure_cookies
     }
 
     fn cookie_name(&self) -> &'static str {
@@ -230,9 +235,10 @@ fn is_token(value: &str) -> bool {
 
 // ----- templates ---------------------------------------------------------------------------
 
-struct Brand<'a> {
-    name: &'a str,
-    logo: bool,
+/// The vendor's name and whether there is a logo, for every page's header.
+pub(crate) struct Brand<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) logo: bool,
 }
 
 #[derive(Template)]
@@ -241,10 +247,11 @@ struct HomePage<'a> {
     brand: Brand<'a>,
 }
 
-struct Refusal {
-    code: String,
-    message: String,
-    hint: String,
+/// A refusal as pages show it.
+pub(crate) struct Refusal {
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) hint: String,
 }
 
 impl From<&ApiError> for Refusal {
@@ -290,7 +297,7 @@ struct MessagePage<'a> {
 }
 
 /// A page as a response: `status`, HTML, or a plain 500 if the template fails.
-fn page(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -318,10 +325,11 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/download/{token}", get(download))
         .route("/static/logo", get(logo))
+        .route("/static/site.css", get(stylesheet))
         .layer(axum::middleware::map_response(security_headers))
 }
 
-async fn security_headers(mut response: Response) -> Response {
+pub(crate) async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -351,8 +359,23 @@ async fn home(State(s): State<AppState>) -> Response {
     )
 }
 
-/// The CSRF cookie's value in `headers`, if it is one the portal could have set.
-fn csrf_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The pages' one stylesheet (no inline styles, nothing from elsewhere).
+pub const STYLESHEET: &str = include_str!("../static/site.css");
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// The value of the cookie `name` in `headers`, if it is a token the portal could have
+/// set (64 hex digits).
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -363,7 +386,26 @@ fn csrf_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn set_csrf_cookie(web: &Web, response: &mut Response, token: &str) {
+fn csrf_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    cookie(headers, name)
+}
+
+/// The form token for a page without a session: the browser's CSRF cookie, or a new
+/// one (`true`: set it with [`set_csrf_cookie`]). `None` if the system has no randomness.
+pub(crate) fn csrf_for(web: &Web, headers: &HeaderMap) -> Option<(String, bool)> {
+    match csrf_cookie(headers, web.cookie_name()) {
+        Some(token) => Some((token, false)),
+        None => random_token().map(|t| (t, true)),
+    }
+}
+
+/// Whether a form sent without a session carries the browser's CSRF cookie's value.
+pub(crate) fn csrf_matches(web: &Web, headers: &HeaderMap, sent: &str) -> bool {
+    csrf_cookie(headers, web.cookie_name())
+        .is_some_and(|cookie| bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())))
+}
+
+pub(crate) fn set_csrf_cookie(web: &Web, response: &mut Response, token: &str) {
     let secure = if web.config.secure_cookies {
         "; Secure"
     } else {
@@ -493,6 +535,11 @@ async fn read_fields(request: Request) -> Result<Fields, ApiError> {
 }
 
 fn csrf_refused(web: &Web) -> Response {
+    csrf_refused_page(web, "/activate")
+}
+
+/// The refusal of a form without a valid CSRF token; `link`: the form's page.
+pub(crate) fn csrf_refused_page(web: &Web, link: &str) -> Response {
     page(
         StatusCode::FORBIDDEN,
         &MessagePage {
@@ -500,9 +547,9 @@ fn csrf_refused(web: &Web) -> Response {
             title: "The form has expired",
             message: "This form was not sent from the portal's own page, or the page was open \
                       too long (or cookies are blocked for this site). Nothing was sent on.",
-            next: "Open the activation form again, choose the file or paste the text again, \
-                   and send it from there. Cookies must be allowed for this site.",
-            link: "/activate",
+            next: "Open the form again, fill it in again, and send it from there. Cookies \
+                   must be allowed for this site.",
+            link,
             link_text: "Reload the form",
         },
     )

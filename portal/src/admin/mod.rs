@@ -1,6 +1,7 @@
 //! The admin command's rooms: a module per command group, beside the argument
 //! definitions and the dispatch in `main.rs`.
 
+pub(crate) mod accounts;
 pub(crate) mod activations;
 pub(crate) mod apply;
 pub(crate) mod audit;

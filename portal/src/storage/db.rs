@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0009_floating.sql"),
     ),
     (10, "pools", include_str!("../../migrations/0010_pools.sql")),
+    (
+        11,
+        "accounts",
+        include_str!("../../migrations/0011_accounts.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.
