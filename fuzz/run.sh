@@ -46,3 +46,4 @@ for t in "${targets[@]}"; do
   grep -E "^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$log" | sed "s/^/  /"
   echo "  corpus: $(ls "$corpus" | wc -l) inputs"
 done
+rm -rf /dev/shm/lic-fuzz-store-* 2>/dev/null || true
