@@ -7,7 +7,8 @@
 # fixtures (fixtures/valid, fixtures/invalid). A crash stops the run with the input in
 # fuzz/artifacts/TARGET/; keep it as a regression case (docs/security.md, "Fuzzing").
 # FUZZ_SANITIZER=none builds without AddressSanitizer (faster, as .ci/run does); the
-# default is address. FUZZ_JOBS=N runs N processes per target.
+# default is address. FUZZ_JOBS=N runs N processes per target. Builds are optimized with
+# debug assertions and overflow checks on (cargo-fuzz's default), so an overflow is a crash.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET…]}
@@ -23,7 +24,7 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
 fi
-cargo fuzz build -O -s "$sanitizer"
+cargo fuzz build -s "$sanitizer"
 mkdir -p logs
 for t in "${targets[@]}"; do
   corpus="corpus/$t"
@@ -37,7 +38,7 @@ for t in "${targets[@]}"; do
   log="logs/$t.log"
   extra=()
   [ "$jobs" -gt 1 ] && extra=(-jobs="$jobs" -workers="$jobs")
-  if ! cargo fuzz run -O -s "$sanitizer" "$t" "$corpus" -- \
+  if ! cargo fuzz run -s "$sanitizer" "$t" "$corpus" -- \
       -max_total_time="$seconds" -print_final_stats=1 -max_len=65536 "${extra[@]}" >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz target $t failed: the input is in fuzz/artifacts/$t/ (log: fuzz/$log)" >&2
