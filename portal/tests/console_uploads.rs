@@ -210,6 +210,30 @@ async fn forged_forms_missing_roles_and_other_products_are_refused() {
         .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
         assert!(r.body.contains("no file was chosen"), "{}", r.body);
+        // Too much at once: refused whole before anything is applied.
+        let big = vec![b'x'; 60 * 1024];
+        let many: Vec<(&str, &[u8])> = (0..23).map(|_| ("big.lic", big.as_slice())).collect();
+        let r = send(
+            &app,
+            post_files("/console/uploads", &support, Some(&support.csrf), &many),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+        assert!(
+            r.body.contains("too-large") && r.body.contains("nothing was applied"),
+            "{}",
+            r.body
+        );
+        // More files than one upload applies: the extra one is refused on its own row.
+        let tiny: Vec<(&str, &[u8])> = (0..21).map(|_| ("t.txt", b"x".as_slice())).collect();
+        let r = send(
+            &app,
+            post_files("/console/uploads", &support, Some(&support.csrf), &tiny),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(row(&r.body, 21).contains("too-many-files"), "{}", r.body);
+        assert!(row(&r.body, 20).contains("armor-missing"), "{}", r.body);
         // No session.
         let anon = Staff {
             cookie: "x=1".into(),
