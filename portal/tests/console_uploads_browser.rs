@@ -320,6 +320,22 @@ async fn an_uploaded_deactivation_file_frees_a_seat() {
     }
     assert_eq!(values.last().map(String::as_str), Some("1"), "{values:?}");
     assert!(values.iter().any(|v| v == "2"), "{values:?}");
+    // On a phone's width the charts shrink and the tables scroll in their own box: the
+    // page does not scroll sideways.
+    client.set_window_size(390, 844).await.unwrap();
+    let fits = client
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fits,
+        serde_json::json!(true),
+        "the usage page scrolls sideways at 390 px"
+    );
+    client.set_window_size(1024, 1400).await.unwrap();
     screenshot(&client, "console-usage").await;
     client.close().await.unwrap();
 }
