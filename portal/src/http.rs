@@ -59,6 +59,7 @@ use crate::ops::{
 use crate::vendor::{self, VendorKeyInfo};
 
 mod activations;
+pub(crate) use activations::check_file_scope;
 pub(crate) use files::upload;
 mod audit;
 mod catalog;

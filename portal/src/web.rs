@@ -189,8 +189,10 @@ impl Web {
         }
     }
 
-    /// Keep `body` for download as `filename`: the token to fetch it by.
-    fn offer(&self, filename: String, body: String) -> Option<String> {
+    /// Keep `body` for download as `filename`: the token to fetch it by (at
+    /// `/download/{token}`, for [`DOWNLOAD_TTL`]). The console's uploads offer their
+    /// receipts this way too.
+    pub(crate) fn offer(&self, filename: String, body: String) -> Option<String> {
         let token = random_token()?;
         let now = Instant::now();
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -637,7 +639,7 @@ fn product_of(armored: &str) -> Option<String> {
 }
 
 /// `name` fit for a file name: letters, digits, `-`, `_` and `.` (not leading).
-fn file_stem(name: &str) -> String {
+pub(crate) fn file_stem(name: &str) -> String {
     let stem: String = name
         .chars()
         .map(|c| {
