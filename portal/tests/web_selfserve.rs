@@ -714,3 +714,111 @@ async fn a_user_based_license_takes_a_seat_only_for_its_signed_in_user() {
         assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 2);
     }
 }
+
+#[tokio::test]
+async fn a_check_in_file_on_the_deactivation_page_returns_the_seat_with_a_receipt() {
+    use lic_core::format::{Bytes32, CheckIn, JournalHead, LeaseAction, LeaseRequest, Nonce};
+    use lic_core::keys::SecretKey;
+    use lic_portal::ops::Policy;
+    for db in backends().await {
+        let portal = Arc::new(portal(&db).await);
+        let p = portal
+            .create_policy(
+                Policy {
+                    product: "photo-pro".into(),
+                    name: "floating-1".into(),
+                    seats: 1,
+                    floating: true,
+                    lease_secs: 60,
+                    max_checkout_hours: Some(24),
+                    ..Policy::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+        let created = portal
+            .create_license(
+                NewLicense {
+                    policy: p.id,
+                    ..Default::default()
+                },
+                &Actor::cli(),
+            )
+            .await
+            .unwrap();
+        let (license_id, key) = (created.license.id, created.key.unwrap());
+        let app = app(&portal);
+        // A machine checks a seat out for offline use (online, through the API).
+        let device = SecretKey::generate();
+        let checkout = LeaseRequest {
+            product: "photo-pro".into(),
+            credential: Credential::LicenseKey(key),
+            fingerprint: [(
+                "machine-id".to_string(),
+                Bytes32(device.public().to_bytes()),
+            )]
+            .into(),
+            action: LeaseAction::Checkout,
+            instance: Nonce([7; 16]),
+            feature: None,
+            hours: Some(8),
+            journal: Some(JournalHead::first()),
+            nonce: Nonce([9; 16]),
+            created: chrono::Utc::now(),
+            client: "web-test".into(),
+            variables: Default::default(),
+        };
+        let signed = format::sign(&checkout, &device).unwrap();
+        let answer = send(
+            &app,
+            Request::post("/api/v1/checkout")
+                .body(Body::from(signed.armored()))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let answer: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        let activation = answer["activation"].as_str().unwrap().to_string();
+        assert!(portal.activation(&activation).await.unwrap().held);
+
+        // Back early: the check-in file (`lic checkin --out FILE`) sent on the page.
+        let check_in = CheckIn {
+            activation_id: activation.clone(),
+            product: "photo-pro".into(),
+            counters: Default::default(),
+            journal: JournalHead {
+                seq: 1,
+                prev: format::file_hash(signed.bytes()),
+                trail: Vec::new(),
+            },
+            created: chrono::Utc::now(),
+            variables: Default::default(),
+        };
+        let file = format::sign(&check_in, &device).unwrap();
+        let (cookie, field) = form(&app, "/deactivate").await;
+        let done = send(
+            &app,
+            post_file("/deactivate", &cookie, &field, file.armored().as_bytes()),
+        )
+        .await;
+        assert_eq!(done.status, StatusCode::OK, "{}: {}", db.name, done.body);
+        assert!(done.body.contains("back in the pool"), "{}", done.body);
+        let link = between(&done.body, "href=\"/download/", "\"");
+        let receipt = send(&app, get(&format!("/download/{link}"), None)).await;
+        assert_eq!(
+            receipt.headers[header::CONTENT_DISPOSITION],
+            "attachment; filename=\"photo-pro-checkin.receipt\""
+        );
+        let receipt = format::open::<Receipt>(
+            receipt.body.as_bytes(),
+            &portal.trusted_keys().await.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(receipt.payload().file_kind, "check-in");
+        let shown = portal.activation(&activation).await.unwrap();
+        assert_eq!(shown.state, "deactivated", "{}", db.name);
+        assert!(!shown.held);
+        assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 0);
+    }
+}
