@@ -11,10 +11,10 @@
 //!   message and hint;
 //! - `GET /download/{token}`: the license file (or a receipt), as an attachment, for a
 //!   short while;
-//! - `GET/POST /deactivate`, `GET/POST /usage` ([`uploads`]): a deactivation or check-in
+//! - `GET/POST /deactivate`, `GET/POST /usage` (`web/uploads.rs`): a deactivation or check-in
 //!   file, a usage report, applied as `POST /api/v1/deactivate`, `/checkin`, `/usage`
 //!   are; the answer offers the receipt for download and says what was counted;
-//! - `GET/POST /signin`, `POST /signout` ([`signin`]): an end user of a user-based
+//! - `GET/POST /signin`, `POST /signout` (`web/signin.rs`): an end user of a user-based
 //!   license signs in (user id and password); only then does `/activate` let a request
 //!   naming that user take a seat (the rule is the ops layer's: [`Actor::end_user`]);
 //! - `GET /static/logo`: the vendor's logo (white label, `lic-portal serve --brand-logo`).
