@@ -29,11 +29,6 @@ pub enum PortalError {
         requested: String,
         license_product: String,
     },
-    #[error(
-        "license {license} is user-based: its activation requests are applied by the vendor, not \
-         uploaded anonymously"
-    )]
-    UserLicenseNeedsVendor { license: String },
     #[error("license {license} is revoked")]
     LicenseRevoked { license: String },
     #[error("license {license} is suspended")]
@@ -244,7 +239,6 @@ impl PortalError {
             PortalError::File(e) => e.code(),
             PortalError::UnknownLicense { .. } => "unknown-license",
             PortalError::WrongProduct { .. } => "wrong-product",
-            PortalError::UserLicenseNeedsVendor { .. } => "user-license-needs-vendor",
             PortalError::LicenseRevoked { .. } => "license-revoked",
             PortalError::LicenseSuspended { .. } => "license-suspended",
             PortalError::SeatsInUse { .. } => "seats-in-use",
@@ -318,7 +312,6 @@ impl PortalError {
             | PortalError::NotFound { .. } => 404,
             PortalError::LicenseRevoked { .. }
             | PortalError::LicenseSuspended { .. }
-            | PortalError::UserLicenseNeedsVendor { .. }
             | PortalError::OfflineNotAllowed { .. }
             | PortalError::SubscriptionOffline { .. }
             | PortalError::Forbidden { .. } => 403,
@@ -408,10 +401,6 @@ impl PortalError {
             PortalError::WrongProduct { .. } => {
                 "make the request again with the product this license key is for \
                  (lic offline-activate --product PRODUCT), or use the key for this product"
-            }
-            PortalError::UserLicenseNeedsVendor { .. } => {
-                "send the activation request file to the vendor's support; they apply it and \
-                 send the license file back"
             }
             PortalError::LicenseRevoked { .. } => "contact the vendor about this license",
             PortalError::LicenseSuspended { .. } => {
