@@ -52,8 +52,16 @@ fn setup() -> Setup {
             "photo-pro",
             "--name",
             "studio",
+            "--type",
+            "time-limited",
             "--seats",
             "2",
+            "--validity-days",
+            "365",
+            "--feature",
+            "export-pdf",
+            "--feature",
+            "render-minutes=500",
         ],
     );
     let policy = policy["policy"]["id"].as_str().unwrap().to_string();

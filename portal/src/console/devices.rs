@@ -19,7 +19,7 @@ use lic_core::format::{Feature, Features};
 use serde::Deserialize;
 
 use super::licenses::{
-    FeatureRow, feature_rows, read_form, visible_activation, visible_license, when,
+    FeatureRow, expiry, feature_rows, read_form, visible_activation, visible_license, when,
 };
 use super::{ConsolePage, Frame, Signed, encode_query};
 use crate::auth::Action;
@@ -241,13 +241,11 @@ async fn render_device(state: &AppState, signed: &Signed, id: &str, shown: Shown
         Ok(l) => l,
         Err(r) => return r,
     };
-    let features = match &license.features {
-        Some(f) => f.clone(),
-        None => match state.portal.policy(&license.policy).await {
-            Ok(p) => p.features,
-            Err(e) => return signed.refusal(state, &ApiError::from(e)),
-        },
+    let policy = match state.portal.policy(&license.policy).await {
+        Ok(p) => p,
+        Err(e) => return signed.refusal(state, &ApiError::from(e)),
     };
+    let features = license.features.as_ref().unwrap_or(&policy.features);
     let principal = signed.staff.principal();
     let now = chrono::Utc::now().timestamp();
     let status = shown
@@ -259,8 +257,8 @@ async fn render_device(state: &AppState, signed: &Signed, id: &str, shown: Shown
         &DevicePage {
             frame: signed.frame(state),
             device: Device::from(activation, now),
-            features: feature_rows(&features),
-            expires: license.expires.map(when).unwrap_or_else(|| "never".into()),
+            features: feature_rows(features),
+            expires: expiry(&license, &policy),
             license,
             may_refresh: principal.can(Action::Refresh),
             may_deactivate: principal.can(Action::Deactivate),

@@ -136,6 +136,16 @@ pub(super) async fn visible_activation(
     }
 }
 
+/// When a license ends, in words: its date, the policy's validity counted from each
+/// device's activation, or never.
+pub(super) fn expiry(license: &LicenseInfo, policy: &Policy) -> String {
+    match (license.expires, policy.validity_days) {
+        (Some(t), _) => when(t),
+        (None, Some(days)) => format!("{days} days after each device's activation"),
+        (None, None) => "never".into(),
+    }
+}
+
 /// A feature's terms in words: "unlimited", "limit 1000", "limit 1000, overage to 1200",
 /// "floating: 3 at once".
 pub(super) fn feature_terms(f: &lic_core::format::Feature) -> String {
@@ -397,7 +407,7 @@ async fn render_license(
                 .unwrap_or_default(),
             features,
             limits,
-            expires: license.expires.map(when).unwrap_or_else(|| "never".into()),
+            expires: expiry(&license, &policy),
             created: when(license.created),
             offline,
             may_set_password: license.user_id.is_some()
