@@ -628,6 +628,9 @@ async fn the_license_and_device_pages_show_what_support_needs() {
             "{}",
             a.body
         );
+        // The fingerprint's components by name (their values are never sent).
+        let fingerprint = between(&a.body, "id=\"fingerprint\">", "</dd>");
+        assert!(fingerprint.contains("machine-id"), "{fingerprint}");
         // Read-only: no refresh, no deactivation.
         assert!(!a.body.contains("/refresh\""), "{}", a.body);
         assert!(!a.body.contains("/deactivate\""), "{}", a.body);

@@ -183,6 +183,8 @@ async fn devices_tab(
 struct DevicePage<'a> {
     frame: Frame<'a>,
     device: Device,
+    /// The fingerprint's components as the portal holds them: (name, start of its hash).
+    components: Vec<(String, String)>,
     license: LicenseInfo,
     features: Vec<FeatureRow>,
     expires: String,
@@ -246,6 +248,10 @@ async fn render_device(state: &AppState, signed: &Signed, id: &str, shown: Shown
         Err(e) => return signed.refusal(state, &ApiError::from(e)),
     };
     let features = license.features.as_ref().unwrap_or(&policy.features);
+    let components = match fingerprint(state, id).await {
+        Ok(c) => c,
+        Err(e) => return signed.refusal(state, &ApiError::from(e)),
+    };
     let principal = signed.staff.principal();
     let now = chrono::Utc::now().timestamp();
     let status = shown
@@ -257,6 +263,7 @@ async fn render_device(state: &AppState, signed: &Signed, id: &str, shown: Shown
         &DevicePage {
             frame: signed.frame(state),
             device: Device::from(activation, now),
+            components,
             features: feature_rows(features),
             expires: expiry(&license, &policy),
             license,
@@ -268,6 +275,29 @@ async fn render_device(state: &AppState, signed: &Signed, id: &str, shown: Shown
             form: shown.form,
         },
     )
+}
+
+/// The components of the device's fingerprint the activation holds (names, and the first
+/// 12 hex digits of each component's hash: the portal never sees the values).
+async fn fingerprint(state: &AppState, id: &str) -> Result<Vec<(String, String)>, PortalError> {
+    let text: Option<String> =
+        sqlx::query_scalar("SELECT fingerprint FROM activations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(state.portal.db().pool())
+            .await?;
+    let parsed: std::collections::BTreeMap<String, serde_json::Value> = text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    Ok(parsed
+        .into_iter()
+        .map(|(name, hash)| {
+            let hash = match hash {
+                serde_json::Value::String(h) => h,
+                other => other.to_string(),
+            };
+            (name, hash.chars().take(12).collect())
+        })
+        .collect())
 }
 
 // ----- the refresh file --------------------------------------------------------------------------
