@@ -423,7 +423,10 @@ async fn every_form_refuses_a_post_without_the_session_token() {
                     let a = send(&w.app, s.post(path, &fields)).await;
                     let what = format!("{name}: {who}, {kind} token, POST {path}");
                     assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}\n{}", a.body);
-                    assert!(a.body.contains("nothing was done"), "{what}\n{}", a.body);
+                    if who == "ada" {
+                        // Allowed everything else: refused for the token alone.
+                        assert!(a.body.contains("nothing was done"), "{what}\n{}", a.body);
+                    }
                     assert_eq!(before, w.snapshot().await, "{what}: changed something");
                 }
             }

@@ -404,14 +404,16 @@ async fn refresh(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
+    // The role first, as the API's gate does, before the body is read; the CSRF token
+    // before anything is done.
+    if let Err(r) = signed.require(&state, Action::Refresh) {
+        return r;
+    }
     let fields: RefreshFields = match read_form(&signed, &state, request).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     if let Err(r) = signed.check_csrf(&state, &fields.csrf) {
-        return r;
-    }
-    if let Err(r) = signed.require(&state, Action::Refresh) {
         return r;
     }
     if let Err(r) = visible_activation(&signed, &state, &id).await {
@@ -468,14 +470,16 @@ async fn deactivate(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
+    // The role first, as the API's gate does, before the body is read; the CSRF token
+    // before anything is done.
+    if let Err(r) = signed.require(&state, Action::Deactivate) {
+        return r;
+    }
     let fields: DeactivateFields = match read_form(&signed, &state, request).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     if let Err(r) = signed.check_csrf(&state, &fields.csrf) {
-        return r;
-    }
-    if let Err(r) = signed.require(&state, Action::Deactivate) {
         return r;
     }
     if let Err(r) = visible_activation(&signed, &state, &id).await {

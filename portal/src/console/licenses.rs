@@ -437,14 +437,16 @@ async fn set_password(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
+    // The role first, as the API's gate does, before the body is read; the CSRF token
+    // before anything is done.
+    if let Err(r) = signed.require(&state, Action::SetUserPassword) {
+        return r;
+    }
     let fields: PasswordFields = match read_form(&signed, &state, request).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     if let Err(r) = signed.check_csrf(&state, &fields.csrf) {
-        return r;
-    }
-    if let Err(r) = signed.require(&state, Action::SetUserPassword) {
         return r;
     }
     let license = match visible_license(&signed, &state, &id).await {
