@@ -204,9 +204,40 @@ pub enum PortalError {
     Db(#[from] sqlx::Error),
     #[error("the database failed: {0}")]
     Storage(String),
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
+}
+
+/// SQLSTATE classes of a database that is going away or not there: connection
+/// exceptions (08…) and an operator or a crash shutting it down (57P01–57P03).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 impl PortalError {
+    /// Whether the database could not be reached (down, restarting, a lost connection):
+    /// nothing was changed, and the same request can be sent again (HTTP 503).
+    pub fn unavailable(&self) -> bool {
+        match self {
+            PortalError::Unavailable(_) => true,
+            PortalError::Db(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_sqlstate(&c)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// [`PortalError::Unavailable`] for a SQLSTATE of a database going away, else `None`.
+    pub fn from_sqlstate(code: &str, message: &str) -> Option<PortalError> {
+        unavailable_sqlstate(code).then(|| PortalError::Unavailable(message.to_string()))
+    }
+
     /// A stable code for clients and the JSON API.
     pub fn code(&self) -> &'static str {
         match self {
@@ -252,7 +283,10 @@ impl PortalError {
             PortalError::RateLimited => "rate-limited",
             PortalError::SignInFailed => "sign-in-failed",
             PortalError::SignInRequired { .. } => "sign-in-required",
-            PortalError::Db(_) | PortalError::Storage(_) => "internal",
+            e if e.unavailable() => "database-unavailable",
+            PortalError::Db(_) | PortalError::Storage(_) | PortalError::Unavailable(_) => {
+                "internal"
+            }
         }
     }
 
@@ -302,7 +336,11 @@ impl PortalError {
             PortalError::Unauthenticated | PortalError::SignInFailed => 401,
             PortalError::SignInRequired { .. } => 403,
             PortalError::RateLimited => 429,
-            PortalError::Key(_) | PortalError::Db(_) | PortalError::Storage(_) => 500,
+            e if e.unavailable() => 503,
+            PortalError::Key(_)
+            | PortalError::Db(_)
+            | PortalError::Storage(_)
+            | PortalError::Unavailable(_) => 500,
         }
     }
 
@@ -457,7 +495,12 @@ impl PortalError {
                  send the request from the activation page; the vendor's support sets or resets \
                  the password"
             }
-            PortalError::Db(_) | PortalError::Storage(_) => {
+            e if e.unavailable() => {
+                "send the same request again in a few seconds: the portal reconnects by itself \
+                 when its database is back, and a file it had applied gets the same answer \
+                 again, never a second seat"
+            }
+            PortalError::Db(_) | PortalError::Storage(_) | PortalError::Unavailable(_) => {
                 "try again later; if it persists, the portal's operator must look at its log"
             }
         }

@@ -59,6 +59,7 @@ use crate::ops::{
 use crate::vendor::{self, VendorKeyInfo};
 
 mod activations;
+pub(crate) use activations::check_file_scope;
 pub(crate) use files::upload;
 mod audit;
 mod catalog;
@@ -303,7 +304,11 @@ impl From<PortalError> for ApiError {
     fn from(e: PortalError) -> ApiError {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // A server-side failure's details are for the operator's log, not the caller.
-        let message = if status.is_server_error() {
+        let unavailable = e.unavailable();
+        let message = if unavailable {
+            tracing::warn!(code = e.code(), "{e}");
+            "the portal's database cannot be reached right now".into()
+        } else if status.is_server_error() {
             tracing::error!(code = e.code(), "{e}");
             "the portal could not complete the request; its operator will find the cause in \
              the portal's log"
@@ -316,7 +321,7 @@ impl From<PortalError> for ApiError {
             code: e.code(),
             message,
             hint: e.hint(),
-            retry_after: None,
+            retry_after: unavailable.then_some(5),
         }
     }
 }

@@ -9,7 +9,14 @@
 //!   `POST /api/v1/activate` ([`crate::http::upload`], under the same rate limit); the
 //!   answer offers the license for download, or shows the form again with the refusal's
 //!   message and hint;
-//! - `GET /download/{token}`: the license file, as an attachment, for a short while;
+//! - `GET /download/{token}`: the license file (or a receipt), as an attachment, for a
+//!   short while;
+//! - `GET/POST /deactivate`, `GET/POST /usage` (`web/uploads.rs`): a deactivation or check-in
+//!   file, a usage report, applied as `POST /api/v1/deactivate`, `/checkin`, `/usage`
+//!   are; the answer offers the receipt for download and says what was counted;
+//! - `GET/POST /signin`, `POST /signout` (`web/signin.rs`): an end user of a user-based
+//!   license signs in (user id and password); only then does `/activate` let a request
+//!   naming that user take a seat (the rule is the ops layer's: [`Actor::end_user`]);
 //! - `GET /static/logo`: the vendor's logo (white label, `lic-portal serve --brand-logo`).
 //!
 //! CSRF: double submit. `GET /activate` sets a random token in a `SameSite=Strict;
@@ -36,6 +43,12 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 
 use crate::http::{ApiError, AppState, Client, MAX_BODY, client_ip, upload};
+use crate::ops::Actor;
+
+mod signin;
+mod uploads;
+
+pub(crate) use signin::EndUser;
 
 /// How long a license waits for its download.
 pub const DOWNLOAD_TTL: Duration = Duration::from_secs(15 * 60);
@@ -170,9 +183,15 @@ impl Web {
     }
 
     pub(crate) fn brand(&self) -> Brand<'_> {
+        self.brand_for(None)
+    }
+
+    /// The brand, with the end user signed in (shown in the header, with a sign-out).
+    pub(crate) fn brand_for<'a>(&'a self, user: Option<&'a EndUser>) -> Brand<'a> {
         Brand {
             name: &self.config.brand_name,
             logo: self.config.brand_logo.is_some(),
+            user,
         }
     }
 
@@ -189,8 +208,10 @@ impl Web {
         }
     }
 
-    /// Keep `body` for download as `filename`: the token to fetch it by.
-    fn offer(&self, filename: String, body: String) -> Option<String> {
+    /// Keep `body` for download as `filename`: the token to fetch it by (at
+    /// `/download/{token}`, for [`DOWNLOAD_TTL`]). The console's uploads offer their
+    /// receipts this way too.
+    pub(crate) fn offer(&self, filename: String, body: String) -> Option<String> {
         let token = random_token()?;
         let now = Instant::now();
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -235,10 +256,12 @@ fn is_token(value: &str) -> bool {
 
 // ----- templates ---------------------------------------------------------------------------
 
-/// The vendor's name and whether there is a logo, for every page's header.
+/// The vendor's name and whether there is a logo, for every page's header; and the end
+/// user signed in on the self-service pages, if any.
 pub(crate) struct Brand<'a> {
     pub(crate) name: &'a str,
     pub(crate) logo: bool,
+    pub(crate) user: Option<&'a EndUser>,
 }
 
 #[derive(Template)]
@@ -324,6 +347,8 @@ pub(crate) fn routes() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(MAX_FORM)),
         )
         .route("/download/{token}", get(download))
+        .merge(uploads::routes())
+        .merge(signin::routes())
         .route("/static/logo", get(logo))
         .route("/static/site.css", get(stylesheet))
         .layer(axum::middleware::map_response(security_headers))
@@ -350,11 +375,12 @@ pub(crate) async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-async fn home(State(s): State<AppState>) -> Response {
+async fn home(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let user = signin::end_user(&s, &headers).await;
     page(
         StatusCode::OK,
         &HomePage {
-            brand: s.web.brand(),
+            brand: s.web.brand_for(user.as_ref()),
         },
     )
 }
@@ -425,6 +451,7 @@ pub(crate) fn set_csrf_cookie(web: &Web, response: &mut Response, token: &str) {
 fn form_page(
     web: &Web,
     headers: &HeaderMap,
+    user: Option<&EndUser>,
     status: StatusCode,
     text: &str,
     refusal: Option<&ApiError>,
@@ -439,7 +466,7 @@ fn form_page(
     let mut response = page(
         status,
         &ActivatePage {
-            brand: web.brand(),
+            brand: web.brand_for(user),
             csrf: &token,
             text,
             refusal: refusal.map(Refusal::from),
@@ -472,7 +499,8 @@ fn internal(web: &Web) -> Response {
 }
 
 async fn activate_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    form_page(&s.web, &headers, StatusCode::OK, "", None)
+    let user = signin::end_user(&s, &headers).await;
+    form_page(&s.web, &headers, user.as_ref(), StatusCode::OK, "", None)
 }
 
 /// What the form sent.
@@ -486,7 +514,7 @@ struct Fields {
     file: Vec<u8>,
 }
 
-async fn read_fields(request: Request) -> Result<Fields, ApiError> {
+async fn read_fields(request: Request, form: &'static str) -> Result<Fields, ApiError> {
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -496,12 +524,7 @@ async fn read_fields(request: Request) -> Result<Fields, ApiError> {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large_file()
         } else {
-            ApiError::new(
-                status,
-                "bad-request",
-                text,
-                "send the form from the portal's activation page",
-            )
+            ApiError::new(status, "bad-request", text, form)
         }
     };
     if !multipart {
@@ -563,18 +586,25 @@ async fn activate_submit(State(s): State<AppState>, request: Request) -> Respons
     let Some(cookie) = csrf_cookie(&headers, web.cookie_name()) else {
         return csrf_refused(web);
     };
-    let fields = match read_fields(request).await {
+    let fields = match read_fields(request, "send the form from the portal's activation page").await
+    {
         Ok(fields) => fields,
-        Err(e) => return form_page(web, &headers, e.status(), "", Some(&e)),
+        Err(e) => return form_page(web, &headers, None, e.status(), "", Some(&e)),
     };
     if !bool::from(cookie.as_bytes().ct_eq(fields.csrf.as_bytes())) {
         return csrf_refused(web);
     }
+    // The end user signed in, if any: a request naming them may take a seat of their
+    // user-based license (the ops layer decides, from the actor).
+    let user = signin::end_user(&s, &headers).await;
+    let user = user.as_ref();
+    let refuse =
+        |text: &str, e: &ApiError| form_page(web, &headers, user, e.status(), text, Some(e));
     let text = fields.text.trim();
     // The same limit as the upload API's, on the same client's bucket.
     if let Err(wait) = s.limiter.check(client.0) {
         let e = ApiError::rate_limited(wait);
-        return form_page(web, &headers, e.status(), text, Some(&e));
+        return refuse(text, &e);
     }
     let input: &[u8] = match (fields.file.is_empty(), text.is_empty()) {
         (false, true) => &fields.file,
@@ -596,19 +626,25 @@ async fn activate_submit(State(s): State<AppState>, request: Request) -> Respons
                      without choosing a file)"
                 },
             );
-            return form_page(web, &headers, e.status(), text, Some(&e));
+            return refuse(text, &e);
         }
     };
-    let applied = match upload(
-        &s.portal,
-        FileKind::ActivationRequest,
-        input,
-        &client.actor(),
-    )
-    .await
-    {
+    // A deactivation or a usage report sent here: say which page takes it.
+    if let Some(e) = uploads::misplaced(input, &[FileKind::ActivationRequest]) {
+        return refuse(text, &e);
+    }
+    let actor = match user {
+        Some(u) => Actor::end_user(
+            &u.id,
+            &client
+                .0
+                .map_or_else(|| "unknown".into(), |ip| ip.to_string()),
+        ),
+        None => client.actor(),
+    };
+    let applied = match upload(&s.portal, FileKind::ActivationRequest, input, &actor).await {
         Ok(Json(applied)) => applied,
-        Err(e) => return form_page(web, &headers, e.status(), text, Some(&e)),
+        Err(e) => return refuse(text, &e),
     };
     let product = product_of(&applied.response).unwrap_or_else(|| "license".into());
     let filename = format!("{}.lic", file_stem(&product));
@@ -618,7 +654,7 @@ async fn activate_submit(State(s): State<AppState>, request: Request) -> Respons
     page(
         StatusCode::OK,
         &ReadyPage {
-            brand: web.brand(),
+            brand: web.brand_for(user),
             product: &product,
             filename: &filename,
             token: &token,
@@ -637,7 +673,7 @@ fn product_of(armored: &str) -> Option<String> {
 }
 
 /// `name` fit for a file name: letters, digits, `-`, `_` and `.` (not leading).
-fn file_stem(name: &str) -> String {
+pub(crate) fn file_stem(name: &str) -> String {
     let stem: String = name
         .chars()
         .map(|c| {
@@ -674,7 +710,7 @@ async fn download(State(s): State<AppState>, Path(token): Path<String>) -> Respo
                 title: "This download link has expired",
                 message: "The link is no longer valid: download links work for a short while \
                           only, and not after the portal restarts.",
-                next: "Send the same activation request again: you get the same license, \
+                next: "Send the same file again: you get the same license (or receipt), \
                        without taking another seat.",
                 link: "/activate",
                 link_text: "Activate again",

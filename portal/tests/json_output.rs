@@ -95,6 +95,42 @@ impl Portal<'_> {
         self.check(command, args, members, out, true)
     }
 
+    /// Like [`Portal::doc`], for a command that reads `input` on standard input (a
+    /// password).
+    #[track_caller]
+    fn doc_input(
+        &mut self,
+        command: &str,
+        args: &[&str],
+        input: &str,
+        members: &[&'static str],
+    ) -> Value {
+        use std::io::Write as _;
+        let mut child = bin()
+            .arg("--data")
+            .arg(self.db.dir.path())
+            .arg("--database")
+            .arg(&self.db.url)
+            .arg("--keys")
+            .arg(self.db.keys_dir())
+            .args(["--format", "json"])
+            .args(args)
+            .env("USER", "json-test")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        self.check(command, args, members, out, true)
+    }
+
     /// Like [`Portal::doc`], for a command that reports some refusal in its document with
     /// exit status 1.
     #[track_caller]
@@ -576,6 +612,36 @@ fn walk(db: &TestDb) -> BTreeSet<String> {
     p.doc("token list", &["token", "list"], &["items"]);
     let revoked = p.doc("token revoke", &["token", "revoke", &id], &["token"]);
     assert!(revoked["token"]["revoked"].is_i64(), "{revoked}");
+
+    // Accounts for the pages: passwords on standard input, never in the output.
+    let password = "a long enough password\n";
+    let staff = p.doc_input(
+        "staff add",
+        &["staff", "add", "--name", "sam", "--role", "support"],
+        password,
+        &["staff"],
+    );
+    assert_eq!(staff["staff"]["role"], "support");
+    assert!(!staff.to_string().contains("a long enough password"));
+    p.doc_input(
+        "staff password",
+        &["staff", "password", "--name", "sam"],
+        password,
+        &["staff"],
+    );
+    let disabled = p.doc(
+        "staff disable",
+        &["staff", "disable", "--name", "sam"],
+        &["staff"],
+    );
+    assert!(disabled["staff"]["disabled"].is_i64(), "{disabled}");
+    p.doc("staff list", &["staff", "list"], &["items"]);
+    p.doc_input(
+        "user set-password",
+        &["user", "set-password", "--user", "ann@example.com"],
+        password,
+        &["user", "password_set"],
+    );
 
     let revoked = p.doc(
         "license revoke",

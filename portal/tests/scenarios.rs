@@ -782,7 +782,7 @@ async fn a_request_naming_another_product_than_its_key_is_refused_as_wrong_produ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_based_license_is_activated_by_the_vendor_never_by_an_anonymous_upload() {
+async fn a_user_based_license_is_activated_by_its_signed_in_user_or_the_vendor_never_anonymously() {
     for db in backends().await {
         let portal = portal(&db).await;
         let p = portal.create_policy(policy(2), &who()).await.unwrap();
@@ -805,18 +805,44 @@ async fn a_user_based_license_is_activated_by_the_vendor_never_by_an_anonymous_u
             .request_activation(Credential::User("ada@example.com".into()))
             .unwrap();
         let before = snapshot(portal.db()).await;
-        // Anyone could type a user id: an anonymous upload of it takes no seat.
+        // Anyone could type a user id: an anonymous upload of it takes no seat, nor does
+        // another user signed in.
+        for actor in [
+            Actor::anonymous("203.0.113.9"),
+            Actor::end_user("bob@example.com", "203.0.113.9"),
+        ] {
+            let err = portal
+                .apply(req.armored().as_bytes(), &actor)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "sign-in-required", "{}: {actor:?}", db.name);
+            assert_eq!(err.status(), 403);
+            assert!(err.to_string().contains("ada@example.com"), "{err}");
+            assert_eq!(snapshot(portal.db()).await, before, "{}", db.name);
+        }
+        // The user, signed in on the pages, takes the seat.
+        let lic = portal
+            .apply(
+                req.armored().as_bytes(),
+                &Actor::end_user("ada@example.com", "203.0.113.9"),
+            )
+            .await
+            .unwrap();
+        assert!(!lic.replay);
+        // The same request again without the sign-in: refused too, though answered
+        // before (no license leaves without the sign-in).
         let err = portal
             .apply(req.armored().as_bytes(), &Actor::anonymous("203.0.113.9"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), "user-license-needs-vendor", "{}", db.name);
-        assert_eq!(snapshot(portal.db()).await, before, "{}", db.name);
-        // The vendor applies it.
-        let lic = portal
+        assert_eq!(err.code(), "sign-in-required", "{}", db.name);
+        // The vendor applies it too (a replay: the same license).
+        let again = portal
             .apply(req.armored().as_bytes(), &who())
             .await
             .unwrap();
+        assert!(again.replay);
+        assert_eq!(again.response, lic.response);
         c.install(lic.response.as_bytes()).unwrap();
         assert_eq!(
             portal

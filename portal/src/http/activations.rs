@@ -94,7 +94,7 @@ pub(super) async fn resign_activation(
 
 /// Refuse, as if unknown, a device file about a product the token does not see. A file the
 /// portal refuses whatever its product (a kind it makes itself) is left to `apply`.
-pub(super) async fn check_file_scope(
+pub(crate) async fn check_file_scope(
     portal: &Portal,
     p: &Principal,
     input: &[u8],

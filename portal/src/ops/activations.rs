@@ -575,9 +575,15 @@ impl Portal {
 }
 
 /// Whether a device's request (an activation request, a lease request) may be answered
-/// from license `lic`: it names the license's product, and a user-based license is
-/// applied only by staff — a user id is no secret: whoever knows it could take the
-/// user's seats.
+/// from license `lic`: it names the license's product, and a user-based license
+/// ([`Credential::User`]) takes a seat only for its user signed in on the self-service
+/// pages ([`Actor::end_user`]), or for staff (a token, the console, the admin command).
+///
+/// A user id is no secret (often a mail address): whoever knows it could otherwise take
+/// the user's seats. This is the one place the rule is decided: the anonymous upload
+/// (`POST /api/v1/activate`, the lease routes) and the activation page without the
+/// user's session are refused with [`PortalError::SignInRequired`]. A replay (the same
+/// request, answered before) is refused too: no license leaves without the sign-in.
 pub(in crate::ops) fn request_fits(
     lic: &LicenseRow,
     product: &str,
@@ -590,12 +596,41 @@ pub(in crate::ops) fn request_fits(
             license_product: lic.product.clone(),
         });
     }
-    if matches!(credential, Credential::User(_)) && actor.is_anonymous() {
-        return Err(PortalError::UserLicenseNeedsVendor {
-            license: lic.id.clone(),
+    if let Credential::User(user) = credential
+        && !actor.may_use_user_license(user)
+    {
+        return Err(PortalError::SignInRequired {
+            product: lic.product.clone(),
+            user: user.clone(),
         });
     }
     Ok(())
+}
+
+impl Actor {
+    /// An end user signed in on the self-service pages as `user` (the user id their
+    /// licenses carry), sending from `source` (the client's address): `user:USER@SOURCE`
+    /// in the audit log.
+    pub fn end_user(user: &str, source: &str) -> Actor {
+        Actor(format!("user:{user}@{source}"))
+    }
+
+    /// The user id of a signed-in end user ([`Actor::end_user`]); `None` for anyone else.
+    pub fn signed_in_user(&self) -> Option<&str> {
+        // The source (an address, or `unknown`) holds no `@`; a user id may.
+        let rest = self.0.strip_prefix("user:")?;
+        rest.rsplit_once('@').map(|(user, _)| user)
+    }
+
+    /// Whether this actor may take a seat of the user-based license of `user`: that user,
+    /// signed in, or staff (a token, the console, the admin command). Not an anonymous
+    /// upload, nor another signed-in user.
+    pub fn may_use_user_license(&self, user: &str) -> bool {
+        match self.signed_in_user() {
+            Some(signed) => signed == user,
+            None => !self.is_anonymous(),
+        }
+    }
 }
 
 /// The license carries the policy's match rule as it is: a request that lacks a
@@ -611,4 +646,28 @@ pub(in crate::ops) fn has_required_components(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_signed_in_user_or_staff_may_use_a_user_license() {
+        let ada = Actor::end_user("ada@example.com", "203.0.113.9");
+        assert_eq!(ada.0, "user:ada@example.com@203.0.113.9");
+        assert_eq!(ada.signed_in_user(), Some("ada@example.com"));
+        assert!(ada.may_use_user_license("ada@example.com"));
+        assert!(!ada.may_use_user_license("bob@example.com"));
+        assert!(!ada.may_use_user_license("ada@example.com@203.0.113.9"));
+        assert!(!ada.is_anonymous());
+        let anonymous = Actor::anonymous("203.0.113.9");
+        assert_eq!(anonymous.signed_in_user(), None);
+        assert!(!anonymous.may_use_user_license("ada@example.com"));
+        for staff in ["cli:root", "token:ci", "staff:sam"] {
+            let staff = Actor(staff.into());
+            assert_eq!(staff.signed_in_user(), None);
+            assert!(staff.may_use_user_license("ada@example.com"), "{staff:?}");
+        }
+    }
 }

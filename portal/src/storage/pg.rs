@@ -45,7 +45,12 @@ pub(crate) fn storage(e: tokio_postgres::Error) -> PortalError {
     // The server's own message where there is one ("deadlock detected", a constraint's
     // name…), not only "db error".
     match e.as_db_error() {
-        Some(db) => PortalError::Storage(format!("PostgreSQL: {}", db.message())),
+        Some(db) => PortalError::from_sqlstate(db.code().code(), db.message())
+            .unwrap_or_else(|| PortalError::Storage(format!("PostgreSQL: {}", db.message()))),
+        // No answer from the server: the connection is gone (or never came).
+        None if e.is_closed() || e.code().is_none() => {
+            PortalError::Unavailable(format!("PostgreSQL: {e}"))
+        }
         None => PortalError::Storage(format!("PostgreSQL: {e}")),
     }
 }
@@ -79,8 +84,9 @@ pub struct Pg {
     prepared: HashMap<String, Vec<(Vec<Type>, Statement)>>,
     deferred: Vec<Item>,
     /// Why the transaction cannot go on: a statement failed (without savepoints, that
-    /// aborts the transaction), or a write changed other rows than its job expected.
-    broken: Option<String>,
+    /// aborts the transaction), or a write changed other rows than its job expected; and
+    /// whether it is because the database went away.
+    broken: Option<(String, bool)>,
 }
 
 impl std::fmt::Debug for Pg {
@@ -196,28 +202,36 @@ impl Pg {
         for item in &deferred {
             let answer = answers.next();
             let why = match (item, answer) {
-                (_, Some(Err(e))) => Some(storage(e).to_string()),
+                // A database going away is not a conflict: the request can be sent again.
+                (_, Some(Err(e))) => Some(match storage(e) {
+                    gone @ PortalError::Unavailable(_) => gone,
+                    other => PortalError::Conflict {
+                        reason: other.to_string(),
+                    },
+                }),
                 (
                     Item::Write {
                         expect: Some(expect),
                         ..
                     },
                     Some(Ok(Answer::Count(n))),
-                ) if n != expect.rows => Some(expect.otherwise.clone()),
+                ) if n != expect.rows => Some(PortalError::Conflict {
+                    reason: expect.otherwise.clone(),
+                }),
                 _ => None,
             };
             if failure.is_none() {
                 failure = why;
             }
         }
-        if let Some(why) = failure {
-            self.broken.get_or_insert(why.clone());
-            return Err(PortalError::Conflict { reason: why });
+        if let Some(e) = failure {
+            self.broken.get_or_insert((e.to_string(), e.unavailable()));
+            return Err(e);
         }
         let answers: Result<Vec<Answer>, PortalError> =
             answers.map(|a| a.map_err(storage)).collect();
         if let Err(e) = &answers {
-            self.broken.get_or_insert(e.to_string());
+            self.broken.get_or_insert((e.to_string(), e.unavailable()));
         }
         answers
     }
@@ -247,9 +261,21 @@ impl Pg {
         self.deferred.push(item);
     }
 
-    /// Why the transaction cannot go on, if a write sent after its job answered failed.
-    pub fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
+    /// Why the transaction cannot go on, if a write sent after its job answered failed:
+    /// the error for every job of the batch (nothing of it was committed; each may be
+    /// sent again).
+    pub fn broken(&self) -> Option<PortalError> {
+        self.broken.as_ref().map(|(why, gone)| {
+            if *gone {
+                PortalError::Unavailable(why.clone())
+            } else {
+                PortalError::Conflict {
+                    reason: format!(
+                        "{why} (nothing of this batch of writes was committed; send it again)"
+                    ),
+                }
+            }
+        })
     }
 
     /// Forget the deferred statements and the breakage (the transaction is rolled back).

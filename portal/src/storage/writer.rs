@@ -164,7 +164,7 @@ impl<J: Job> Writer<J> {
                                 Ok(c) => conn = Some(c),
                                 Err(e) => {
                                     conn = None;
-                                    fail_all(batch, &e.to_string());
+                                    fail_all(batch, &e);
                                     continue;
                                 }
                             }
@@ -193,9 +193,13 @@ fn gather<T>(first: T, rx: &mut mpsc::Receiver<T>) -> Vec<T> {
     batch
 }
 
-fn fail_all<J: Job>(batch: impl IntoIterator<Item = (J, Reply<J>)>, message: &str) {
+fn fail_all<J: Job>(batch: impl IntoIterator<Item = (J, Reply<J>)>, error: &PortalError) {
     for (_, reply) in batch {
-        let _ = reply.send(Err(PortalError::Storage(message.to_string())));
+        let e = match error {
+            PortalError::Unavailable(m) => PortalError::Unavailable(m.clone()),
+            other => PortalError::Storage(other.to_string()),
+        };
+        let _ = reply.send(Err(e));
     }
 }
 
@@ -222,6 +226,8 @@ fn answer<J: Job>(
                 PortalError::Conflict { reason } => PortalError::Conflict {
                     reason: reason.clone(),
                 },
+                PortalError::Unavailable(why) => PortalError::Unavailable(why.clone()),
+                other if other.unavailable() => PortalError::Unavailable(other.to_string()),
                 other => PortalError::Storage(other.to_string()),
             };
             for (reply, _) in replies {
@@ -280,12 +286,6 @@ fn sqlite_batch<J: Job>(lite: &mut Lite, batch: Vec<(J, Reply<J>)>) {
         let _ = lite.batch("ROLLBACK");
     }
     answer::<J>(result, replies, jobs);
-}
-
-fn batch_failed(why: &str) -> PortalError {
-    PortalError::Conflict {
-        reason: format!("{why} (nothing of this batch of writes was committed; send it again)"),
-    }
 }
 
 async fn pg_batch<J: Job>(pg: &mut Pg, batch: Vec<(J, Reply<J>)>) {
@@ -351,8 +351,8 @@ async fn pg_batch<J: Job>(pg: &mut Pg, batch: Vec<(J, Reply<J>)>) {
                 other => other,
             };
             replies.push((reply, outcome));
-            if let Some(why) = pg.broken() {
-                result = Err(batch_failed(why));
+            if let Some(e) = pg.broken() {
+                result = Err(e);
                 break;
             }
         }
@@ -362,8 +362,8 @@ async fn pg_batch<J: Job>(pg: &mut Pg, batch: Vec<(J, Reply<J>)>) {
         // The writes first, checked, and only then the commit: sent together, the commit
         // would be done before a write's count could be found wrong.
         result = pg.flush().await;
-        if let Some(why) = pg.broken() {
-            result = Err(batch_failed(why));
+        if let Some(e) = pg.broken() {
+            result = Err(e);
         }
     }
     if result.is_ok() {
