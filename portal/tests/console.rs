@@ -95,6 +95,35 @@ impl Session {
             .body(Body::from(urlencoded(fields)))
             .unwrap()
     }
+
+    /// The same fields as a browser sends a form with `enctype="multipart/form-data"`.
+    fn post_multipart(&self, path: &str, fields: &[(&str, &str)]) -> Request<Body> {
+        let boundary = "----lic-console-test-3b9e";
+        let mut body = String::new();
+        for (name, value) in fields {
+            body.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        body.push_str(&format!("--{boundary}--\r\n"));
+        Request::post(path)
+            .header(header::COOKIE, &self.cookie)
+            .header(
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    /// A POST of `fields` to `path`, encoded as the console's own form for it is.
+    fn send_form(&self, w: &World, path: &str, fields: &[(&str, &str)]) -> Request<Body> {
+        if w.multipart.iter().any(|p| p == path) {
+            self.post_multipart(path, fields)
+        } else {
+            self.post(path, fields)
+        }
+    }
 }
 
 /// Sign in through the sign-in form, as a browser does.
@@ -166,6 +195,8 @@ struct World {
     user: String,
     /// A license of video-pro.
     video_license: String,
+    /// The POST paths whose form in the console is `multipart/form-data`.
+    multipart: Vec<String>,
     _device_dir: tempfile::TempDir,
 }
 
@@ -232,7 +263,7 @@ async fn world(db: TestDb) -> World {
     let portal = Arc::new(portal);
     let app =
         http::router(AppState::new(portal.clone()).with_sign_in_limiter(RateLimiter::unlimited()));
-    World {
+    let mut w = World {
         _db: db,
         portal,
         app,
@@ -242,8 +273,24 @@ async fn world(db: TestDb) -> World {
         user_license,
         user,
         video_license,
+        multipart: Vec::new(),
         _device_dir: device_dir,
+    };
+    // How each form is sent: read from the console's own pages, as an admin sees them.
+    let ada = sign_in(&w.app, "ada", PASSWORD).await;
+    for page in pages().iter().filter(|p| p.method == "GET") {
+        let body = send(&w.app, ada.get(&w.path(page))).await.body;
+        for form in body.split("<form").skip(1) {
+            let tag = &form[..form.find('>').unwrap_or(form.len())];
+            if tag.contains("multipart/form-data") && tag.contains("action=\"") {
+                let action = between(tag, "action=\"", "\"");
+                if !w.multipart.contains(&action) {
+                    w.multipart.push(action);
+                }
+            }
+        }
     }
+    w
 }
 
 impl World {
@@ -340,9 +387,18 @@ async fn every_page_answers_each_account_as_it_needs() {
                 let a = if page.method == "GET" {
                     send(&w.app, s.get(&path)).await
                 } else {
-                    // The session's token and nothing else: refused as incomplete, or
-                    // for the role or scope, never done.
-                    send(&w.app, s.post(&path, &[("csrf", &s.csrf)])).await
+                    // The session's token and the device (for a form that names it), no
+                    // reason or value: refused as incomplete, or for the role or scope,
+                    // never done.
+                    send(
+                        &w.app,
+                        s.send_form(
+                            &w,
+                            &path,
+                            &[("csrf", &s.csrf), ("activation", &w.activation)],
+                        ),
+                    )
+                    .await
                 };
                 let what = format!("{name}: {staff} {} {path}: {}", page.method, a.status);
                 match expected(page, role, products) {
@@ -420,7 +476,7 @@ async fn every_form_refuses_a_post_without_the_session_token() {
                     if let Some(t) = token {
                         fields.push(("csrf", t));
                     }
-                    let a = send(&w.app, s.post(path, &fields)).await;
+                    let a = send(&w.app, s.send_form(&w, path, &fields)).await;
                     let what = format!("{name}: {who}, {kind} token, POST {path}");
                     assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}\n{}", a.body);
                     if who == "ada" {
