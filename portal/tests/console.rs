@@ -620,7 +620,8 @@ async fn the_license_and_device_pages_show_what_support_needs() {
         .await;
         assert_eq!(a.status, StatusCode::OK, "{name}: {}", a.body);
         assert!(
-            a.body.contains("<span id=\"seats-used\">1 of 3</span>"),
+            a.body
+                .contains("<span id=\"seats-used\">1</span> of <span id=\"seats\">3</span>"),
             "{}",
             a.body
         );
