@@ -109,6 +109,32 @@ pub struct AuditFilter {
     pub subject: Option<String>,
 }
 
+/// More to find licenses by, for the console's search (see [`Portal::search_licenses`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LicenseSearch {
+    /// What support was told: a license id or its start (`lic_3f2a`), the whole license
+    /// key (compared as activation compares it: without case, spaces or dashes), the
+    /// key's last four characters (the hint the portal keeps; keys are stored only
+    /// hashed), or an end user's id (exactly). A license matching any of them is listed.
+    pub text: Option<String>,
+}
+
+/// More to filter the audit log by, for the console (see [`Portal::search_audit`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSearch {
+    /// Only entries by this actor (exactly: `staff:NAME`, `token:NAME`, `cli`, …).
+    pub actor: Option<String>,
+    /// Only entries of this action (exactly: `license.refresh`, …).
+    pub action: Option<String>,
+    /// Only entries at or after this time (seconds since the epoch).
+    pub since: Option<i64>,
+    /// Only entries before this time (seconds since the epoch).
+    pub until: Option<i64>,
+}
+
+/// The longest search text.
+pub const MAX_SEARCH: usize = 256;
+
 /// The license statuses a filter may name.
 pub const LICENSE_STATUSES: [&str; 3] = crate::rules::LICENSE_STATUSES;
 /// The activation states a filter may name.
@@ -422,7 +448,48 @@ impl Portal {
         scope: Option<&[String]>,
         page: &PageRequest,
     ) -> Result<Page<LicenseInfo>, PortalError> {
+        self.search_licenses(filter, &LicenseSearch::default(), scope, page)
+            .await
+    }
+
+    /// [`Portal::list_licenses`], also matching `search` (the console's search box).
+    pub async fn search_licenses(
+        &self,
+        filter: &LicenseFilter,
+        search: &LicenseSearch,
+        scope: Option<&[String]>,
+        page: &PageRequest,
+    ) -> Result<Page<LicenseInfo>, PortalError> {
         let mut sel = Select::default();
+        if let Some(text) = search.text.as_deref().map(str::trim) {
+            if text.is_empty() || text.len() > MAX_SEARCH || text.chars().any(char::is_control) {
+                return Err(PortalError::Invalid {
+                    field: "search",
+                    reason: format!(
+                        "search for 1 to {MAX_SEARCH} printable characters: a license id or \
+                         its start, a license key or its last four characters, or a user id"
+                    ),
+                });
+            }
+            let mut any = Vec::new();
+            // A prefix of the id, compared as text (no LIKE: its wildcards are in ids).
+            let p = sel.arg(text);
+            any.push(format!("substr(id, 1, {}) = {p}", text.len()));
+            let p = sel.arg(key_hash(text));
+            any.push(format!("key_hash = {p}"));
+            let hint: String = text
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_uppercase())
+                .collect();
+            if hint.len() == 4 {
+                let p = sel.arg(hint);
+                any.push(format!("key_hint = {p}"));
+            }
+            let p = sel.arg(text);
+            any.push(format!("user_id = {p}"));
+            sel.conds.push(format!("({})", any.join(" OR ")));
+        }
         if let Some(c) = &filter.customer {
             check_customer(c)?;
             sel.eq_indexed("customer", c);
@@ -589,9 +656,35 @@ impl Portal {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditEntry>, PortalError> {
+        self.search_audit(filter, &AuditSearch::default(), page)
+            .await
+    }
+
+    /// [`Portal::list_audit`], also filtered by `search` (actor, action, time range).
+    pub async fn search_audit(
+        &self,
+        filter: &AuditFilter,
+        search: &AuditSearch,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEntry>, PortalError> {
         let mut sel = Select::default();
         if let Some(s) = &filter.subject {
             sel.eq_indexed("subject", s);
+        }
+        if let Some(a) = &search.actor {
+            sel.eq("actor", a);
+        }
+        if let Some(a) = &search.action {
+            sel.eq("action", a);
+        }
+        // The log's times are milliseconds.
+        if let Some(t) = search.since {
+            let p = sel.arg(Val::Int(t.saturating_mul(1000)));
+            sel.conds.push(format!("at >= {p}"));
+        }
+        if let Some(t) = search.until {
+            let p = sel.arg(Val::Int(t.saturating_mul(1000)));
+            sel.conds.push(format!("at < {p}"));
         }
         let (rows, next) = self
             .page_rows(("audit", "*"), &AUDIT, sel, page, AUDIT_DEFAULT_LIMIT)
