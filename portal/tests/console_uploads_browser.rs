@@ -264,31 +264,20 @@ async fn an_uploaded_deactivation_file_frees_a_seat() {
     );
     screenshot(&client, "console-uploads").await;
 
-    // ---- The license page (another module of the console) shows the seats in use in
-    // ---- #seats-used. THIS ASSERTION NEEDS /console/licenses/{license}, which is built
-    // ---- on another branch: where that route does not exist yet (the router's "there is
-    // ---- no route" answer), it is skipped loudly; once the page answers, it must show 1.
+    // The license page shows the seat freed: one in use, down from two.
     client
         .goto(&format!("{}/console/licenses/{}", v.url, v.license))
         .await
         .unwrap();
-    let source = client.source().await.unwrap();
-    if source.contains("there is no route GET /console/licenses/") {
-        eprintln!(
-            "SKIPPED: /console/licenses/{{license}} is not served on this branch; the \
-             #seats-used assertion runs once it is"
-        );
-    } else {
-        let shown = client
-            .wait()
-            .for_element(Locator::Id("seats-used"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert_eq!(shown.trim(), "1", "#seats-used on the license page");
-    }
+    let shown = client
+        .wait()
+        .for_element(Locator::Id("seats-used"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(shown.trim(), "1", "#seats-used on the license page");
 
     // The seat count dropped by one on the usage page.
     let after = text_at(&client, &v.url, &usage, "usage-seats-used").await;
