@@ -19,12 +19,11 @@ use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use zeroize::Zeroizing;
 
-use crate::auth::{Principal, Role};
+use crate::auth::{self, Principal, Role, random_hex, token_hash};
 use crate::db::Db;
 use crate::error::PortalError;
 use crate::ops::Actor;
@@ -120,17 +119,6 @@ fn verify_nothing(password: &str) {
     }
 }
 
-fn random_hex(bytes: usize) -> String {
-    use rand_core::RngCore as _;
-    let mut buf = Zeroizing::new(vec![0u8; bytes]);
-    OsRng.fill_bytes(&mut buf);
-    hex::encode(&*buf)
-}
-
-fn sha256_hex(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
 async fn audit(
     db: &Db,
     now: i64,
@@ -139,41 +127,20 @@ async fn audit(
     subject: &str,
     detail: &str,
 ) -> Result<(), PortalError> {
-    sqlx::query(
-        "INSERT INTO audit (id, at, actor, action, subject, reason, file_hash, detail) \
-         VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)",
-    )
-    .bind(format!("aud_{}", random_hex(10)))
-    .bind(now.saturating_mul(1000))
-    .bind(&actor.0)
-    .bind(action)
-    .bind(subject)
-    .bind(detail)
-    .execute(db.pool())
-    .await?;
+    let mut conn = db.pool().acquire().await?;
+    auth::audit(&mut conn, now, actor, action, subject, detail).await?;
     Ok(())
 }
 
 // ----- staff -------------------------------------------------------------------------------
 
 fn staff_row(r: &AnyRow) -> Result<Staff, PortalError> {
-    let role: String = r.try_get("role")?;
-    let products: Option<String> = r.try_get("products")?;
+    let (role, products) = auth::scope_of(r)?;
     Ok(Staff {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        role: Role::from_name(&role).ok_or_else(|| PortalError::Invalid {
-            field: "role",
-            reason: format!("the database holds an unknown role '{role}'"),
-        })?,
-        products: products
-            .map(|p| {
-                serde_json::from_str(&p).map_err(|e| PortalError::Invalid {
-                    field: "products",
-                    reason: e.to_string(),
-                })
-            })
-            .transpose()?,
+        role,
+        products,
         created: r.try_get("created")?,
         disabled: r.try_get("disabled")?,
     })
@@ -496,7 +463,7 @@ pub async fn start_session(
         "INSERT INTO web_sessions (id_hash, kind, subject, csrf, created, expires) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(sha256_hex(&secret))
+    .bind(token_hash(&secret))
     .bind(kind.name())
     .bind(subject)
     .bind(&csrf)
@@ -522,7 +489,7 @@ pub async fn session(
         "SELECT subject, csrf, expires FROM web_sessions \
          WHERE id_hash = $1 AND kind = $2 AND expires > $3",
     )
-    .bind(sha256_hex(secret))
+    .bind(token_hash(secret))
     .bind(kind.name())
     .bind(now)
     .fetch_optional(db.pool())
@@ -560,7 +527,7 @@ pub async fn staff_session(
 /// End the session whose cookie is `secret` (signing out).
 pub async fn end_session(db: &Db, secret: &str) -> Result<(), PortalError> {
     sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-        .bind(sha256_hex(secret))
+        .bind(token_hash(secret))
         .execute(db.pool())
         .await?;
     Ok(())

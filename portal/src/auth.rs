@@ -215,41 +215,52 @@ pub struct TokenInfo {
     pub revoked: Option<i64>,
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
+/// `bytes` random bytes of the system's generator, in hex (the bytes are wiped after).
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; bytes]);
     rand_core::OsRng.fill_bytes(&mut buf);
-    hex::encode(buf)
+    hex::encode(&*buf)
 }
 
-/// The SHA-256 (hex) under which a token is stored and looked up.
-fn token_hash(token: &str) -> String {
+/// The SHA-256 (hex) under which a secret (a token, a session) is stored and looked up.
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn token_info(r: &AnyRow) -> Result<TokenInfo, PortalError> {
+/// The role and product scope of a row of `tokens` or `staff` (columns `role`,
+/// `products`: a JSON list, NULL for all products).
+pub(crate) fn scope_of(r: &AnyRow) -> Result<(Role, Option<Vec<String>>), PortalError> {
     let role: String = r.try_get("role")?;
     let products: Option<String> = r.try_get("products")?;
+    let role = Role::from_name(&role).ok_or_else(|| PortalError::Invalid {
+        field: "role",
+        reason: format!("the database holds an unknown role '{role}'"),
+    })?;
+    let products = products
+        .map(|p| {
+            serde_json::from_str(&p).map_err(|e| PortalError::Invalid {
+                field: "products",
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
+    Ok((role, products))
+}
+
+fn token_info(r: &AnyRow) -> Result<TokenInfo, PortalError> {
+    let (role, products) = scope_of(r)?;
     Ok(TokenInfo {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        role: Role::from_name(&role).ok_or_else(|| PortalError::Invalid {
-            field: "role",
-            reason: format!("the database holds an unknown role '{role}'"),
-        })?,
-        products: products
-            .map(|p| {
-                serde_json::from_str(&p).map_err(|e| PortalError::Invalid {
-                    field: "products",
-                    reason: e.to_string(),
-                })
-            })
-            .transpose()?,
+        role,
+        products,
         created: r.try_get("created")?,
         revoked: r.try_get("revoked")?,
     })
 }
 
-async fn audit(
+/// Write an audit entry on `tx` (a transaction, or a connection of the pool).
+pub(crate) async fn audit(
     tx: &mut sqlx::AnyConnection,
     now: i64,
     actor: &Actor,

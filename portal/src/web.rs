@@ -432,15 +432,28 @@ pub(crate) fn csrf_matches(web: &Web, headers: &HeaderMap, sent: &str) -> bool {
 }
 
 pub(crate) fn set_csrf_cookie(web: &Web, response: &mut Response, token: &str) {
+    set_cookie(web, response, web.cookie_name(), token, None);
+}
+
+/// Set the cookie `name` to `value` as every cookie of the pages is set: `Path=/;
+/// HttpOnly; SameSite=Strict`, `Secure` with `--secure-cookies`, and `Max-Age` when
+/// given (`Some(0)` removes it; `None`: until the browser closes).
+pub(crate) fn set_cookie(
+    web: &Web,
+    response: &mut Response,
+    name: &str,
+    value: &str,
+    max_age: Option<i64>,
+) {
+    let max_age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     let secure = if web.config.secure_cookies {
         "; Secure"
     } else {
         ""
     };
-    let cookie = format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict{secure}",
-        web.cookie_name()
-    );
+    let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{max_age}{secure}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

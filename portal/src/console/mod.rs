@@ -414,20 +414,13 @@ async fn signin_submit(State(state): State<AppState>, request: axum::extract::Re
         };
     tracing::info!(staff = %staff.name, "console sign-in");
     let mut response = Redirect::to(&next).into_response();
-    let cookie = format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+    web::set_cookie(
+        &state.web,
+        &mut response,
         session_cookie_name(&state),
         session.secret.as_str(),
-        accounts::STAFF_SESSION_SECS,
-        if state.web.secure_cookies() {
-            "; Secure"
-        } else {
-            ""
-        }
+        Some(accounts::STAFF_SESSION_SECS),
     );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
     response
 }
 
@@ -452,18 +445,13 @@ async fn signout(
         return signed.refusal(&state, &ApiError::from(e));
     }
     let mut response = Redirect::to("/console/signin").into_response();
-    let cookie = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+    web::set_cookie(
+        &state.web,
+        &mut response,
         session_cookie_name(&state),
-        if state.web.secure_cookies() {
-            "; Secure"
-        } else {
-            ""
-        }
+        "",
+        Some(0),
     );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
     response
 }
 

@@ -70,18 +70,13 @@ pub(crate) async fn end_user(state: &AppState, headers: &HeaderMap) -> Option<En
 }
 
 fn set_cookie(state: &AppState, response: &mut Response, value: &str, max_age: i64) {
-    let secure = if state.web.secure_cookies() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
-        cookie_name(&state.web)
+    super::set_cookie(
+        &state.web,
+        response,
+        cookie_name(&state.web),
+        value,
+        Some(max_age),
     );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
 }
 
 #[derive(Template)]
