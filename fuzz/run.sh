@@ -2,6 +2,7 @@
 # Fuzz every target (or those named) for SECONDS each, on the stable toolchain.
 #
 #   fuzz/run.sh SECONDS [TARGET…]
+#   FUZZ_RUNS=10000000 fuzz/run.sh 0 [TARGET…]   # a number of executions instead
 #
 # Seeds each target's corpus (fuzz/corpus/TARGET, kept between runs and in git) with the
 # fixtures (fixtures/valid, fixtures/invalid). A crash stops the run with the input in
@@ -24,22 +25,46 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo fuzz list)
 fi
+# The routes a target's first byte picks among (0: the input is the file alone).
+routes_of() {
+  case "$1" in
+    portal_http) echo 8 ;;
+    onprem) echo 5 ;;
+    *) echo 0 ;;
+  esac
+}
 cargo fuzz build -s "$sanitizer"
 mkdir -p logs
+# The targets' databases and stores, removed at the end (libFuzzer exits without running
+# destructors): on tmpfs where there is one.
+LIC_FUZZ_TMP=$(mktemp -d "$([ -d /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/lic-fuzz.XXXXXX")
+export LIC_FUZZ_TMP
+trap 'rm -rf "$LIC_FUZZ_TMP"' EXIT
 for t in "${targets[@]}"; do
   corpus="corpus/$t"
   mkdir -p "$corpus"
-  # The fixtures as seeds (content-named, so copying again adds nothing new).
+  # The fixtures as seeds (content-named, so copying again adds nothing new). The
+  # targets whose first byte picks a route get each fixture behind every route's byte.
+  routes=$(routes_of "$t")
   for f in ../fixtures/valid/* ../fixtures/invalid/*; do
     [ -f "$f" ] || continue
-    cp -n "$f" "$corpus/seed-$(sha1sum "$f" | cut -c1-16)" 2>/dev/null || true
+    if [ "$routes" -eq 0 ]; then
+      cp -n "$f" "$corpus/seed-$(sha1sum "$f" | cut -c1-16)" 2>/dev/null || true
+    else
+      for ((r = 0; r < routes; r++)); do
+        seed="$corpus/seed-$r-$(sha1sum "$f" | cut -c1-16)"
+        [ -e "$seed" ] || { printf "\\x$(printf %02x "$r")"; cat "$f"; } >"$seed"
+      done
+    fi
   done
   echo "== $t: ${seconds}s"
   log="logs/$t.log"
   extra=()
   [ "$jobs" -gt 1 ] && extra=(-jobs="$jobs" -workers="$jobs")
+  budget=(-max_total_time="$seconds")
+  [ -n "${FUZZ_RUNS:-}" ] && budget=(-runs="$FUZZ_RUNS")
   if ! cargo fuzz run -s "$sanitizer" "$t" "$corpus" -- \
-      -max_total_time="$seconds" -print_final_stats=1 -max_len=65536 "${extra[@]}" >"$log" 2>&1; then
+      "${budget[@]}" -print_final_stats=1 -max_len=65536 "${extra[@]}" >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz target $t failed: the input is in fuzz/artifacts/$t/ (log: fuzz/$log)" >&2
     exit 1
@@ -47,4 +72,3 @@ for t in "${targets[@]}"; do
   grep -E "^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$log" | sed "s/^/  /"
   echo "  corpus: $(ls "$corpus" | wc -l) inputs"
 done
-rm -rf /dev/shm/lic-fuzz-store-* 2>/dev/null || true

@@ -14,7 +14,9 @@ use lic_core::store::{STATE_FILE, Store};
 fn setup() -> &'static (PathBuf, SecretKey) {
     static SETUP: OnceLock<(PathBuf, SecretKey)> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
+        let base = if let Some(tmp) = std::env::var_os("LIC_FUZZ_TMP") {
+            PathBuf::from(tmp)
+        } else if std::path::Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
