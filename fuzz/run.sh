@@ -57,7 +57,7 @@ for t in "${targets[@]}"; do
       done
     fi
   done
-  echo "== $t: ${seconds}s"
+  echo "== $t: $([ -n "${FUZZ_RUNS:-}" ] && echo "$FUZZ_RUNS runs" || echo "${seconds}s")"
   log="logs/$t.log"
   extra=()
   [ "$jobs" -gt 1 ] && extra=(-jobs="$jobs" -workers="$jobs")
