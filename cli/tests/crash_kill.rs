@@ -380,8 +380,9 @@ fn install(env: &Env, file: &Path) -> Command {
     env.cmd(&["--format", "json", "install", file.to_str().unwrap()])
 }
 
-/// The serial an acknowledged `lic install --format json` of one refresh applied.
-fn applied(stdout: &[u8], step: &str) -> u64 {
+/// The serials an acknowledged `lic install --format json` of one refresh went from and
+/// to.
+fn applied(stdout: &[u8], step: &str) -> (u64, u64) {
     fn find<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
         match v {
             serde_json::Value::Object(m) => {
@@ -397,9 +398,12 @@ fn applied(stdout: &[u8], step: &str) -> u64 {
         Some("refresh-applied"),
         "{step}: {json}"
     );
-    find(&json, "to_serial")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or_else(|| panic!("{step}: {json}"))
+    let serial = |key| {
+        find(&json, key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("{step}: {json}"))
+    };
+    (serial("from_serial"), serial("to_serial"))
 }
 
 #[test]
@@ -448,7 +452,11 @@ fn killing_lic_install_leaves_the_old_or_the_new_serial_with_exactly_its_entitle
         // next kill's check also shows that an acknowledged install stayed); an
         // acknowledged install says what it did.
         let now_serial = match &end {
-            End::Acknowledged(out) => applied(out, &step),
+            End::Acknowledged(out) => {
+                let (from, to) = applied(out, &step);
+                assert_eq!(from, serial, "{step}: the serial the install found");
+                to
+            }
             End::Killed => installed(&env, now, &step),
         };
         assert!(
