@@ -12,8 +12,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{TestDb, backends, device, license, policy, portal, reset_store, snapshot};
-use lic_core::client::{Client, Installed};
-use lic_core::format::{self, Credential, Feature, Features, License};
+use lic_core::client::{Client, Installed, new_instance};
+use lic_core::format::{self, Credential, Feature, Features, LeaseAction, License};
 use lic_portal::ops::{LicenseEdit, RefreshSpec};
 use lic_portal::{Actor, Portal, PortalError};
 use serde_json::{Value, json};
@@ -831,5 +831,66 @@ async fn the_admin_command_edits_lists_and_refreshes_every_outdated_device_in_on
                 .count(),
             1
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_floating_license_with_leased_seats_is_edited_and_lists_no_lease_as_outdated() {
+    for db in backends().await {
+        let portal = portal(&db).await;
+        let mut spec = policy(2);
+        spec.floating = true;
+        spec.lease_secs = 600;
+        let (id, key) = license(&portal, spec).await;
+        let dir = tempfile::tempdir().unwrap();
+        let c = device(dir.path(), "m-0", portal.trusted_keys().await.unwrap());
+        let asked = c
+            .lease_request(
+                Some(Credential::LicenseKey(key)),
+                LeaseAction::Take,
+                new_instance(),
+                None,
+            )
+            .unwrap();
+        portal
+            .lease(
+                asked.file.armored().as_bytes(),
+                LeaseAction::Take,
+                false,
+                &who(),
+            )
+            .await
+            .unwrap();
+        // A leased seat was issued no license (its request's recorded answer is empty):
+        // each lease carries what the license grants, so it is never out of date. (It was
+        // read as a license file: `armor-missing`, failing every edit's listing.)
+        assert!(
+            portal.outdated(&id).await.unwrap().is_empty(),
+            "{}",
+            db.name
+        );
+        let edit = LicenseEdit {
+            features: Some(features(&[("export-pdf", None, false)])),
+            ..Default::default()
+        };
+        portal
+            .edit_license(&id, edit, "fewer features", &who())
+            .await
+            .unwrap();
+        assert!(
+            portal.outdated(&id).await.unwrap().is_empty(),
+            "{}",
+            db.name
+        );
+        // The admin command lists the devices out of date after its edit: it succeeds.
+        let out = bin(&db)
+            .args(["--format", "json", "license", "edit", &id])
+            .args(["--status", "suspended", "--reason", "test"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {out:?}", db.name);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["outdated"], 0, "{}: {doc}", db.name);
+        assert_eq!(doc["license"]["status"], "suspended", "{}: {doc}", db.name);
     }
 }

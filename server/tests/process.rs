@@ -1,6 +1,8 @@
 //! The `lic-server` binary as an administrator runs it, killed (SIGKILL) and restarted
 //! while workstations keep asking for seats: no more workstations ever hold a valid lease
-//! than the pool has seats, and every lease granted before a kill is still held after.
+//! than the pool has seats (sampled at every grant and restart, and at the end), every
+//! lease granted before a kill is still held after, and a workstation refused a seat is
+//! refused with `no-seat` (the server down: unreachable), never an opaque failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -105,13 +107,20 @@ fn killing_and_restarting_the_server_never_grants_more_leases_than_the_pool() {
     let stop = Arc::new(AtomicBool::new(false));
     let granted = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();
-    let workers: Vec<_> = (0..8)
-        .map(|i| {
-            let client = workstation(dir.path(), &format!("ws-{i}"));
+    let clients: Vec<Arc<Client>> = (0..8)
+        .map(|i| Arc::new(workstation(dir.path(), &format!("ws-{i}"))))
+        .collect();
+    let holding = || clients.iter().filter(|c| c.check(None).is_ok()).count();
+    let workers: Vec<_> = clients
+        .iter()
+        .map(|client| {
+            let client = client.clone();
             let (url, stop, granted, tx) = (url.clone(), stop.clone(), granted.clone(), tx.clone());
             std::thread::spawn(move || {
                 let instance = new_instance();
                 let mut held = false;
+                // Refusals and failures other than `no-seat` and the server being down.
+                let mut unclear = Vec::new();
                 while !stop.load(Ordering::SeqCst) {
                     let base = url.lock().unwrap().clone();
                     let transport = HttpTransport::new(&base).unwrap();
@@ -140,10 +149,11 @@ fn killing_and_restarting_the_server_never_grants_more_leases_than_the_pool() {
                         Err(e) if held && e.code() != "server-unreachable" => {
                             panic!("a held seat was refused: {e}")
                         }
-                        Err(_) => {}
+                        Err(e) if ["no-seat", "server-unreachable"].contains(&e.code()) => {}
+                        Err(e) => unclear.push(format!("{}: {e}", e.code())),
                     }
                 }
-                client
+                unclear
             })
         })
         .collect();
@@ -153,17 +163,24 @@ fn killing_and_restarting_the_server_never_grants_more_leases_than_the_pool() {
     for round in 0..SEATS + 3 {
         if round < SEATS {
             rx.recv().unwrap();
+            assert!(holding() <= SEATS as usize, "round {round}: after a grant");
         }
         child.kill().unwrap();
         child.wait().unwrap();
+        assert!(holding() <= SEATS as usize, "round {round}: killed");
         let (next, next_url) = serve(&store);
         child = next;
         *url.lock().unwrap() = next_url;
     }
     stop.store(true, Ordering::SeqCst);
-    let clients: Vec<Client> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    let holding = clients.iter().filter(|c| c.check(None).is_ok()).count();
-    assert_eq!(holding, SEATS as usize, "workstations with a valid lease");
+    for w in workers {
+        let unclear = w.join().unwrap();
+        assert!(
+            unclear.is_empty(),
+            "refused without a clear code: {unclear:?}"
+        );
+    }
+    assert_eq!(holding(), SEATS as usize, "workstations with a valid lease");
     assert_eq!(granted.load(Ordering::SeqCst), SEATS as usize);
 
     // The server agrees, after one more kill.

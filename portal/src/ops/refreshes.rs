@@ -308,13 +308,17 @@ impl Portal {
 
     /// The active activations of license `license_id` whose devices were issued other
     /// features or another expiry than the license grants now (after an edit): each needs
-    /// a refresh ([`Portal::refresh_to_license`]). Oldest activation first.
+    /// a refresh ([`Portal::refresh_to_license`]). Oldest activation first. A floating
+    /// seat taken by a lease was issued no license (its request's recorded answer is
+    /// empty): each lease carries what the license grants at that moment, so it is never
+    /// out of date, and is not listed.
     pub async fn outdated(&self, license_id: &str) -> Result<Vec<Outdated>, PortalError> {
         let license = self.license(license_id).await?;
         let policy = self.policy(&license.policy).await?;
         let rows = sqlx::query(
-            "SELECT * FROM activations WHERE license = $1 AND state = 'active' \
-             ORDER BY created, id",
+            "SELECT a.* FROM activations a JOIN applied_files f ON f.hash = a.request_hash \
+             WHERE a.license = $1 AND a.state = 'active' AND f.response <> '' \
+             ORDER BY a.created, a.id",
         )
         .bind(license_id)
         .fetch_all(self.db.pool())
