@@ -395,8 +395,10 @@ pub fn checkout_expiry(
     asked_hours: u64,
     license_expires: Option<DateTime<Utc>>,
 ) -> Result<DateTime<Utc>, Refusal> {
+    // (A longest checkout of 0 hours, which `Terms::validate` refuses, allows none.)
     let max = terms
         .max_checkout_hours
+        .filter(|h| *h > 0)
         .ok_or(Refusal::CheckoutNotAllowed)?;
     if let Some(at) = license_expires.filter(|at| *at <= now) {
         return Err(Refusal::LicenseExpired { at });
@@ -610,6 +612,15 @@ mod tests {
         assert_eq!(checkout_expiry(&terms, t(0), 24, Some(t(60))), Ok(t(60)));
         assert_eq!(
             checkout_expiry(&Terms::default(), t(0), 1, None),
+            Err(Refusal::CheckoutNotAllowed)
+        );
+        // (Found by the property tests: `clamp(1, 0)` panicked.)
+        let zero = Terms {
+            max_checkout_hours: Some(0),
+            ..Terms::default()
+        };
+        assert_eq!(
+            checkout_expiry(&zero, t(0), 1, None),
             Err(Refusal::CheckoutNotAllowed)
         );
         assert_eq!(
