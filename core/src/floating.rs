@@ -241,6 +241,16 @@ fn hours(h: u64) -> Duration {
     secs(h.saturating_mul(3600))
 }
 
+/// `t + d`, saturating at the ends of chrono's range: a time past its last instant is
+/// that instant (as good as never), not a panic.
+fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(if d < Duration::zero() {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
 /// A request's `created` time must be within [`REQUEST_WINDOW_SECS`] of the server's
 /// clock: an old request replayed (a release, a take) is refused.
 pub fn fresh(created: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Refusal> {
@@ -317,7 +327,7 @@ pub fn grant(
     let free = pool.seats.saturating_sub(pool.held_by_others);
     let reviving = me
         .and_then(|h| h.until())
-        .is_some_and(|lapsed| now < lapsed + secs(revival_secs) && revival_secs > 0);
+        .is_some_and(|lapsed| now < later(lapsed, secs(revival_secs)) && revival_secs > 0);
     if reviving && free > 0 {
         return Ok(Grant::Revived);
     }
@@ -363,14 +373,17 @@ pub fn lease_times(
         return Err(Refusal::LicenseExpired { at });
     }
     let cap = |t: DateTime<Utc>| license_expires.map_or(t, |e| t.min(e));
-    let expires = cap(now + secs(terms.lease_secs));
+    let expires = cap(later(now, secs(terms.lease_secs)));
     let period = (expires - now).num_seconds();
-    let renew_after = now + Duration::seconds(period * i64::from(terms.renew_percent) / 100);
+    let renew_after = later(
+        now,
+        Duration::seconds(period * i64::from(terms.renew_percent) / 100),
+    );
     Ok(LeaseTimes {
         issued: now,
         renew_after,
         expires,
-        offline_expiry: terms.lease_oed_hours.map(|h| cap(now + hours(h))),
+        offline_expiry: terms.lease_oed_hours.map(|h| cap(later(now, hours(h)))),
     })
 }
 
@@ -382,13 +395,15 @@ pub fn checkout_expiry(
     asked_hours: u64,
     license_expires: Option<DateTime<Utc>>,
 ) -> Result<DateTime<Utc>, Refusal> {
+    // (A longest checkout of 0 hours, which `Terms::validate` refuses, allows none.)
     let max = terms
         .max_checkout_hours
+        .filter(|h| *h > 0)
         .ok_or(Refusal::CheckoutNotAllowed)?;
     if let Some(at) = license_expires.filter(|at| *at <= now) {
         return Err(Refusal::LicenseExpired { at });
     }
-    let oed = now + hours(asked_hours.clamp(1, max));
+    let oed = later(now, hours(asked_hours.clamp(1, max)));
     Ok(license_expires.map_or(oed, |e| oed.min(e)))
 }
 
@@ -565,6 +580,28 @@ mod tests {
     }
 
     #[test]
+    fn lease_arithmetic_at_the_end_of_chronos_range_saturates_without_panicking() {
+        // (Found by the property tests: `now + period` overflowed at the last instant.)
+        let end = DateTime::<Utc>::MAX_UTC;
+        let terms = Terms {
+            lease_oed_hours: Some(1),
+            max_checkout_hours: Some(1),
+            ..Terms::default()
+        };
+        let times = lease_times(&terms, end, None).unwrap();
+        assert_eq!((times.expires, times.offline_expiry), (end, Some(end)));
+        assert_eq!(checkout_expiry(&terms, end, 1, None), Ok(end));
+        let lapsed_at_the_end = Holder {
+            lease_expires: Some(end),
+            offline_expiry: None,
+        };
+        assert_eq!(
+            grant(pool(1, 0, 0), Some(lapsed_at_the_end), 1, None, end),
+            Ok(Grant::Taken)
+        );
+    }
+
+    #[test]
     fn a_checkout_ends_at_the_earlier_of_the_capped_hours_and_the_license_expiry() {
         let terms = Terms {
             max_checkout_hours: Some(48),
@@ -575,6 +612,15 @@ mod tests {
         assert_eq!(checkout_expiry(&terms, t(0), 24, Some(t(60))), Ok(t(60)));
         assert_eq!(
             checkout_expiry(&Terms::default(), t(0), 1, None),
+            Err(Refusal::CheckoutNotAllowed)
+        );
+        // (Found by the property tests: `clamp(1, 0)` panicked.)
+        let zero = Terms {
+            max_checkout_hours: Some(0),
+            ..Terms::default()
+        };
+        assert_eq!(
+            checkout_expiry(&zero, t(0), 1, None),
             Err(Refusal::CheckoutNotAllowed)
         );
         assert_eq!(

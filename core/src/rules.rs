@@ -257,6 +257,13 @@ fn tolerance(secs: u64) -> Duration {
     )
 }
 
+/// `now` plus the tolerance, saturating at the end of chrono's range (a clock that far
+/// ahead is ahead of every mark), never a panic.
+fn tolerated(now: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    now.checked_add_signed(tolerance(secs))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// The times that decide whether a license may be used: what [`validity`] reads. Copied
 /// out of [`Entitlements`], a [`License`] (with a [`Refresh`] laid over it) without
 /// cloning their names and features.
@@ -318,7 +325,7 @@ impl From<&License> for Window {
 pub fn validity(window: impl Into<Window>, now: DateTime<Utc>) -> Vec<Violation> {
     let e = window.into();
     let mut v = Vec::new();
-    if now + tolerance(e.clock_tolerance) < e.not_before {
+    if tolerated(now, e.clock_tolerance) < e.not_before {
         v.push(Violation::NotYetValid { from: e.not_before });
     }
     if let Some(at) = e.expires.filter(|at| now >= *at) {
@@ -338,7 +345,7 @@ pub fn clock(
     tolerance_secs: u64,
 ) -> Option<Violation> {
     let last_seen = last_seen?;
-    (now + tolerance(tolerance_secs) < last_seen).then_some(Violation::ClockTurnedBack {
+    (tolerated(now, tolerance_secs) < last_seen).then_some(Violation::ClockTurnedBack {
         now,
         last_seen,
         tolerance_secs,
@@ -573,6 +580,21 @@ mod tests {
                 tolerance_secs: 3600
             })
         );
+    }
+
+    #[test]
+    fn a_clock_at_the_end_of_chronos_range_is_checked_without_panicking() {
+        // (Found by the property tests: `now + tolerance` overflowed at the last instant.)
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(clock(end, Some(t(12)), 1), None);
+        assert_eq!(issued_ahead(end, t(1), u64::MAX), Ok(()));
+        let window = Window {
+            not_before: t(10),
+            expires: None,
+            offline_expiry: None,
+            clock_tolerance: 1,
+        };
+        assert_eq!(validity(window, end), vec![]);
     }
 
     #[test]

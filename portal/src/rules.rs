@@ -433,8 +433,9 @@ pub fn total_reached(
         .collect()
 }
 
-/// The license-level limits a file's usage passes: the license's total for a feature
-/// was within the limit before and is beyond it after (`grows`: feature, delta).
+/// The license-level limits a file's usage goes beyond: the license's total for a feature
+/// grows (`grows`: feature, delta) and is beyond the limit after — every such file, not
+/// only the first to pass it.
 pub fn total_passed(
     limits: &BTreeMap<String, u64>,
     before: &BTreeMap<String, u64>,

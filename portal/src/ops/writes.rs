@@ -444,9 +444,12 @@ fn activation_reads(j: &ActivationWrite, lock: &str) -> Vec<(String, Vec<Val>)> 
     )];
     // (A churn period that cannot be computed is an error of the decision.)
     if let Ok(Some(since)) = churn_since(j) {
+        // The period before now, its first instant excluded: a deactivation exactly one
+        // period old is out of it, so the activation the refusal says is possible from
+        // then (that deactivation's time plus the period) is.
         reads.push(stmt(
             "SELECT deactivated FROM activations WHERE license = $1 AND deactivated IS NOT NULL \
-             AND deactivated >= $2 ORDER BY deactivated",
+             AND deactivated > $2 ORDER BY deactivated",
             vec![(&j.lic_id).into(), since.into()],
         ));
     }
