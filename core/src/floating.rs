@@ -243,7 +243,7 @@ fn hours(h: u64) -> Duration {
 
 /// `t + d`, saturating at the ends of chrono's range: a time past its last instant is
 /// that instant (as good as never), not a panic.
-fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+pub(crate) fn later(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t.checked_add_signed(d).unwrap_or(if d < Duration::zero() {
         DateTime::<Utc>::MIN_UTC
     } else {

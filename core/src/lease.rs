@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{Client, ClientError, Installed, SignedLeaseRequest};
 /// The lease a holder keeps, and new application instance ids, as the client names them.
 pub use crate::client::{LeaseInfo, new_instance};
-use crate::floating::Grant;
+use crate::floating::{Grant, later};
 use crate::format::{self, Credential, LeaseAction, License, Nonce, Receipt, SignedFile};
 use crate::rules::Violation;
 
@@ -608,7 +608,7 @@ impl Shared {
                 let mut core = self.lock();
                 core.busy = false;
                 core.unreachable_since.get_or_insert(now);
-                core.next_attempt = (now + self.retry()).min(until).max(now + secs(1));
+                core.next_attempt = later(now, self.retry()).min(until).max(later(now, secs(1)));
                 let next = core.next_attempt;
                 drop(core);
                 self.wake.notify_all();
@@ -634,7 +634,7 @@ impl Shared {
             Ok((granted, retaken)) => {
                 let was_violated = core.violation.take().is_some();
                 core.unreachable_since = None;
-                core.next_attempt = granted.lease.renew_after.max(now + secs(1));
+                core.next_attempt = granted.lease.renew_after.max(later(now, secs(1)));
                 core.lease = Some(granted.lease.clone());
                 events.push(if retaken || was_violated {
                     HolderEvent::Retaken {
@@ -676,7 +676,7 @@ impl Shared {
                     }
                     core.violation = Some(v);
                 }
-                core.next_attempt = now + self.retry();
+                core.next_attempt = later(now, self.retry());
             }
         }
         let next = core.next_attempt;
