@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lic_core::format::LeaseAction;
@@ -47,6 +48,61 @@ struct WaitQuery {
     wait: bool,
 }
 
+/// An error answer in the API's shape, for what is refused before a handler runs.
+fn refusal(status: StatusCode, code: &str, message: String, hint: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message, "hint": hint}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The request body, refused in the API's JSON shape (a body over [`MAX_BODY`]:
+/// 413 `too-large`) rather than axum's plain text, which a client could not read.
+struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => refusal(
+                    e.status(),
+                    "too-large",
+                    format!("the request is larger than {MAX_BODY} bytes"),
+                    "send the lease request or check-in file lic wrote, unchanged",
+                ),
+                status => refusal(
+                    status,
+                    "bad-request",
+                    e.body_text(),
+                    "the routes are listed in docs/on-premise.md",
+                ),
+            })
+    }
+}
+
+/// `?wait=true|false`, refused in the API's JSON shape.
+struct Wait(bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Wait {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        Query::<WaitQuery>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Wait(q.wait))
+            .map_err(|e| {
+                refusal(
+                    e.status(),
+                    "bad-request",
+                    e.body_text(),
+                    "the query takes only wait=true or wait=false",
+                )
+            })
+    }
+}
+
 /// Run a blocking decision (SQLite, signing) off the async workers.
 async fn blocking<T: Send + 'static>(
     server: Shared,
@@ -67,23 +123,23 @@ fn answer<T: serde::Serialize>(r: Result<T, ServerError>) -> Response {
     }
 }
 
-async fn take(State(s): State<Shared>, Query(q): Query<WaitQuery>, body: Bytes) -> Response {
-    answer(blocking(s, move |s| s.lease(&body, LeaseAction::Take, q.wait)).await)
+async fn take(State(s): State<Shared>, Wait(wait): Wait, Body(body): Body) -> Response {
+    answer(blocking(s, move |s| s.lease(&body, LeaseAction::Take, wait)).await)
 }
 
-async fn renew(State(s): State<Shared>, body: Bytes) -> Response {
+async fn renew(State(s): State<Shared>, Body(body): Body) -> Response {
     answer(blocking(s, move |s| s.lease(&body, LeaseAction::Renew, false)).await)
 }
 
-async fn release(State(s): State<Shared>, body: Bytes) -> Response {
+async fn release(State(s): State<Shared>, Body(body): Body) -> Response {
     answer(blocking(s, move |s| s.release(&body)).await)
 }
 
-async fn checkout(State(s): State<Shared>, body: Bytes) -> Response {
+async fn checkout(State(s): State<Shared>, Body(body): Body) -> Response {
     answer(blocking(s, move |s| s.checkout(&body)).await)
 }
 
-async fn checkin(State(s): State<Shared>, body: Bytes) -> Response {
+async fn checkin(State(s): State<Shared>, Body(body): Body) -> Response {
     answer(blocking(s, move |s| s.check_in(&body)).await)
 }
 

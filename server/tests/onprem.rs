@@ -10,7 +10,9 @@ mod common;
 use common::{PRODUCT, Site, copy_dir, machine};
 use lic_core::floating::Grant;
 use lic_core::format::{Credential, LeaseAction};
-use lic_core::lease::{self, ROUTE_CHECKIN, ROUTE_RENEW, ROUTE_TAKE, Transport as _};
+use lic_core::lease::{
+    self, ROUTE_CHECKIN, ROUTE_CHECKOUT, ROUTE_RELEASE, ROUTE_RENEW, ROUTE_TAKE, Transport as _,
+};
 use lic_server::{Config, Server};
 
 fn config() -> Config {
@@ -344,6 +346,26 @@ fn crafted_requests_are_refused_with_codes_and_change_nothing() {
     );
     // A check-in that is not a lic file.
     assert_eq!(code(t.post(ROUTE_CHECKIN, "x").unwrap()).0, 400);
+    // A body over the limit, and a query the take route does not take: the API's JSON
+    // error too, not the HTTP library's plain text.
+    let huge = "x".repeat(lic_server::http::MAX_BODY + 1);
+    for route in [
+        ROUTE_TAKE,
+        ROUTE_RENEW,
+        ROUTE_RELEASE,
+        ROUTE_CHECKOUT,
+        ROUTE_CHECKIN,
+    ] {
+        assert_eq!(
+            code(t.post(route, &huge).unwrap()),
+            (413, "too-large".into()),
+            "{route}"
+        );
+    }
+    assert_eq!(
+        code(t.post(&format!("{ROUTE_TAKE}?wait=maybe"), &body).unwrap()),
+        (400, "bad-request".into())
+    );
     assert_eq!(site.status(), before);
     // A request made long ago.
     let stale = w
