@@ -242,7 +242,7 @@ impl Target {
                     );
                     tally.refused += 1;
                     *tally.codes.entry(code.clone()).or_default() += 1;
-                    let by_binary = (index % BINARY_EVERY == 0
+                    let by_binary = (index.is_multiple_of(BINARY_EVERY)
                         || (all_cuts_by_binary && form == Form::Cose && m.what.starts_with("cut")))
                     .then(|| binary(env, self.command, &file));
                     if let Some((out, by_binary)) = by_binary {
@@ -264,7 +264,7 @@ impl Target {
         assert_eq!(snapshot(&self.base.store()), base_before);
         assert_eq!(snapshot(&self.after.store()), after_before);
         eprintln!(
-            "tamper matrix, {} ({} bytes raw, {} armored; every {} flip): {} refused, {} \
+            "tamper matrix, {} ({} bytes raw, {} armored; every {}flip): {} refused, {} \
              armored damage outside the signed bytes answered as the file itself, {} also \
              by the binary; codes: {:?}",
             self.name,
@@ -282,8 +282,8 @@ impl Target {
 
 fn ordinal(n: usize) -> String {
     match n {
-        1 => "".to_string(),
-        n => format!("{n}th"),
+        1 => String::new(),
+        n => format!("{n}th "),
     }
 }
 
