@@ -448,16 +448,25 @@ fn io_failure(what: String, e: io::Error) -> Failure {
 
 /// Run `lic` with parsed arguments; returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
-    match dispatch(&cli) {
+    match execute(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(mut failure) => {
-            if failure.code == "unknown-key" {
-                failure.hint = trust_hint(&cli.global);
-            }
+        Err(failure) => {
             report(&failure, cli.global.format);
             ExitCode::from(failure.exit)
         }
     }
+}
+
+/// What [`run`] does short of reporting a failure: the command's exit status, or the
+/// failure [`run`] prints (with the hint it prints). For tests that drive many commands
+/// in one process and look at the failure's code.
+pub fn execute(cli: &Cli) -> Result<u8, Failure> {
+    dispatch(cli).map_err(|mut failure| {
+        if failure.code == "unknown-key" {
+            failure.hint = trust_hint(&cli.global);
+        }
+        failure
+    })
 }
 
 /// The error report on standard error. A message may quote a file's strings (a product,

@@ -198,10 +198,7 @@ impl ClientError {
         match self {
             ClientError::Format(e) => e.code(),
             ClientError::Pool(e) => e.code(),
-            ClientError::Store(StoreError::Tampered { .. }) => "store-tampered",
-            ClientError::Store(StoreError::Unsupported { .. }) => "store-unsupported",
-            ClientError::Store(StoreError::Key(_)) => "store-key",
-            ClientError::Store(_) => "store-io",
+            ClientError::Store(e) => e.code(),
             ClientError::Violation(v) => v.code(),
             ClientError::FeatureNotLicensed { .. } => "feature-not-licensed",
             ClientError::LimitExceeded { .. } => "limit-exceeded",

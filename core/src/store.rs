@@ -65,8 +65,35 @@ impl StoreError {
         }
     }
 
+    /// A stable code: `store-full` and `store-read-only` for a store that cannot be
+    /// written for want of space or because its file system is read-only (what to do is
+    /// different), `store-tampered`, `store-unsupported`, `store-key`, else `store-io`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => {
+                "store-full"
+            }
+            StoreError::Io { source, .. } if source.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                "store-read-only"
+            }
+            StoreError::Io { .. } => "store-io",
+            StoreError::Key(_) => "store-key",
+            StoreError::Tampered { .. } => "store-tampered",
+            StoreError::Unsupported { .. } => "store-unsupported",
+        }
+    }
+
     pub fn hint(&self) -> &'static str {
         match self {
+            StoreError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => {
+                "the disk that holds the license store is full: nothing was changed. Free some \
+                 space on it (`df` shows how much is left) and run the command again"
+            }
+            StoreError::Io { source, .. } if source.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                "the license store is on a read-only file system: nothing was changed. Run the \
+                 command where the store is writable (remount it read-write), or choose another \
+                 store with --store DIR or LIC_STORE"
+            }
             StoreError::Io { .. } => {
                 "check that the store directory exists and that you may read and write it \
                  (--store DIR or LIC_STORE choose another)"

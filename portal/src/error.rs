@@ -199,6 +199,9 @@ pub enum PortalError {
     Db(#[from] sqlx::Error),
     #[error("the database failed: {0}")]
     Storage(String),
+    /// The disk that holds the database is full: nothing of the request was written.
+    #[error("the portal's database has no space left on its disk: {0}")]
+    StorageFull(String),
     #[error("the database cannot be reached: {0}")]
     Unavailable(String),
 }
@@ -278,6 +281,7 @@ impl PortalError {
             PortalError::SignInFailed => "sign-in-failed",
             PortalError::SignInRequired { .. } => "sign-in-required",
             e if e.unavailable() => "database-unavailable",
+            PortalError::StorageFull(_) => "storage-full",
             PortalError::Db(_) | PortalError::Storage(_) | PortalError::Unavailable(_) => {
                 "internal"
             }
@@ -330,6 +334,7 @@ impl PortalError {
             PortalError::SignInRequired { .. } => 403,
             PortalError::RateLimited => 429,
             e if e.unavailable() => 503,
+            PortalError::StorageFull(_) => 507,
             PortalError::Key(_)
             | PortalError::Db(_)
             | PortalError::Storage(_)
@@ -488,6 +493,11 @@ impl PortalError {
                 "send the same request again in a few seconds: the portal reconnects by itself \
                  when its database is back, and a file it had applied gets the same answer \
                  again, never a second seat"
+            }
+            PortalError::StorageFull(_) => {
+                "nothing of this request was applied: the disk of the portal's database is \
+                 full. The portal's operator must free space on it (the database is intact); \
+                 then send the same file again"
             }
             PortalError::Db(_) | PortalError::Storage(_) | PortalError::Unavailable(_) => {
                 "try again later; if it persists, the portal's operator must look at its log"

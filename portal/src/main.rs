@@ -861,9 +861,19 @@ struct Paths {
     keys: PathBuf,
 }
 
-fn paths(g: &Global) -> anyhow::Result<Paths> {
+/// Where the database and the keys are. Only `init` (`create`) makes the data directory:
+/// any other command on a directory that is not there says to run `init`, and leaves
+/// nothing behind (a mistyped `--data` must not become an empty portal).
+fn paths(g: &Global, create: bool) -> anyhow::Result<Paths> {
     let url = match &g.database {
         Some(url) => url.clone(),
+        None if !create && !g.data.exists() => anyhow::bail!(
+            "there is no portal data directory at {} (nothing was created): run `lic-portal \
+             --data {} init` first to create the database and the first vendor key, or pass \
+             the --data DIR (LIC_PORTAL_DATA) the portal was set up with",
+            g.data.display(),
+            g.data.display()
+        ),
         None => {
             // Private (0700) whatever the umask: it holds the database and the keys.
             lic_core::fsutil::create_dir_all(&g.data, lic_core::fsutil::PRIVATE_DIR_MODE)
@@ -879,8 +889,8 @@ fn paths(g: &Global) -> anyhow::Result<Paths> {
     })
 }
 
-async fn connect(g: &Global) -> anyhow::Result<(Db, Paths)> {
-    let p = paths(g)?;
+async fn connect(g: &Global, create: bool) -> anyhow::Result<(Db, Paths)> {
+    let p = paths(g, create)?;
     let db = Db::connect(&p.url)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&p.url)))?;
@@ -888,7 +898,7 @@ async fn connect(g: &Global) -> anyhow::Result<(Db, Paths)> {
 }
 
 async fn open(g: &Global) -> anyhow::Result<Portal> {
-    let (db, p) = connect(g).await?;
+    let (db, p) = connect(g, false).await?;
     Portal::open(db, &p.keys).await.map_err(|e| match e {
         PortalError::Key(_) => anyhow::Error::from(e).context("run `lic-portal init` first"),
         other => other.into(),
@@ -901,7 +911,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let actor = Actor::cli();
     match cli.command {
         Command::Init => {
-            let (db, p) = connect(g).await?;
+            let (db, p) = connect(g, true).await?;
             let kid = Portal::init(&db, &p.keys).await?;
             if json {
                 print_doc(serde_json::json!({

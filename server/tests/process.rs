@@ -247,3 +247,23 @@ fn the_binary_refuses_to_start_without_a_store_or_with_an_unusable_one() {
     let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(!v["problems"].as_array().unwrap().is_empty(), "{v}");
 }
+
+/// Faults (issue 14): a store directory that is not there is a clear error saying how to
+/// activate, exit 2, and nothing is created (no store, no database).
+#[test]
+fn a_server_started_on_a_store_that_is_not_there_says_how_to_activate_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("no-store");
+    let out = lic_server(&store)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("there is no store at") && err.contains("lic offline-activate --pool-seats"),
+        "{err}"
+    );
+    assert!(!store.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -49,7 +49,7 @@ fn show_staff(g: &Global, staff: &accounts::Staff, done: &str) -> anyhow::Result
 }
 
 pub(crate) async fn staff(g: &Global, c: StaffCommand, actor: &Actor) -> anyhow::Result<ExitCode> {
-    let (db, _) = connect(g).await?;
+    let (db, _) = connect(g, false).await?;
     let now = chrono::Utc::now().timestamp();
     match c {
         StaffCommand::Add {
@@ -107,7 +107,7 @@ pub(crate) async fn staff(g: &Global, c: StaffCommand, actor: &Actor) -> anyhow:
 }
 
 pub(crate) async fn user(g: &Global, c: UserCommand, actor: &Actor) -> anyhow::Result<ExitCode> {
-    let (db, _) = connect(g).await?;
+    let (db, _) = connect(g, false).await?;
     let now = chrono::Utc::now().timestamp();
     match c {
         UserCommand::SetPassword { user } => {

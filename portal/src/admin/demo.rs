@@ -94,7 +94,7 @@ pub(crate) async fn demo(
         keys: None,
         format: g.format,
     };
-    let (db, p) = connect(&g).await?;
+    let (db, p) = connect(&g, true).await?;
     Portal::init(&db, &p.keys).await?;
     let portal = Portal::open(db, &p.keys).await?;
     let actor = Actor::cli();

@@ -38,7 +38,7 @@ pub(crate) async fn key(g: &Global, c: KeyCommand, actor: &Actor) -> anyhow::Res
                 }
                 // Every key the portal signed with and did not revoke.
                 None => {
-                    let (db, _) = connect(g).await?;
+                    let (db, _) = connect(g, false).await?;
                     let ring = lic_portal::vendor::keyring(&db).await?;
                     let kids = ring.iter().map(|k| k.kid().to_string()).collect();
                     (ring.to_pem(), kids)
@@ -82,7 +82,7 @@ pub(crate) async fn key(g: &Global, c: KeyCommand, actor: &Actor) -> anyhow::Res
             };
             if json {
                 let kid = key.kid().to_string();
-                let (db, _) = connect(g).await?;
+                let (db, _) = connect(g, false).await?;
                 let info = lic_portal::vendor::list(&db)
                     .await?
                     .into_iter()
@@ -179,7 +179,7 @@ pub(crate) async fn key(g: &Global, c: KeyCommand, actor: &Actor) -> anyhow::Res
             }
         }
         KeyCommand::List => {
-            let (db, _) = connect(g).await?;
+            let (db, _) = connect(g, false).await?;
             let keys = lic_portal::vendor::list(&db).await?;
             if json {
                 print_doc(serde_json::json!({ "items": keys }))?;

@@ -4,7 +4,7 @@ use crate::*;
 
 pub(crate) async fn token(g: &Global, c: TokenCommand) -> anyhow::Result<ExitCode> {
     use lic_portal::auth;
-    let (db, _) = connect(g).await?;
+    let (db, _) = connect(g, false).await?;
     match c {
         TokenCommand::Create {
             name,

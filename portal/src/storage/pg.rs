@@ -45,6 +45,10 @@ pub(crate) fn storage(e: tokio_postgres::Error) -> PortalError {
     // The server's own message where there is one ("deadlock detected", a constraint's
     // name…), not only "db error".
     match e.as_db_error() {
+        // 53100: disk_full.
+        Some(db) if db.code().code() == "53100" => {
+            PortalError::StorageFull(format!("PostgreSQL: {}", db.message()))
+        }
         Some(db) => PortalError::from_sqlstate(db.code().code(), db.message())
             .unwrap_or_else(|| PortalError::Storage(format!("PostgreSQL: {}", db.message()))),
         // No answer from the server: the connection is gone (or never came).

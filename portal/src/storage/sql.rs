@@ -269,6 +269,10 @@ fn rusqlite_sql(sql: &str) -> String {
 }
 
 fn storage(e: rusqlite::Error) -> PortalError {
+    // A full disk is the operator's to fix, and says so (the write was rolled back).
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return PortalError::StorageFull(e.to_string());
+    }
     PortalError::Storage(e.to_string())
 }
 

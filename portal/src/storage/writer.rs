@@ -197,6 +197,7 @@ fn fail_all<J: Job>(batch: impl IntoIterator<Item = (J, Reply<J>)>, error: &Port
     for (_, reply) in batch {
         let e = match error {
             PortalError::Unavailable(m) => PortalError::Unavailable(m.clone()),
+            PortalError::StorageFull(m) => PortalError::StorageFull(m.clone()),
             other => PortalError::Storage(other.to_string()),
         };
         let _ = reply.send(Err(e));
@@ -227,6 +228,7 @@ fn answer<J: Job>(
                     reason: reason.clone(),
                 },
                 PortalError::Unavailable(why) => PortalError::Unavailable(why.clone()),
+                PortalError::StorageFull(why) => PortalError::StorageFull(why.clone()),
                 other if other.unavailable() => PortalError::Unavailable(other.to_string()),
                 other => PortalError::Storage(other.to_string()),
             };

@@ -200,6 +200,51 @@ pub async fn snapshot(db: &Db) -> String {
     out
 }
 
+/// Every row of every table (the audit log included), as sorted text per table: a
+/// refused upload must change none of it.
+pub async fn dump_all(db: &Db, sqlite: bool) -> std::collections::BTreeMap<String, Vec<String>> {
+    use sqlx::Row as _;
+    let tables_sql = if sqlite {
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+    } else {
+        "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+         WHERE table_schema = current_schema() ORDER BY 1"
+    };
+    let tables: Vec<String> = sqlx::query(tables_sql)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+    assert!(tables.len() > 10, "{tables:?}");
+    let mut out = std::collections::BTreeMap::new();
+    for table in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        let mut lines: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        let text: Option<String> = r.try_get(i).ok().flatten();
+                        let num: Option<i64> = r.try_get(i).ok().flatten();
+                        let real: Option<f64> = r.try_get(i).ok().flatten();
+                        let blob: Option<Vec<u8>> = r.try_get(i).ok().flatten();
+                        format!("{text:?}{num:?}{real:?}{blob:?}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        lines.sort();
+        out.insert(table, lines);
+    }
+    out
+}
+
 /// A device with a fixed fingerprint (`machine` as its machine id) and its store in `dir`.
 pub fn device(
     dir: &std::path::Path,
