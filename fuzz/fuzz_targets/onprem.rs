@@ -9,8 +9,6 @@ mod common;
 
 use std::sync::{Arc, OnceLock};
 
-use axum::body::Body;
-use axum::http::{Request, header};
 use chrono::Utc;
 use libfuzzer_sys::fuzz_target;
 use lic_core::client::Client;
@@ -18,7 +16,6 @@ use lic_core::format::{Credential, LicenseType};
 use lic_core::lease::{ROUTE_CHECKIN, ROUTE_CHECKOUT, ROUTE_RELEASE, ROUTE_RENEW, ROUTE_TAKE};
 use lic_fixtures::stand_in::StandIn;
 use lic_server::{Config, Server};
-use tower::ServiceExt as _;
 
 const SEATS: u32 = 3;
 const ROUTES: [&str; 5] = [ROUTE_TAKE, ROUTE_RENEW, ROUTE_RELEASE, ROUTE_CHECKOUT, ROUTE_CHECKIN];
@@ -76,28 +73,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let app = lic_server::http::router(Arc::clone(&w.server));
     for file in common::variants(body, &adjust) {
-        let request = Request::post(route)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(Body::from(file))
-            .expect("a request");
-        let (status, text) = w.rt.block_on(async {
-            let response = app.clone().oneshot(request).await.expect("infallible");
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .expect("the body");
-            (status, bytes)
-        });
-        assert!(
-            !status.is_server_error(),
-            "{route}: {status} {}",
-            String::from_utf8_lossy(&text)
-        );
-        if status.is_client_error() {
-            let error: serde_json::Value =
-                serde_json::from_slice(&text).expect("a JSON error");
-            assert!(error["error"]["code"].is_string(), "{route}: {error}");
-        } else {
+        if common::post(&w.rt, &app, route, "application/json", file).is_success() {
             let report = w.server.status().expect("the status");
             assert!(report.held <= report.seats, "{} of {} seats", report.held, report.seats);
         }

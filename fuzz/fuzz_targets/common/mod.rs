@@ -46,6 +46,44 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// POST `body` to `route` of `app`, as a client would: the status and the body, which
+/// must be a success or a 4xx with the API's JSON error (`{"error": {"code", "hint"}}`),
+/// never a 5xx.
+pub fn post(
+    rt: &tokio::runtime::Runtime,
+    app: &axum::Router,
+    route: &str,
+    accept: &str,
+    body: Vec<u8>,
+) -> axum::http::StatusCode {
+    use axum::http::{Request, header};
+    use tower::ServiceExt as _;
+    let request = Request::post(route)
+        .header(header::ACCEPT, accept)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(axum::body::Body::from(body))
+        .expect("a request");
+    let (status, text) = rt.block_on(async {
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body");
+        (status, bytes)
+    });
+    assert!(
+        !status.is_server_error(),
+        "{route}: {status} {}",
+        String::from_utf8_lossy(&text)
+    );
+    if status.is_client_error() {
+        let error: serde_json::Value = serde_json::from_slice(&text).expect("a JSON error");
+        assert!(error["error"]["code"].is_string(), "{route}: {error}");
+        assert!(error["error"]["hint"].is_string(), "{route}: {error}");
+    }
+    status
+}
+
 /// How the variants of a device file are adjusted before they are signed again.
 pub struct Adjust {
     /// The time the files say they were made (the receiver's now: fresh requests).
