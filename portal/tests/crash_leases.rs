@@ -23,12 +23,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::commands::{Serve, portal};
+use common::commands::{cmd, json, serve};
 use lic_core::client::{Client, new_instance};
 use lic_core::format::Credential;
 use lic_core::keys::Keyring;
@@ -51,30 +50,6 @@ fn rounds() -> usize {
         .ok()
         .map(|v| v.parse().expect("LIC_CRASH_ROUNDS is a number of kills"))
         .unwrap_or(SEATS + 9)
-}
-
-/// `lic-portal` on `data` (its keys), with the test's database.
-fn cmd(data: &Path, database: &str) -> Command {
-    let mut cmd = portal(data);
-    cmd.args(["--database", database]);
-    cmd
-}
-
-fn json(mut cmd: Command, args: &[&str]) -> serde_json::Value {
-    let out = cmd.args(["--format", "json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn serve(data: &Path, database: &str, listen: &str) -> (Serve, String) {
-    let mut child = cmd(data, database)
-        .args(["serve", "--listen", listen, "--uploads-per-minute", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = common::listening_addr(&mut child);
-    (Serve(child), addr)
 }
 
 /// The workstations' HTTP/1.1 client (the portal's dev-dependencies leave out lic-core's

@@ -12,38 +12,13 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::commands::{Serve, portal};
+use common::commands::{cmd, json, serve};
 use lic_portal::db::Db;
 
 const REQUESTS: usize = 240;
-
-/// `lic-portal` on `data` (its keys), with the test's database.
-fn cmd(data: &Path, database: &str) -> Command {
-    let mut cmd = portal(data);
-    cmd.args(["--database", database]);
-    cmd
-}
-
-fn json(mut cmd: Command, args: &[&str]) -> serde_json::Value {
-    let out = cmd.args(["--format", "json"]).args(args).output().unwrap();
-    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn serve(data: &Path, database: &str, listen: &str) -> (Serve, String) {
-    let mut child = cmd(data, database)
-        .args(["serve", "--listen", listen, "--uploads-per-minute", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = common::listening_addr(&mut child);
-    (Serve(child), addr)
-}
 
 fn lic_load() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lic-load"))

@@ -2,7 +2,7 @@
 //! directory, `lic` on a store, and a server process stopped when dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// `lic`, built once per test binary (cargo builds only this package's binaries for its
@@ -55,4 +55,31 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `lic-portal` on `data` (its keys) with the database at `database` (a URL).
+pub fn cmd(data: &Path, database: &str) -> Command {
+    let mut cmd = portal(data);
+    cmd.args(["--database", database]);
+    cmd
+}
+
+/// `cmd --format json ARGS…`, which must succeed: its document.
+pub fn json(mut cmd: Command, args: &[&str]) -> serde_json::Value {
+    let out = cmd.args(["--format", "json"]).args(args).output().unwrap();
+    assert!(out.status.success(), "lic-portal {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `lic-portal serve` on `listen` without an upload limit: the process and the address
+/// it printed.
+pub fn serve(data: &Path, database: &str, listen: &str) -> (Serve, String) {
+    let mut child = cmd(data, database)
+        .args(["serve", "--listen", listen, "--uploads-per-minute", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = super::listening_addr(&mut child);
+    (Serve(child), addr)
 }
