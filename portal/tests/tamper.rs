@@ -31,10 +31,9 @@ use lic_core::format::{
     self, Bytes32, CheckIn, Credential, Feature, JournalHead, LeaseAction, LeaseRequest, Nonce,
 };
 use lic_core::keys::SecretKey;
-use lic_portal::Actor;
 use lic_portal::db::Db;
 use lic_portal::http::{self, AppState, RateLimiter};
-use lic_portal::ops::{NewLicense, Policy};
+use lic_portal::ops::Policy;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -240,22 +239,7 @@ async fn every_upload(db: &TestDb) {
     .await;
 
     // Floating: a lease request, a checkout's check-in.
-    let p = portal
-        .create_policy(floating_policy(), &Actor::cli())
-        .await
-        .unwrap();
-    let floating_key = portal
-        .create_license(
-            NewLicense {
-                policy: p.id,
-                ..Default::default()
-            },
-            &Actor::cli(),
-        )
-        .await
-        .unwrap()
-        .key
-        .unwrap();
+    let (_, floating_key) = license(&portal, floating_policy()).await;
     let machine = SecretKey::generate();
     let take = format::sign(
         &lease_request(&machine, &floating_key, LeaseAction::Take, 1),
