@@ -6,7 +6,8 @@
 #
 # Seeds each target's corpus (fuzz/corpus/TARGET, kept between runs and in git) with the
 # fixtures (fixtures/valid, fixtures/invalid). A crash stops the run with the input in
-# fuzz/artifacts/TARGET/; keep it as a regression case (docs/security.md, "Fuzzing").
+# fuzz/artifacts/TARGET/; keep it in fuzz/regressions/TARGET/, which every run executes
+# (docs/security.md, "Fuzzing").
 # FUZZ_SANITIZER=none builds without AddressSanitizer (faster, as .ci/run does); the
 # default is address. FUZZ_JOBS=N runs N processes per target. Builds are optimized with
 # debug assertions and overflow checks on (cargo-fuzz's default), so an overflow is a crash.
@@ -63,7 +64,10 @@ for t in "${targets[@]}"; do
   [ "$jobs" -gt 1 ] && extra=(-jobs="$jobs" -workers="$jobs")
   budget=(-max_total_time="$seconds")
   [ -n "${FUZZ_RUNS:-}" ] && budget=(-runs="$FUZZ_RUNS")
-  if ! cargo fuzz run -s "$sanitizer" "$t" "$corpus" -- \
+  # Inputs that once crashed, kept as regression cases: run first, with the corpus.
+  regressions=()
+  [ -d "regressions/$t" ] && regressions=("regressions/$t")
+  if ! cargo fuzz run -s "$sanitizer" "$t" "$corpus" "${regressions[@]}" -- \
       "${budget[@]}" -print_final_stats=1 -max_len=65536 "${extra[@]}" >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz target $t failed: the input is in fuzz/artifacts/$t/ (log: fuzz/$log)" >&2
