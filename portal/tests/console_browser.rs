@@ -152,25 +152,25 @@ fn setup() -> Setup {
 }
 
 async fn click(client: &Client, locator: Locator<'_>) {
-    client
-        .wait()
-        .for_element(locator)
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    loop {
+        let element = client.wait().for_element(locator).await.unwrap();
+        match element.click().await {
+            Ok(()) => return,
+            // Found on the page a navigation was replacing: find it on the new one.
+            Err(e) if e.is_stale_element_reference() => continue,
+            Err(e) => panic!("clicking {locator:?}: {e}"),
+        }
+    }
 }
 
-async fn heading(client: &Client) -> String {
+/// Wait for the page whose heading is `text` (the one a click led to, not the page
+/// before it, which may still be showing).
+async fn wait_heading(client: &Client, text: &str) {
     client
         .wait()
-        .for_element(Locator::Css("h1"))
+        .for_element(Locator::XPath(&format!("//h1[normalize-space()='{text}']")))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("a page headed {text:?}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +190,7 @@ async fn support_finds_a_device_and_sends_a_refresh_file_with_a_reason() {
         .goto(&format!("{}/console/licenses", s.url))
         .await
         .unwrap();
-    assert_eq!(heading(&client).await, "Sign in to the console");
+    wait_heading(&client, "Sign in to the console").await;
     client
         .find(Locator::Id("name"))
         .await
@@ -206,7 +206,7 @@ async fn support_finds_a_device_and_sends_a_refresh_file_with_a_reason() {
         .await
         .unwrap();
     click(&client, Locator::Css("button[type=submit]")).await;
-    assert_eq!(heading(&client).await, "Licenses");
+    wait_heading(&client, "Licenses").await;
 
     // The customer reads out the last four characters of their key.
     let alnum: String = s.key.chars().filter(char::is_ascii_alphanumeric).collect();
@@ -227,7 +227,7 @@ async fn support_finds_a_device_and_sends_a_refresh_file_with_a_reason() {
         )),
     )
     .await;
-    assert_eq!(heading(&client).await, format!("License {}", s.license));
+    wait_heading(&client, &format!("License {}", s.license)).await;
     let seats = client.find(Locator::Id("seats-used")).await.unwrap();
     assert_eq!(seats.text().await.unwrap(), "1");
     let of = client.find(Locator::Id("seats")).await.unwrap();
@@ -242,7 +242,13 @@ async fn support_finds_a_device_and_sends_a_refresh_file_with_a_reason() {
         .unwrap();
     screenshot(&client, "console-devices").await;
     device.click().await.unwrap();
-    assert!(heading(&client).await.starts_with("Device act_"));
+    client
+        .wait()
+        .for_element(Locator::XPath(
+            "//h1[starts-with(normalize-space(), 'Device act_')]",
+        ))
+        .await
+        .unwrap();
     screenshot(&client, "console-device").await;
 
     // A refresh file: thirty more days, with the reason.
@@ -279,7 +285,7 @@ async fn support_finds_a_device_and_sends_a_refresh_file_with_a_reason() {
 
     // The audit log, from the console's navigation, shows who sent it and why.
     click(&client, Locator::LinkText("Audit log")).await;
-    assert_eq!(heading(&client).await, "Audit log");
+    wait_heading(&client, "Audit log").await;
     let table = client
         .wait()
         .for_element(Locator::Id("audit"))
