@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::commands::{cmd, json, serve};
+use common::commands::{cmd, init_with_product, json, serve};
 use lic_core::client::{Client, new_instance};
 use lic_core::format::Credential;
 use lic_core::keys::Keyring;
@@ -294,12 +294,7 @@ async fn a_killed_portal_never_leases_more_seats_than_the_license_and_holders_ke
         let name = test.name;
         let data = test.dir.path().join("portal");
         let database = test.url.as_str();
-        let out = cmd(&data, database).arg("init").output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        json(
-            cmd(&data, database),
-            &["product", "create", "photo-pro", "--name", "Photo Pro"],
-        );
+        init_with_product(&data, database);
         let policy = json(
             cmd(&data, database),
             &[

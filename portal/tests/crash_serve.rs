@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::commands::{cmd, json, serve};
+use common::commands::{cmd, init_with_product, json, serve};
 use lic_portal::db::Db;
 
 const REQUESTS: usize = 240;
@@ -66,12 +66,7 @@ async fn a_killed_portal_loses_no_acknowledged_activation_and_gives_no_seat_twic
     for test in common::backends().await {
         let data = test.dir.path().join("portal");
         let database = test.url.as_str();
-        let out = cmd(&data, database).arg("init").output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        json(
-            cmd(&data, database),
-            &["product", "create", "photo-pro", "--name", "Photo Pro"],
-        );
+        init_with_product(&data, database);
         let policy = json(
             cmd(&data, database),
             &[

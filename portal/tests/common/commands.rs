@@ -83,3 +83,13 @@ pub fn serve(data: &Path, database: &str, listen: &str) -> (Serve, String) {
     let addr = super::listening_addr(&mut child);
     (Serve(child), addr)
 }
+
+/// `lic-portal init` on `data` and `database`, and the product `photo-pro`.
+pub fn init_with_product(data: &Path, database: &str) {
+    let out = cmd(data, database).arg("init").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    json(
+        cmd(data, database),
+        &["product", "create", "photo-pro", "--name", "Photo Pro"],
+    );
+}
