@@ -12,12 +12,11 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use common::browser::{BROWSER, browser, browser_available, downloaded, screenshot, start_driver};
-use common::commands::{Serve, lic, portal, vendor};
+use common::commands::{Serve, export_trust, init_with_product, lic, portal, vendor, with_secret};
 use fantoccini::{Client, Locator};
 
 const PASSWORD: &str = "support person's long password";
@@ -37,12 +36,7 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("portal");
-    let out = portal(&data).arg("init").output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    vendor(
-        &data,
-        &["product", "create", "photo-pro", "--name", "Photo Pro"],
-    );
+    init_with_product(|| portal(&data));
     let policy = vendor(
         &data,
         &[
@@ -79,11 +73,7 @@ fn setup() -> Setup {
     let key = created["key"].as_str().unwrap().to_string();
     let license = created["license"]["id"].as_str().unwrap().to_string();
     let trust = dir.path().join("trusted-keys.pem");
-    let out = portal(&data)
-        .args(["key", "export", "--out", trust.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    export_trust(portal(&data), &trust);
 
     // The customer activates offline; the vendor applies the request.
     let store = dir.path().join("store");
@@ -117,21 +107,9 @@ fn setup() -> Setup {
     assert!(out.status.success(), "{out:?}");
 
     // A support account, its password on standard input.
-    let mut child = portal(&data)
-        .args(["staff", "add", "--name", "sam", "--role", "support"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let mut add = portal(&data);
+    add.args(["staff", "add", "--name", "sam", "--role", "support"]);
+    with_secret(add, PASSWORD);
 
     let mut child = portal(&data)
         .args(["serve", "--listen", "127.0.0.1:0"])

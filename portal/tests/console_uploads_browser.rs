@@ -14,12 +14,11 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use common::browser::{BROWSER, browser, browser_available, downloaded, screenshot, start_driver};
-use common::commands::{Serve, lic, portal, vendor};
+use common::commands::{Serve, export_trust, init_with_product, lic, portal, vendor, with_secret};
 use fantoccini::{Client, Locator};
 
 const STAFF: &str = "vera";
@@ -40,12 +39,7 @@ struct Vendor {
 fn vendor_portal() -> Vendor {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("portal");
-    let out = portal(&data).arg("init").output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    vendor(
-        &data,
-        &["product", "create", "photo-pro", "--name", "Photo Pro"],
-    );
+    init_with_product(|| portal(&data));
     let policy = vendor(
         &data,
         &[
@@ -75,20 +69,11 @@ fn vendor_portal() -> Vendor {
     );
     let license = created["license"]["id"].as_str().unwrap().to_string();
     let key = created["key"].as_str().unwrap().to_string();
-    let mut add = portal(&data)
-        .args(["staff", "add", "--name", STAFF, "--role", "admin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    assert!(add.wait().unwrap().success());
+    let mut add = portal(&data);
+    add.args(["staff", "add", "--name", STAFF, "--role", "admin"]);
+    with_secret(add, PASSWORD);
     let trust = dir.path().join("trusted-keys.pem");
-    let out = portal(&data)
-        .args(["key", "export", "--out", trust.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    export_trust(portal(&data), &trust);
     // Two devices: `lic offline-activate`, the request applied by the vendor, the license
     // installed.
     let mut devices = Vec::new();

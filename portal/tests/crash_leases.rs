@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::commands::{cmd, init_with_product, json, serve};
+use common::commands::{cmd, export_trust, init_with_product, json, serve};
 use lic_core::client::{Client, new_instance};
 use lic_core::format::Credential;
 use lic_core::keys::Keyring;
@@ -278,12 +278,7 @@ fn until(
 
 fn trust(data: &Path, database: &str, dir: &Path) -> Keyring {
     let path: PathBuf = dir.join("trusted-keys.pem");
-    let out = cmd(data, database)
-        .args(["key", "export", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    export_trust(cmd(data, database), &path);
     Keyring::read(&path).unwrap()
 }
 
@@ -294,7 +289,7 @@ async fn a_killed_portal_never_leases_more_seats_than_the_license_and_holders_ke
         let name = test.name;
         let data = test.dir.path().join("portal");
         let database = test.url.as_str();
-        init_with_product(&data, database);
+        init_with_product(|| cmd(&data, database));
         let policy = json(
             cmd(&data, database),
             &[

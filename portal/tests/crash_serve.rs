@@ -66,7 +66,7 @@ async fn a_killed_portal_loses_no_acknowledged_activation_and_gives_no_seat_twic
     for test in common::backends().await {
         let data = test.dir.path().join("portal");
         let database = test.url.as_str();
-        init_with_product(&data, database);
+        init_with_product(|| cmd(&data, database));
         let policy = json(
             cmd(&data, database),
             &[

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::browser::{BROWSER, browser, browser_available, downloaded, screenshot, start_driver};
-use common::commands::{Serve, lic, portal, vendor};
+use common::commands::{Serve, export_trust, lic, portal, vendor};
 use fantoccini::key::Key;
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -58,11 +58,7 @@ fn vendor_portal(seats: u32) -> Vendor {
         keys.push(created["key"].as_str().unwrap().to_string());
     }
     let trust = dir.path().join("trusted-keys.pem");
-    let out = portal(&data)
-        .args(["key", "export", "--out", trust.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    export_trust(portal(&data), &trust);
     let logo = dir.path().join("logo.svg");
     std::fs::write(
         &logo,

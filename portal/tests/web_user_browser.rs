@@ -15,12 +15,11 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::browser::{BROWSER, browser, browser_available, downloaded, screenshot, start_driver};
-use common::commands::{Serve, lic, portal, vendor};
+use common::commands::{Serve, export_trust, init_with_product, lic, portal, vendor, with_secret};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
@@ -43,12 +42,7 @@ struct Vendor {
 fn vendor_portal() -> Vendor {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("portal");
-    let out = portal(&data).arg("init").output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    vendor(
-        &data,
-        &["product", "create", "photo-pro", "--name", "Photo Pro"],
-    );
+    init_with_product(|| portal(&data));
     let policy = vendor(
         &data,
         &[
@@ -69,21 +63,11 @@ fn vendor_portal() -> Vendor {
     );
     let by_key = vendor(&data, &["license", "create", "--policy", &policy]);
     // The vendor's support sets Ada's password (on standard input).
-    let mut child = portal(&data)
-        .args(["user", "set-password", "--user", ADA])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{ADA_PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let mut set = portal(&data);
+    set.args(["user", "set-password", "--user", ADA]);
+    with_secret(set, ADA_PASSWORD);
     let trust = dir.path().join("trusted-keys.pem");
-    let out = portal(&data)
-        .args(["key", "export", "--out", trust.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    export_trust(portal(&data), &trust);
     let mut child = portal(&data)
         .args([
             "serve",

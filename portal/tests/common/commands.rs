@@ -84,12 +84,37 @@ pub fn serve(data: &Path, database: &str, listen: &str) -> (Serve, String) {
     (Serve(child), addr)
 }
 
-/// `lic-portal init` on `data` and `database`, and the product `photo-pro`.
-pub fn init_with_product(data: &Path, database: &str) {
-    let out = cmd(data, database).arg("init").output().unwrap();
+/// `lic-portal init` and the product `photo-pro`, run by the commands `make` gives (a
+/// portal on its data directory, or on a database).
+pub fn init_with_product(make: impl Fn() -> Command) {
+    let out = make().arg("init").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     json(
-        cmd(data, database),
+        make(),
         &["product", "create", "photo-pro", "--name", "Photo Pro"],
     );
+}
+
+/// The portal's trusted keys (`lic-portal key export`) written to `out`.
+pub fn export_trust(mut portal: Command, out: &Path) {
+    let done = portal
+        .args(["key", "export", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{done:?}");
+}
+
+/// Run `cmd` with `secret` (a password) on its standard input; it must succeed.
+pub fn with_secret(mut cmd: Command, secret: &str) {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
