@@ -41,7 +41,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// The portal's data directory (SQLite database and vendor keys); created with mode 0700.
+    /// The portal's data directory (SQLite database and vendor keys); `init` creates it
+    /// (mode 0700), other commands refuse one that is not there.
     #[arg(
         long,
         global = true,
