@@ -31,7 +31,7 @@ use common::commands::{cmd, export_trust, init_with_product, json, serve};
 use lic_core::client::{Client, new_instance};
 use lic_core::format::Credential;
 use lic_core::keys::Keyring;
-use lic_core::lease::{self, LeaseError, Reply, Transport, Unreachable};
+use lic_core::lease::{self, HttpTransport, LeaseError};
 use lic_portal::db::Db;
 
 const SEATS: usize = 3;
@@ -50,50 +50,6 @@ fn rounds() -> usize {
         .ok()
         .map(|v| v.parse().expect("LIC_CRASH_ROUNDS is a number of kills"))
         .unwrap_or(SEATS + 9)
-}
-
-/// The workstations' HTTP/1.1 client (the portal's dev-dependencies leave out lic-core's
-/// `online` transport): a connection per exchange; a connection refused, reset or closed
-/// before the whole answer is the portal being unreachable.
-struct Http(String);
-
-impl Transport for Http {
-    fn post(&self, route: &str, body: &str) -> Result<Reply, Unreachable> {
-        use std::io::{Read as _, Write as _};
-        let fail = |e: std::io::Error| Unreachable(e.to_string());
-        let mut stream = std::net::TcpStream::connect(&self.0).map_err(fail)?;
-        let head = format!(
-            "POST {route} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\n\
-             Accept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.0,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).map_err(fail)?;
-        stream.write_all(body.as_bytes()).map_err(fail)?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).map_err(fail)?;
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| Unreachable(format!("an incomplete answer: {response:?}")))?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| Unreachable(format!("no status line: {head:?}")))?;
-        // Cut off mid-answer (the portal killed while it wrote): as ureq, unreachable.
-        let length = head.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        });
-        if length.is_some_and(|n| body.len() < n) {
-            return Err(Unreachable(format!("the answer was cut off: {response:?}")));
-        }
-        Ok(Reply {
-            status,
-            body: body.to_string(),
-        })
-    }
 }
 
 /// What a workstation's thread tells the test as it happens.
@@ -135,7 +91,8 @@ fn workstation(
     shared: Arc<Shared>,
     events: mpsc::Sender<Event>,
 ) -> Seen {
-    let transport = Http(shared.addr.clone());
+    // The real client's transport: a refused, reset or cut-off exchange is unreachable.
+    let transport = HttpTransport::new(&format!("http://{}", shared.addr)).unwrap();
     let instance = new_instance();
     let mut seen = Seen::default();
     let mut held = false;
