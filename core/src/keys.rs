@@ -329,7 +329,10 @@ fn pem_blocks<'a>(text: &'a str, label: &str) -> Result<Vec<&'a str>, String> {
     let mut rest = text;
     while let Some(start) = rest.find(&begin) {
         let block = &rest[start..];
-        let Some(stop) = block.find(&end) else {
+        // The END marker is looked for after the whole BEGIN marker: the two may share
+        // dashes ("-----BEGIN PUBLIC KEY--------END PUBLIC KEY-----"), and an END found
+        // inside the BEGIN line is no END line.
+        let Some(stop) = block[begin.len()..].find(&end).map(|i| i + begin.len()) else {
             return Err(format!("a {label} block has no END line"));
         };
         if !base64_lines(&block[begin.len()..stop]) {
@@ -638,6 +641,10 @@ mod tests {
             "no key here".to_string(),
             format!("{}\n", p.to_pem().replace("-----END PUBLIC KEY-----", "")),
             p.to_pem().replace("MCow", "MCoX"),
+            // Found by fuzzing (fuzz/regressions/keys): the END marker shares dashes with
+            // the BEGIN marker; once a slice out of order, a panic.
+            "$-----BEGIN PUBLIC KEY--------END PUBLIC KEY-----".to_string(),
+            "-----BEGIN PUBLIC KEY-----END PUBLIC KEY-----".to_string(),
         ];
         for text in &refused {
             assert!(PublicKey::from_pem(text).is_err(), "{text:?}");
@@ -675,6 +682,8 @@ mod tests {
         assert!(err.contains("encrypted"), "{err}");
         let two = format!("{}{}", k.to_pem().as_str(), key(9).to_pem().as_str());
         assert!(SecretKey::from_pem(&two).is_err());
+        let overlapping = "-----BEGIN PRIVATE KEY--------END PRIVATE KEY-----";
+        assert!(SecretKey::from_pem(overlapping).is_err());
     }
 
     #[test]
