@@ -86,6 +86,9 @@ fn a_full_disk_under_the_store_is_a_clear_error_changes_nothing_and_passes_once_
             "store-full",
             "disk that holds the license store is full",
         );
+        // The error names the state file, not also the scratch file it was written through.
+        let err = stderr(&out);
+        assert!(!err.contains(".lic-tmp"), "{err}");
         assert_eq!(files(&env.store()), before, "lic {args:?}");
         assert_eq!(temp_files(&env.store()), Vec::<String>::new());
     }

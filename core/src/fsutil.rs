@@ -128,7 +128,9 @@ fn temp_file(
     let _ = mode;
     let mut tmp = builder.tempfile_in(dir)?;
     hook("write");
-    tmp.write_all(bytes)?;
+    // Through the plain file: NamedTempFile's own Write adds its scratch name to an error
+    // ("… at path \".lic-tmpXXXX\""), and callers name the file being replaced.
+    tmp.as_file_mut().write_all(bytes)?;
     if sync {
         hook("sync");
         tmp.as_file().sync_all()?;
