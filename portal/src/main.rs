@@ -177,7 +177,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StaffCommand {
-    /// Create a staff account; its password is read from standard input.
+    /// Create a staff account; its password is typed twice at a terminal (not shown), or
+    /// read from standard input.
     Add {
         /// The name they sign in with.
         #[arg(long)]
@@ -189,8 +190,8 @@ pub(crate) enum StaffCommand {
         #[arg(long = "product")]
         products: Vec<String>,
     },
-    /// Set a new password (read from standard input), enabling a disabled account; the
-    /// account's sessions end.
+    /// Set a new password (typed twice at a terminal, or read from standard input),
+    /// enabling a disabled account; the account's sessions end.
     Password {
         #[arg(long)]
         name: String,
@@ -206,7 +207,8 @@ pub(crate) enum StaffCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
-    /// Set or reset an end user's password (read from standard input); their sessions end.
+    /// Set or reset an end user's password (typed twice at a terminal, or read from standard
+    /// input); their sessions end.
     SetPassword {
         /// The user id their licenses carry.
         #[arg(long)]

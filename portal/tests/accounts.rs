@@ -324,7 +324,7 @@ fn the_staff_and_user_commands_read_the_password_from_stdin() {
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no password on standard input"), "{err}");
+    assert!(err.contains("no password given"), "{err}");
     // A short one: the rule, in words.
     let out = lic_portal(
         &data,
@@ -370,4 +370,119 @@ fn the_staff_and_user_commands_read_the_password_from_stdin() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["user"], "ann@example.com");
     assert_eq!(doc["password_set"], true);
+}
+
+/// Run `lic-portal ARGS` on a terminal (a pseudo-terminal, through python3's `pty`),
+/// answering each of `answers` (prompt, what is typed) once the prompt has been shown,
+/// as a person at a keyboard would. Returns the exit code and all the terminal showed.
+/// None (the test skips, loudly) without python3, unless LIC_REQUIRE_INTEROP is set.
+fn on_a_terminal(
+    data: &std::path::Path,
+    args: &[&str],
+    answers: &[(&str, &str)],
+) -> Option<(i32, String)> {
+    const DRIVER: &str = r#"
+import os, pty, sys, json, termios, time
+answers = json.loads(sys.argv[1])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+seen = b""
+def read():
+    global seen
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        chunk = b""
+    seen += chunk
+    return chunk
+for prompt, typed in answers:
+    while prompt.encode() not in seen:
+        if not read():
+            break
+    # A person reads the prompt, then types: by then the program has turned echo off
+    # (it does so right after the prompt). Wait for that, 10 s at most: a program that
+    # never turns it off shows what is typed, and the test says so.
+    deadline = time.monotonic() + 10
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.monotonic() < deadline:
+        pass
+    os.write(fd, (typed + "\n").encode())
+while read():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(seen)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    if Command::new("python3").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("LIC_REQUIRE_INTEROP").is_none(),
+            "LIC_REQUIRE_INTEROP is set but python3 is missing"
+        );
+        eprintln!("SKIPPED: python3 is missing (set LIC_REQUIRE_INTEROP=1 to fail instead)");
+        return None;
+    }
+    let answers = serde_json::to_string(answers).unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            DRIVER,
+            &answers,
+            env!("CARGO_BIN_EXE_lic-portal"),
+            "--data",
+        ])
+        .arg(data)
+        .args(args)
+        .env_remove("LIC_PORTAL_DATABASE")
+        .env_remove("LIC_PORTAL_KEYS")
+        .output()
+        .unwrap();
+    Some((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_password_typed_at_a_terminal_is_not_shown_and_is_asked_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("portal");
+    let out = lic_portal(&data, &["init"], "");
+    assert!(out.status.success(), "{out:?}");
+    let add = ["staff", "add", "--name", "sam", "--role", "support"];
+    let prompt = "password for the new account: ";
+    let again = "password for the new account again: ";
+
+    // Typed twice the same: the account is made, and the password never appears.
+    let Some((code, shown)) = on_a_terminal(&data, &add, &[(prompt, PASSWORD), (again, PASSWORD)])
+    else {
+        return;
+    };
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains(prompt) && shown.contains(again), "{shown}");
+    assert!(shown.contains("staff account sam"), "{shown}");
+    assert!(
+        !shown.contains(PASSWORD),
+        "the password was echoed: {shown}"
+    );
+    let db = Db::connect(&format!("sqlite://{}", data.join("portal.db").display()))
+        .await
+        .unwrap();
+    accounts::staff_sign_in(&db, "sam", PASSWORD).await.unwrap();
+
+    // Typed differently the second time: refused, nothing changed.
+    let other = "another password 123";
+    let (code, shown) = on_a_terminal(
+        &data,
+        &["staff", "password", "--name", "sam"],
+        &[
+            ("new password: ", other),
+            ("new password again: ", "a typo 12345"),
+        ],
+    )
+    .unwrap();
+    assert_ne!(code, 0, "{shown}");
+    assert!(shown.contains("the two passwords differ"), "{shown}");
+    assert!(shown.contains("nothing was changed"), "{shown}");
+    accounts::staff_sign_in(&db, "sam", PASSWORD).await.unwrap();
+    assert!(accounts::staff_sign_in(&db, "sam", other).await.is_err());
 }

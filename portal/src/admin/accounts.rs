@@ -5,21 +5,32 @@ use crate::*;
 use lic_portal::accounts;
 use zeroize::Zeroizing;
 
-/// The password, from the first line of standard input (a prompt on a terminal).
+/// The password: typed twice at a terminal, without echo; else the first line of
+/// standard input (a script pipes it in).
 fn read_password(what: &str) -> anyhow::Result<Zeroizing<String>> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("{what} (shown as you type; pipe it in to avoid that): ");
-        std::io::stderr().flush().ok();
-    }
-    let mut line = Zeroizing::new(String::new());
-    stdin
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
-    let password = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+    let password = if stdin.is_terminal() {
+        let typed = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map(Zeroizing::new)
+                .context("cannot read the password from the terminal")
+        };
+        let first = typed(&format!("{what}: "))?;
+        let again = typed(&format!("{what} again: "))?;
+        if first != again {
+            bail!("the two passwords differ: nothing was changed; run the command again");
+        }
+        first
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        stdin
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string())
+    };
     if password.is_empty() {
         bail!(
-            "no password on standard input: pipe it in, e.g. `printf '%s\\n' \"$PASSWORD\" | lic-portal …`"
+            "no password given: type one, or pipe it in, e.g. `printf '%s\\n' \"$PASSWORD\" | lic-portal …`"
         );
     }
     Ok(password)
