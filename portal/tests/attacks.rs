@@ -542,6 +542,48 @@ async fn a_reset_store_reactivates_with_the_counted_consumption_and_cannot_pass_
     }
 }
 
+/// A customer who resets the store again and again (or signs request after request with
+/// their own device key) raises a flag each time: the activation keeps the first
+/// MAX_FLAGS_PER_KIND and counts the rest, so its rows and every listing stay bounded, and
+/// support still sees how many there were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_past_the_limit_per_kind_are_counted_not_kept() {
+    let max = usize::try_from(lic_portal::ops::MAX_FLAGS_PER_KIND).unwrap();
+    let extra = 7;
+    for db in backends().await {
+        let Activated {
+            portal,
+            key,
+            dir,
+            c,
+            act,
+            ..
+        } = activated(&db).await;
+        for _ in 0..max + extra {
+            reset_store(dir.path());
+            assert_eq!(activate(&portal, &c, &key).await, act, "{}", db.name);
+        }
+        let a = portal.activation(&act).await.unwrap();
+        assert_eq!(a.reactivations, i64::try_from(max + extra).unwrap());
+        assert_eq!(a.flags.len(), max, "{}: the first ones kept", db.name);
+        assert!(a.flags.iter().all(|f| f.kind == "reactivation"));
+        let repeats: Vec<u64> = a.flags.iter().map(|f| f.repeats).collect();
+        let last = repeats.len() - 1;
+        assert_eq!(repeats[last], extra as u64, "{}: the rest counted", db.name);
+        assert!(repeats[..last].iter().all(|&r| r == 0), "{repeats:?}");
+        // The listing says the same, and the latest flag is still the activation's.
+        let listed = portal.activations(None, None).await.unwrap();
+        let listed = listed.iter().find(|l| l.id == act).unwrap();
+        assert_eq!(listed.flags, a.flags, "{}", db.name);
+        assert!(a.fork.as_deref().unwrap_or("").starts_with("reactivated"));
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM activation_flags")
+            .fetch_one(portal.db().pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, i64::try_from(max).unwrap(), "{}", db.name);
+    }
+}
+
 // ----- 7. a closed account -------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

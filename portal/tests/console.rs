@@ -688,6 +688,38 @@ async fn the_license_and_device_pages_show_what_support_needs() {
             "{}",
             a.body
         );
+        // Flags past the limit of a kind are counted on the last one kept: the pages
+        // count them too.
+        sqlx::query(
+            "INSERT INTO activation_flags (activation, kind, at, detail, file_hash, repeats) \
+             VALUES ($1, 'gap', $2, 'a report was skipped', 'ab', 41)",
+        )
+        .bind(&w.activation)
+        .bind(chrono::Utc::now().timestamp())
+        .execute(w.portal.db().pool())
+        .await
+        .unwrap();
+        let a = send(
+            &w.app,
+            rita.get(&format!("/console/licenses/{}/devices", w.license)),
+        )
+        .await;
+        assert!(
+            a.body.contains("⚠ 43:</span> fork, gap ×42"),
+            "{name}: {}",
+            a.body
+        );
+        let a = send(
+            &w.app,
+            rita.get(&format!("/console/activations/{}", w.activation)),
+        )
+        .await;
+        assert!(a.body.contains("Journal warnings (43)"), "{}", a.body);
+        assert!(
+            a.body.contains("and 41 more of this kind since"),
+            "{}",
+            a.body
+        );
         // The fingerprint's components by name (their values are never sent).
         let fingerprint = between(&a.body, "id=\"fingerprint\">", "</dd>");
         assert!(fingerprint.contains("machine-id"), "{fingerprint}");

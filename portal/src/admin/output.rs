@@ -87,7 +87,8 @@ pub(crate) fn show_license(l: &LicenseInfo) -> String {
 }
 
 pub(crate) fn show_activation(a: &Activation) -> String {
-    let fork = match (a.fork.as_deref(), a.flags.len()) {
+    let raised: u64 = a.flags.iter().map(|f| 1 + f.repeats).sum();
+    let fork = match (a.fork.as_deref(), raised) {
         (Some(f), n) if n > 1 => format!("  FLAGGED ({n} flags, latest): {f}"),
         (Some(f), _) => format!("  FLAGGED: {f}"),
         (None, _) => String::new(),

@@ -83,6 +83,10 @@ struct Device {
     variables: Vec<(String, String)>,
     usage: Vec<(String, i64)>,
     flags: Vec<FlagRow>,
+    /// Every flag raised, those kept and those only counted (`repeats`).
+    flags_raised: u64,
+    /// The kinds of flag raised, each with how many times, in the order first raised.
+    flag_kinds: Vec<(String, u64)>,
     /// The Offline Expiry Date still ahead: no deactivation on the server before it.
     oed_ahead: Option<String>,
     floating: bool,
@@ -93,6 +97,8 @@ struct FlagRow {
     kind: String,
     at: String,
     detail: String,
+    /// Flags of the kind raised after this one and not kept.
+    repeats: u64,
 }
 
 impl Device {
@@ -112,6 +118,14 @@ impl Device {
             fork: a.fork.unwrap_or_default(),
             variables: a.variables.into_iter().collect(),
             usage: a.usage.into_iter().collect(),
+            flags_raised: a.flags.iter().map(|f| 1 + f.repeats).sum(),
+            flag_kinds: a.flags.iter().fold(Vec::new(), |mut kinds, f| {
+                match kinds.iter_mut().find(|(k, _)| *k == f.kind) {
+                    Some((_, n)) => *n += 1 + f.repeats,
+                    None => kinds.push((f.kind.clone(), 1 + f.repeats)),
+                }
+                kinds
+            }),
             flags: a
                 .flags
                 .into_iter()
@@ -119,6 +133,7 @@ impl Device {
                     kind: f.kind,
                     at: when(f.at),
                     detail: f.detail,
+                    repeats: f.repeats,
                 })
                 .collect(),
             id: a.id,
@@ -195,6 +210,8 @@ struct DevicePage<'a> {
     refused: &'static str,
     deactivated_now: bool,
     form: RefreshFields,
+    /// The flags of each kind the portal keeps (the rest are counted).
+    max_flags: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +290,7 @@ async fn render_device(state: &AppState, signed: &Signed, id: &str, shown: Shown
             refused: shown.refused,
             deactivated_now: shown.deactivated_now,
             form: shown.form,
+            max_flags: crate::ops::MAX_FLAGS_PER_KIND,
         },
     )
 }

@@ -514,13 +514,8 @@ impl Portal {
         }
         let mut out: BTreeMap<String, Vec<Flag>> = BTreeMap::new();
         for r in q.fetch_all(self.db.pool()).await? {
-            let file_hash: String = r.try_get("file_hash")?;
-            out.entry(r.try_get("activation")?).or_default().push(Flag {
-                kind: r.try_get("kind")?,
-                at: r.try_get("at")?,
-                detail: r.try_get("detail")?,
-                file_hash: (!file_hash.is_empty()).then_some(file_hash),
-            });
+            let (activation, flag) = Flag::from_row(&r)?;
+            out.entry(activation).or_default().push(flag);
         }
         Ok(out)
     }
@@ -546,7 +541,7 @@ impl Portal {
         .await?;
         let mut flags = self
             .flags_by(
-                "SELECT * FROM activation_flags WHERE activation = $1 ORDER BY at, kind",
+                "SELECT * FROM activation_flags WHERE activation = $1 ORDER BY at, kind, file_hash",
                 Some(id),
             )
             .await?;

@@ -603,20 +603,12 @@ impl Portal {
             .rows_in(
                 "SELECT * FROM activation_flags WHERE activation IN (",
                 &ids,
-                " ORDER BY at, kind",
+                " ORDER BY at, kind, file_hash",
             )
             .await?
         {
-            let file_hash: String = f.try_get("file_hash")?;
-            flags
-                .entry(f.try_get("activation")?)
-                .or_default()
-                .push(Flag {
-                    kind: f.try_get("kind")?,
-                    at: f.try_get("at")?,
-                    detail: f.try_get("detail")?,
-                    file_hash: (!file_hash.is_empty()).then_some(file_hash),
-                });
+            let (activation, flag) = Flag::from_row(&f)?;
+            flags.entry(activation).or_default().push(flag);
         }
         let now = self.now().timestamp();
         let mut instances: BTreeMap<String, u64> = BTreeMap::new();

@@ -34,6 +34,7 @@ mod keys;
 mod lists;
 mod refreshes;
 mod writes;
+pub use writes::MAX_FLAGS_PER_KIND;
 
 pub use floating::{
     CheckoutAnswer, LeaseAnswer, RECLAIMER, ReclaimEdit, Reclaimed, ReclaimedSeat, ReleaseAnswer,
@@ -505,6 +506,28 @@ pub struct Flag {
     pub detail: String,
     /// The file that raised it, if any.
     pub file_hash: Option<String>,
+    /// Flags of this kind raised after this one and not kept: an activation keeps the
+    /// first [`MAX_FLAGS_PER_KIND`] of each kind and counts the
+    /// rest on the latest one kept.
+    pub repeats: u64,
+}
+
+impl Flag {
+    /// The activation and its flag, from a row of `activation_flags`.
+    pub(crate) fn from_row(r: &AnyRow) -> Result<(String, Flag), PortalError> {
+        let file_hash: String = r.try_get("file_hash")?;
+        let repeats: i64 = r.try_get("repeats")?;
+        Ok((
+            r.try_get("activation")?,
+            Flag {
+                kind: r.try_get("kind")?,
+                at: r.try_get("at")?,
+                detail: r.try_get("detail")?,
+                file_hash: (!file_hash.is_empty()).then_some(file_hash),
+                repeats: u64::try_from(repeats).unwrap_or(0),
+            },
+        ))
+    }
 }
 
 /// One audit log entry.

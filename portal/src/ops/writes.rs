@@ -365,8 +365,14 @@ fn counters_from(rows: &[Vec<Val>]) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Record evidence on an activation (once per kind and file) and show it as the
-/// activation's latest flag.
+/// The integrity flags of one kind kept on an activation, as evidence, each with the file
+/// that raised it. Past them, a flag of the kind is counted on the latest one kept
+/// (`repeats`): a customer who signs crafted files with their own device key cannot make
+/// an activation's rows, and every listing of it, grow without end.
+pub const MAX_FLAGS_PER_KIND: i64 = 20;
+
+/// Record evidence on an activation (once per kind and file; past
+/// [`MAX_FLAGS_PER_KIND`], counted) and show it as the activation's latest flag.
 fn raise_flag(
     out: &mut Vec<Write>,
     activation: &str,
@@ -378,13 +384,37 @@ fn raise_flag(
     out.push(
         stmt(
             "INSERT INTO activation_flags (activation, kind, file_hash, at, detail) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (activation, kind, file_hash) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5 WHERE (SELECT count(*) FROM activation_flags \
+             WHERE activation = $1 AND kind = $2) < $6 \
+             ON CONFLICT (activation, kind, file_hash) DO NOTHING",
             vec![
                 activation.into(),
                 kind.into(),
                 file_hash.into(),
                 at.into(),
                 detail.into(),
+                MAX_FLAGS_PER_KIND.into(),
+            ],
+        )
+        .into(),
+    );
+    // Not kept (the kind is at its limit, and this file raised none of the flags kept):
+    // counted on the latest flag of the kind.
+    out.push(
+        stmt(
+            "UPDATE activation_flags SET repeats = repeats + 1 \
+             WHERE activation = $1 AND kind = $2 AND file_hash = \
+             (SELECT file_hash FROM activation_flags WHERE activation = $1 AND kind = $2 \
+             ORDER BY at DESC, file_hash DESC LIMIT 1) \
+             AND NOT EXISTS (SELECT 1 FROM activation_flags WHERE activation = $1 \
+             AND kind = $2 AND file_hash = $3) \
+             AND (SELECT count(*) FROM activation_flags WHERE activation = $1 AND kind = $2) \
+             >= $4",
+            vec![
+                activation.into(),
+                kind.into(),
+                file_hash.into(),
+                MAX_FLAGS_PER_KIND.into(),
             ],
         )
         .into(),

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts",
         include_str!("../../migrations/0011_accounts.sql"),
     ),
+    (
+        12,
+        "flag-limit",
+        include_str!("../../migrations/0012_flag_limit.sql"),
+    ),
 ];
 
 /// Which database is behind the pool.
