@@ -1,8 +1,8 @@
 //! The tamper matrix, portal side (issue 14): for every kind of file the portal takes as
 //! an anonymous HTTP upload — activation request, usage report, deactivation, lease
 //! request, check-in — made fresh by a device so that the file as made is accepted, every
-//! single-bit flip and every truncation of it, in raw COSE bytes and in armored text,
-//! POSTed through the real router (in process, `tower::ServiceExt::oneshot`) is answered
+//! single-bit flip and every truncation of it, in raw COSE bytes, in armored text and in
+//! the QR text form (`LIC1:` + base45, what a phone scans), POSTed through the real router (in process, `tower::ServiceExt::oneshot`) is answered
 //! 4xx with a JSON error code, never 5xx, never a panic, and the database is unchanged:
 //! every row of every table, dumped before and after each kind's matrix.
 //!
@@ -13,8 +13,8 @@
 //! mutation is POSTed after the file itself and must get the answer the file gets a
 //! second time, with the database as the file itself left it.
 //!
-//! The full matrix (some 44,000 uploads) runs on SQLite and on PostgreSQL, a few seconds
-//! each in a debug build. The upload rate limit is off (`RateLimiter::unlimited`).
+//! The full matrix (some 70,000 uploads) runs on SQLite and on PostgreSQL, about 10
+//! seconds each in a debug build. The upload rate limit is off (`RateLimiter::unlimited`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -81,7 +81,8 @@ async fn matrix(
     let before = dump_all(db, sqlite).await;
     let mut tally = Tally::default();
     let mut same_content = Vec::new();
-    for (form, original) in [("cose", &cose[..]), ("armored", armored)] {
+    let qr = format::qrtext::encode(&cose).into_bytes();
+    for (form, original) in [("cose", &cose[..]), ("armored", armored), ("qr", &qr[..])] {
         let flips = (0..original.len() * 8).map(|bit| {
             let mut bytes = original.to_vec();
             bytes[bit / 8] ^= 1 << (bit % 8);
@@ -95,10 +96,11 @@ async fn matrix(
         for (what, bytes) in flips.chain(cuts) {
             let what = format!("{name} ({form}): {what}");
             let decoded = format::unarmor(&bytes).ok();
-            if form == "armored"
+            // The QR text names no kind; armored text must still name the file's.
+            if form != "cose"
                 && decoded
                     .as_ref()
-                    .is_some_and(|(k, b)| *k == kind && *b == cose)
+                    .is_some_and(|(k, b)| *b == cose && (form == "qr" || *k == kind))
             {
                 // Damage outside the signed bytes: tried after the file itself.
                 same_content.push((what, bytes));
