@@ -231,6 +231,19 @@ impl PortalError {
         }
     }
 
+    /// Whether the disk of the database is full (nothing of the request was written):
+    /// the writer's [`PortalError::StorageFull`], or the same from a statement sent
+    /// through the pool (PostgreSQL's SQLSTATE 53100, SQLite's SQLITE_FULL).
+    pub fn storage_full(&self) -> bool {
+        match self {
+            PortalError::StorageFull(_) => true,
+            PortalError::Db(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|c| c == "53100" || c == "13")
+            }
+            _ => false,
+        }
+    }
+
     /// [`PortalError::Unavailable`] for a SQLSTATE of a database going away, else `None`.
     pub fn from_sqlstate(code: &str, message: &str) -> Option<PortalError> {
         unavailable_sqlstate(code).then(|| PortalError::Unavailable(message.to_string()))
@@ -281,10 +294,11 @@ impl PortalError {
             PortalError::SignInFailed => "sign-in-failed",
             PortalError::SignInRequired { .. } => "sign-in-required",
             e if e.unavailable() => "database-unavailable",
-            PortalError::StorageFull(_) => "storage-full",
-            PortalError::Db(_) | PortalError::Storage(_) | PortalError::Unavailable(_) => {
-                "internal"
-            }
+            e if e.storage_full() => "storage-full",
+            PortalError::Db(_)
+            | PortalError::Storage(_)
+            | PortalError::StorageFull(_)
+            | PortalError::Unavailable(_) => "internal",
         }
     }
 
@@ -334,10 +348,11 @@ impl PortalError {
             PortalError::SignInRequired { .. } => 403,
             PortalError::RateLimited => 429,
             e if e.unavailable() => 503,
-            PortalError::StorageFull(_) => 507,
+            e if e.storage_full() => 507,
             PortalError::Key(_)
             | PortalError::Db(_)
             | PortalError::Storage(_)
+            | PortalError::StorageFull(_)
             | PortalError::Unavailable(_) => 500,
         }
     }
@@ -494,12 +509,15 @@ impl PortalError {
                  when its database is back, and a file it had applied gets the same answer \
                  again, never a second seat"
             }
-            PortalError::StorageFull(_) => {
+            e if e.storage_full() => {
                 "nothing of this request was applied: the disk of the portal's database is \
                  full. The portal's operator must free space on it (the database is intact); \
                  then send the same file again"
             }
-            PortalError::Db(_) | PortalError::Storage(_) | PortalError::Unavailable(_) => {
+            PortalError::Db(_)
+            | PortalError::Storage(_)
+            | PortalError::StorageFull(_)
+            | PortalError::Unavailable(_) => {
                 "try again later; if it persists, the portal's operator must look at its log"
             }
         }

@@ -1,5 +1,5 @@
-//! Faults under the portal (issue 14): its SQLite database on a full disk (a small tmpfs),
-//! and a data or key directory that is not there. Each is a clear error; nothing is
+//! Faults under the portal (issue 14): its SQLite database, or its PostgreSQL tablespace,
+//! on a full disk (a small tmpfs), and a data or key directory that is not there. Each is a clear error; nothing is
 //! corrupted or created by accident; a portal whose disk filled up applies the file, in
 //! the same process, once space is freed.
 //!
@@ -99,6 +99,159 @@ async fn an_upload_to_a_portal_whose_sqlite_disk_is_full_is_507_changes_nothing_
     c.install(body["response"].as_str().unwrap().as_bytes())
         .unwrap();
     assert_eq!(integrity(portal.db()).await, "ok");
+}
+
+/// A PostgreSQL tablespace on a tmpfs of its own. Dropped with the test's schema (which
+/// holds its tables), then a checkpoint, so that the server neither syncs nor replays
+/// anything in it any more; only then is the tmpfs unmounted and its directory removed.
+/// Should the drop fail, both are left in place (and said so): a tablespace directory
+/// taken from under a running PostgreSQL stops it at its next checkpoint, and keeps it
+/// from starting again.
+struct Tablespace {
+    name: String,
+    schema: String,
+    mount: Option<Tmpfs>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Tablespace {
+    /// A tablespace named after `schema`, on a tmpfs of `size`; None (skipped loudly, or a
+    /// failure with LIC_REQUIRE_FAULTS=1) where this machine cannot mount one.
+    fn create(schema: &str, size: &str) -> Option<Tablespace> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("space");
+        let mount = Tmpfs::mount(&path, size)?;
+        // The server's user owns the directory, and may reach it.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let out = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let name = format!("{schema}_space");
+        psql(&[&format!(
+            "CREATE TABLESPACE {name} LOCATION '{}'",
+            path.display()
+        )])
+        .unwrap();
+        Some(Tablespace {
+            name,
+            schema: schema.to_string(),
+            mount: Some(mount),
+            dir: Some(dir),
+        })
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.as_ref().unwrap().path().join("space")
+    }
+}
+
+impl Drop for Tablespace {
+    fn drop(&mut self) {
+        let dropped = psql(&[
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
+            &format!("DROP TABLESPACE IF EXISTS {}", self.name),
+            "CHECKPOINT",
+        ]);
+        if let Err(why) = dropped {
+            let path = self.path();
+            eprintln!(
+                "WARNING: tablespace {} could not be dropped ({why}); its tmpfs stays mounted \
+                 on {}. Drop it by hand (DROP SCHEMA {} CASCADE; DROP TABLESPACE {}; \
+                 CHECKPOINT), then umount it",
+                self.name,
+                path.display(),
+                self.schema,
+                self.name
+            );
+            std::mem::forget(self.mount.take());
+            if let Some(dir) = self.dir.take() {
+                let _ = dir.keep();
+            }
+        }
+    }
+}
+
+/// Run each SQL command (in its own transaction: DROP TABLESPACE cannot run in one) on
+/// the test database, stopping at the first error.
+fn psql(commands: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q"])
+        .args(["-v", "ON_ERROR_STOP=1"]);
+    for c in commands {
+        cmd.arg("-c").arg(c);
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The same on PostgreSQL: the portal's tables in a tablespace on a small tmpfs (the
+/// write-ahead log stays on the server's own disk). A full disk there is SQLSTATE 53100:
+/// the upload is answered 507, the transaction is rolled back whole, and the same
+/// portal, without a restart, applies the file once space is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_portal_whose_postgres_tablespace_is_full_is_507_changes_nothing_and_applies_once_space_is_freed()
+ {
+    let Some(mut db) = common::postgres().await else {
+        return;
+    };
+    let schema = db.url.rsplit("search_path%3D").next().unwrap().to_string();
+    let Some(tablespace) = Tablespace::create(&schema, "4M") else {
+        return;
+    };
+    let name = &tablespace.name;
+    let space = tablespace.path();
+    db.url = format!("{}%20-c%20default_tablespace%3D{name}", db.url);
+
+    let portal = Arc::new(portal(&db).await);
+    let app =
+        http::router(AppState::new(Arc::clone(&portal)).with_limiter(RateLimiter::unlimited()));
+    let (license_id, key) = license(&portal, policy(2)).await;
+    let store = tempfile::tempdir().unwrap();
+    let c = device(
+        store.path(),
+        "machine-1",
+        portal.trusted_keys().await.unwrap(),
+    );
+    let request = c
+        .request_activation(Credential::LicenseKey(key))
+        .unwrap()
+        .armored();
+    let filler = fill(&space);
+    let before = dump_all(portal.db(), false).await;
+
+    let (status, body) = post(&app, "/api/v1/activate", request.as_bytes()).await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["error"]["code"], "storage-full", "{body}");
+    assert!(
+        body["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("send the same file again"),
+        "{body}"
+    );
+    assert!(
+        dump_all(portal.db(), false).await == before,
+        "the database changed"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let (status, body) = post(&app, "/api/v1/activate", request.as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    c.install(body["response"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let license = portal.license(&license_id).await.unwrap();
+    assert_eq!(license.seats_used, 1);
 }
 
 fn lic_portal(args: &[&str]) -> std::process::Output {

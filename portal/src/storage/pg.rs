@@ -89,8 +89,29 @@ pub struct Pg {
     deferred: Vec<Item>,
     /// Why the transaction cannot go on: a statement failed (without savepoints, that
     /// aborts the transaction), or a write changed other rows than its job expected; and
-    /// whether it is because the database went away.
-    broken: Option<(String, bool)>,
+    /// what each job of the batch is told.
+    broken: Option<(String, Breakage)>,
+}
+
+/// What broke a transaction, for the answer every job of its batch gets.
+#[derive(Debug, Clone, Copy)]
+enum Breakage {
+    /// The database went away: send the request again (503).
+    Gone,
+    /// Its disk is full: the operator frees space, then the request is sent again (507).
+    Full,
+    /// Anything else: a conflict, to be sent again (409).
+    Conflict,
+}
+
+impl Breakage {
+    fn of(e: &PortalError) -> Breakage {
+        match e {
+            PortalError::StorageFull(_) => Breakage::Full,
+            e if e.unavailable() => Breakage::Gone,
+            _ => Breakage::Conflict,
+        }
+    }
 }
 
 impl std::fmt::Debug for Pg {
@@ -207,8 +228,10 @@ impl Pg {
             let answer = answers.next();
             let why = match (item, answer) {
                 // A database going away is not a conflict: the request can be sent again.
+                // Nor is a full disk: the operator must free space first.
                 (_, Some(Err(e))) => Some(match storage(e) {
                     gone @ PortalError::Unavailable(_) => gone,
+                    full @ PortalError::StorageFull(_) => full,
                     other => PortalError::Conflict {
                         reason: other.to_string(),
                     },
@@ -229,13 +252,13 @@ impl Pg {
             }
         }
         if let Some(e) = failure {
-            self.broken.get_or_insert((e.to_string(), e.unavailable()));
+            self.broken.get_or_insert((e.to_string(), Breakage::of(&e)));
             return Err(e);
         }
         let answers: Result<Vec<Answer>, PortalError> =
             answers.map(|a| a.map_err(storage)).collect();
         if let Err(e) = &answers {
-            self.broken.get_or_insert((e.to_string(), e.unavailable()));
+            self.broken.get_or_insert((e.to_string(), Breakage::of(e)));
         }
         answers
     }
@@ -269,16 +292,16 @@ impl Pg {
     /// the error for every job of the batch (nothing of it was committed; each may be
     /// sent again).
     pub fn broken(&self) -> Option<PortalError> {
-        self.broken.as_ref().map(|(why, gone)| {
-            if *gone {
-                PortalError::Unavailable(why.clone())
-            } else {
-                PortalError::Conflict {
-                    reason: format!(
-                        "{why} (nothing of this batch of writes was committed; send it again)"
-                    ),
-                }
-            }
+        self.broken.as_ref().map(|(why, breakage)| match breakage {
+            Breakage::Gone => PortalError::Unavailable(why.clone()),
+            Breakage::Full => PortalError::StorageFull(format!(
+                "{why} (nothing of this batch of writes was committed)"
+            )),
+            Breakage::Conflict => PortalError::Conflict {
+                reason: format!(
+                    "{why} (nothing of this batch of writes was committed; send it again)"
+                ),
+            },
         })
     }
 
