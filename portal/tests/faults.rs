@@ -46,20 +46,16 @@ async fn integrity(db: &lic_portal::db::Db) -> String {
         .get::<String, _>(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_to_a_portal_whose_sqlite_disk_is_full_is_507_changes_nothing_and_applies_once_space_is_freed()
- {
-    let db = common::backends().await.into_iter().next().unwrap();
-    assert_eq!(db.name, "sqlite");
-    // The database and the keys on a small file system of their own (unmounted before
-    // the database's directory is removed: dropped first).
-    let Some(_mount) = Tmpfs::mount(db.dir.path(), "16M") else {
-        return;
-    };
-    let portal = Arc::new(portal(&db).await);
+/// On a portal on `db` with a two-seat license: a device's activation request, sent once
+/// the disk under `space` is full (507 `storage-full`, the database as it was), then again
+/// once space is freed (applied by the same process: the license installs, one seat is
+/// used). On SQLite, its integrity check passes after each. `before_fill` runs first.
+async fn full_then_freed(db: &common::TestDb, space: &std::path::Path, before_fill: &str) {
+    let sqlite = db.name == "sqlite";
+    let portal = Arc::new(portal(db).await);
     let app =
         http::router(AppState::new(Arc::clone(&portal)).with_limiter(RateLimiter::unlimited()));
-    let (_, key) = license(&portal, policy(2)).await;
+    let (license_id, key) = license(&portal, policy(2)).await;
     let store = tempfile::tempdir().unwrap();
     let c = device(
         store.path(),
@@ -70,35 +66,56 @@ async fn an_upload_to_a_portal_whose_sqlite_disk_is_full_is_507_changes_nothing_
         .request_activation(Credential::LicenseKey(key))
         .unwrap()
         .armored();
-    // The write-ahead log emptied, so the next write must grow a file.
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(portal.db().pool())
-        .await
-        .unwrap();
-    let filler = fill(db.dir.path());
-    let before = dump_all(portal.db(), true).await;
+    if !before_fill.is_empty() {
+        sqlx::query(before_fill)
+            .execute(portal.db().pool())
+            .await
+            .unwrap();
+    }
+    let filler = fill(space);
+    let before = dump_all(portal.db(), sqlite).await;
 
     let (status, body) = post(&app, "/api/v1/activate", request.as_bytes()).await;
-    assert_eq!(status, 507, "{body}");
+    assert_eq!(status, 507, "{}: {body}", db.name);
     assert_eq!(body["error"]["code"], "storage-full", "{body}");
     let hint = body["error"]["hint"].as_str().unwrap();
     assert!(
         hint.contains("free space") && hint.contains("send the same file again"),
         "{hint}"
     );
-    assert_eq!(integrity(portal.db()).await, "ok");
+    if sqlite {
+        assert_eq!(integrity(portal.db()).await, "ok");
+    }
     assert!(
-        dump_all(portal.db(), true).await == before,
-        "the database changed"
+        dump_all(portal.db(), sqlite).await == before,
+        "{}: the database changed",
+        db.name
     );
 
     // Space freed: the same process applies the same file.
     std::fs::remove_file(filler).unwrap();
     let (status, body) = post(&app, "/api/v1/activate", request.as_bytes()).await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "{}: {body}", db.name);
     c.install(body["response"].as_str().unwrap().as_bytes())
         .unwrap();
-    assert_eq!(integrity(portal.db()).await, "ok");
+    if sqlite {
+        assert_eq!(integrity(portal.db()).await, "ok");
+    }
+    assert_eq!(portal.license(&license_id).await.unwrap().seats_used, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_portal_whose_sqlite_disk_is_full_is_507_changes_nothing_and_applies_once_space_is_freed()
+ {
+    let db = common::backends().await.into_iter().next().unwrap();
+    assert_eq!(db.name, "sqlite");
+    // The database and the keys on a small file system of their own (unmounted before
+    // the database's directory is removed: dropped first).
+    let Some(_mount) = Tmpfs::mount(db.dir.path(), "16M") else {
+        return;
+    };
+    // The write-ahead log emptied first, so that the next write must grow a file.
+    full_then_freed(&db, db.dir.path(), "PRAGMA wal_checkpoint(TRUNCATE)").await;
 }
 
 /// A PostgreSQL tablespace on a tmpfs of its own. Dropped with the test's schema (which
@@ -209,49 +226,8 @@ async fn an_upload_to_a_portal_whose_postgres_tablespace_is_full_is_507_changes_
     let Some(tablespace) = Tablespace::create(&schema, "4M") else {
         return;
     };
-    let name = &tablespace.name;
-    let space = tablespace.path();
-    db.url = format!("{}%20-c%20default_tablespace%3D{name}", db.url);
-
-    let portal = Arc::new(portal(&db).await);
-    let app =
-        http::router(AppState::new(Arc::clone(&portal)).with_limiter(RateLimiter::unlimited()));
-    let (license_id, key) = license(&portal, policy(2)).await;
-    let store = tempfile::tempdir().unwrap();
-    let c = device(
-        store.path(),
-        "machine-1",
-        portal.trusted_keys().await.unwrap(),
-    );
-    let request = c
-        .request_activation(Credential::LicenseKey(key))
-        .unwrap()
-        .armored();
-    let filler = fill(&space);
-    let before = dump_all(portal.db(), false).await;
-
-    let (status, body) = post(&app, "/api/v1/activate", request.as_bytes()).await;
-    assert_eq!(status, 507, "{body}");
-    assert_eq!(body["error"]["code"], "storage-full", "{body}");
-    assert!(
-        body["error"]["hint"]
-            .as_str()
-            .unwrap()
-            .contains("send the same file again"),
-        "{body}"
-    );
-    assert!(
-        dump_all(portal.db(), false).await == before,
-        "the database changed"
-    );
-
-    std::fs::remove_file(filler).unwrap();
-    let (status, body) = post(&app, "/api/v1/activate", request.as_bytes()).await;
-    assert_eq!(status, 200, "{body}");
-    c.install(body["response"].as_str().unwrap().as_bytes())
-        .unwrap();
-    let license = portal.license(&license_id).await.unwrap();
-    assert_eq!(license.seats_used, 1);
+    db.url = format!("{}%20-c%20default_tablespace%3D{}", db.url, tablespace.name);
+    full_then_freed(&db, &tablespace.path(), "").await;
 }
 
 fn lic_portal(args: &[&str]) -> std::process::Output {
