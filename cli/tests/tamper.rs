@@ -463,3 +463,13 @@ fn every_flip_and_cut_of_a_pool_lease_is_refused_by_inspect() {
     })
     .run(false);
 }
+
+#[test]
+fn every_flip_and_cut_of_an_on_premise_checkout_license_is_refused_by_inspect() {
+    // A license for offline use until its Offline Expiry Date, signed by the on-premise
+    // floating server's key, with the vendor-signed pool license in it.
+    inspect_target("on-premise checkout license", |_| {
+        std::fs::read(lic_fixtures::dir().join("valid/pool-license-checkout.lic")).unwrap()
+    })
+    .run(false);
+}
