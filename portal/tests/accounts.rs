@@ -418,7 +418,11 @@ sys.exit(os.waitstatus_to_exitcode(status))
             std::env::var_os("LIC_REQUIRE_INTEROP").is_none(),
             "LIC_REQUIRE_INTEROP is set but python3 is missing"
         );
-        eprintln!("SKIPPED: python3 is missing (set LIC_REQUIRE_INTEROP=1 to fail instead)");
+        lic_fixtures::skip::loudly(
+            "the terminal password test",
+            "python3 is missing",
+            "LIC_REQUIRE_INTEROP",
+        );
         return None;
     }
     let answers = serde_json::to_string(answers).unwrap();

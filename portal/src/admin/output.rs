@@ -87,7 +87,7 @@ pub(crate) fn show_license(l: &LicenseInfo) -> String {
 }
 
 pub(crate) fn show_activation(a: &Activation) -> String {
-    let raised: u64 = a.flags.iter().map(|f| 1 + f.repeats).sum();
+    let raised: u64 = a.flags.iter().map(lic_portal::ops::Flag::raised).sum();
     let fork = match (a.fork.as_deref(), raised) {
         (Some(f), n) if n > 1 => format!("  FLAGGED ({n} flags, latest): {f}"),
         (Some(f), _) => format!("  FLAGGED: {f}"),

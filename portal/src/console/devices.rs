@@ -118,11 +118,11 @@ impl Device {
             fork: a.fork.unwrap_or_default(),
             variables: a.variables.into_iter().collect(),
             usage: a.usage.into_iter().collect(),
-            flags_raised: a.flags.iter().map(|f| 1 + f.repeats).sum(),
+            flags_raised: a.flags.iter().map(crate::ops::Flag::raised).sum(),
             flag_kinds: a.flags.iter().fold(Vec::new(), |mut kinds, f| {
                 match kinds.iter_mut().find(|(k, _)| *k == f.kind) {
-                    Some((_, n)) => *n += 1 + f.repeats,
-                    None => kinds.push((f.kind.clone(), 1 + f.repeats)),
+                    Some((_, n)) => *n += f.raised(),
+                    None => kinds.push((f.kind.clone(), f.raised())),
                 }
                 kinds
             }),

@@ -513,6 +513,11 @@ pub struct Flag {
 }
 
 impl Flag {
+    /// How many times it was raised: itself, and the flags of its kind counted on it.
+    pub fn raised(&self) -> u64 {
+        1 + self.repeats
+    }
+
     /// The activation and its flag, from a row of `activation_flags`.
     pub(crate) fn from_row(r: &AnyRow) -> Result<(String, Flag), PortalError> {
         let file_hash: String = r.try_get("file_hash")?;

@@ -107,7 +107,7 @@ enum Breakage {
 impl Breakage {
     fn of(e: &PortalError) -> Breakage {
         match e {
-            PortalError::StorageFull(_) => Breakage::Full,
+            e if e.storage_full() => Breakage::Full,
             e if e.unavailable() => Breakage::Gone,
             _ => Breakage::Conflict,
         }
